@@ -1,0 +1,5 @@
+import sys
+
+from audioscope.cli import main
+
+sys.exit(main())

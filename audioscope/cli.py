@@ -1,0 +1,89 @@
+"""The `audioscope` command line: one subcommand per step.
+
+Each subcommand lives in its own module that exposes
+``register(subparsers) -> argparse.ArgumentParser``; the module sets
+``func`` as a default on its parser. Command modules import only the standard
+library at import time, so `audioscope --help` never loads Beam or TensorFlow;
+the heavy work is imported inside ``func``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from audioscope import __version__
+
+# Order is the order of the data flow; it is also the order of `--help`.
+COMMAND_MODULES: tuple[str, ...] = (
+    "audioscope.synth.cli",
+    "audioscope.pipelines.ingest_cli",
+    "audioscope.clipstore.cli",
+)
+
+EPILOG = """\
+The data flows one way: synth (or your own videos) -> ingest -> clip store
+-> scores -> curated lists and labels -> mixture shards -> releases ->
+training. Every step is resumable: running it again does only what is
+missing. Pipelines run on Beam's local runner by default; pass standard Beam
+flags (e.g. --runner=DataflowRunner --project=... --region=...
+--temp_location=gs://...) after `--` to run them elsewhere.
+
+Run `audioscope COMMAND --help` for a command's options."""
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback.
+
+    The message must say what went wrong and what to do next.
+    """
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audioscope",
+        description="Build the AudioScope on-screen / off-screen sound dataset end to end.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"audioscope-data {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except UserError as e:
+        print(f"audioscope {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\naudioscope {args.command}: interrupted. Finished work is kept; "
+            "run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

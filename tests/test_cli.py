@@ -1,0 +1,101 @@
+"""The `audioscope` command line: every command and option is documented."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import types
+
+import pytest
+
+from audioscope import cli
+
+
+def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Yield (command path, parser) for the parser and every nested subcommand."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, path + (name,))
+
+
+def _all_parsers():
+    return list(_walk(cli.build_parser()))
+
+
+def test_every_registered_module_adds_a_command():
+    names = {path[0] for path, _ in _all_parsers() if len(path) == 1}
+    assert len(names) >= len(cli.COMMAND_MODULES)
+    for expected in ("synth", "ingest", "clips"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path,parser", _all_parsers(), ids=lambda p: " ".join(p) if isinstance(p, tuple) else "")
+def test_help_is_complete(path, parser):
+    """Each command has a description, and every option and positional has help
+    text that shows in `--help`."""
+    text = parser.format_help()
+    if path:
+        assert parser.description, f"`audioscope {' '.join(path)}` has no description"
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                assert choice.help, f"subcommand {choice.dest!r} of {path} has no help"
+            continue
+        assert action.help and action.help is not argparse.SUPPRESS, (
+            f"`audioscope {' '.join(path)}`: {action.option_strings or action.dest} has no help"
+        )
+        for opt in action.option_strings:
+            assert opt in text
+
+
+def test_help_runs_as_a_program_without_heavy_imports():
+    """`audioscope --help` must not import Beam or TensorFlow (it stays fast)."""
+    code = (
+        "import sys; from audioscope import cli;"
+        "cli.build_parser().format_help();"
+        "heavy = [m for m in ('apache_beam', 'tensorflow') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "audioscope", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    for name in ("synth", "ingest", "clips"):
+        assert name in out.stdout
+
+
+def test_no_command_prints_help_and_fails():
+    proc = subprocess.run([sys.executable, "-m", "audioscope"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "commands" in proc.stdout
+
+
+def test_user_error_is_reported_without_traceback(monkeypatch, capsys):
+    """A UserError prints its message (which says what to do) and exits 2."""
+    fake = types.ModuleType("fake_cmd")
+
+    def register(sub):
+        p = sub.add_parser("boom", help="fails", description="Always fails.")
+
+        def run(args):
+            raise cli.UserError("the store is missing; run `audioscope ingest` first")
+
+        p.set_defaults(func=run)
+        return p
+
+    fake.register = register
+    monkeypatch.setitem(sys.modules, "fake_cmd", fake)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_cmd",))
+    rc = cli.main(["boom"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "audioscope boom: error:" in err
+    assert "run `audioscope ingest` first" in err
+    assert "Traceback" not in err
