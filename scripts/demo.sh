@@ -14,7 +14,7 @@ step "1/2 synthetic corpus ($videos videos, seed $seed)"
 $as synth --out "$out/corpus" --videos "$videos" --seed "$seed"
 
 step "2/2 ingest: corpus -> clip store"
-$as ingest "$out/corpus/list.txt" --format uris --media-root "$out/corpus" --out "$out/clipstore"
+$as ingest "$out/corpus/list.csv" --media-root "$out/corpus" --out "$out/clipstore"
 $as clips stats --store "$out/clipstore"
 
 printf '\nDemo done.\n  corpus:     %s\n  clip store: %s\n' "$out/corpus" "$out/clipstore"

@@ -1,0 +1,295 @@
+"""The clip store's on-disk format: parameters, layout, media shards, clip windows.
+
+Kept free of Beam so that readers (and researchers' notebooks) need only
+numpy, Pillow and fsspec. See the package docstring for the layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from audioscope import storage
+
+FORMAT_VERSION = 1
+FRAME_CODECS: tuple[str, ...] = ("png", "jpeg")
+
+
+class StoreError(Exception):
+    """The clip store is missing, incomplete or was made with other parameters."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreParams:
+    """Parameters fixed when a store is created (``STORE/store.json``)."""
+
+    sample_rate: int = 16000
+    clip_seconds: int = 5
+    hop_seconds: int = 1
+    frame_size: int = 128
+    aspect: str = "pad"
+    frame_codec: str = "png"
+    jpeg_quality: int = 95
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.frame_codec not in FRAME_CODECS:
+            raise ValueError(f"frame_codec must be one of {FRAME_CODECS}")
+        if self.clip_seconds < 1 or self.hop_seconds < 1:
+            raise ValueError("clip_seconds and hop_seconds must be whole seconds >= 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "StoreParams":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise StoreError(f"store.json has unknown parameters {sorted(unknown)}; upgrade audioscope-data")
+        return cls(**dict(d))
+
+    def differences(self, other: "StoreParams") -> dict[str, tuple[Any, Any]]:
+        a, b = self.to_json(), other.to_json()
+        return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+
+
+# --------------------------------------------------------------------------- #
+# layout
+
+
+def _prefix(video_id: str) -> str:
+    return video_id[:2]
+
+
+class Layout:
+    """Where each part of a store lives (local path or URI)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/") if "://" in root else root
+
+    def path(self, *parts: str) -> str:
+        return storage.join(self.root, *parts)
+
+    @property
+    def store_json(self) -> str:
+        return self.path("store.json")
+
+    @property
+    def summary_json(self) -> str:
+        return self.path("summary.json")
+
+    @property
+    def requests_dir(self) -> str:
+        return self.path("requests")
+
+    @property
+    def bad_rows_dir(self) -> str:
+        return self.path("bad_rows")
+
+    @property
+    def status_dir(self) -> str:
+        return self.path("status")
+
+    @property
+    def index_dir(self) -> str:
+        return self.path("index")
+
+    @property
+    def status_table(self) -> str:
+        return self.path("index", "status.parquet")
+
+    def media_rel(self, video_id: str) -> str:
+        return f"media/{_prefix(video_id)}/{video_id}.npz"
+
+    def media(self, video_id: str) -> str:
+        return self.path(*self.media_rel(video_id).split("/"))
+
+    def status(self, video_id: str) -> str:
+        return self.path("status", _prefix(video_id), f"{video_id}.json")
+
+    def status_glob(self) -> str:
+        return self.path("status", "*", "*.json")
+
+    def index_shard(self, i: int, n: int) -> str:
+        return self.path("index", f"clips-{i:05d}-of-{n:05d}.parquet")
+
+
+def load_params(layout: Layout) -> StoreParams | None:
+    if not storage.exists(layout.store_json):
+        return None
+    data = json.loads(storage.read_text(layout.store_json))
+    if data.get("format_version") != FORMAT_VERSION:
+        raise StoreError(
+            f"{layout.root} uses store format {data.get('format_version')}, this version of "
+            f"audioscope-data reads format {FORMAT_VERSION}; use a matching version or a new --out"
+        )
+    return StoreParams.from_json(data)
+
+
+def init_store(layout: Layout, params: StoreParams) -> StoreParams:
+    """Create ``store.json``, or check that an existing store has the same params."""
+    existing = load_params(layout)
+    if existing is None:
+        storage.atomic_write(layout.store_json, json.dumps(params.to_json(), indent=2, sort_keys=True) + "\n")
+        return params
+    diff = existing.differences(params)
+    if diff:
+        text = ", ".join(f"{k}: store has {a!r}, asked for {b!r}" for k, (a, b) in diff.items())
+        raise StoreError(
+            f"the store {layout.root} was created with other parameters ({text}); "
+            "use the store's parameters or write to a new --out directory"
+        )
+    return existing
+
+
+# --------------------------------------------------------------------------- #
+# clip windows and ids
+
+
+def clip_id(video_id: str, start: float) -> str:
+    """``{video_id}-{start_ms:07d}``: deterministic, sorts with start time."""
+    return f"{video_id}-{int(round(start * 1000)):07d}"
+
+
+def sliding_windows(usable_seconds: int, clip_seconds: int = 5, hop_seconds: int = 1) -> list[tuple[int, int]]:
+    """Clip k covers [k*hop, k*hop + clip) while it fits in ``usable_seconds``.
+
+    A whole-second duration D gives ``floor((D - clip) / hop) + 1`` clips.
+    """
+    if usable_seconds < clip_seconds:
+        return []
+    n = (usable_seconds - clip_seconds) // hop_seconds + 1
+    return [(k * hop_seconds, k * hop_seconds + clip_seconds) for k in range(n)]
+
+
+@dataclass(frozen=True)
+class SpanProblem:
+    start: float
+    end: float
+    kind: str
+    message: str
+
+
+def fit_spans(
+    spans: tuple[tuple[float, float], ...], usable_seconds: int, clip_seconds: int = 5
+) -> tuple[list[tuple[int, int]], list[SpanProblem]]:
+    """Split requested spans into clips that fit the media and problems.
+
+    A span must start on a whole second (frames are one per second), last
+    ``clip_seconds`` and end within the usable length of the video.
+    """
+    ok: list[tuple[int, int]] = []
+    bad: list[SpanProblem] = []
+    for start, end in sorted(set(spans)):
+        if not (math.isfinite(start) and math.isfinite(end)) or abs(start - round(start)) > 1e-3:
+            bad.append(SpanProblem(start, end, "bad_span", f"span {start}-{end} does not start on a whole second"))
+        elif abs((end - start) - clip_seconds) > 1e-3:
+            bad.append(SpanProblem(start, end, "bad_span", f"span {start}-{end} does not last {clip_seconds} s"))
+        elif start < 0 or round(end) > usable_seconds:
+            bad.append(
+                SpanProblem(
+                    start, end, "span_out_of_range",
+                    f"span {start}-{end} s is outside the media's {usable_seconds} usable seconds",
+                )
+            )
+        else:
+            ok.append((int(round(start)), int(round(start)) + clip_seconds))
+    return ok, bad
+
+
+# --------------------------------------------------------------------------- #
+# media shards
+
+
+def _encode_frame(frame: np.ndarray, params: StoreParams) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img = Image.fromarray(frame, mode="RGB")
+    if params.frame_codec == "png":
+        img.save(buf, format="PNG", optimize=False, compress_level=6)
+    else:
+        img.save(buf, format="JPEG", quality=params.jpeg_quality, subsampling=0)
+    return buf.getvalue()
+
+
+def _decode_frame(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def encode_media(
+    audio: np.ndarray, frames: np.ndarray, params: StoreParams, *, video_id: str
+) -> bytes:
+    """One video's shard: each second once (int16 audio + one encoded frame).
+
+    A zip of ``.npy`` members (so ``numpy.load(..., allow_pickle=False)`` reads
+    it) plus ``meta.json``: ``audio`` (int16, deflated), ``frame_data`` (the
+    encoded frames concatenated, stored: they are compressed already) and
+    ``frame_offsets`` (int64, n+1 byte offsets into ``frame_data``).
+    """
+    encoded = [_encode_frame(f, params) for f in frames]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in encoded])
+    meta = {
+        "video_id": video_id,
+        "sample_rate": params.sample_rate,
+        "frame_size": params.frame_size,
+        "frame_codec": params.frame_codec,
+        "n_seconds": int(len(frames)),
+        "format_version": FORMAT_VERSION,
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(_zinfo("meta.json"), json.dumps(meta, sort_keys=True), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_zinfo("audio.npy"), _npy_bytes(audio.astype("<i2")), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_zinfo("frame_offsets.npy"), _npy_bytes(offsets), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(
+            _zinfo("frame_data.npy"),
+            _npy_bytes(np.frombuffer(b"".join(encoded), dtype=np.uint8)),
+            compress_type=zipfile.ZIP_STORED,
+        )
+    return buf.getvalue()
+
+
+def _zinfo(name: str) -> zipfile.ZipInfo:
+    # A fixed timestamp keeps shard bytes identical across runs.
+    return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+
+
+def decode_media(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(audio int16, frames uint8 [n, size, size, 3], meta) of a media shard."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        meta = json.loads(z.read("meta.json"))
+        audio = np.load(io.BytesIO(z.read("audio.npy")), allow_pickle=False)
+        offsets = np.load(io.BytesIO(z.read("frame_offsets.npy")), allow_pickle=False)
+        blob = np.load(io.BytesIO(z.read("frame_data.npy")), allow_pickle=False).tobytes()
+    size = int(meta["frame_size"])
+    frames = np.zeros((len(offsets) - 1, size, size, 3), dtype=np.uint8)
+    for i in range(len(offsets) - 1):
+        frames[i] = _decode_frame(blob[offsets[i] : offsets[i + 1]])
+    return audio, frames, meta
+
+
+def naive_bytes_per_clip(params: StoreParams) -> int:
+    """Bytes of one clip stored naively: float32 audio + raw uint8 frames."""
+    return (
+        params.clip_seconds * params.sample_rate * 4
+        + params.clip_seconds * params.frame_size * params.frame_size * 3
+    )

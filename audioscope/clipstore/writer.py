@@ -1,0 +1,303 @@
+"""Writer pieces of the clip store: one video in, one media shard and one status record out.
+
+:func:`ingest_video` is the whole per-video unit of work of the ingest
+pipeline (fetch, probe, decode once, slice, write media then status). It
+never raises for a bad item: every failure becomes a status record with a
+``kind`` and a message. It is plain Python so that it is tested without Beam
+and runs the same inside any Beam worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from audioscope import storage
+from audioscope.clipstore.format import (
+    Layout,
+    StoreParams,
+    clip_id,
+    encode_media,
+    fit_spans,
+    sliding_windows,
+)
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from audioscope.sources.fetch import FetchLimits
+    from audioscope.sources.lists import BadRow, VideoRequest
+
+STATUS_OK = "ok"
+STATUS_PARTIAL = "partial"  # some requested spans did not fit the media
+STATUS_FAILED = "failed"
+STATUS_BAD_ROW = "bad_row"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusRecord:
+    """What became of one requested video (``STORE/status/<id[:2]>/<id>.json``).
+
+    Written after the video's media shard, so its existence means the video is
+    finished. ``clips`` are the (start, end) windows stored for it; the index
+    is rebuilt from these records.
+    """
+
+    video_id: str
+    source: str
+    origin: str = ""
+    status: str = STATUS_OK
+    kind: str | None = None
+    message: str | None = None
+    transient: bool = False
+    split: str | None = None
+    licence_name: str | None = None
+    licence_url: str | None = None
+    duration: float | None = None
+    usable_seconds: int = 0
+    clips: tuple[tuple[float, float], ...] = ()
+    media: str | None = None
+    media_bytes: int = 0
+    media_seconds: int = 0
+    probe: dict[str, Any] = field(default_factory=dict)
+    span_problems: tuple[dict[str, Any], ...] = ()
+    decode_seconds: float = 0.0
+    finished_at: str = ""
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.clips)
+
+    def is_done(self, retry_failed: bool = False) -> bool:
+        """Whether a re-run should skip this video."""
+        if self.status in (STATUS_OK, STATUS_PARTIAL):
+            return True
+        return not (self.transient or retry_failed)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["clips"] = [list(c) for c in self.clips]
+        d["span_problems"] = list(self.span_problems)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "StatusRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["clips"] = tuple((float(a), float(b)) for a, b in d.get("clips", ()))
+        kw["span_problems"] = tuple(d.get("span_problems", ()))
+        return cls(**kw)
+
+    def index_rows(self) -> list[dict[str, Any]]:
+        """Rows of the clip index (``schemas.tables.CLIP_INDEX``)."""
+        return [
+            {
+                "clip_id": clip_id(self.video_id, start),
+                "video_id": self.video_id,
+                "start": float(start),
+                "end": float(end),
+                "split": self.split,
+                "licence_name": self.licence_name,
+                "licence_url": self.licence_url,
+                "source_uri": self.source,
+                "video_duration": self.duration,
+            }
+            for start, end in self.clips
+        ]
+
+    def status_row(self) -> dict[str, Any]:
+        """A row of the status table (``schemas.tables.STATUS``)."""
+        return {
+            "video_id": self.video_id,
+            "source": self.source,
+            "origin": self.origin,
+            "status": self.status,
+            "kind": self.kind,
+            "message": self.message,
+            "transient": self.transient,
+            "n_clips": self.n_clips,
+            "duration": self.duration,
+            "media_bytes": self.media_bytes,
+            "media_seconds": self.media_seconds,
+            "format_name": self.probe.get("format_name"),
+            "video_codec": self.probe.get("video_codec"),
+            "audio_codec": self.probe.get("audio_codec"),
+        }
+
+
+def bad_row_status(row: "BadRow") -> dict[str, Any]:
+    """A status-table row for a list row that could not be read."""
+    return {
+        "video_id": None,
+        "source": row.raw,
+        "origin": row.origin,
+        "status": STATUS_BAD_ROW,
+        "kind": row.kind,
+        "message": row.message,
+        "transient": False,
+        "n_clips": 0,
+        "duration": None,
+        "media_bytes": 0,
+        "media_seconds": 0,
+        "format_name": None,
+        "video_codec": None,
+        "audio_codec": None,
+    }
+
+
+def read_status(layout: Layout, video_id: str) -> StatusRecord | None:
+    path = layout.status(video_id)
+    if not storage.exists(path):
+        return None
+    return StatusRecord.from_json(json.loads(storage.read_text(path)))
+
+
+def write_status(layout: Layout, record: StatusRecord) -> None:
+    storage.atomic_write(
+        layout.status(record.video_id), json.dumps(record.to_json(), sort_keys=True, indent=1) + "\n"
+    )
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSettings:
+    """Per-video processing settings shipped to workers (small and picklable)."""
+
+    store: str
+    params: StoreParams
+    limits: "FetchLimits | None" = None
+    decode_timeout_s: float = 600.0
+    max_duration_s: float | None = None
+    retry_failed: bool = False
+
+
+def ingest_video(
+    request: "VideoRequest", settings: IngestSettings, workdir: str
+) -> tuple[StatusRecord, bool]:
+    """Process one video unless already finished.
+
+    Returns ``(record, skipped)``: ``skipped`` is true when a finished record
+    was found and nothing was redone. Never raises for a bad item.
+    """
+    from audioscope.media import MediaError, decode, probe
+    from audioscope.sources.fetch import FetchError, FetchLimits, fetch
+
+    layout = Layout(settings.store)
+    params = settings.params
+    existing = read_status(layout, request.video_id)
+    if existing is not None and existing.is_done(settings.retry_failed):
+        return existing, True
+
+    base = StatusRecord(
+        video_id=request.video_id,
+        source=request.uri,
+        origin=request.origin,
+        split=request.split,
+        licence_name=request.licence_name,
+        licence_url=request.licence_url,
+    )
+    t0 = time.monotonic()
+    local = None
+    info = None
+    try:
+        local = fetch(request.uri, workdir, settings.limits or FetchLimits())
+        info = probe(local.path)
+        decoded = decode(
+            local.path,
+            sample_rate=params.sample_rate,
+            frame_size=params.frame_size,
+            aspect=params.aspect,
+            timeout_s=settings.decode_timeout_s,
+            max_duration_s=settings.max_duration_s,
+            info=info,
+        )
+    except FetchError as e:
+        record = dataclasses.replace(
+            base, status=STATUS_FAILED, kind=e.kind, message=e.message, transient=bool(e.transient)
+        )
+        return _finish(layout, record, t0), False
+    except MediaError as e:
+        record = dataclasses.replace(
+            base, status=STATUS_FAILED, kind=e.kind, message=e.message,
+            probe=info.to_json() if info is not None else {},
+        )
+        return _finish(layout, record, t0), False
+    except Exception as e:  # noqa: BLE001 - recorded with its message, retried next run
+        # An unexpected error on one item (a bug, a storage hiccup) must not
+        # kill the bundle; it is logged with its traceback and recorded as
+        # transient so that the next run tries the video again.
+        logger.exception("unexpected error on %s", request.video_id)
+        record = dataclasses.replace(
+            base, status=STATUS_FAILED, kind="internal_error",
+            message=f"{type(e).__name__}: {e}", transient=True,
+        )
+        return _finish(layout, record, t0), False
+    finally:
+        if local is not None and local.is_temp and os.path.exists(local.path):
+            os.remove(local.path)
+
+    usable = decoded.usable_seconds
+    duration = info.duration if info.duration else decoded.duration_s
+    base = dataclasses.replace(base, duration=duration, usable_seconds=usable, probe=info.to_json())
+    if request.spans is None:
+        windows = sliding_windows(usable, params.clip_seconds, params.hop_seconds)
+        problems: list[dict[str, Any]] = []
+    else:
+        windows, bad = fit_spans(tuple(request.spans), usable, params.clip_seconds)
+        problems = [dataclasses.asdict(p) for p in bad]
+    if not windows and problems:
+        record = dataclasses.replace(
+            base,
+            status=STATUS_FAILED,
+            kind=problems[0]["kind"],
+            message=f"none of the {len(problems)} requested spans fit: {problems[0]['message']}",
+            span_problems=tuple(problems),
+        )
+        return _finish(layout, record, t0), False
+    if not windows:
+        # Decoded fine but shorter than one clip: a finished video with no clips.
+        record = dataclasses.replace(
+            base,
+            message=f"only {usable} s have both audio and frames; a clip needs {params.clip_seconds} s",
+        )
+        return _finish(layout, record, t0), False
+
+    keep = usable if request.spans is None else max(end for _, end in windows)
+    sr = params.sample_rate
+    shard = encode_media(
+        decoded.audio[: keep * sr], decoded.frames[:keep], params, video_id=request.video_id
+    )
+    storage.atomic_write(layout.media(request.video_id), shard)
+    status, kind, message = STATUS_OK, None, None
+    if problems:
+        status, kind = STATUS_PARTIAL, problems[0]["kind"]
+        message = f"{len(problems)} requested span(s) skipped: " + "; ".join(p["message"] for p in problems)
+    record = dataclasses.replace(
+        base,
+        status=status,
+        kind=kind,
+        message=message,
+        clips=tuple((float(a), float(b)) for a, b in windows),
+        media=layout.media_rel(request.video_id),
+        media_bytes=len(shard),
+        media_seconds=keep,
+        span_problems=tuple(problems),
+    )
+    return _finish(layout, record, t0), False
+
+
+def _finish(layout: Layout, record: StatusRecord, t0: float) -> StatusRecord:
+    record = dataclasses.replace(
+        record, decode_seconds=round(time.monotonic() - t0, 3), finished_at=_now()
+    )
+    write_status(layout, record)
+    return record

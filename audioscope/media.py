@@ -1,0 +1,365 @@
+"""ffprobe / ffmpeg: one locked-down decode pass per video.
+
+What a decoded video is
+-----------------------
+:func:`decode` runs **one** ffmpeg process per video and gets both outputs of
+the AudioScope recipe from it:
+
+* **Audio**: the first audio stream, downmixed to mono and resampled to
+  16 kHz (``sample_rate``), as int16 PCM. The first sample is at time 0 of the
+  media timeline: a stream that starts late is padded with silence at the
+  start (``aresample=async=1:first_pts=0``), so audio and frames share one
+  clock even when the container's streams do not start together.
+* **Frames**: one RGB frame of ``frame_size`` x ``frame_size`` per second.
+  Frame ``k`` is the picture *displayed at time k + 0.5 s*, the centre of
+  second ``k`` (the last frame whose timestamp is <= k + 0.5). Taking the
+  centre rather than the start of each second keeps a shot change or an
+  on/off switch that falls on a second boundary from deciding which picture
+  represents the second. This works the same for constant and variable frame
+  rates (29.97 fps, VFR phone video): it is defined on timestamps, not on
+  frame counts. Rotation metadata is applied (ffmpeg's autorotate) and
+  non-square pixels are made square before resizing.
+* **Aspect** (``aspect``): ``pad`` (default) scales the picture to fit inside
+  the square and letterboxes it with black, so all content is kept;
+  ``crop`` scales it to cover the square and keeps the centre square;
+  ``stretch`` scales both sides to the square, distorting shapes.
+
+Clip windows exist only where both 5 s of audio and 5 frames exist: the
+usable length of a video is ``min(len(audio) // sample_rate, len(frames))``
+whole seconds (:attr:`Decoded.usable_seconds`).
+
+Safety
+------
+Inputs are always local files (remote media is fetched first), so ffmpeg may
+use only the ``file`` and ``pipe`` protocols (``-protocol_whitelist``), and
+only the container demuxers in :data:`ALLOWED_FORMATS`
+(``-format_whitelist``): playlists (HLS, concat, ffconcat), image sequences
+and other demuxers that open further files by name are refused, so a crafted
+"video" cannot make ffmpeg read other local files. ffmpeg never reads stdin
+(``-nostdin``), and every run has a timeout that kills its whole process
+group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Aspect = Literal["pad", "crop", "stretch"]
+ASPECTS: tuple[str, ...] = ("pad", "crop", "stretch")
+
+#: Demuxers ffmpeg may use (names as in ``ffmpeg -demuxers``). A probed
+#: ``format_name`` such as ``mov,mp4,m4a,3gp,3g2,mj2`` is allowed when one of
+#: its names is here. No playlist, concat, image or text demuxers.
+ALLOWED_FORMATS: tuple[str, ...] = (
+    "mov", "mp4", "matroska", "webm", "avi", "flv", "mpegts", "mpeg", "ogg",
+    "asf", "dv", "mxf", "nut", "3gp",
+)
+
+#: Default limit for one ffmpeg/ffprobe run, in seconds.
+DEFAULT_TIMEOUT_S = 600.0
+
+_SAFE_INPUT_ARGS: tuple[str, ...] = (
+    "-protocol_whitelist", "file,pipe",
+    "-format_whitelist", ",".join(ALLOWED_FORMATS),
+)
+
+
+class MediaError(Exception):
+    """A video that cannot give clips.
+
+    ``kind`` is a short machine-readable reason (``no_audio``, ``no_video``,
+    ``corrupt``, ``unsupported_format``, ``timeout``, ``too_long``), ``message``
+    says what happened in words.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What ffprobe says about a file (only what the pipeline needs)."""
+
+    format_name: str
+    duration: float | None
+    has_audio: bool
+    has_video: bool
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    rotation: int = 0
+    sample_rate: int | None = None
+    channels: int | None = None
+    video_stream: int | None = None
+    audio_stream: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> "ProbeInfo":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded video: mono int16 audio and one square RGB frame per second."""
+
+    audio: np.ndarray  # int16 [n_samples]
+    frames: np.ndarray  # uint8 [n_seconds, frame_size, frame_size, 3]
+    sample_rate: int
+    duration_s: float  # length of the decoded audio, in seconds
+
+    @property
+    def usable_seconds(self) -> int:
+        """Whole seconds that have both a second of audio and a frame."""
+        return int(min(len(self.audio) // self.sample_rate, len(self.frames)))
+
+
+# --------------------------------------------------------------------------- #
+# subprocess with a hard timeout
+
+
+def _run(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
+    """Run ``cmd`` in its own process group; kill the whole group on timeout."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise MediaError("timeout", f"{cmd[0]} ran longer than {timeout_s:g} s and was stopped")
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _tail(stderr: bytes, n: int = 400) -> str:
+    text = stderr.decode("utf-8", "replace").strip()
+    return text[-n:] if text else "(no message from ffmpeg)"
+
+
+def _looks_like_text(path: str) -> bool:
+    """True for playlists and other text files (which no media container is)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith((b"#EXTM3U", b"ffconcat", b"#EXT", b"[playlist]", b"<?xml", b"<")):
+        return True
+    if not head:
+        return False
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return printable / len(head) > 0.95
+
+
+# --------------------------------------------------------------------------- #
+# probe
+
+
+def _fraction(text: str | None) -> float | None:
+    if not text or text in ("0/0", "N/A"):
+        return None
+    num, _, den = text.partition("/")
+    try:
+        value = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
+
+
+def _rotation(stream: dict[str, object]) -> int:
+    tags = stream.get("tags") or {}
+    if isinstance(tags, dict) and "rotate" in tags:
+        try:
+            return int(float(str(tags["rotate"]))) % 360
+        except ValueError:
+            return 0
+    for side in stream.get("side_data_list") or []:  # type: ignore[union-attr]
+        if isinstance(side, dict) and "rotation" in side:
+            try:
+                return int(float(str(side["rotation"]))) % 360
+            except ValueError:
+                return 0
+    return 0
+
+
+def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo:
+    """Probe a local media file with ffprobe, refusing non-media demuxers.
+
+    Raises :class:`MediaError` (``unsupported_format`` for playlists, text and
+    containers outside :data:`ALLOWED_FORMATS`; ``corrupt`` for unreadable
+    files).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MediaError("corrupt", f"{path} is not a readable file")
+    cmd = [
+        "ffprobe", "-v", "error", *_SAFE_INPUT_ARGS,
+        "-show_format", "-show_streams", "-of", "json", "file:" + path,
+    ]
+    res = _run(cmd, timeout_s)
+    if res.returncode != 0:
+        if os.path.getsize(path) == 0:
+            raise MediaError("corrupt", "the file is empty")
+        if _looks_like_text(path):
+            raise MediaError(
+                "unsupported_format",
+                "the file is a playlist or text file, not a media container; "
+                "only " + ", ".join(ALLOWED_FORMATS) + " containers are read",
+            )
+        raise MediaError("corrupt", f"ffprobe cannot read the file: {_tail(res.stderr)}")
+    try:
+        data = json.loads(res.stdout or b"{}")
+    except json.JSONDecodeError as e:
+        raise MediaError("corrupt", f"ffprobe gave unreadable output: {e}") from None
+    fmt = data.get("format") or {}
+    format_name = str(fmt.get("format_name", ""))
+    if not set(format_name.split(",")) & set(ALLOWED_FORMATS):
+        raise MediaError("unsupported_format", f"container {format_name!r} is not allowed")
+    streams = data.get("streams") or []
+    video = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    v = video[0] if video else {}
+    a = audio[0] if audio else {}
+    durations = [_fraction(str(fmt.get("duration", ""))) or 0.0]
+    duration = max(durations) or None
+    return ProbeInfo(
+        format_name=format_name,
+        duration=duration,
+        has_audio=bool(audio),
+        has_video=bool(video),
+        video_codec=v.get("codec_name"),
+        audio_codec=a.get("codec_name"),
+        width=v.get("width"),
+        height=v.get("height"),
+        fps=_fraction(v.get("avg_frame_rate")) or _fraction(v.get("r_frame_rate")),
+        rotation=_rotation(v) if v else 0,
+        sample_rate=int(a["sample_rate"]) if a.get("sample_rate") else None,
+        channels=a.get("channels"),
+        video_stream=video[0].get("index") if video else None,
+        audio_stream=audio[0].get("index") if audio else None,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# decode
+
+
+def video_filter(frame_size: int = 128, aspect: Aspect | str = "pad") -> str:
+    """The ffmpeg filter chain that picks one frame per second and squares it.
+
+    ``setpts`` shifts time by -0.5 s and ``fps=1:round=up`` then emits, for
+    output frame k, the last input frame with shifted time <= k, i.e. original
+    time <= k + 0.5: the picture displayed at the centre of second k.
+    ``start_time=0`` pins frame 0 to second 0 even if the video stream starts
+    late (the first picture is repeated).
+    """
+    n = int(frame_size)
+    pick = "setpts=PTS-0.5/TB,fps=fps=1:round=up:start_time=0"
+    square = "scale=iw*sar:ih,setsar=1"
+    if aspect == "pad":
+        fit = (
+            f"scale={n}:{n}:force_original_aspect_ratio=decrease:flags=area,"
+            f"pad={n}:{n}:(ow-iw)/2:(oh-ih)/2:color=black"
+        )
+    elif aspect == "crop":
+        fit = f"scale={n}:{n}:force_original_aspect_ratio=increase:flags=area,crop={n}:{n}"
+    elif aspect == "stretch":
+        fit = f"scale={n}:{n}:flags=area"
+    else:
+        raise ValueError(f"aspect must be one of {ASPECTS}, not {aspect!r}")
+    return f"{pick},{square},{fit},setsar=1,format=rgb24"
+
+
+def decode(
+    path: str | os.PathLike[str],
+    *,
+    sample_rate: int = 16000,
+    frame_size: int = 128,
+    aspect: Aspect | str = "pad",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_duration_s: float | None = None,
+    info: ProbeInfo | None = None,
+) -> Decoded:
+    """Decode a local video in one ffmpeg pass (see the module docstring).
+
+    ``info`` is the result of :func:`probe` when the caller already has it.
+    Raises :class:`MediaError` for videos that cannot give clips.
+    """
+    path = os.fspath(path)
+    info = info or probe(path, timeout_s=min(timeout_s, 60.0))
+    if not info.has_video:
+        raise MediaError("no_video", "the file has no video stream")
+    if not info.has_audio:
+        raise MediaError("no_audio", "the file has no audio stream, so it cannot give clips")
+    if max_duration_s is not None and info.duration and info.duration > max_duration_s:
+        raise MediaError(
+            "too_long",
+            f"the video lasts {info.duration:.0f} s, more than the limit of {max_duration_s:g} s",
+        )
+    vf = video_filter(frame_size, aspect)
+    with tempfile.TemporaryDirectory(prefix="audioscope-decode-") as tmp:
+        audio_out = os.path.join(tmp, "audio.s16le")
+        frames_out = os.path.join(tmp, "frames.rgb24")
+        cmd = [
+            "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
+            *_SAFE_INPUT_ARGS, "-i", "file:" + path,
+            "-map", f"0:{info.audio_stream}",
+            "-af", f"aresample=async=1:first_pts=0,aresample={sample_rate}",
+            "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le",
+            "file:" + audio_out,
+            "-map", f"0:{info.video_stream}",
+            "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "file:" + frames_out,
+        ]
+        res = _run(cmd, timeout_s)
+        if res.returncode != 0:
+            raise MediaError("corrupt", f"ffmpeg could not decode the file: {_tail(res.stderr)}")
+        audio = np.fromfile(audio_out, dtype="<i2").astype(np.int16, copy=False)
+        raw = np.fromfile(frames_out, dtype=np.uint8)
+    frame_bytes = frame_size * frame_size * 3
+    n_frames = raw.size // frame_bytes
+    frames = raw[: n_frames * frame_bytes].reshape(n_frames, frame_size, frame_size, 3)
+    if info.duration:
+        # fps=1 may repeat the last picture past the end; no picture is shown
+        # at k + 0.5 when that is after the end of the video.
+        n_shown = int(np.floor(info.duration - 0.5 + 1e-6)) + 1 if info.duration >= 0.5 else 0
+        frames = frames[: max(n_shown, 0)]
+    if audio.size == 0:
+        raise MediaError("no_audio", "the audio stream decoded to no samples")
+    if len(frames) == 0:
+        raise MediaError("corrupt", "the video stream decoded to no frames")
+    return Decoded(
+        audio=audio, frames=frames, sample_rate=sample_rate, duration_s=audio.size / sample_rate
+    )

@@ -1,0 +1,149 @@
+"""fsspec helpers: the same calls for local paths, ``gs://`` and ``s3://``.
+
+Writes are atomic so that a reader (or a resumed run) never takes a partial
+file for a result: on a local file system the bytes go to a hidden temporary
+name in the same directory (``.NAME.<random>.tmp``) and are renamed into
+place; on object stores one ``put`` of a whole object is already atomic.
+Listing helpers skip hidden names, so leftover temporary files of a killed
+run are never seen as results.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from typing import IO, Iterator
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+Pathlike = str | os.PathLike[str]
+
+
+def url_to_fs(uri: Pathlike) -> tuple[AbstractFileSystem, str]:
+    """The file system of ``uri`` and the path inside it."""
+    fs, path = fsspec.core.url_to_fs(os.fspath(uri))
+    return fs, path
+
+
+def is_local(uri: Pathlike) -> bool:
+    return "://" not in os.fspath(uri) or os.fspath(uri).startswith("file://")
+
+
+def join(base: Pathlike, *parts: str) -> str:
+    """Join path parts with ``/`` (kept as a URI when ``base`` is one)."""
+    base_s = os.fspath(base)
+    if is_local(base_s) and not base_s.startswith("file://"):
+        return os.path.join(base_s, *parts)
+    return posixpath.join(base_s.rstrip("/"), *parts)
+
+
+def exists(uri: Pathlike) -> bool:
+    fs, path = url_to_fs(uri)
+    return bool(fs.exists(path))
+
+
+def read_bytes(uri: Pathlike) -> bytes:
+    fs, path = url_to_fs(uri)
+    return bytes(fs.cat_file(path))
+
+
+def read_text(uri: Pathlike) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def open_file(uri: Pathlike, mode: str = "rb") -> IO[bytes]:
+    """Open a file for reading (use :func:`atomic_write` for writing)."""
+    fs, path = url_to_fs(uri)
+    return fs.open(path, mode)  # type: ignore[no-any-return]
+
+
+def size(uri: Pathlike) -> int:
+    fs, path = url_to_fs(uri)
+    return int(fs.size(path))
+
+
+def atomic_write(uri: Pathlike, data: bytes | str) -> None:
+    """Write a whole file so that readers see either nothing or all of it."""
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    fs, path = url_to_fs(uri)
+    if is_local(uri):
+        parent = os.path.dirname(path) or "."
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+    else:
+        fs.pipe_file(path, payload)
+
+
+def remove(uri: Pathlike) -> None:
+    """Remove a file if it exists."""
+    fs, path = url_to_fs(uri)
+    if fs.exists(path):
+        fs.rm_file(path)
+
+
+def makedirs(uri: Pathlike) -> None:
+    fs, path = url_to_fs(uri)
+    fs.makedirs(path, exist_ok=True)
+
+
+def _visible(path: str) -> bool:
+    return not posixpath.basename(path.rstrip("/")).startswith(".")
+
+
+def _with_protocol(uri: Pathlike, fs: AbstractFileSystem, path: str) -> str:
+    """A path found by ``fs`` written the way ``uri`` was (URI stays URI)."""
+    uri_s = os.fspath(uri)
+    if is_local(uri_s):
+        return path
+    protocol = uri_s.split("://", 1)[0]
+    return f"{protocol}://{path.lstrip('/')}"
+
+
+def list_dirs(uri: Pathlike) -> list[str]:
+    """The sub-folders directly under ``uri`` (none if it does not exist), sorted."""
+    fs, path = url_to_fs(uri)
+    if not fs.exists(path):
+        return []
+    found = [e["name"].rstrip("/") for e in fs.ls(path, detail=True) if e.get("type") == "directory"]
+    return sorted(_with_protocol(uri, fs, p) for p in found if _visible(p))
+
+
+def glob(pattern: Pathlike) -> list[str]:
+    """Files matching a glob pattern, sorted, hidden (temporary) names skipped.
+
+    Results carry the protocol of ``pattern`` (``gs://...`` stays ``gs://...``).
+    """
+    fs, path = url_to_fs(pattern)
+    found = [p for p in fs.glob(path) if _visible(p)]
+    return sorted(_with_protocol(pattern, fs, p) for p in found)
+
+
+def list_files(uri: Pathlike, suffix: str = "") -> list[str]:
+    """All files under ``uri`` (recursive) ending with ``suffix``, sorted."""
+    fs, path = url_to_fs(uri)
+    if not fs.exists(path):
+        return []
+    found = [p for p in fs.find(path) if _visible(p) and p.endswith(suffix)]
+    return sorted(_with_protocol(uri, fs, p) for p in found)
+
+
+def iter_sizes(uri: Pathlike) -> Iterator[tuple[str, int]]:
+    """(path, size) of every visible file under ``uri``."""
+    fs, path = url_to_fs(uri)
+    if not fs.exists(path):
+        return
+    for p, info in sorted(fs.find(path, detail=True).items()):
+        if _visible(p):
+            yield _with_protocol(uri, fs, p), int(info.get("size") or 0)

@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Ingest benchmark: our pipeline against the two baselines that matter.
+
+Measured in one run on the same synthetic corpus (at least ``--minutes`` of
+video, broken files left out so every tool sees the same inputs):
+
+  ours        `audioscope ingest` end to end (CLI, Beam's local runner,
+              fetch, one decode per video, clip store written, index built).
+  per-clip    the way existing tools cut clips: one ffmpeg run per clip
+              (seek to the start, decode 5 s, write 16 kHz mono audio and
+              5 frames of 128x128), over exactly the clips ours produced.
+  bare decode one ffmpeg decode pass per video to 16 kHz mono audio and
+              1 fps 128x128 RGB frames, output discarded: the physical
+              limit of this design.
+
+Both baselines run on ``--workers`` processes, the same parallelism ours
+gets. It prints (a) per-clip / ours (speed-up, target >= 8), (b) ours / bare
+decode (overhead, target <= 1.5) and (c) clip-store bytes per clip-second
+against the naive store (float32 audio + raw frames per clip, target <= 1/8).
+
+    .venv/bin/python benchmarks/ingest.py --workdir /tmp/bench-ingest
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+SAMPLE_RATE = 16_000
+FRAME = 128
+NAIVE_BYTES_PER_CLIP = 80_000 * 4 + 5 * FRAME * FRAME * 3
+VF = (
+    f"fps=1,scale={FRAME}:{FRAME}:force_original_aspect_ratio=decrease,"
+    f"pad={FRAME}:{FRAME}:(ow-iw)/2:(oh-ih)/2"
+)
+
+
+def audioscope_bin() -> str:
+    exe = Path(sys.executable).with_name("audioscope")
+    return str(exe) if exe.exists() else "audioscope"
+
+
+def make_corpus(workdir: Path, minutes: float, seed: int) -> tuple[Path, list[dict]]:
+    """Synthesize videos until the good ones add up to ``minutes`` of video."""
+    corpus = workdir / "corpus"
+    n = max(12, int(minutes * 60 / 25))
+    while True:
+        subprocess.run(
+            [audioscope_bin(), "synth", "--out", str(corpus), "--videos", str(n),
+             "--seed", str(seed), "--no-broken"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        manifest = json.loads((corpus / "corpus.json").read_text())
+        videos = [v for v in manifest["videos"] if v["expected"] == "ok"]
+        total = sum(v["duration"] for v in videos)
+        if total >= minutes * 60:
+            return corpus, videos
+        shutil.rmtree(corpus)
+        n = int(n * (minutes * 60) / max(total, 1.0)) + 2
+
+
+def run_ours(corpus: Path, store: Path, workers: int) -> float:
+    cmd = [audioscope_bin(), "ingest", str(corpus / "list.csv"), "--media-root", str(corpus),
+           "--out", str(store), "--workers", str(workers)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _ffmpeg(args: list[str]) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def per_clip_cut(video: str, start: float, outdir: str) -> None:
+    """One ffmpeg run per clip, writing its audio and its 5 frames."""
+    _ffmpeg(["-ss", f"{start:.3f}", "-t", "5", "-i", video,
+             "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le",
+             os.path.join(outdir, "audio.raw"),
+             "-map", "0:v:0", "-vf", VF, "-frames:v", "5", "-f", "rawvideo",
+             "-pix_fmt", "rgb24", os.path.join(outdir, "frames.raw")])
+
+
+def bare_decode(video: str) -> None:
+    """One decode pass over the whole video, both outputs discarded."""
+    _ffmpeg(["-i", video, "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE),
+             "-f", "s16le", os.devnull,
+             "-map", "0:v:0", "-vf", VF, "-f", "rawvideo", "-pix_fmt", "rgb24", os.devnull])
+
+
+def timed_pool(jobs: list, fn, workers: int) -> float:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # threads wait on ffmpeg processes
+        for f in [pool.submit(fn, *j) for j in jobs]:
+            f.result()
+    return time.perf_counter() - t0
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default=None, help="where to put the corpus and stores (default: a temp dir, removed after)")
+    ap.add_argument("--minutes", type=float, default=20.0, help="minutes of video in the corpus (default 20)")
+    ap.add_argument("--seed", type=int, default=90210, help="corpus seed (default 90210)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="parallel workers for every contestant (default: CPU count)")
+    args = ap.parse_args()
+
+    tmp = None
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="bench-ingest-")
+        workdir = Path(tmp)
+    try:
+        corpus, videos = make_corpus(workdir, args.minutes, args.seed)
+        minutes = sum(v["duration"] for v in videos) / 60
+
+        store = workdir / "store"
+        shutil.rmtree(store, ignore_errors=True)
+        t_ours = run_ours(corpus, store, args.workers)
+
+        import pandas as pd  # after ours ran, so its import time is not in any measurement
+
+        index = pd.concat(pd.read_parquet(p) for p in sorted((store / "index").glob("clips-*.parquet")))
+        by_id = {v["stem"]: str(corpus / v["file"]) for v in videos}
+        clips = [(by_id[r.video_id], float(r.start)) for r in index.itertuples() if r.video_id in by_id]
+        decodable = sorted({c[0] for c in clips})
+
+        cut_root = Path(tempfile.mkdtemp(prefix="cuts-", dir=workdir))
+        dirs = []
+        for i in range(len(clips)):
+            d = cut_root / f"{i:06d}"
+            d.mkdir()
+            dirs.append(str(d))
+        t_cut = timed_pool([(v, s, d) for (v, s), d in zip(clips, dirs)], per_clip_cut, args.workers)
+        shutil.rmtree(cut_root)
+        t_bare = timed_pool([(v,) for v in decodable], bare_decode, args.workers)
+
+        media_bytes = dir_bytes(store / "media")
+        clip_seconds = 5 * len(index)
+        ours_bpcs = media_bytes / clip_seconds
+        naive_bpcs = NAIVE_BYTES_PER_CLIP / 5
+
+        speedup = t_cut / t_ours
+        overhead = t_ours / t_bare
+        size_ratio = ours_bpcs / naive_bpcs
+        rows = [
+            ("corpus", f"{len(decodable)} videos with audio, {minutes:.1f} min, {len(index)} clips, workers={args.workers}"),
+            ("ours (audioscope ingest)", f"{t_ours:8.1f} s"),
+            ("per-clip ffmpeg cutting", f"{t_cut:8.1f} s"),
+            ("bare decode pass", f"{t_bare:8.1f} s"),
+            ("(a) per-clip / ours", f"{speedup:8.2f}x   target >= 8     {'PASS' if speedup >= 8 else 'MISS'}"),
+            ("(b) ours / bare decode", f"{overhead:8.2f}x   target <= 1.5   {'PASS' if overhead <= 1.5 else 'MISS'}"),
+            ("(c) bytes per clip-second", f"{ours_bpcs:8.0f} B vs naive {naive_bpcs:.0f} B = 1/{1 / size_ratio:.1f}   target <= 1/8   {'PASS' if size_ratio <= 1 / 8 else 'MISS'}"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        print("\ningest benchmark")
+        for k, v in rows:
+            print(f"  {k.ljust(width)}  {v}")
+        return 0
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

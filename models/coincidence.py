@@ -1,0 +1,861 @@
+"""The audio-visual coincidence model: do this audio and these frames belong
+together in time?
+
+Self-supervised: a positive is a clip's own audio with its own frames; a
+negative pairs the frames with audio from a different video, or with audio
+of the same video shifted by several seconds. Nothing is labelled by hand.
+The probability is what the Df filter thresholds (0.8 in the paper): clips
+whose picture visibly "moves with" the sound score high, clips whose sound
+comes from off screen score low.
+
+Model (small enough for several hundred clips/s on 2 CPU cores):
+
+- audio tower: log-mel inside the graph (``features.log_mel``, 100 frames/s)
+  cut into five 1 s blocks -> small conv net -> one embedding per second;
+- image tower: each of the 5 frames, average-pooled 128 -> 64 px -> small
+  conv net -> one embedding per frame (frame i is the picture at i + 0.5 s);
+- fusion PER SECOND (audio second i vs frame i), so audio from the same
+  video shifted in time is caught; the five per-second logits are pooled
+  (mean / max / min) into one logit -> sigmoid.
+
+Exported signature (any SavedModel with this signature can be plugged in,
+e.g. one trained on AudioSet elsewhere)::
+
+    signature "serving_default"
+      inputs:
+        audio:  float32 [None, 80000]          16 kHz mono, in [-1, 1], 5 s
+        frames: uint8   [None, 5, 128, 128, 3] RGB, frame i at clip start + i + 0.5 s
+      outputs:
+        probability: float32 [None]            P(audio and frames are aligned)
+
+The model directory also holds ``model_card.json`` / ``MODEL_CARD.md`` and
+its ``model_id``: SHA-256 over the variables files and a canonical
+description of the signature, which the score table records.
+
+TensorFlow is imported at module level: import this module lazily (inside a
+command's ``run``), never from a module the CLI imports at startup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from audioscope.models.features import SAMPLE_RATE, LogMelConfig, make_log_mel_layer
+from audioscope.models.model_card import ModelCard
+
+log = logging.getLogger(__name__)
+
+CLIP_SECONDS = 5
+CLIP_SAMPLES = CLIP_SECONDS * SAMPLE_RATE
+FRAME_SIZE = 128
+SIGNATURE_NAME = "serving_default"
+OUTPUT_KEY = "probability"
+
+#: The contract a plugged-in model must meet: name -> (dtype, shape).
+SIGNATURE_INPUTS: dict[str, tuple[tf.DType, tuple[int | None, ...]]] = {
+    "audio": (tf.float32, (None, CLIP_SAMPLES)),
+    "frames": (tf.uint8, (None, CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3)),
+}
+SIGNATURE_OUTPUTS: dict[str, tuple[tf.DType, tuple[int | None, ...]]] = {
+    OUTPUT_KEY: (tf.float32, (None,)),
+}
+
+# Example kinds made by the sampler.
+POSITIVE = 0
+OTHER_VIDEO = 1
+SHIFTED = 2
+KIND_NAMES = {POSITIVE: "positive", OTHER_VIDEO: "other_video", SHIFTED: "shifted"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoincidenceConfig:
+    """Sizes and training settings. The defaults fit 2 CPU cores and 10 min.
+
+    ``negative_mix`` is the share of negatives that are audio from another
+    video; the rest are same-video audio shifted by ``shift_min_s`` ..
+    ``shift_max_s`` seconds (whole seconds, either direction).
+    """
+
+    embedding_dim: int = 64
+    audio_channels: tuple[int, ...] = (16, 32, 64)
+    image_channels: tuple[int, ...] = (16, 32, 64)
+    image_size: int = 64  # frames are average-pooled to this size inside the model
+    fusion_units: int = 64
+    dropout: float = 0.1
+    learning_rate: float = 2e-3
+    batch_size: int = 32
+    steps: int = 3000
+    positive_fraction: float = 0.5
+    negative_mix: float = 0.5
+    shift_min_s: int = 2
+    shift_max_s: int = 10
+    validation_examples: int = 512
+    eval_every: int = 250
+    seed: int = 0
+    deterministic_ops: bool = True
+    log_mel: LogMelConfig = field(default_factory=LogMelConfig)
+
+    def __post_init__(self) -> None:
+        if FRAME_SIZE % self.image_size:
+            raise ValueError(f"image_size must divide {FRAME_SIZE}")
+        if not 0.0 < self.positive_fraction < 1.0:
+            raise ValueError("positive_fraction must be in (0, 1)")
+        if not 0.0 <= self.negative_mix <= 1.0:
+            raise ValueError("negative_mix must be in [0, 1]")
+        if not 1 <= self.shift_min_s <= self.shift_max_s:
+            raise ValueError("need 1 <= shift_min_s <= shift_max_s")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "CoincidenceConfig":
+        """A very small model for tests and smoke runs (seconds, not minutes)."""
+        base = dict(
+            embedding_dim=16,
+            audio_channels=(8, 16),
+            image_channels=(8, 16),
+            image_size=32,
+            fusion_units=16,
+            dropout=0.0,
+            batch_size=16,
+            steps=200,
+            validation_examples=128,
+            eval_every=100,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
+    """The coincidence model: ``{audio, frames} -> probability [B]``.
+
+    The layer named ``logit`` holds the pre-sigmoid score; training uses it
+    (see :func:`logit_model`) for a numerically stable loss.
+    """
+    layers = keras.layers
+    lm = config.log_mel
+    fps = lm.frames_per_second
+    audio_in = keras.Input(shape=(CLIP_SAMPLES,), dtype="float32", name="audio")
+    frames_in = keras.Input(shape=(CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3), dtype="uint8", name="frames")
+
+    # Audio tower: one embedding per second of log-mel.
+    mel = make_log_mel_layer(lm)(audio_in)  # [B, 500, n_mels]
+    mel = layers.Lambda(lambda x: x[:, : CLIP_SECONDS * fps], name="whole_seconds")(mel)
+    x = layers.Reshape((CLIP_SECONDS, fps, lm.n_mels, 1), name="per_second_mel")(mel)
+    x = layers.Rescaling(0.25, offset=0.5, name="mel_scale")(x)
+    audio_net = _conv_tower(
+        "audio", (fps, lm.n_mels, 1), config.audio_channels, config.embedding_dim
+    )
+    a = layers.TimeDistributed(audio_net, name="audio_per_second")(x)  # [B, 5, D]
+
+    # Image tower: one embedding per frame, on a downsampled picture.
+    f = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="frame_scale")(
+        layers.Lambda(lambda t: tf.cast(t, tf.float32), name="frames_float")(frames_in)
+    )
+    pool = FRAME_SIZE // config.image_size
+    image_net = _conv_tower("image", (FRAME_SIZE, FRAME_SIZE, 3), config.image_channels,
+                            config.embedding_dim, pre_pool=pool)
+    v = layers.TimeDistributed(image_net, name="image_per_frame")(f)  # [B, 5, D]
+
+    # Fusion per second: compare audio second i with frame i.
+    h = layers.Concatenate(name="pair")([a, v, layers.Multiply(name="a_times_v")([a, v])])
+    h = layers.Dense(config.fusion_units, activation="relu", name="fusion_hidden")(h)
+    if config.dropout:
+        h = layers.Dropout(config.dropout, name="fusion_dropout")(h)
+    per_second = layers.Dense(1, name="per_second_logit")(h)  # [B, 5, 1]
+    per_second = layers.Reshape((CLIP_SECONDS,), name="per_second")(per_second)
+    pooled = layers.Lambda(
+        lambda t: tf.stack(
+            [tf.reduce_mean(t, -1), tf.reduce_max(t, -1), tf.reduce_min(t, -1)], axis=-1
+        ),
+        name="pool_seconds",
+    )(per_second)
+    logit = layers.Dense(1, name="logit")(pooled)
+    prob = layers.Reshape((), name=OUTPUT_KEY)(layers.Activation("sigmoid", name="sigmoid")(logit))
+    return keras.Model({"audio": audio_in, "frames": frames_in}, prob, name="coincidence")
+
+
+def logit_model(model: keras.Model) -> keras.Model:
+    """A view of ``model`` (shared weights) that outputs the logit ``[B]``."""
+    logit = keras.layers.Reshape((), name="logit_flat")(model.get_layer("logit").output)
+    return keras.Model(model.inputs, logit, name="coincidence_logit")
+
+
+def _conv_tower(
+    name: str,
+    input_shape: tuple[int, int, int],
+    channels: Sequence[int],
+    embedding_dim: int,
+    pre_pool: int = 1,
+) -> keras.Model:
+    """Strided 3x3 convs with batch norm, then mean+max pooling -> Dense."""
+    layers = keras.layers
+    inp = keras.Input(shape=input_shape, name=f"{name}_in")
+    x = inp
+    if pre_pool > 1:
+        x = layers.AveragePooling2D(pre_pool, name=f"{name}_downsample")(x)
+    for i, c in enumerate(channels):
+        x = layers.Conv2D(c, 3, strides=2, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
+        x = layers.ReLU(name=f"{name}_relu{i}")(x)
+    x = layers.Concatenate(name=f"{name}_pool")(
+        [layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)]
+    )
+    x = layers.Dense(embedding_dim, activation="relu", name=f"{name}_embedding")(x)
+    return keras.Model(inp, x, name=f"{name}_tower")
+
+
+# --------------------------------------------------------------------------- data
+
+
+VideoArrays = tuple[np.ndarray, np.ndarray]
+"""``(audio float32 [n_samples], frames uint8 [n_seconds, 128, 128, 3])``, one frame per second."""
+
+
+class VideoStore(Protocol):
+    """The part of ``audioscope.clipstore.ClipStore`` that training needs."""
+
+    @property
+    def index(self) -> Any: ...
+
+    def video(self, video_id: str) -> VideoArrays: ...
+
+
+def video_seconds(arrays: VideoArrays) -> int:
+    """Whole seconds with both audio and a frame."""
+    audio, frames = arrays
+    return int(min(len(audio) // SAMPLE_RATE, len(frames)))
+
+
+def load_videos(
+    source: Mapping[str, VideoArrays] | VideoStore,
+    *,
+    progress: bool = False,
+) -> tuple[dict[str, VideoArrays], dict[str, str]]:
+    """Per-video arrays from a dict or a clip store, and the videos left out.
+
+    Returns ``(videos, skipped)`` where ``skipped`` maps video_id -> reason
+    (too short for one clip, bad array shapes). Nothing is dropped silently.
+    """
+    if isinstance(source, Mapping):
+        ids = sorted(source)
+        get: Callable[[str], VideoArrays] = lambda vid: source[vid]  # noqa: E731
+    else:
+        ids = sorted({str(v) for v in source.index["video_id"]})
+        get = source.video
+    bar = None
+    if progress:
+        from audioscope.progress import Progress
+
+        bar = Progress("loading videos", total=len(ids), unit="videos")
+    videos: dict[str, VideoArrays] = {}
+    skipped: dict[str, str] = {}
+    for vid in ids:
+        audio, frames = get(vid)
+        audio = np.asarray(audio, dtype=np.float32)
+        frames = np.asarray(frames)
+        if audio.ndim != 1 or frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3):
+            skipped[vid] = f"bad_shape: audio {audio.shape}, frames {frames.shape}"
+        elif frames.dtype != np.uint8:
+            skipped[vid] = f"bad_dtype: frames are {frames.dtype}, expected uint8"
+        elif video_seconds((audio, frames)) < CLIP_SECONDS:
+            skipped[vid] = f"too_short: {video_seconds((audio, frames))} s < {CLIP_SECONDS} s"
+        else:
+            videos[vid] = (audio, frames)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return videos, skipped
+
+
+def split_videos(
+    video_ids: Sequence[str], validation_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Whole videos to train / validation, by a seeded hash of the id.
+
+    A hash (not a shuffle) so that adding videos never moves existing ones
+    between the two sides. At least one video lands on each side when there
+    are two or more.
+    """
+    def h(vid: str) -> float:
+        d = hashlib.sha256(f"{seed}:{vid}".encode()).digest()
+        return int.from_bytes(d[:8], "big") / 2**64
+
+    ids = sorted(video_ids, key=h)
+    n_val = int(round(len(ids) * validation_fraction))
+    if len(ids) >= 2 and validation_fraction > 0:
+        n_val = min(max(n_val, 1), len(ids) - 1)
+    return sorted(ids[n_val:]), sorted(ids[:n_val])
+
+
+@dataclass
+class ExampleBatch:
+    """Sampled examples plus where each one's audio came from (for checks)."""
+
+    audio: np.ndarray  # float32 [n, 80000]
+    frames: np.ndarray  # uint8 [n, 5, 128, 128, 3]
+    label: np.ndarray  # float32 [n], 1 = aligned
+    kind: np.ndarray  # int8 [n], POSITIVE / OTHER_VIDEO / SHIFTED
+    frames_video: list[str]
+    frames_start_s: np.ndarray  # int [n]
+    audio_video: list[str]
+    audio_start_s: np.ndarray  # int [n]
+
+
+class ExampleSampler:
+    """Training pairs sliced from per-video arrays (no clip is materialised).
+
+    Windows start on whole seconds. Deterministic given ``seed``. A shifted
+    negative needs a start at least ``shift_min_s`` away in the same video;
+    when a video is too short for one, the example falls back to audio from
+    another video (counted in ``fallbacks``).
+    """
+
+    def __init__(self, videos: Mapping[str, VideoArrays], config: CoincidenceConfig, seed: int) -> None:
+        if len(videos) < 2:
+            raise ValueError("the sampler needs at least 2 videos (negatives take audio from another video)")
+        self.videos = dict(videos)
+        self.ids = sorted(self.videos)
+        self.n_starts = np.array([video_seconds(self.videos[v]) - CLIP_SECONDS + 1 for v in self.ids])
+        # Sample videos in proportion to their number of windows: every
+        # window is equally likely, as when sampling clips.
+        self.weights = self.n_starts / self.n_starts.sum()
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self.fallbacks = 0
+
+    def _shifted_start(self, n_starts: int, start: int) -> int | None:
+        c = self.config
+        cands = [
+            s for s in range(n_starts)
+            if c.shift_min_s <= abs(s - start) <= c.shift_max_s
+        ]
+        return int(self.rng.choice(cands)) if cands else None
+
+    def sample(self, n: int) -> ExampleBatch:
+        c = self.config
+        audio = np.empty((n, CLIP_SAMPLES), np.float32)
+        frames = np.empty((n, CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
+        label = np.zeros(n, np.float32)
+        kind = np.zeros(n, np.int8)
+        f_vid: list[str] = []
+        a_vid: list[str] = []
+        f_start = np.zeros(n, np.int64)
+        a_start = np.zeros(n, np.int64)
+        for i in range(n):
+            vi = int(self.rng.choice(len(self.ids), p=self.weights))
+            start = int(self.rng.integers(self.n_starts[vi]))
+            r = self.rng.random()
+            if r < c.positive_fraction:
+                k, avi, astart = POSITIVE, vi, start
+            else:
+                k = OTHER_VIDEO if self.rng.random() < c.negative_mix else SHIFTED
+                avi, astart = vi, None
+                if k == SHIFTED:
+                    astart = self._shifted_start(int(self.n_starts[vi]), start)
+                    if astart is None:
+                        k = OTHER_VIDEO
+                        self.fallbacks += 1
+                if k == OTHER_VIDEO:
+                    avi = int(self.rng.integers(len(self.ids) - 1))
+                    avi += avi >= vi
+                    astart = int(self.rng.integers(self.n_starts[avi]))
+            assert astart is not None
+            va, vf = self.videos[self.ids[vi]]
+            aa, _ = self.videos[self.ids[avi]]
+            frames[i] = vf[start : start + CLIP_SECONDS]
+            audio[i] = aa[astart * SAMPLE_RATE : astart * SAMPLE_RATE + CLIP_SAMPLES]
+            label[i] = 1.0 if k == POSITIVE else 0.0
+            kind[i] = k
+            f_vid.append(self.ids[vi])
+            a_vid.append(self.ids[avi])
+            f_start[i] = start
+            a_start[i] = astart
+        return ExampleBatch(audio, frames, label, kind, f_vid, f_start, a_vid, a_start)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Endless ``({"audio", "frames"}, label)`` batches."""
+        while True:
+            b = self.sample(batch_size)
+            yield {"audio": b.audio, "frames": b.frames}, b.label
+
+    def dataset(self, batch_size: int) -> tf.data.Dataset:
+        """The endless batches as a prefetching ``tf.data.Dataset``."""
+        sig = (
+            {
+                "audio": tf.TensorSpec((batch_size, CLIP_SAMPLES), tf.float32),
+                "frames": tf.TensorSpec((batch_size, CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3), tf.uint8),
+            },
+            tf.TensorSpec((batch_size,), tf.float32),
+        )
+        return tf.data.Dataset.from_generator(
+            lambda: self.batches(batch_size), output_signature=sig
+        ).prefetch(2)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties count one half).
+
+    NaN when only one class is present.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    n_neg = int(len(labels) - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def threshold_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.8) -> dict[str, float]:
+    """ROC AUC plus precision/recall of ``score >= threshold`` for a binary question."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    kept = scores >= threshold
+    n_kept = int(kept.sum())
+    return {
+        "n": int(len(labels)),
+        "base_rate": float(labels.mean()) if len(labels) else float("nan"),
+        "roc_auc": roc_auc(labels, scores),
+        "threshold": float(threshold),
+        "n_kept": n_kept,
+        "precision": float(labels[kept].mean()) if n_kept else float("nan"),
+        "recall": float(kept[labels].mean()) if labels.any() else float("nan"),
+    }
+
+
+def self_supervised_metrics(batch: ExampleBatch, probs: np.ndarray) -> dict[str, float]:
+    """AUC of positives vs all negatives, and vs each negative kind."""
+    out = {"auc": roc_auc(batch.label, probs)}
+    for k in (OTHER_VIDEO, SHIFTED):
+        m = (batch.kind == POSITIVE) | (batch.kind == k)
+        out[f"auc_vs_{KIND_NAMES[k]}"] = roc_auc(batch.label[m], probs[m])
+    out["mean_p_positive"] = float(probs[batch.kind == POSITIVE].mean())
+    return out
+
+
+# --------------------------------------------------------------------------- export / load
+
+
+def signature_description() -> dict[str, Any]:
+    """A canonical, JSON-able description of the exported signature."""
+    def d(spec: Mapping[str, tuple[tf.DType, tuple[int | None, ...]]]) -> dict[str, Any]:
+        return {k: {"dtype": t.name, "shape": list(s)} for k, (t, s) in sorted(spec.items())}
+
+    return {"name": SIGNATURE_NAME, "inputs": d(SIGNATURE_INPUTS), "outputs": d(SIGNATURE_OUTPUTS)}
+
+
+def model_hash(path: str | Path) -> str:
+    """Stable model id: SHA-256 over the variables files and the signature.
+
+    ``saved_model.pb`` is left out on purpose: it embeds graph details that
+    change with the TensorFlow version while the model (weights + contract)
+    stays the same.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    h.update(json.dumps(signature_description(), sort_keys=True).encode())
+    var_dir = path / "variables"
+    files = sorted(p for p in var_dir.rglob("*") if p.is_file()) if var_dir.exists() else []
+    if not files:
+        raise ValueError(f"{path} has no variables/ files; is it a SavedModel directory?")
+    for p in files:
+        h.update(p.relative_to(path).as_posix().encode() + b"\0")
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class _Exportable(tf.Module):
+    def __init__(self, model: keras.Model) -> None:
+        super().__init__()
+        self.model = model
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(SIGNATURE_INPUTS["audio"][1], tf.float32, name="audio"),
+            tf.TensorSpec(SIGNATURE_INPUTS["frames"][1], tf.uint8, name="frames"),
+        ]
+    )
+    def serve(self, audio: tf.Tensor, frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        prob = self.model({"audio": audio, "frames": frames}, training=False)
+        return {OUTPUT_KEY: tf.reshape(tf.cast(prob, tf.float32), [-1])}
+
+
+def export_model(model: keras.Model, out_dir: str | Path, card: ModelCard | None = None) -> str:
+    """Export ``model`` as a SavedModel at ``out_dir`` atomically; return its model id.
+
+    The model is written to a temporary sibling directory, the card (with
+    the model id filled in) added, and the directory renamed into place. An
+    existing ``out_dir`` is never overwritten.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new output directory or delete it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.incomplete-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    module = _Exportable(model)
+    tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve})
+    model_id = model_hash(tmp)
+    if card is not None:
+        card.model_id = model_id
+        card.write(tmp)
+    os.replace(tmp, out)
+    return model_id
+
+
+class SignatureError(ValueError):
+    """A SavedModel does not have the coincidence signature."""
+
+
+def check_signature(fn: Any) -> list[str]:
+    """Problems with a concrete signature function (empty list = fine)."""
+    problems = []
+    _, kwargs = fn.structured_input_signature
+    for name, (dtype, shape) in SIGNATURE_INPUTS.items():
+        spec = kwargs.get(name)
+        if spec is None:
+            problems.append(f"missing input {name!r} ({dtype.name} {list(shape)})")
+            continue
+        if spec.dtype != dtype:
+            problems.append(f"input {name!r} is {spec.dtype.name}, expected {dtype.name}")
+        if not tf.TensorShape(shape).is_compatible_with(spec.shape):
+            problems.append(f"input {name!r} has shape {spec.shape}, expected {list(shape)}")
+    extra = sorted(set(kwargs) - set(SIGNATURE_INPUTS))
+    if extra:
+        problems.append(f"unexpected inputs {extra} (the scorer only feeds audio and frames)")
+    outputs = fn.structured_outputs
+    if not isinstance(outputs, Mapping) or OUTPUT_KEY not in outputs:
+        got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
+        problems.append(f"missing output {OUTPUT_KEY!r} (outputs: {got})")
+    else:
+        spec = outputs[OUTPUT_KEY]
+        if spec.dtype != tf.float32:
+            problems.append(f"output {OUTPUT_KEY!r} is {spec.dtype.name}, expected float32")
+        if spec.shape.rank is not None and spec.shape.rank != 1:
+            problems.append(f"output {OUTPUT_KEY!r} has shape {spec.shape}, expected [None]")
+    return problems
+
+
+class CoincidencePredictor:
+    """``predictor(audio, frames) -> float32 probabilities [n]``, batched.
+
+    Wraps any SavedModel with the coincidence signature. ``model_id`` is
+    what the score table records.
+    """
+
+    def __init__(self, path: str | Path, fn: Any, batch_size: int) -> None:
+        self.path = str(path)
+        self._fn = fn
+        self.batch_size = batch_size
+        self.model_id = model_hash(path)
+
+    def __call__(self, audio: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        frames = np.asarray(frames)
+        if audio.ndim == 1:
+            audio, frames = audio[None], frames[None]
+        if frames.dtype != np.uint8:
+            raise TypeError(f"frames must be uint8, got {frames.dtype}")
+        if audio.shape[1:] != (CLIP_SAMPLES,) or frames.shape[1:] != (CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3):
+            raise ValueError(
+                f"expected audio [n, {CLIP_SAMPLES}] and frames [n, {CLIP_SECONDS}, {FRAME_SIZE}, "
+                f"{FRAME_SIZE}, 3]; got {audio.shape} and {frames.shape}"
+            )
+        if len(audio) != len(frames):
+            raise ValueError(f"{len(audio)} audio rows but {len(frames)} frame rows")
+        out = np.empty(len(audio), np.float32)
+        for i in range(0, len(audio), self.batch_size):
+            res = self._fn(
+                audio=tf.constant(audio[i : i + self.batch_size]),
+                frames=tf.constant(frames[i : i + self.batch_size]),
+            )
+            out[i : i + self.batch_size] = np.asarray(res[OUTPUT_KEY]).reshape(-1)
+        return out
+
+
+def load_model(path: str | Path, *, batch_size: int = 64) -> CoincidencePredictor:
+    """Load ANY SavedModel with the coincidence signature for batched scoring.
+
+    Raises :class:`SignatureError` with every mismatch listed when the
+    model does not meet the contract in this module's docstring.
+    """
+    path = Path(path)
+    if not (path / "saved_model.pb").exists():
+        raise SignatureError(
+            f"{path} is not a SavedModel directory (no saved_model.pb); "
+            "pass the directory written by `train` or by tf.saved_model.save"
+        )
+    loaded = tf.saved_model.load(str(path))
+    sigs = getattr(loaded, "signatures", {})
+    if SIGNATURE_NAME not in sigs:
+        raise SignatureError(
+            f"{path} has no {SIGNATURE_NAME!r} signature (it has {sorted(sigs)}); "
+            "export it with signatures={'serving_default': fn} where fn takes "
+            "audio float32[None,80000] and frames uint8[None,5,128,128,3] and returns "
+            "{'probability': float32[None]}"
+        )
+    fn = sigs[SIGNATURE_NAME]
+    problems = check_signature(fn)
+    if problems:
+        raise SignatureError(
+            f"{path}: the {SIGNATURE_NAME!r} signature does not match the coincidence contract: "
+            + "; ".join(problems)
+            + ". Expected inputs audio float32[None,80000], frames uint8[None,5,128,128,3] "
+            "and output {'probability': float32[None]}."
+        )
+    predictor = CoincidencePredictor(path, fn, batch_size)
+    predictor._loaded = loaded  # keep the trackable objects alive  # type: ignore[attr-defined]
+    return predictor
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model_dir: str
+    model_id: str
+    steps: int
+    seconds: float
+    stopped_by: str  # "steps" or "time_budget"
+    validation: dict[str, float]
+    history: list[dict[str, float]]
+    train_videos: int
+    validation_videos: int
+    skipped: dict[str, str]
+
+
+def _predictor(model: keras.Model, batch: int = 64) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Batched inference with one traced graph (eager Keras calls are slow)."""
+    fn = tf.function(lambda a, f: model({"audio": a, "frames": f}, training=False), reduce_retracing=True)
+
+    def predict(audio: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        out = [
+            np.asarray(fn(tf.constant(audio[i : i + batch]), tf.constant(frames[i : i + batch]))).reshape(-1)
+            for i in range(0, len(audio), batch)
+        ]
+        return np.concatenate(out).astype(np.float32)
+
+    return predict
+
+
+def train(
+    videos_or_store: Mapping[str, VideoArrays] | VideoStore,
+    out_dir: str | Path,
+    config: CoincidenceConfig = CoincidenceConfig(),
+    *,
+    validation_fraction: float = 0.2,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    data_description: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train the coincidence model self-supervised and export it to ``out_dir``.
+
+    Whole videos are held out for validation; validation AUC (positives vs
+    negatives of both kinds) is measured every ``config.eval_every`` steps
+    and at the end. Training stops after ``config.steps`` steps or when
+    ``time_budget_s`` (training loop only, excluding loading and export)
+    runs out. ``data_description`` (e.g. the store URI) goes into the card.
+    """
+    from audioscope.progress import Progress, print_summary
+
+    if Path(out_dir).exists():
+        raise FileExistsError(f"{out_dir} already exists; choose a new output directory or delete it")
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+
+    videos, skipped = load_videos(videos_or_store, progress=progress)
+    for vid, why in skipped.items():
+        log.warning("video %s left out of training: %s", vid, why)
+    train_ids, val_ids = split_videos(list(videos), validation_fraction, config.seed)
+    if len(train_ids) < 2 or len(val_ids) < 2:
+        raise ValueError(
+            f"need at least 2 training and 2 validation videos with >= {CLIP_SECONDS} s; "
+            f"got {len(train_ids)} and {len(val_ids)} (of {len(videos)} usable, {len(skipped)} skipped)"
+        )
+    train_sampler = ExampleSampler({v: videos[v] for v in train_ids}, config, config.seed)
+    val_batch = ExampleSampler({v: videos[v] for v in val_ids}, config, config.seed + 1).sample(
+        config.validation_examples
+    )
+
+    model = build_model(config)
+    train_view = logit_model(model)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps, alpha=0.05)
+    )
+    loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(inputs: dict[str, tf.Tensor], labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = train_view(inputs, training=True)
+            loss = loss_fn(labels, logits)
+        grads = tape.gradient(loss, train_view.trainable_variables)
+        optimizer.apply_gradients(zip(grads, train_view.trainable_variables))
+        return loss
+
+    history: list[dict[str, float]] = []
+    predict = _predictor(model)
+
+    def evaluate(at_step: int, loss: float) -> dict[str, float]:
+        probs = predict(val_batch.audio, val_batch.frames)
+        m = {"step": float(at_step), "train_loss": loss, **self_supervised_metrics(val_batch, probs)}
+        history.append(m)
+        if progress:
+            print(
+                f"step {at_step}: loss {loss:.4f}, validation AUC {m['auc']:.4f} "
+                f"(vs other video {m['auc_vs_other_video']:.4f}, vs shifted {m['auc_vs_shifted']:.4f})",
+                file=sys.stderr,
+            )
+        return m
+
+    bar = Progress("training", total=config.steps, unit="steps") if progress else None
+    t0 = time.monotonic()
+    stopped_by = "steps"
+    done = 0
+    losses: list[float] = []
+    for inputs, labels in train_sampler.dataset(config.batch_size):
+        if done >= config.steps:
+            break
+        if time_budget_s is not None and time.monotonic() - t0 >= time_budget_s:
+            stopped_by = "time_budget"
+            break
+        losses.append(float(step(inputs, labels)))
+        done += 1
+        if bar:
+            bar.update(1)
+        if config.eval_every and done % config.eval_every == 0 and done < config.steps:
+            evaluate(done, float(np.mean(losses[-config.eval_every :])))
+    if bar:
+        bar.close()
+    seconds = time.monotonic() - t0
+    final = evaluate(done, float(np.mean(losses[-max(config.eval_every, 1) :])) if losses else float("nan"))
+
+    n_clips = int(sum(int(n) for n in train_sampler.n_starts))
+    card = ModelCard(
+        model_id="",
+        signature=signature_description(),
+        training_data={
+            **dict(data_description or {}),
+            "source": type(videos_or_store).__name__,
+            "videos_usable": len(videos),
+            "videos_skipped": len(skipped),
+            "train_videos": len(train_ids),
+            "validation_videos": len(val_ids),
+            "train_windows (1 s hop)": n_clips,
+            "validation_fraction": validation_fraction,
+        },
+        training={
+            "steps": done,
+            "batch_size": config.batch_size,
+            "examples_seen": done * config.batch_size,
+            "seconds": round(seconds, 1),
+            "stopped_by": stopped_by,
+            "seed": config.seed,
+            "shifted_fallbacks": train_sampler.fallbacks,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        config=config.to_dict(),
+        validation={k: v for k, v in final.items() if k != "step"},
+        notes=[
+            "Positives: a clip's own audio and frames. Negatives: audio from a different video "
+            f"({config.negative_mix:.0%}) or from the same video shifted by "
+            f"{config.shift_min_s}-{config.shift_max_s} s.",
+            "Validation AUC is for the self-supervised task on held-out videos, "
+            "not for on-screen-sound labels.",
+        ],
+    )
+    model_id = export_model(model, out_dir, card)
+    result = TrainResult(
+        model_dir=str(out_dir),
+        model_id=model_id,
+        steps=done,
+        seconds=seconds,
+        stopped_by=stopped_by,
+        validation=final,
+        history=history,
+        train_videos=len(train_ids),
+        validation_videos=len(val_ids),
+        skipped=skipped,
+    )
+    if progress:
+        print_summary(
+            "coincidence model trained",
+            {
+                "model": str(out_dir),
+                "model id": model_id,
+                "steps": f"{done} ({stopped_by}), {seconds:.0f} s",
+                "videos": f"{len(train_ids)} train, {len(val_ids)} validation, {len(skipped)} skipped",
+                "validation AUC": f"{final['auc']:.4f}",
+                "  vs other video": f"{final['auc_vs_other_video']:.4f}",
+                "  vs shifted": f"{final['auc_vs_shifted']:.4f}",
+            },
+            stream=sys.stderr,
+        )
+    return result
+
+
+def score_store(
+    predictor: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    store: Any,
+    *,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Probabilities for every clip of a clip store (``clip_id -> p``), for evaluation.
+
+    Reads clips in store order (one media shard read per video) and scores
+    them in batches; the Beam scoring pipeline does the same at scale.
+    """
+    out: dict[str, float] = {}
+    pending: list[Any] = []
+
+    def flush() -> None:
+        probs = predictor(np.stack([c.audio for c in pending]), np.stack([c.frames for c in pending]))
+        out.update({c.clip_id: float(p) for c, p in zip(pending, probs)})
+        pending.clear()
+
+    for clip in store.iter_clips():
+        pending.append(clip)
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    return out

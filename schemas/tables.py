@@ -1,0 +1,95 @@
+"""Parquet table schemas, versioned; one :func:`validate` for writers and readers.
+
+Writers build tables with :func:`to_table` (which validates) and readers call
+:func:`validate` on what they load, so a column that changes type or goes
+missing fails loudly at the boundary instead of deep inside a later step.
+Bump :data:`SCHEMA_VERSION` when a schema changes; it is stored in each
+file's metadata (``audioscope.schema_version``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+_META = {b"audioscope.schema_version": str(SCHEMA_VERSION).encode()}
+
+
+class SchemaError(ValueError):
+    """A table does not match its schema."""
+
+
+#: One row per clip of the clip store (``STORE/index/clips-*.parquet``).
+CLIP_INDEX = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("licence_name", pa.string()),
+        pa.field("licence_url", pa.string()),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("video_duration", pa.float64()),
+    ],
+    metadata={**_META, b"audioscope.table": b"clip_index"},
+)
+
+#: One row per requested video or bad list row (``STORE/index/status.parquet``).
+#: ``status`` is ``ok``, ``failed`` or ``bad_row``; ``kind`` is the machine
+#: reason of a failure (null when ok).
+STATUS = pa.schema(
+    [
+        pa.field("video_id", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("origin", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("kind", pa.string()),
+        pa.field("message", pa.string()),
+        pa.field("transient", pa.bool_()),
+        pa.field("n_clips", pa.int64(), nullable=False),
+        pa.field("duration", pa.float64()),
+        pa.field("media_bytes", pa.int64(), nullable=False),
+        pa.field("media_seconds", pa.int64(), nullable=False),
+        pa.field("format_name", pa.string()),
+        pa.field("video_codec", pa.string()),
+        pa.field("audio_codec", pa.string()),
+    ],
+    metadata={**_META, b"audioscope.table": b"status"},
+)
+
+
+def validate(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Check ``table`` against ``schema`` and return it cast to the schema.
+
+    Columns must all be present (extra ones are refused), types must cast
+    without loss, and non-nullable columns must have no nulls.
+    """
+    names = set(table.column_names)
+    missing = [f.name for f in schema if f.name not in names]
+    extra = sorted(names - set(schema.names))
+    if missing or extra:
+        raise SchemaError(f"table columns differ from the schema: missing {missing}, unexpected {extra}")
+    table = table.select(schema.names)
+    for field in schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise SchemaError(f"column {field.name!r} must not contain nulls")
+    try:
+        table = table.cast(schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise SchemaError(f"table does not cast to the schema: {e}") from None
+    return table.replace_schema_metadata(schema.metadata)
+
+
+def to_table(rows: Iterable[Mapping[str, object]], schema: pa.Schema) -> pa.Table:
+    """Build a validated table from dict rows (keys not in the schema are dropped)."""
+    rows = list(rows)
+    columns = {}
+    for f in schema:
+        try:
+            columns[f.name] = pa.array([r.get(f.name) for r in rows], type=f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
+            raise SchemaError(f"column {f.name!r}: {e}") from None
+    return validate(pa.table(columns), schema)

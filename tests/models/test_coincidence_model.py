@@ -1,0 +1,128 @@
+"""Coincidence model: I/O contract, example sampler, metrics, video split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from audioscope.models import coincidence as C  # noqa: E402
+
+
+def test_model_io_shapes_and_dtypes() -> None:
+    model = C.build_model(C.CoincidenceConfig.tiny())
+    audio = np.zeros((3, C.CLIP_SAMPLES), np.float32)
+    frames = np.zeros((3, 5, 128, 128, 3), np.uint8)
+    prob = model({"audio": audio, "frames": frames}, training=False)
+    assert tuple(prob.shape) == (3,)
+    assert prob.dtype == tf.float32
+    p = np.asarray(prob)
+    assert np.all((p >= 0) & (p <= 1))
+    logit = C.logit_model(model)({"audio": audio, "frames": frames}, training=False)
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.asarray(logit))), p, rtol=1e-5, atol=1e-6)
+
+
+def test_default_model_builds_with_frames_downsampled() -> None:
+    model = C.build_model(C.CoincidenceConfig())
+    assert model.get_layer("image_per_frame").output.shape[1:] == (5, 64)
+    assert model.count_params() < 200_000  # small enough for CPU scoring
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="shift_min_s"):
+        C.CoincidenceConfig(shift_min_s=3, shift_max_s=2)
+    with pytest.raises(ValueError, match="image_size"):
+        C.CoincidenceConfig(image_size=48)
+
+
+def _window(arrays: tuple[np.ndarray, np.ndarray], start: int) -> tuple[np.ndarray, np.ndarray]:
+    audio, frames = arrays
+    return audio[start * 16_000 : (start + 5) * 16_000], frames[start : start + 5]
+
+
+def test_sampler_examples_come_from_where_they_say(small_videos) -> None:
+    cfg = C.CoincidenceConfig.tiny(shift_min_s=3, shift_max_s=6)
+    b = C.ExampleSampler(small_videos, cfg, seed=7).sample(300)
+    kinds = set(b.kind.tolist())
+    assert kinds == {C.POSITIVE, C.OTHER_VIDEO, C.SHIFTED}
+    for i in range(len(b.label)):
+        fa, ff = _window(small_videos[b.frames_video[i]], int(b.frames_start_s[i]))
+        aa, _ = _window(small_videos[b.audio_video[i]], int(b.audio_start_s[i]))
+        np.testing.assert_array_equal(b.frames[i], ff)
+        np.testing.assert_array_equal(b.audio[i], aa)
+        if b.kind[i] == C.POSITIVE:
+            assert b.label[i] == 1.0
+            assert b.audio_video[i] == b.frames_video[i]
+            assert b.audio_start_s[i] == b.frames_start_s[i]
+        elif b.kind[i] == C.OTHER_VIDEO:
+            assert b.label[i] == 0.0
+            assert b.audio_video[i] != b.frames_video[i]
+        else:
+            assert b.label[i] == 0.0
+            assert b.audio_video[i] == b.frames_video[i]
+            assert 3 <= abs(int(b.audio_start_s[i]) - int(b.frames_start_s[i])) <= 6
+    # roughly balanced: 50% positives, 25% per negative kind
+    assert 0.4 < (b.kind == C.POSITIVE).mean() < 0.6
+    assert 0.15 < (b.kind == C.SHIFTED).mean() < 0.35
+
+
+def test_sampler_is_deterministic_and_falls_back_when_no_shift_fits(small_videos) -> None:
+    cfg = C.CoincidenceConfig.tiny()
+    a = C.ExampleSampler(small_videos, cfg, seed=3).sample(40)
+    b = C.ExampleSampler(small_videos, cfg, seed=3).sample(40)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    np.testing.assert_array_equal(a.kind, b.kind)
+    # 12 s videos have starts 0..7: a 20 s shift never fits -> other-video audio
+    far = C.ExampleSampler(small_videos, C.CoincidenceConfig.tiny(shift_min_s=20, shift_max_s=30), seed=3)
+    s = far.sample(60)
+    assert C.SHIFTED not in set(s.kind.tolist())
+    assert far.fallbacks > 0
+
+
+def test_sampler_dataset_yields_batches(small_videos) -> None:
+    ds = C.ExampleSampler(small_videos, C.CoincidenceConfig.tiny(), seed=0).dataset(4)
+    inputs, labels = next(iter(ds))
+    assert inputs["audio"].shape == (4, C.CLIP_SAMPLES)
+    assert inputs["frames"].dtype == tf.uint8
+    assert labels.shape == (4,)
+
+
+def test_load_videos_records_what_it_leaves_out(small_videos) -> None:
+    src = dict(small_videos)
+    src["short"] = (np.zeros(3 * 16_000, np.float32), np.zeros((3, 128, 128, 3), np.uint8))
+    src["wrong-size"] = (np.zeros(6 * 16_000, np.float32), np.zeros((6, 64, 64, 3), np.uint8))
+    videos, skipped = C.load_videos(src)
+    assert set(videos) == set(small_videos)
+    assert skipped["short"].startswith("too_short")
+    assert skipped["wrong-size"].startswith("bad_shape")
+
+
+def test_split_is_by_whole_video_and_stable() -> None:
+    ids = [f"v{i}" for i in range(50)]
+    tr, va = C.split_videos(ids, 0.2, seed=1)
+    assert not set(tr) & set(va) and set(tr) | set(va) == set(ids)
+    assert len(va) == 10
+    tr2, va2 = C.split_videos(ids + ["new"], 0.2, seed=1)
+    assert set(va) - set(va2) <= {min(va, key=lambda v: v)} or len(set(va) & set(va2)) >= 9
+    assert C.split_videos(["a", "b"], 0.01, seed=0)[1]  # never an empty side
+
+
+def test_roc_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(200) < 0.4
+    scores = np.round(rng.random(200) + 0.3 * labels, 1)  # many ties
+    pos, neg = scores[labels], scores[~labels]
+    pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (
+        len(pos) * len(neg)
+    )
+    assert C.roc_auc(labels, scores) == pytest.approx(pairwise)
+    assert np.isnan(C.roc_auc(np.ones(3), np.zeros(3)))
+
+
+def test_threshold_metrics() -> None:
+    m = C.threshold_metrics(np.array([1, 1, 0, 0, 1]), np.array([0.9, 0.85, 0.81, 0.1, 0.2]), 0.8)
+    assert m["n_kept"] == 3
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["base_rate"] == pytest.approx(0.6)

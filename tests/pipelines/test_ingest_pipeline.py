@@ -1,0 +1,260 @@
+"""The ingest pipeline end to end: real ffmpeg, real Beam runners, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audioscope import cli
+from audioscope.clipstore import ClipStore
+from audioscope.clipstore.format import Layout, sliding_windows
+
+from .videos import av_video, make_corpus
+
+pytestmark = pytest.mark.integration
+
+
+def ingest(list_path: Path, store: Path, *extra: str) -> int:
+    return cli.main(["ingest", str(list_path), "--out", str(store), "--poll", "0.2", *extra])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    return make_corpus(root)
+
+
+@pytest.fixture(scope="module")
+def store(corpus, tmp_path_factory):
+    """One DirectRunner ingest of the corpus, shared by the read-only tests."""
+    lst, _ = corpus
+    out = tmp_path_factory.mktemp("store") / "store"
+    assert ingest(lst, out) == 0
+    return out
+
+
+def _index_table(store: Path) -> pd.DataFrame:
+    return ClipStore.open(str(store)).index
+
+
+def test_every_video_ends_with_a_status_and_good_ones_give_clips(corpus, store, capsys):
+    _, cases = corpus
+    cs = ClipStore.open(str(store))
+    status = cs.status.set_index("video_id")
+    for case in cases:
+        vid = Path(case.name).stem
+        row = status.loc[vid]
+        if case.expected == "ok":
+            assert row["status"] == "ok", (vid, row["kind"], row["message"])
+            assert row["n_clips"] == case.clips
+        else:
+            assert row["status"] == "failed"
+            assert row["kind"] == case.expected, (vid, row["message"])
+            assert row["message"]
+    idx = cs.index
+    assert len(idx) == sum(c.clips for c in cases)
+    assert list(idx["clip_id"]) == sorted(idx["clip_id"])
+    good = idx[idx["video_id"] == "good_h264"]
+    assert list(zip(good["start"], good["end"])) == sliding_windows(8)
+    assert (good["source_uri"].str.endswith("videos/good_h264.mp4")).all()
+    summary = cs.summary
+    assert summary["videos"] == len(cases) and summary["clips"] == len(idx)
+    assert summary["failures_by_kind"] == {"corrupt": 2, "no_audio": 1, "unsupported_format": 1}
+    # Each stored second costs at most 1/8 of a naive clip (float32 audio +
+    # raw frames): for long videos (one clip per second) the store is at least
+    # 8x smaller than the naive one. These 6-8 s videos have fewer clips than
+    # stored seconds, so their own ratio is lower but still well above 1/5.
+    assert summary["compression_vs_naive_long_videos"] >= 8
+    assert summary["compression_vs_naive"] >= 5
+
+
+def test_reader_returns_clips_in_the_recipe_shapes(store):
+    cs = ClipStore.open(str(store))
+    clip = cs.clip("good_h264-0002000")
+    assert clip.audio.shape == (80000,) and clip.audio.dtype == np.float32
+    assert np.abs(clip.audio).max() <= 1.0 and np.abs(clip.audio).max() > 0.05
+    assert clip.frames.shape == (5, 128, 128, 3) and clip.frames.dtype == np.uint8
+    audio, frames = cs.video("good_h264")
+    assert np.array_equal(audio[2 * 16000 : 7 * 16000], clip.audio)
+    assert np.array_equal(frames[2:7], clip.frames)
+    clips = list(cs.iter_clips())
+    assert [c.clip_id for c in clips] == list(cs.index["clip_id"])
+    only = list(cs.iter_clips(["good_vp8"]))
+    assert [c.start for c in only] == [0.0, 1.0, 2.0]
+    with pytest.raises(KeyError, match="clips list"):
+        cs.clip("nope-0000000")
+
+
+def test_iter_clips_reads_each_video_shard_once(store, monkeypatch):
+    from audioscope.clipstore import reader
+
+    reads: list[str] = []
+    real = reader.storage.read_bytes
+
+    def counting(uri):
+        if "/media/" in str(uri):  # store.json and summary.json are read too
+            reads.append(str(uri))
+        return real(uri)
+
+    monkeypatch.setattr(reader.storage, "read_bytes", counting)
+    cs = ClipStore.open(str(store))
+    n = sum(1 for _ in cs.iter_clips())
+    assert n == 9
+    assert len(reads) == 3 and len(set(reads)) == 3
+
+
+def test_clips_command(store, tmp_path, capsys):
+    assert cli.main(["clips", "list", "--store", str(store), "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("clip_id,video_id,start,end")
+    assert len(out) == 1 + 9
+    assert cli.main(["clips", "list", "--status", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "no_audio" in out and "noaudio" in out
+    assert cli.main(["clips", "export", "good_vp8-0001000", "--store", str(store), "--out", str(tmp_path / "x")]) == 0
+    with wave.open(str(tmp_path / "x" / "audio.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (16000, 1, 2, 80000)
+    assert sorted(os.listdir(tmp_path / "x")) == ["audio.wav"] + [f"frame_{i}.png" for i in range(5)]
+    from PIL import Image
+
+    with Image.open(tmp_path / "x" / "frame_4.png") as img:
+        assert img.size == (128, 128) and img.mode == "RGB"
+    assert cli.main(["clips", "stats", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "bytes per clip-second" in out and "no_audio=1" in out
+    assert cli.main(["clips", "export", "missing-0000000", "--store", str(store), "--out", str(tmp_path / "y")]) == 2
+    assert "clips list" in capsys.readouterr().err
+    assert cli.main(["clips", "stats", "--store", str(tmp_path / "nothing")]) == 2
+    assert "audioscope ingest" in capsys.readouterr().err
+
+
+def test_rerun_resumes_without_redoing_anything(corpus, tmp_path, capsys):
+    lst, _ = corpus
+    out = tmp_path / "store"
+    assert ingest(lst, out) == 0
+    layout = Layout(str(out))
+    records = {p: p.read_text() for p in Path(layout.status_dir).rglob("*.json")}
+    media = {p: p.stat().st_mtime_ns for p in Path(out, "media").rglob("*.npz")}
+    first = _index_table(out)
+    first_status = ClipStore.open(str(out)).status
+    assert ingest(lst, out) == 0
+    # nothing re-decoded: status records (with their finished_at) and media untouched
+    assert {p: p.read_text() for p in Path(layout.status_dir).rglob("*.json")} == records
+    assert {p: p.stat().st_mtime_ns for p in Path(out, "media").rglob("*.npz")} == media
+    pd.testing.assert_frame_equal(_index_table(out), first)
+    pd.testing.assert_frame_equal(ClipStore.open(str(out)).status, first_status)
+    # a different parameter is refused with a message saying what to do
+    assert ingest(lst, out, "--aspect", "crop") == 2
+    assert "new --out" in capsys.readouterr().err
+
+
+def test_retry_failed_redoes_permanent_failures_only(corpus, tmp_path):
+    lst, _ = corpus
+    out = tmp_path / "store"
+    assert ingest(lst, out) == 0
+    layout = Layout(str(out))
+    ok_before = Path(layout.status("good_h264")).read_text()
+    failed_before = json.loads(Path(layout.status("noaudio")).read_text())
+    time.sleep(1.1)  # finished_at has one-second resolution
+    assert ingest(lst, out, "--retry-failed") == 0
+    assert Path(layout.status("good_h264")).read_text() == ok_before
+    failed_after = json.loads(Path(layout.status("noaudio")).read_text())
+    assert failed_after["finished_at"] != failed_before["finished_at"]
+    assert failed_after["kind"] == "no_audio"
+
+
+def _many_videos(root: Path, n: int) -> Path:
+    v = root / "videos"
+    v.mkdir(parents=True)
+    for i in range(n):
+        av_video(v / f"v{i:02d}.mp4", duration=7 + i % 3, size="320x240")
+    lst = root / "list.txt"
+    lst.write_text("".join(f"videos/v{i:02d}.mp4\n" for i in range(n)))
+    return lst
+
+
+def _all_clips(store: Path) -> dict[str, tuple[bytes, bytes]]:
+    cs = ClipStore.open(str(store))
+    return {c.clip_id: (c.audio.tobytes(), c.frames.tobytes()) for c in cs.iter_clips()}
+
+
+def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
+    lst = _many_videos(tmp_path / "c", 8)
+    reference = tmp_path / "reference"
+    assert ingest(lst, reference) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audioscope", "ingest", str(lst), "--out", str(killed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    status_dir = killed / "status"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if status_dir.exists() and any(status_dir.rglob("*.json")):
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(list(status_dir.rglob("*.json")))
+    assert 1 <= done_at_kill < 8, "the run was not killed midway"
+    assert not (killed / "summary.json").exists()
+    # a reader refuses the unfinished store and says how to finish it
+    with pytest.raises(Exception, match="run `audioscope ingest"):
+        ClipStore.open(str(killed))
+
+    assert ingest(lst, killed) == 0
+    assert _all_clips(killed) == _all_clips(reference)
+    pd.testing.assert_frame_equal(_index_table(killed), _index_table(reference))
+    leftovers = [p for p in killed.rglob("*") if p.name.startswith(".")]
+    assert leftovers == [] or all(p.suffix == ".tmp" for p in leftovers)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_portable_runner_and_multiprocessing_give_the_same_index(corpus, store, tmp_path):
+    lst, _ = corpus
+    reference = _index_table(store)
+
+    multi = tmp_path / "multi"
+    assert ingest(lst, multi, "--", "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    pd.testing.assert_frame_equal(_index_table(multi), reference)
+
+    port = _free_port()
+    job_server = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        portable = tmp_path / "portable"
+        rc = ingest(
+            lst, portable, "--", "--runner=PortableRunner", f"--job_endpoint=localhost:{port}",
+            "--environment_type=LOOPBACK",
+        )
+        assert rc == 0
+        pd.testing.assert_frame_equal(_index_table(portable), reference)
+        assert ClipStore.open(str(portable)).summary["failures_by_kind"] == ClipStore.open(str(store)).summary["failures_by_kind"]
+    finally:
+        job_server.terminate()
+        job_server.wait(timeout=30)

@@ -1,0 +1,74 @@
+"""audioscope.storage: atomic writes and listings, local and through fsspec."""
+
+from __future__ import annotations
+
+import os
+
+import fsspec
+import pytest
+
+from audioscope import storage
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "a" / "b" / "x.json"
+    storage.atomic_write(str(target), "one")
+    storage.atomic_write(str(target), b"two")
+    assert target.read_bytes() == b"two"
+    assert os.listdir(target.parent) == ["x.json"]
+    assert storage.read_text(str(target)) == "two"
+    assert storage.size(str(target)) == 3
+
+
+def test_failed_write_keeps_old_content(tmp_path, monkeypatch):
+    target = tmp_path / "x.bin"
+    storage.atomic_write(str(target), b"old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        storage.atomic_write(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_listing_skips_hidden_temporaries(tmp_path):
+    (tmp_path / "s" / "ab").mkdir(parents=True)
+    (tmp_path / "s" / "ab" / "v1.json").write_text("{}")
+    (tmp_path / "s" / "ab" / ".v2.json.123.tmp").write_text("{")
+    (tmp_path / "s" / "ab" / "notes.txt").write_text("")
+    assert storage.list_files(str(tmp_path / "s"), ".json") == [str(tmp_path / "s" / "ab" / "v1.json")]
+    assert storage.glob(str(tmp_path / "s" / "*" / "*")) == [
+        str(tmp_path / "s" / "ab" / "notes.txt"),
+        str(tmp_path / "s" / "ab" / "v1.json"),
+    ]
+    assert storage.list_files(str(tmp_path / "missing")) == []
+    assert [p for p, _ in storage.iter_sizes(str(tmp_path / "s"))] == [
+        str(tmp_path / "s" / "ab" / "notes.txt"), str(tmp_path / "s" / "ab" / "v1.json")
+    ]
+
+
+def test_uris_keep_their_protocol():
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    storage.atomic_write("memory://bucket/store/status/ab/v.json", '{"a": 1}')
+    assert storage.exists("memory://bucket/store/status/ab/v.json")
+    assert storage.glob("memory://bucket/store/status/*/*.json") == ["memory://bucket/store/status/ab/v.json"]
+    assert storage.list_files("memory://bucket/store", ".json") == ["memory://bucket/store/status/ab/v.json"]
+    assert storage.join("memory://bucket/store/", "status", "x") == "memory://bucket/store/status/x"
+    storage.remove("memory://bucket/store/status/ab/v.json")
+    assert not storage.exists("memory://bucket/store/status/ab/v.json")
+    assert storage.join("/tmp/s", "a", "b") == os.path.join("/tmp/s", "a", "b")
+    assert storage.is_local("/x") and not storage.is_local("gs://b/x")
+
+
+def test_list_dirs(tmp_path):
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "cd").mkdir()
+    (tmp_path / "f.txt").write_text("")
+    assert storage.list_dirs(str(tmp_path)) == [str(tmp_path / "ab"), str(tmp_path / "cd")]
+    assert storage.list_dirs(str(tmp_path / "none")) == []
+    storage.atomic_write("memory://lb/s/xy/a.json", "{}")
+    assert storage.list_dirs("memory://lb/s") == ["memory://lb/s/xy"]
