@@ -9,7 +9,8 @@ the AudioScope recipe from it:
   16 kHz (``sample_rate``), as int16 PCM. The first sample is at time 0 of the
   media timeline: a stream that starts late is padded with silence at the
   start (``aresample=async=1:first_pts=0``), so audio and frames share one
-  clock even when the container's streams do not start together.
+  clock even when the container's streams do not start together; a
+  negative start (codec priming) is left to the decoder (:func:`audio_filter`).
 * **Frames**: one RGB frame of ``frame_size`` x ``frame_size`` per second.
   Frame ``k`` is the picture *displayed at time k + 0.5 s*, the centre of
   second ``k`` (the last frame whose timestamp is <= k + 0.5). Taking the
@@ -106,6 +107,10 @@ class ProbeInfo:
     channels: int | None = None
     video_stream: int | None = None
     audio_stream: int | None = None
+    #: Where the audio stream starts on the media timeline, in seconds.
+    #: Negative for codec priming (Opus pre-skip, AAC in some containers),
+    #: which the decoder drops by itself.
+    audio_start: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -269,6 +274,7 @@ def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo
         channels=a.get("channels"),
         video_stream=video[0].get("index") if video else None,
         audio_stream=audio[0].get("index") if audio else None,
+        audio_start=_fraction(str(a.get("start_time", ""))) or 0.0,
     )
 
 
@@ -300,6 +306,21 @@ def video_filter(frame_size: int = 128, aspect: Aspect | str = "pad") -> str:
     else:
         raise ValueError(f"aspect must be one of {ASPECTS}, not {aspect!r}")
     return f"{pick},{square},{fit},setsar=1,format=rgb24"
+
+
+def audio_filter(info: ProbeInfo, sample_rate: int) -> str:
+    """The audio filter chain: keep sample n at time n / sample_rate.
+
+    An audio stream that starts *late* (positive start time) is padded with
+    silence at the start (``first_pts=0``) so that it shares the frames'
+    clock. A negative start time is codec priming (Opus pre-skip, encoder
+    delay signalled by the container) that the decoder already drops;
+    re-anchoring it at 0 would shift the whole track late (7 ms for Opus),
+    so it is left alone. MP3 in AVI has no way to signal its encoder delay
+    (~25 ms at 44.1 kHz): that offset belongs to the file and stays.
+    """
+    anchor = "aresample=async=1:first_pts=0" if info.audio_start > 0 else "aresample=async=1"
+    return f"{anchor},aresample={sample_rate}"
 
 
 def decode(
@@ -336,7 +357,7 @@ def decode(
             "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
             *_SAFE_INPUT_ARGS, "-i", "file:" + path,
             "-map", f"0:{info.audio_stream}",
-            "-af", f"aresample=async=1:first_pts=0,aresample={sample_rate}",
+            "-af", audio_filter(info, sample_rate),
             "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le",
             "file:" + audio_out,
             "-map", f"0:{info.video_stream}",

@@ -72,6 +72,11 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="time limit in seconds for fetching one video (default: the fetcher's)")
     p.add_argument("--decode-timeout", type=float, default=600.0, metavar="S", help="time limit in seconds for decoding one video (default: 600)")
     p.add_argument("--max-duration", type=float, default=None, metavar="S", help="refuse videos longer than S seconds (default: no limit)")
+    p.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="videos processed at once on the local runner (default: CPU count); "
+        "ignored with another --runner, whose own flags decide",
+    )
     p.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between progress updates (default: 2)")
 
 
@@ -112,7 +117,23 @@ def split_args(args: argparse.Namespace) -> list[str]:
     for key, value in vars(parsed).items():
         if value != getattr(defaults, key):
             setattr(args, key, value)
-    return unknown + beam
+    return local_parallelism(unknown + beam, args.workers)
+
+
+def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
+    """Add ``workers``-way parallelism when the pipeline runs on the local runner.
+
+    Beam's DirectRunner processes one bundle at a time unless told otherwise.
+    A video's work is mostly inside ffmpeg, so threads (not processes) keep
+    every core busy. Flags the user gives (``--direct_*``) win.
+    """
+    runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), None)
+    if runner not in (None, "DirectRunner", "direct") or any(a.startswith("--direct_") for a in beam_args):
+        return beam_args
+    n = workers or os.cpu_count() or 1
+    if n <= 1:
+        return beam_args
+    return [*beam_args, f"--direct_num_workers={n}", "--direct_running_mode=multi_threading"]
 
 
 def _line(obj: Any) -> str:
