@@ -150,12 +150,13 @@ class WriteIndexShard(beam.DoFn):
         yield path.rsplit("/", 1)[-1]
 
 
-def _bad_rows(layout: Layout) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _bad_rows(layout: Layout) -> list[str]:
+    """The JSON lines of every recorded bad list row (BadRow.from_json takes a line)."""
+    rows: list[str] = []
     for path in storage.glob(storage.join(layout.bad_rows_dir, "*.jsonl")):
         for line in storage.read_text(path).splitlines():
             if line.strip():
-                rows.append(json.loads(line))
+                rows.append(line)
     return rows
 
 

@@ -107,11 +107,13 @@ def test_iter_clips_reads_each_video_shard_once(store, monkeypatch):
             reads.append(str(uri))
         return real(uri)
 
-    monkeypatch.setattr(reader.storage, "read_bytes", counting)
     cs = ClipStore.open(str(store))
+    _ = cs.index
+    monkeypatch.setattr(reader.storage, "read_bytes", counting)
     n = sum(1 for _ in cs.iter_clips())
     assert n == 9
     assert len(reads) == 3 and len(set(reads)) == 3
+    assert all(r.endswith(".npz") for r in reads)
 
 
 def test_clips_command(store, tmp_path, capsys):
