@@ -238,3 +238,23 @@ def test_yfcc_and_audioscope_lists_ingest_with_unpadded_key_paths(tmp_path):
     idx2 = ClipStore.open(str(store2)).index.sort_values("start")
     assert idx2["start"].tolist() == [0.0, 2.0]  # only the listed clips
     assert set(idx2["split"]) == {"test"}
+
+
+@pytest.mark.integration
+def test_bad_rows_reach_the_status_table_and_the_run_goes_on(tmp_path):
+    from audioscope.cli import main
+    from audioscope.clipstore import ClipStore
+
+    _video(tmp_path / "media" / "good.mp4", 6)
+    lst = tmp_path / "list.txt"
+    lst.write_text("good.mp4\n../../etc/passwd\nmissing.mp4\n")
+    store = tmp_path / "store"
+    assert main(["ingest", str(lst), "--media-root", str(tmp_path / "media"), "--out", str(store)]) == 0
+    cs = ClipStore.open(str(store))
+    assert set(cs.index["video_id"]) == {"good"} and len(cs.index) == 2
+    status = cs.status
+    bad = status[status["status"] != "ok"]
+    assert len(bad) == 2, status
+    kinds = set(bad["kind"])
+    assert "unsafe_path" in kinds and "not_found" in kinds
+    assert all(isinstance(m, str) and m for m in bad["message"])
