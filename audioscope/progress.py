@@ -45,6 +45,7 @@ class Progress:
         self.counters: dict[str, int] = {}
         self.start = time.monotonic()
         self._last = 0.0
+        self._drawn: tuple[int, tuple[tuple[str, int], ...]] | None = None
         self._lock = threading.Lock()
 
     def update(self, n: int = 1, **counters: int) -> None:
@@ -79,6 +80,7 @@ class Progress:
         if not force and now - self._last < self.interval:
             return
         self._last = now
+        self._drawn = (self.done, tuple(self.counters.items()))
         if self.is_tty:
             self.stream.write("\r\033[K" + self.line())
         else:
@@ -86,8 +88,10 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """Draw the final state (unless the last line already shows it)."""
         with self._lock:
-            self._maybe_draw(force=True)
+            if self._drawn != (self.done, tuple(self.counters.items())):
+                self._maybe_draw(force=True)
             if self.is_tty:
                 self.stream.write("\n")
                 self.stream.flush()
