@@ -33,7 +33,7 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 from urllib.parse import unquote, urlsplit
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,25 @@ def _check_size(size: int, limits: FetchLimits, uri: str) -> None:
         raise FetchError("too_large", f"{uri} is {size} bytes, over the limit of {limits.max_bytes} (raise --max-bytes to allow it)")
 
 
+def _copy(
+    chunks: Iterable[bytes], path: str, limits: FetchLimits, deadline: float, uri: str, expected: int | None
+) -> int:
+    """Write ``chunks`` to ``path`` within the size limit and the item's
+    deadline; fewer bytes than ``expected`` is a truncated transfer (retried)."""
+    n = 0
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            n += len(chunk)
+            if n > limits.max_bytes:
+                raise FetchError("too_large", f"{uri}: more than {limits.max_bytes} bytes (raise --max-bytes to allow it)")
+            if time.monotonic() > deadline:
+                raise FetchError("timeout", f"{uri}: not done within {limits.timeout_s:.0f} s", transient=True)
+            f.write(chunk)
+    if expected is not None and n < expected:
+        raise _Retry(FetchError("truncated", f"{uri}: got {n} of {expected} bytes", transient=True))
+    return n
+
+
 # ---------------------------------------------------------------- local files
 
 
@@ -190,17 +209,7 @@ def _fetch_http(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
                 expected_n = int(expected) if expected and expected.isdigit() else None
                 if expected_n is not None:
                     _check_size(expected_n, limits, uri)
-                n = 0
-                with open(path, "wb") as f:
-                    for chunk in r.iter_content(_CHUNK):
-                        n += len(chunk)
-                        if n > limits.max_bytes:
-                            raise FetchError("too_large", f"{uri}: more than {limits.max_bytes} bytes (raise --max-bytes to allow it)")
-                        if time.monotonic() > deadline:
-                            raise FetchError("timeout", f"{uri}: not done within {limits.timeout_s:.0f} s", transient=True)
-                        f.write(chunk)
-                if expected_n is not None and n < expected_n:
-                    raise _Retry(FetchError("truncated", f"{uri}: got {n} of {expected_n} bytes", transient=True))
+                n = _copy(r.iter_content(_CHUNK), path, limits, deadline, uri, expected_n)
                 return LocalMedia(path, n, True)
         except (requests.Timeout, requests.ConnectionError) as e:
             # A stall mid-body surfaces as ConnectionError wrapping a read timeout.
@@ -236,17 +245,8 @@ def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
                 raise FetchError("not_found", f"{uri} is a folder, not an object")
             size = int(info.get("size") or 0)
             _check_size(size, limits, uri)
-            n = 0
-            with fs.open(obj, "rb") as src, open(path, "wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    n += len(chunk)
-                    if n > limits.max_bytes:
-                        raise FetchError("too_large", f"{uri}: more than {limits.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise FetchError("timeout", f"{uri}: not done within {limits.timeout_s:.0f} s", transient=True)
-                    dst.write(chunk)
-            if size and n < size:
-                raise _Retry(FetchError("truncated", f"{uri}: got {n} of {size} bytes", transient=True))
+            with fs.open(obj, "rb") as src:
+                n = _copy(iter(lambda: src.read(_CHUNK), b""), path, limits, deadline, uri, size or None)
             return LocalMedia(path, n, True)
         except FileNotFoundError:
             raise FetchError("not_found", f"no such object: {uri}") from None
