@@ -211,6 +211,10 @@ def _fetch_http(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
                     _check_size(expected_n, limits, uri)
                 n = _copy(r.iter_content(_CHUNK), path, limits, deadline, uri, expected_n)
                 return LocalMedia(path, n, True)
+        except requests.exceptions.ChunkedEncodingError as e:
+            # The connection closed before Content-Length bytes came (urllib3's
+            # IncompleteRead): a truncated transfer, worth another try.
+            raise _Retry(FetchError("truncated", f"{uri}: the body was cut off ({e})", transient=True)) from None
         except (requests.Timeout, requests.ConnectionError) as e:
             # A stall mid-body surfaces as ConnectionError wrapping a read timeout.
             kind = "timeout" if isinstance(e, requests.Timeout) or "timed out" in str(e) else "http_error"
