@@ -236,14 +236,31 @@ def _fetch_http(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
 # --------------------------------------------------------------- gs:// s3://
 
 
-def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
+def _filesystem(uri: str):
+    """The fsspec filesystem and object path for ``uri``.
+
+    A GCS emulator (``STORAGE_EMULATOR_HOST``) speaks only GCS's JSON API and
+    takes no credentials: there we use gcsfs's core filesystem anonymously.
+    (gcsfs's default class also asks for the bucket type over gRPC, which an
+    emulator answers only after a minute of retries.) Real GCS and S3 use
+    fsspec's defaults: gcsfs and s3fs find credentials and endpoints
+    (``AWS_ENDPOINT_URL``) by themselves.
+    """
     import fsspec
 
+    if uri.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST"):
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(token="anon", skip_instance_cache=True), uri[len("gs://"):]
+    return fsspec.core.url_to_fs(uri)
+
+
+def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
     path = _temp_path(workdir, _suffix(uri))
 
     def attempt(deadline: float) -> LocalMedia:
         try:
-            fs, obj = fsspec.core.url_to_fs(uri)
+            fs, obj = _filesystem(uri)
             info = fs.info(obj)
             if info.get("type") == "directory":
                 raise FetchError("not_found", f"{uri} is a folder, not an object")
