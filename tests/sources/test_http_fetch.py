@@ -28,6 +28,7 @@ class _Server:
     def __init__(self, media: bytes) -> None:
         self.media = media
         self.hits: dict[str, int] = {}
+        self.down = True  # /outage.mp4 answers 503 while this is true
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,6 +67,8 @@ class _Server:
                     return self._send(200, m)
                 if path == "/big":
                     return self._send(200, b"", length=10**12)
+                if path == "/outage.mp4":
+                    return self._send(503, b"down") if server.down else self._send(200, m)
                 if path in ("/media.mp4",):
                     return self._send(200, m)
                 if path == "/page":
@@ -183,3 +186,28 @@ def test_local_files_fifos_and_missing(tmp_path, media):
     with pytest.raises(FetchError) as e:
         fetch(str(tmp_path / "nope.mp4"), str(tmp_path / "w"), FAST)
     assert e.value.kind == "not_found"
+
+
+def test_the_next_run_retries_transient_failures_only(server, tmp_path):
+    """A video whose server was down is fetched by the next run; a 404 is
+    permanent and is not asked for again."""
+    from audioscope.cli import main
+    from audioscope.clipstore import ClipStore
+
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{server.url}/outage.mp4\n{server.url}/missing\n")
+    store = str(tmp_path / "store")
+    args = ["ingest", str(lst), "--out", store, "--timeout", "5", "--workers", "1"]
+    assert main(args) == 0
+    status = ClipStore.open(store).status.set_index("source")
+    assert status.loc[f"{server.url}/outage.mp4", "status"] != "ok"
+    missing_hits = server.hits["/missing"]
+
+    server.down = False
+    assert main(args) == 0
+    cs = ClipStore.open(store)
+    status = cs.status.set_index("source")
+    assert status.loc[f"{server.url}/outage.mp4", "status"] == "ok"
+    assert status.loc[f"{server.url}/missing", "kind"] == "not_found"
+    assert server.hits["/missing"] == missing_hits  # permanent: not fetched again
+    assert len(cs.index) == 0  # fetched and decoded; 2 s of media give no 5-second clip
