@@ -99,6 +99,13 @@ def ffmpeg_command(s: EncodeSettings, audio_path: str | None, out_path: str) -> 
         cmd += [a.format(kbps=kbps) for a in AUDIO_ARGS[s.acodec]]
     if s.container == "mp4" and s.faststart:
         cmd += ["-movflags", "+faststart"]
+    if s.container == "avi":
+        # AVI cannot store the negative start of a primed audio encoder (MP3):
+        # by default ffmpeg then shifts the video by the priming delay, which
+        # on AVI's frame-count clock moves every frame but the first one frame
+        # late (pts 0, 2, 3, ...), one frame off the ground truth. Keep the
+        # video on its own grid; the audio keeps its priming samples.
+        cmd += ["-avoid_negative_ts", "disabled"]
     cmd += [*REPRO_ARGS, "-f", CONTAINER_FORMAT[s.container], out_path]
     return cmd
 
