@@ -191,7 +191,9 @@ def _fetch_http(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
         try:
             with requests.get(
                 uri, stream=True, timeout=(limits.connect_timeout_s, limits.read_timeout_s),
-                headers={"User-Agent": "audioscope-data"},
+                # identity: the bytes counted against Content-Length and
+                # max_bytes are the bytes on the wire, never a decompressed body.
+                headers={"User-Agent": "audioscope-data", "Accept-Encoding": "identity"},
             ) as r:
                 if r.status_code in (408, 429) or r.status_code >= 500:
                     raise _Retry(
