@@ -174,9 +174,10 @@ def video_id_for(uri: str) -> str:
     stem alone (``watch``) names nothing.
     """
     parts = urlsplit(uri)
-    path = parts.path if parts.scheme in ALLOWED_SCHEMES else uri
+    is_url = parts.scheme in ALLOWED_SCHEMES
+    path = parts.path if is_url else uri
     stem = posixpath.splitext(posixpath.basename(unquote(path).rstrip("/")))[0]
-    if is_safe_id(stem) and not parts.query:
+    if is_safe_id(stem) and not (is_url and parts.query):
         return stem
     clean = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("_.-")[:80] or "video"
     return f"{clean}-{hashlib.sha1(uri.encode('utf-8')).hexdigest()[:8]}"
