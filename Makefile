@@ -13,8 +13,10 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha1sum | 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DEMO_DIR    ?= demo-output
-DEMO_VIDEOS ?= 24
+DEMO_VIDEOS ?= 120
 DEMO_SEED   ?= 2026
+# Seconds of coincidence-model training (the model card records them).
+DEMO_TRAIN_BUDGET ?= 480
 # Extra flags for pytest, e.g. `make test PYTEST_ARGS="-k ingest -x"`.
 PYTEST_ARGS ?=
 
@@ -44,7 +46,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: install
-	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)"
+	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)"
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audioscope.synth.cli",
     "audioscope.pipelines.ingest_cli",
     "audioscope.clipstore.cli",
+    "audioscope.models.cli",
+    "audioscope.pipelines.score_cli",
+    "audioscope.curation.filter_cli",
 )
 
 EPILOG = """\

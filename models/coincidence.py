@@ -10,13 +10,27 @@ comes from off screen score low.
 
 Model (small enough for several hundred clips/s on 2 CPU cores):
 
-- audio tower: log-mel inside the graph (``features.log_mel``, 100 frames/s)
-  cut into five 1 s blocks -> small conv net -> one embedding per second;
+- audio tower: log-mel inside the graph (``features.log_mel``, 100 frames/s);
+  for each second, the ``audio_context_s`` (0.32 s) of sound centred on the
+  frame's instant (i + 0.5 s) -> small conv net -> one embedding per second.
+  A frame is an instant, so it is compared with the sound at that instant:
+  with the whole second, a source that is on for most of it looks the same
+  whether or not it is on when the frame was taken;
 - image tower: each of the 5 frames, average-pooled 128 -> 64 px -> small
   conv net -> one embedding per frame (frame i is the picture at i + 0.5 s);
-- fusion PER SECOND (audio second i vs frame i), so audio from the same
-  video shifted in time is caught; the five per-second logits are pooled
-  (mean / max / min) into one logit -> sigmoid.
+- fusion PER SECOND (audio second i vs frame i): ``fusion="temporal"``
+  (default) feeds ``a * v`` and ``(a - mean a) * (v - mean v)`` (means over
+  the clip's 5 seconds), i.e. what sounds while something shows, and what
+  changes in the sound while the picture changes; the five per-second
+  logits are pooled (mean / max / min) into one logit -> sigmoid.
+
+Training (``train``) fights memorisation, the failure of a small corpus:
+with ~50 videos a model can learn "this background goes with this pitch"
+and score every clip of a training video high, on-screen sound or not.
+Training-only augmentations (identity when scoring) remove those shortcuts:
+a random shift of the mel axis (pitch) and a random left-right flip of the
+frames; and the exported weights are those of the evaluation with the best
+self-supervised AUC on held-out videos (``keep_best``).
 
 Exported signature (any SavedModel with this signature can be plugged in,
 e.g. one trained on AudioSet elsewhere)::
@@ -54,6 +68,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from audioscope.curation.splits import split_unit
+from audioscope.metrics import roc_auc
 from audioscope.models.features import SAMPLE_RATE, LogMelConfig, make_log_mel_layer
 from audioscope.models.model_card import ModelCard
 
@@ -81,6 +97,9 @@ SHIFTED = 2
 KIND_NAMES = {POSITIVE: "positive", OTHER_VIDEO: "other_video", SHIFTED: "shifted"}
 
 
+FUSIONS = ("temporal", "covariation", "concat")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CoincidenceConfig:
     """Sizes and training settings. The defaults fit 2 CPU cores and 10 min.
@@ -91,22 +110,38 @@ class CoincidenceConfig:
     """
 
     embedding_dim: int = 64
+    # Seconds of sound around each frame's instant that the audio tower sees
+    # (1.0 = the whole second).
+    audio_context_s: float = 0.32
     audio_channels: tuple[int, ...] = (16, 32, 64)
     image_channels: tuple[int, ...] = (16, 32, 64)
     image_size: int = 64  # frames are average-pooled to this size inside the model
     fusion_units: int = 64
-    dropout: float = 0.1
+    # Per-second fusion: "temporal" [a*v, (a - mean a)*(v - mean v)] (means over
+    # the clip's 5 seconds; co-occurrence and co-variation), "covariation" only
+    # the second term, "concat" [a, v, a*v]. Measured on held-out videos,
+    # "temporal" generalised best (docs/ARCHITECTURE.md).
+    fusion: str = "temporal"
+    dropout: float = 0.3
     learning_rate: float = 2e-3
     batch_size: int = 32
-    steps: int = 3000
+    steps: int = 6000
     positive_fraction: float = 0.5
     negative_mix: float = 0.5
     shift_min_s: int = 2
     shift_max_s: int = 10
     validation_examples: int = 512
+    keep_best: bool = True  # export the weights of the best validation AUC seen (checked every eval_every steps)
     eval_every: int = 250
     seed: int = 0
     deterministic_ops: bool = True
+    # Training-only augmentation (identity when scoring): it keeps the model
+    # from memorising which background goes with which pitch in the few
+    # videos of a corpus, and makes it learn what moves with the sound.
+    augment_gain_db: float = 0.0  # random gain per example, +-dB (off: it slowed learning)
+    augment_mel_shift: int = 3  # random shift of the mel axis per example, +-bins
+    augment_flip: bool = True  # random left-right flip of the frames per example
+    augment_translate: int = 8  # random circular shift of the frames per example, +-pixels
     log_mel: LogMelConfig = field(default_factory=LogMelConfig)
 
     def __post_init__(self) -> None:
@@ -118,6 +153,10 @@ class CoincidenceConfig:
             raise ValueError("negative_mix must be in [0, 1]")
         if not 1 <= self.shift_min_s <= self.shift_max_s:
             raise ValueError("need 1 <= shift_min_s <= shift_max_s")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not 0.0 < self.audio_context_s <= 1.0:
+            raise ValueError("audio_context_s must be in (0, 1]")
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "CoincidenceConfig":
@@ -157,12 +196,22 @@ def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
     frames_in = keras.Input(shape=(CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3), dtype="uint8", name="frames")
 
     # Audio tower: one embedding per second of log-mel.
-    mel = make_log_mel_layer(lm)(audio_in)  # [B, 500, n_mels]
+    audio = audio_in
+    if config.augment_gain_db:
+        audio = Augment("gain", config.augment_gain_db, config.seed, name="augment_gain")(audio)
+    mel = make_log_mel_layer(lm)(audio)  # [B, 500, n_mels]
+    if config.augment_mel_shift:
+        mel = Augment("mel_shift", config.augment_mel_shift, config.seed + 1, name="augment_mel_shift")(mel)
     mel = layers.Lambda(lambda x: x[:, : CLIP_SECONDS * fps], name="whole_seconds")(mel)
     x = layers.Reshape((CLIP_SECONDS, fps, lm.n_mels, 1), name="per_second_mel")(mel)
+    start, width = audio_window(config)
+    if width < fps:
+        # A frame is an instant (second i + 0.5 s): compare it with the sound
+        # around that instant, not with the whole second.
+        x = layers.Lambda(lambda t: t[:, :, start : start + width], name="around_frame")(x)
     x = layers.Rescaling(0.25, offset=0.5, name="mel_scale")(x)
     audio_net = _conv_tower(
-        "audio", (fps, lm.n_mels, 1), config.audio_channels, config.embedding_dim
+        "audio", (width, lm.n_mels, 1), config.audio_channels, config.embedding_dim
     )
     a = layers.TimeDistributed(audio_net, name="audio_per_second")(x)  # [B, 5, D]
 
@@ -170,13 +219,27 @@ def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
     f = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="frame_scale")(
         layers.Lambda(lambda t: tf.cast(t, tf.float32), name="frames_float")(frames_in)
     )
+    if config.augment_flip:
+        f = Augment("flip", 1, config.seed + 2, name="augment_flip")(f)
+    if config.augment_translate:
+        f = Augment("translate", config.augment_translate, config.seed + 3, name="augment_translate")(f)
     pool = FRAME_SIZE // config.image_size
     image_net = _conv_tower("image", (FRAME_SIZE, FRAME_SIZE, 3), config.image_channels,
                             config.embedding_dim, pre_pool=pool)
     v = layers.TimeDistributed(image_net, name="image_per_frame")(f)  # [B, 5, D]
 
     # Fusion per second: compare audio second i with frame i.
-    h = layers.Concatenate(name="pair")([a, v, layers.Multiply(name="a_times_v")([a, v])])
+    if config.fusion == "covariation":
+        centre = layers.Lambda(lambda t: t - tf.reduce_mean(t, axis=1, keepdims=True), name="centre")
+        h = layers.Multiply(name="ac_times_vc")([centre(a), centre(v)])
+    elif config.fusion == "temporal":
+        centre = layers.Lambda(lambda t: t - tf.reduce_mean(t, axis=1, keepdims=True), name="centre")
+        h = layers.Concatenate(name="pair")([
+            layers.Multiply(name="a_times_v")([a, v]),
+            layers.Multiply(name="ac_times_vc")([centre(a), centre(v)]),
+        ])
+    else:
+        h = layers.Concatenate(name="pair")([a, v, layers.Multiply(name="a_times_v")([a, v])])
     h = layers.Dense(config.fusion_units, activation="relu", name="fusion_hidden")(h)
     if config.dropout:
         h = layers.Dropout(config.dropout, name="fusion_dropout")(h)
@@ -191,6 +254,73 @@ def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
     logit = layers.Dense(1, name="logit")(pooled)
     prob = layers.Reshape((), name=OUTPUT_KEY)(layers.Activation("sigmoid", name="sigmoid")(logit))
     return keras.Model({"audio": audio_in, "frames": frames_in}, prob, name="coincidence")
+
+
+class Augment(keras.layers.Layer):
+    """Training-only augmentation; the identity at inference (and in the export).
+
+    ``gain``: audio ``[B, n]`` times a random gain of +-``amount`` dB;
+    ``mel_shift``: log-mel ``[B, T, M]`` shifted along M by a random whole
+    number of bins in +-``amount`` (edges repeated);
+    ``flip``: frames ``[B, T, H, W, C]`` mirrored left-right, all frames of
+    an example alike; ``translate``: frames shifted circularly by a random
+    whole number of pixels in +-``amount`` along each axis, all frames alike.
+    """
+
+    KINDS = ("gain", "mel_shift", "flip", "translate")
+
+    def __init__(self, kind: str, amount: float, seed: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown augmentation {kind!r}")
+        self.kind = kind
+        self.amount = amount
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if not training:
+            return x
+        batch = tf.shape(x)[0]
+        if self.kind == "gain":
+            db = keras.random.uniform((batch, 1), -self.amount, self.amount, seed=self.seed_generator)
+            return x * tf.pow(10.0, db / 20.0)
+        if self.kind == "mel_shift":
+            n = x.shape[-1]
+            k = tf.cast(tf.round(keras.random.uniform(
+                (batch, 1), -self.amount - 0.49, self.amount + 0.49, seed=self.seed_generator)), tf.int32)
+            idx = tf.clip_by_value(tf.range(n)[None, :] - k, 0, n - 1)  # [B, M]
+            return tf.gather(x, idx, axis=2, batch_dims=1)
+        if self.kind == "translate":
+            for axis in (2, 3):
+                n = x.shape[axis]
+                k = tf.cast(tf.round(keras.random.uniform(
+                    (batch, 1), -self.amount - 0.49, self.amount + 0.49, seed=self.seed_generator)), tf.int32)
+                idx = tf.math.floormod(tf.range(n)[None, :] - k, n)
+                x = tf.gather(x, idx, axis=axis, batch_dims=1)
+            return x
+        flip = keras.random.uniform((batch, 1, 1, 1, 1), seed=self.seed_generator) < 0.5
+        return tf.where(flip, tf.reverse(x, axis=[3]), x)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "kind": self.kind, "amount": self.amount, "seed": self.seed}
+
+
+def audio_window(config: CoincidenceConfig) -> tuple[int, int]:
+    """``(first, count)`` of the log-mel frames of each second that the audio
+    tower sees: ``config.audio_context_s`` seconds centred on the frame's
+    instant (0.5 s into the second). Log-mel frame j covers samples
+    ``[j * hop, j * hop + window)``, so its centre is at ``j * hop + window / 2``.
+    """
+    lm = config.log_mel
+    fps = lm.frames_per_second
+    width = min(fps, max(1, int(round(config.audio_context_s * fps))))
+    centre = (0.5 * lm.sample_rate - lm.window_samples / 2) / lm.hop_samples  # frame centred on 0.5 s
+    first = int(round(centre - (width - 1) / 2))
+    return max(0, min(first, fps - width)), width
 
 
 def logit_model(model: keras.Model) -> keras.Model:
@@ -290,20 +420,19 @@ def load_videos(
 def split_videos(
     video_ids: Sequence[str], validation_fraction: float, seed: int
 ) -> tuple[list[str], list[str]]:
-    """Whole videos to train / validation, by a seeded hash of the id.
+    """Whole videos to train / validation: the ``validation_fraction`` of
+    videos with the lowest seeded hash of their id (``curation.splits.split_unit``).
 
-    A hash (not a shuffle) so that adding videos never moves existing ones
-    between the two sides. At least one video lands on each side when there
-    are two or more.
+    Ranking by a hash (not a shuffle) keeps the choice stable: adding videos
+    moves at most the few at the boundary. With four or more videos at least
+    two land on each side (the sampler needs two videos for a negative from
+    another video); with two or three, at least one.
     """
-    def h(vid: str) -> float:
-        d = hashlib.sha256(f"{seed}:{vid}".encode()).digest()
-        return int.from_bytes(d[:8], "big") / 2**64
-
-    ids = sorted(video_ids, key=h)
+    ids = sorted(video_ids, key=lambda vid: split_unit(vid, seed))
     n_val = int(round(len(ids) * validation_fraction))
     if len(ids) >= 2 and validation_fraction > 0:
-        n_val = min(max(n_val, 1), len(ids) - 1)
+        least = 2 if len(ids) >= 4 else 1
+        n_val = min(max(n_val, least), len(ids) - least)
     return sorted(ids[n_val:]), sorted(ids[:n_val])
 
 
@@ -415,28 +544,6 @@ class ExampleSampler:
 # --------------------------------------------------------------------------- metrics
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties count one half).
-
-    NaN when only one class is present.
-    """
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos = int(labels.sum())
-    n_neg = int(len(labels) - n_pos)
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
 def threshold_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.8) -> dict[str, float]:
     """ROC AUC plus precision/recall of ``score >= threshold`` for a binary question."""
     labels = np.asarray(labels).astype(bool)
@@ -503,6 +610,7 @@ class _Exportable(tf.Module):
         self.model = model
 
     @tf.function(
+        autograph=False,
         input_signature=[
             tf.TensorSpec(SIGNATURE_INPUTS["audio"][1], tf.float32, name="audio"),
             tf.TensorSpec(SIGNATURE_INPUTS["frames"][1], tf.uint8, name="frames"),
@@ -722,7 +830,7 @@ def train(
     )
     loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(inputs: dict[str, tf.Tensor], labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = train_view(inputs, training=True)
@@ -738,6 +846,8 @@ def train(
         probs = predict(val_batch.audio, val_batch.frames)
         m = {"step": float(at_step), "train_loss": loss, **self_supervised_metrics(val_batch, probs)}
         history.append(m)
+        if config.keep_best and (best["metrics"] is None or m["auc"] > best["metrics"]["auc"]):
+            best["metrics"], best["weights"] = m, model.get_weights()
         if progress:
             print(
                 f"step {at_step}: loss {loss:.4f}, validation AUC {m['auc']:.4f} "
@@ -746,6 +856,18 @@ def train(
             )
         return m
 
+    # With few videos the model starts to memorise them after a while; the
+    # weights exported are those of the evaluation with the best validation
+    # AUC (held-out videos), not necessarily the last.
+    best: dict[str, Any] = {"metrics": None, "weights": None}
+
+    if progress:
+        limit = f" or {time_budget_s:.0f} s, whichever comes first" if time_budget_s is not None else ""
+        print(
+            f"training on {len(train_ids)} videos ({len(val_ids)} held out): at most {config.steps} steps{limit}; "
+            f"validation every {config.eval_every} steps",
+            file=sys.stderr,
+        )
     bar = Progress("training", total=config.steps, unit="steps") if progress else None
     t0 = time.monotonic()
     stopped_by = "steps"
@@ -766,7 +888,11 @@ def train(
     if bar:
         bar.close()
     seconds = time.monotonic() - t0
-    final = evaluate(done, float(np.mean(losses[-max(config.eval_every, 1) :])) if losses else float("nan"))
+    last = evaluate(done, float(np.mean(losses[-max(config.eval_every, 1) :])) if losses else float("nan"))
+    final = last
+    if config.keep_best and best["metrics"] is not None and best["metrics"] is not last:
+        final = best["metrics"]
+        model.set_weights(best["weights"])
 
     n_clips = int(sum(int(n) for n in train_sampler.n_starts))
     card = ModelCard(
@@ -788,6 +914,8 @@ def train(
             "examples_seen": done * config.batch_size,
             "seconds": round(seconds, 1),
             "stopped_by": stopped_by,
+            "exported_step": int(final["step"]),
+            "last_validation_auc": last["auc"],
             "seed": config.seed,
             "shifted_fallbacks": train_sampler.fallbacks,
             "tensorflow": tf.__version__,
@@ -822,7 +950,7 @@ def train(
             {
                 "model": str(out_dir),
                 "model id": model_id,
-                "steps": f"{done} ({stopped_by}), {seconds:.0f} s",
+                "steps": f"{done} ({stopped_by}), {seconds:.0f} s; weights of step {int(final['step'])}",
                 "videos": f"{len(train_ids)} train, {len(val_ids)} validation, {len(skipped)} skipped",
                 "validation AUC": f"{final['auc']:.4f}",
                 "  vs other video": f"{final['auc_vs_other_video']:.4f}",

@@ -93,3 +93,40 @@ def to_table(rows: Iterable[Mapping[str, object]], schema: pa.Schema) -> pa.Tabl
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
             raise SchemaError(f"column {f.name!r}: {e}") from None
     return validate(pa.table(columns), schema)
+
+
+#: One row per clip of the filtered subset Df (``DF_DIR/df.parquet``), sorted
+#: by (video_id, start). ``split`` is ``train``, ``validation`` or ``test``;
+#: ``probability`` is the coincidence score the selection used.
+DF = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("probability", pa.float32(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("model_id", pa.string()),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("licence_name", pa.string()),
+        pa.field("licence_url", pa.string()),
+    ],
+    metadata={**_META, b"audioscope.table": b"df"},
+)
+
+
+#: One row per scored clip (``SCORES_DIR/scores.parquet`` and the per-video
+#: parts under ``SCORES_DIR/parts/``): the coincidence model's probability
+#: that the clip's audio and frames belong together, and the ``model_id``
+#: (``sha256:...``) of the model that gave it.
+SCORES = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("probability", pa.float32(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+    ],
+    metadata={**_META, b"audioscope.table": b"scores"},
+)

@@ -108,21 +108,66 @@ def test_split_is_by_whole_video_and_stable() -> None:
     assert C.split_videos(["a", "b"], 0.01, seed=0)[1]  # never an empty side
 
 
-def test_roc_auc_matches_pairwise_definition() -> None:
-    rng = np.random.default_rng(0)
-    labels = rng.random(200) < 0.4
-    scores = np.round(rng.random(200) + 0.3 * labels, 1)  # many ties
-    pos, neg = scores[labels], scores[~labels]
-    pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (
-        len(pos) * len(neg)
-    )
-    assert C.roc_auc(labels, scores) == pytest.approx(pairwise)
-    assert np.isnan(C.roc_auc(np.ones(3), np.zeros(3)))
-
-
 def test_threshold_metrics() -> None:
     m = C.threshold_metrics(np.array([1, 1, 0, 0, 1]), np.array([0.9, 0.85, 0.81, 0.1, 0.2]), 0.8)
     assert m["n_kept"] == 3
     assert m["precision"] == pytest.approx(2 / 3)
     assert m["recall"] == pytest.approx(2 / 3)
     assert m["base_rate"] == pytest.approx(0.6)
+
+
+def test_audio_window_is_centred_on_the_frame_instant() -> None:
+    lm = C.CoincidenceConfig().log_mel
+    first, width = C.audio_window(C.CoincidenceConfig(audio_context_s=0.32))
+    assert width == 32
+    # log-mel frame j is centred at j * hop + window / 2 samples
+    centres = [(j * lm.hop_samples + lm.window_samples / 2) / lm.sample_rate for j in (first, first + width - 1)]
+    assert abs((centres[0] + centres[1]) / 2 - 0.5) <= 0.5 / lm.frames_per_second
+    assert C.audio_window(C.CoincidenceConfig(audio_context_s=1.0)) == (0, lm.frames_per_second)
+    with pytest.raises(ValueError):
+        C.CoincidenceConfig(fusion="nonsense")
+
+
+def test_sound_outside_the_window_does_not_reach_the_model() -> None:
+    """Only the sound around each frame's instant counts: changing the audio
+    far from every i + 0.5 s leaves the probability as it is."""
+    model = C.build_model(C.CoincidenceConfig.tiny())
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal((1, C.CLIP_SAMPLES))).astype(np.float32)
+    frames = rng.integers(0, 255, (1, 5, 128, 128, 3), dtype=np.uint8)
+    changed = audio.copy()
+    for i in range(5):  # 0.0-0.2 s and 0.8-1.0 s of every second: outside the +-0.16 s window
+        changed[0, i * 16000 : i * 16000 + 3200] = 0.5
+        changed[0, i * 16000 + 12800 : (i + 1) * 16000] = -0.5
+    p = lambda a: float(model({"audio": a, "frames": frames}, training=False)[0])  # noqa: E731
+    assert p(changed) == pytest.approx(p(audio), abs=1e-6)
+    centre = audio.copy()
+    centre[0, 8000 - 800 : 8000 + 800] = 0.9
+    assert p(centre) != pytest.approx(p(audio), abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["flip", "translate", "mel_shift", "gain"])
+def test_augmentations_change_training_inputs_only(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    if kind in ("flip", "translate"):
+        x = tf.constant(rng.random((8, 5, 16, 16, 3)), tf.float32)
+    elif kind == "mel_shift":
+        x = tf.constant(rng.random((8, 20, 12)), tf.float32)
+    else:
+        x = tf.constant(rng.random((8, 100)), tf.float32)
+    layer = C.Augment(kind, 1 if kind == "flip" else 3, seed=0)
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    y = np.asarray(layer(x, training=True))
+    xs = np.asarray(x)
+    assert y.shape == xs.shape and not np.array_equal(y, xs)
+    for b in range(8):
+        if kind == "flip":  # mirrored or not, all frames alike
+            assert np.array_equal(y[b], xs[b]) or np.array_equal(y[b], xs[b, :, :, ::-1])
+        elif kind == "translate":  # a circular shift, all frames alike
+            assert any(
+                np.array_equal(y[b], np.roll(xs[b], (dy, dx), axis=(1, 2)))
+                for dy in range(-3, 4) for dx in range(-3, 4)
+            )
+        elif kind == "gain":  # one factor within +-3 dB
+            ratio = y[b] / xs[b]
+            assert np.allclose(ratio, ratio[0], rtol=1e-5) and 10 ** (-3 / 20) - 1e-6 <= ratio[0] <= 10 ** (3 / 20) + 1e-6

@@ -1,0 +1,675 @@
+"""The filtered subset Df: select clips by coincidence score, split, export, report.
+
+Inputs are a clip store's index (:class:`audioscope.clipstore.reader.ClipStore`)
+and a scores folder written by ``audioscope score`` (``scores.parquet``:
+clip_id, video_id, start, end, probability, model_id; ``scores.json``). The
+selection rules (SPEC.md 2.3):
+
+* **threshold** (default, 0.8 as published): clips with probability >= t;
+* **top-K videos**: rank videos by the mean probability of their best
+  min(N, n) clips (N = the per-video cap, all clips without a cap; n = the
+  video's scored clips), keep the K best (ties: smaller video_id first) and
+  their best clips up to the cap; no threshold.
+* the optional cap ``max_clips_per_video`` N keeps a video's N
+  highest-probability selected clips (ties: earlier start first).
+
+Splits are per video (:mod:`audioscope.curation.splits`); a published split
+in the store's index wins. Outputs (all written atomically; the same inputs
+give byte-identical files): ``df.parquet``, ``csv/{train,validate,test}.csv``
+(AudioScope clip-list format), ``report.json``, ``report.md`` and
+``score_histogram.png``.
+
+The pure pieces (:func:`select_clips`, :func:`build_df`, :func:`clip_labels`,
+:func:`truth_metrics`) take DataFrames so they can be tested and reused
+without files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from audioscope import storage
+from audioscope.cli import UserError
+from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS, assign_splits, normalise_split
+from audioscope.metrics import precision_recall, roc_auc
+
+#: The published threshold (SPEC.md 2.3).
+DEFAULT_THRESHOLD = 0.8
+#: Thresholds of the precision/recall table in the report.
+TABLE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+#: Histogram bins over [0, 1].
+HIST_BINS = 20
+
+SCORE_COLUMNS: tuple[str, ...] = ("clip_id", "video_id", "start", "end", "probability", "model_id")
+TRUTH_COLUMNS: tuple[str, ...] = ("video_id", "second", "has_onscreen")
+
+DF_PARQUET = "df.parquet"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+HISTOGRAM_PNG = "score_histogram.png"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How clips are chosen: a threshold, or the top K videos; optional per-video cap."""
+
+    threshold: float | None = DEFAULT_THRESHOLD
+    top_k_videos: int | None = None
+    max_clips_per_video: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.threshold is None) == (self.top_k_videos is None):
+            raise ValueError("give exactly one of a threshold and a number of top videos")
+        if self.threshold is not None and not (0.0 <= self.threshold <= 1.0):
+            raise ValueError(f"the threshold must be in [0, 1], got {self.threshold:g}")
+        if self.top_k_videos is not None and self.top_k_videos < 1:
+            raise ValueError(f"the number of top videos must be >= 1, got {self.top_k_videos}")
+        if self.max_clips_per_video is not None and self.max_clips_per_video < 1:
+            raise ValueError(f"the clip cap per video must be >= 1, got {self.max_clips_per_video}")
+
+    @property
+    def rule(self) -> str:
+        return "threshold" if self.threshold is not None else "top_k_videos"
+
+    def describe(self) -> str:
+        if self.threshold is not None:
+            text = f"probability >= {self.threshold:g}"
+        else:
+            n = "all" if self.max_clips_per_video is None else f"best {self.max_clips_per_video}"
+            text = f"top {self.top_k_videos} videos by mean probability of their {n} clips"
+        if self.max_clips_per_video is not None:
+            text += f", at most {self.max_clips_per_video} clips per video"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "threshold": self.threshold,
+            "top_k_videos": self.top_k_videos,
+            "max_clips_per_video": self.max_clips_per_video,
+            "description": self.describe(),
+        }
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_clips(scores: pd.DataFrame, selection: Selection) -> pd.DataFrame:
+    """The selected rows of ``scores`` (needs video_id, start, probability), sorted by (video_id, start)."""
+    if scores.empty:
+        return scores.iloc[0:0].copy()
+    s = scores.assign(_p=scores["probability"].astype(np.float64))
+    # Best first within each video; ties by start (earlier first), then clip_id for total order.
+    order_cols = ["video_id", "_p", "start"] + (["clip_id"] if "clip_id" in s.columns else [])
+    s = s.sort_values(order_cols, ascending=[True, False, True] + [True] * (len(order_cols) - 3), kind="mergesort")
+    s["_rank"] = s.groupby("video_id", sort=False).cumcount()
+    cap = selection.max_clips_per_video
+    if selection.threshold is not None:
+        kept = s[s["_p"] >= selection.threshold]
+        if cap is not None:
+            kept = kept[kept.groupby("video_id", sort=False).cumcount() < cap]
+    else:
+        best = s if cap is None else s[s["_rank"] < cap]
+        means = best.groupby("video_id", sort=True)["_p"].mean().rename("_mean").reset_index()
+        means = means.sort_values(["_mean", "video_id"], ascending=[False, True], kind="mergesort")
+        top = set(means["video_id"].iloc[: selection.top_k_videos])
+        kept = best[best["video_id"].isin(top)]
+    kept = kept.sort_values(["video_id", "start"], kind="mergesort")
+    return kept.drop(columns=["_p", "_rank"]).reset_index(drop=True)
+
+
+def published_splits(index: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """Per video, the published split in the index (first by start), and videos whose rows disagree."""
+    if "split" not in index.columns or index.empty:
+        return {}, []
+    rows = index[index["split"].notna()]
+    out: dict[str, str] = {}
+    conflicts: list[str] = []
+    for vid, group in rows.sort_values(["video_id", "start"], kind="mergesort").groupby("video_id", sort=True):
+        values = [normalise_split(v) for v in group["split"]]
+        out[str(vid)] = values[0]
+        if len(set(values)) > 1:
+            conflicts.append(str(vid))
+    return out, conflicts
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_scores(scores_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``scores.parquet`` and ``scores.json`` of a scores folder, checked."""
+    import pyarrow.parquet as pq
+
+    path = storage.join(scores_dir, "scores.parquet")
+    if not storage.exists(path):
+        raise UserError(
+            f"no scores in {scores_dir} (scores.parquet is missing): score the clip store first with "
+            f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
+        )
+    with storage.open_file(path) as fh:
+        table = pq.read_table(fh)
+    missing = [c for c in SCORE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise UserError(
+            f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
+        )
+    scores = table.select(list(SCORE_COLUMNS)).to_pandas()
+    meta: dict[str, Any] = {}
+    meta_path = storage.join(scores_dir, "scores.json")
+    if storage.exists(meta_path):
+        try:
+            meta = json.loads(storage.read_text(meta_path))
+        except ValueError:
+            raise UserError(f"{meta_path} is not valid JSON; re-run `audioscope score` to rewrite it") from None
+    p = scores["probability"].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        raise UserError(
+            f"{path}: {int(bad.sum())} clips have a probability that is missing or outside [0, 1]; "
+            "re-run `audioscope score`"
+        )
+    if scores["clip_id"].isna().any():
+        raise UserError(f"{path}: some rows have no clip_id; re-run `audioscope score`")
+    dup = scores["clip_id"].duplicated()
+    if dup.any():
+        raise UserError(
+            f"{path}: {int(dup.sum())} clip ids are scored more than once (e.g. {scores['clip_id'][dup].iloc[0]!r}); "
+            "re-run `audioscope score` into a fresh folder"
+        )
+    return scores, meta
+
+
+def join_index(scores: pd.DataFrame, index: pd.DataFrame, store: str = "the store") -> pd.DataFrame:
+    """Scores with the store's columns (video_id, start, end, split, source_uri, licences) from ``index``.
+
+    Raises :class:`UserError` when scored clip ids are not in the store.
+    """
+    cols = ["clip_id", "video_id", "start", "end", "split", "source_uri", "licence_name", "licence_url"]
+    idx = index[[c for c in cols if c in index.columns]]
+    merged = scores[["clip_id", "probability", "model_id"]].merge(idx, on="clip_id", how="left", indicator=True)
+    unknown = merged["_merge"] == "left_only"
+    if unknown.any():
+        n = int(unknown.sum())
+        example = merged.loc[unknown, "clip_id"].iloc[0]
+        raise UserError(
+            f"{n} of {len(scores)} scored clips (e.g. {example!r}) are not in the clip store {store}: "
+            "the scores were made from a different store. Give the store that was scored with --store, "
+            f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
+        )
+    for c in ("split", "licence_name", "licence_url"):
+        if c not in merged.columns:
+            merged[c] = None
+    return merged.drop(columns=["_merge"])
+
+
+# --------------------------------------------------------------------------- Df
+
+
+def build_df(
+    scored: pd.DataFrame,
+    selection: Selection,
+    splits: SplitSettings = SplitSettings(),
+    published: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Df as a DataFrame in the :data:`audioscope.schemas.tables.DF` column order.
+
+    ``scored`` is the output of :func:`join_index`; ``published`` maps video
+    ids to published splits (:func:`published_splits` of the store's index).
+    """
+    from audioscope.schemas.tables import DF
+
+    kept = select_clips(scored, selection)
+    split_of = assign_splits(sorted(set(kept["video_id"])), splits.ratios, splits.seed, published)
+    kept = kept.assign(split=kept["video_id"].map(split_of))
+    kept["probability"] = kept["probability"].astype(np.float32)
+    for c in ("start", "end"):
+        kept[c] = kept[c].astype(np.float64)
+    return kept[list(DF.names)].reset_index(drop=True)
+
+
+def df_table_bytes(df: pd.DataFrame) -> bytes:
+    """``df.parquet`` bytes (validated against the DF schema; deterministic)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from audioscope.schemas.tables import DF, validate
+
+    frame = df[list(DF.names)].astype({"start": np.float64, "end": np.float64, "probability": np.float32})
+    table = validate(pa.Table.from_pandas(frame, schema=DF, preserve_index=False), DF)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def _fmt_seconds(x: float) -> str:
+    return repr(float(x))
+
+
+def audioscope_csv(df: pd.DataFrame) -> str:
+    """One split as an AudioScope clip list: ``video path,start,end`` per clip, no header."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for uri, start, end in zip(df["source_uri"], df["start"], df["end"]):
+        writer.writerow([uri, _fmt_seconds(start), _fmt_seconds(end)])
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+@dataclass(frozen=True)
+class TruthSource:
+    path: str | None
+    how: str  # a sentence for the report
+
+
+def _local_path(uri: str) -> str | None:
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return unquote(parts.path)
+    if parts.scheme == "" or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
+        return uri
+    return None
+
+
+def detect_truth(source_uris: Sequence[str]) -> TruthSource:
+    """The synthetic corpus all ``source_uris`` come from, if any.
+
+    Every source must be a local file directly in some ``X/videos/`` (one
+    ``X`` for all), and ``X/truth.parquet`` and ``X/corpus.json`` (made by
+    ``audioscope synth``) must exist.
+    """
+    uris = sorted(set(source_uris))
+    if not uris:
+        return TruthSource(None, "no ground truth: the store has no clips")
+    roots = set()
+    for uri in uris:
+        local = _local_path(uri)
+        if local is None:
+            return TruthSource(None, f"no ground truth found: {uri} is not a local file (give --truth)")
+        parent = os.path.dirname(os.path.abspath(local))
+        if os.path.basename(parent) != "videos":
+            return TruthSource(None, f"no ground truth found: {uri} is not in a synthetic corpus's videos/ folder")
+        roots.add(os.path.dirname(parent))
+    if len(roots) > 1:
+        return TruthSource(
+            None, f"no ground truth found: the videos come from {len(roots)} different folders (give --truth)"
+        )
+    root = roots.pop()
+    truth = os.path.join(root, "truth.parquet")
+    manifest = os.path.join(root, "corpus.json")
+    if not (os.path.isfile(truth) and os.path.isfile(manifest)):
+        return TruthSource(None, f"no ground truth found: {root} has no truth.parquet and corpus.json")
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            generator = json.load(f).get("generator")
+    except (OSError, ValueError, AttributeError):
+        generator = None
+    if not generator:
+        return TruthSource(None, f"no ground truth found: {manifest} is not a synthetic corpus manifest")
+    return TruthSource(
+        truth, f"auto-detected: every video of the store comes from the synthetic corpus {root} ({generator})"
+    )
+
+
+def load_truth(path: str) -> pd.DataFrame:
+    """video_id, second, has_onscreen (and has_offscreen when present) of a truth.parquet."""
+    import pyarrow.parquet as pq
+
+    if not storage.exists(path):
+        raise UserError(f"ground truth {path} not found: give the truth.parquet of a synthetic corpus, or --no-truth")
+    with storage.open_file(path) as fh:
+        schema = pq.read_schema(fh)
+        missing = [c for c in TRUTH_COLUMNS if c not in schema.names]
+        if missing:
+            raise UserError(
+                f"{path} lacks the columns {missing}; give the truth.parquet written by `audioscope synth`"
+            )
+        cols = list(TRUTH_COLUMNS) + (["has_offscreen"] if "has_offscreen" in schema.names else [])
+        fh.seek(0)
+        return pq.read_table(fh, columns=cols).to_pandas()
+
+
+def _any_in_range(
+    key_video: np.ndarray, key_second: np.ndarray, clip_video: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """For each clip: is there a (video, second) key with lo <= second < hi?"""
+    if key_video.size == 0:
+        return np.zeros(clip_video.shape, bool)
+    span = int(max(key_second.max(initial=0), hi.max(initial=0))) + 2
+    keys = np.sort(key_video.astype(np.int64) * span + key_second.astype(np.int64))
+    base = clip_video.astype(np.int64) * span
+    return np.searchsorted(keys, base + hi, "left") > np.searchsorted(keys, base + lo, "left")
+
+
+def clip_labels(clips: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Per clip (video_id, start, end): ``has_truth``, ``onscreen`` and ``offscreen_only``.
+
+    ``onscreen``: some whole second s with start <= s < end has
+    ``has_onscreen``; ``offscreen_only``: no such second, and some second
+    has ``has_offscreen``. Clips of videos absent from ``truth`` get
+    ``has_truth`` False (and False labels, not to be used).
+    """
+    videos = pd.Index(sorted(set(truth["video_id"]) | set(clips["video_id"])))
+    cv = videos.get_indexer(clips["video_id"])
+    lo = np.ceil(clips["start"].to_numpy(np.float64)).astype(np.int64)
+    hi = np.ceil(clips["end"].to_numpy(np.float64)).astype(np.int64)
+    tv = videos.get_indexer(truth["video_id"])
+    sec = truth["second"].to_numpy(np.int64)
+    has_truth = np.isin(cv, np.unique(tv))
+
+    def labelled(column: str) -> np.ndarray:
+        if column not in truth.columns:
+            return np.zeros(cv.shape, bool)
+        m = truth[column].fillna(False).to_numpy(bool)
+        return _any_in_range(tv[m], sec[m], cv, lo, hi)
+
+    onscreen = labelled("has_onscreen")
+    offscreen = labelled("has_offscreen")
+    return pd.DataFrame(
+        {"has_truth": has_truth, "onscreen": onscreen & has_truth, "offscreen_only": offscreen & ~onscreen & has_truth},
+        index=clips.index,
+    )
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def truth_metrics(probability: np.ndarray, kept: np.ndarray, labels: pd.DataFrame) -> dict[str, Any]:
+    """Ground-truth metrics of Df over all scored clips that have truth.
+
+    ``probability`` and ``kept`` are per scored clip, aligned with ``labels``
+    (:func:`clip_labels`).
+    """
+    m = labels["has_truth"].to_numpy(bool)
+    p = np.asarray(probability, np.float64)[m]
+    k = np.asarray(kept, bool)[m]
+    y = labels["onscreen"].to_numpy(bool)[m]
+    off = labels["offscreen_only"].to_numpy(bool)[m]
+    precision, recall = precision_recall(y, k)
+    table = []
+    for t in TABLE_THRESHOLDS:
+        sel = p >= t
+        tp, tr = precision_recall(y, sel)
+        table.append({"threshold": t, "clips": int(sel.sum()), "precision": _num(tp), "recall": _num(tr)})
+    return {
+        "label": "has on-screen sound: some second s in [start, end) has has_onscreen in truth.parquet",
+        "clips_with_truth": int(m.sum()),
+        "clips_without_truth": int((~m).sum()),
+        "positives": int(y.sum()),
+        "base_rate": _num(float(y.mean()) if y.size else float("nan")),
+        "precision": _num(precision),
+        "recall": _num(recall),
+        "roc_auc": _num(roc_auc(y, p)),
+        "offscreen_only_rate_all": _num(float(off.mean()) if off.size else float("nan")),
+        "offscreen_only_rate_df": _num(float(off[k].mean()) if k.any() else float("nan")),
+        "threshold_table": table,
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def histogram_png(all_p: np.ndarray, kept_p: np.ndarray, threshold: float | None, title: str) -> bytes:
+    """The score histogram (20 bins over [0, 1], all vs kept), as deterministic PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bins = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(np.asarray(all_p, np.float64), bins=bins, color="#b0b0b0", label=f"all scored clips ({len(all_p)})")
+    ax.hist(np.asarray(kept_p, np.float64), bins=bins, color="#1f77b4", label=f"kept in Df ({len(kept_p)})")
+    if threshold is not None:
+        ax.axvline(threshold, color="#d62728", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("coincidence probability")
+    ax.set_ylabel("clips")
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _f3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    inp = report["inputs"]
+    sel = inp["selection"]
+    lines = [
+        "# Filtered subset Df",
+        "",
+        "## Inputs",
+        "",
+        f"- scores: `{inp['scores']}` (model `{inp['model_id']}`)",
+        f"- clip store: `{inp['store']}`",
+        f"- selection: {sel['description']}",
+        f"- splits: ratios train/validation/test {'/'.join(f'{r:g}' for r in inp['splits']['ratios'])}, "
+        f"seed {inp['splits']['seed']}; "
+        f"{inp['splits']['videos_with_published_split']} kept videos keep a published split",
+        f"- ground truth: {inp['truth']['how']}" + (f" (`{inp['truth']['path']}`)" if inp["truth"]["path"] else ""),
+        "",
+        "## Counts",
+        "",
+        "| | clips | videos |",
+        "|---|---:|---:|",
+        f"| in the store | {report['store']['clips']} | {report['store']['videos']} |",
+        f"| scored | {report['scored']['clips']} | {report['scored']['videos']} |",
+        f"| kept in Df | {report['kept']['clips']} | {report['kept']['videos']} |",
+    ]
+    for split in SPLITS:
+        c = report["splits"][split]
+        lines.append(f"| {split} (`csv/{CSV_NAMES[split]}.csv`) | {c['clips']} | {c['videos']} |")
+    lines += ["", f"![score histogram]({HISTOGRAM_PNG})", ""]
+    t = report.get("truth_metrics")
+    lines += ["## Against ground truth", ""]
+    if t is None:
+        lines += ["No ground truth: precision and recall are unknown.", ""]
+        lines += ["| threshold | clips >= threshold |", "|---:|---:|"]
+        for row in report["threshold_counts"]:
+            lines.append(f"| {row['threshold']:.2f} | {row['clips']} |")
+    else:
+        lines += [
+            f"Label: {t['label']}.",
+            "",
+            f"- clips with ground truth: {t['clips_with_truth']} (without: {t['clips_without_truth']})",
+            f"- base rate over all scored clips: {_pct(t['base_rate'])}",
+            f"- precision of Df: {_pct(t['precision'])}",
+            f"- recall of Df: {_pct(t['recall'])}",
+            f"- ROC AUC of the probability: {_f3(t['roc_auc'])}",
+            f"- off-screen-only clips: {_pct(t['offscreen_only_rate_all'])} of all scored, "
+            f"{_pct(t['offscreen_only_rate_df'])} of Df",
+            "",
+            "Precision and recall of `probability >= threshold` over all scored clips (no cap):",
+            "",
+            "| threshold | clips | precision | recall |",
+            "|---:|---:|---:|---:|",
+        ]
+        for row in t["threshold_table"]:
+            lines.append(
+                f"| {row['threshold']:.2f} | {row['clips']} | {_pct(row['precision'])} | {_pct(row['recall'])} |"
+            )
+    lines.append("")
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the step
+
+
+@dataclass
+class FilterResult:
+    df: pd.DataFrame
+    report: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def run_filter(
+    scores_dir: str,
+    store: str,
+    out: str,
+    selection: Selection = Selection(),
+    splits: SplitSettings = SplitSettings(),
+    truth: str | None = None,
+    use_truth: bool = True,
+    index: pd.DataFrame | None = None,
+) -> FilterResult:
+    """Build Df and write every output into ``out``; see the module docstring.
+
+    ``index`` replaces the store's index (tests); ``store`` is then only named.
+    """
+    scores, meta = load_scores(scores_dir)
+    if index is None:
+        from audioscope.clipstore.format import StoreError
+        from audioscope.clipstore.reader import ClipStore
+
+        try:
+            index = ClipStore.open(store).index
+        except StoreError as e:
+            raise UserError(str(e)) from None
+    warnings: list[str] = []
+    scored = join_index(scores, index, store)
+    models = sorted(set(scored["model_id"].dropna()))
+    if len(models) > 1:
+        raise UserError(
+            f"{scores_dir} holds scores of {len(models)} models ({', '.join(models)}); "
+            "give scores of a single model (one `audioscope score` output folder)"
+        )
+    model_id = models[0] if models else meta.get("model_id")
+    not_scored = len(index) - len(scored)
+    if not_scored:
+        warnings.append(
+            f"{not_scored} clips of the store are not scored and cannot be in Df; "
+            f"run `audioscope score --store {store}` again to score them"
+        )
+    published, conflicts = published_splits(index)
+    if conflicts:
+        warnings.append(
+            f"{len(conflicts)} videos have clips with different published splits (e.g. {conflicts[0]}); "
+            "the split of their first clip is used"
+        )
+    df = build_df(scored, selection, splits, published)
+    if df.empty:
+        hint = (
+            f"{scores_dir} scores no clips; score the store again" if scored.empty
+            else "lower --threshold or use --top-k-videos"
+        )
+        warnings.append(f"no clip passes the selection ({selection.describe()}): Df is empty; {hint}")
+
+    # ground truth
+    if not use_truth:
+        source = TruthSource(None, "disabled (--no-truth)")
+    elif truth is not None:
+        source = TruthSource(truth, "given with --truth")
+    else:
+        source = detect_truth(list(index["source_uri"]))
+    metrics = None
+    if source.path is not None:
+        labels = clip_labels(scored, load_truth(source.path))
+        kept_mask = scored["clip_id"].isin(set(df["clip_id"])).to_numpy()
+        metrics = truth_metrics(scored["probability"].to_numpy(np.float64), kept_mask, labels)
+        if metrics["clips_without_truth"]:
+            warnings.append(
+                f"{metrics['clips_without_truth']} scored clips belong to videos absent from {source.path}; "
+                "they are left out of the ground-truth metrics"
+            )
+
+    p_all = scored["probability"].to_numpy(np.float64)
+    counts_by_split = {
+        s: {
+            "clips": int((df["split"] == s).sum()),
+            "videos": int(df.loc[df["split"] == s, "video_id"].nunique()),
+        }
+        for s in SPLITS
+    }
+    report: dict[str, Any] = {
+        "inputs": {
+            "scores": str(scores_dir),
+            "scores_json": meta,
+            "model_id": model_id,
+            "store": str(store),
+            "selection": selection.to_json(),
+            "splits": {
+                "ratios": list(splits.ratios),
+                "seed": splits.seed,
+                "rule": 'u = first 8 bytes of sha256(f"{seed}:{video_id}") / 2**64; '
+                "train if u < r_train, validation if u < r_train + r_validation, else test; "
+                "a published split in the store wins",
+                "videos_with_published_split": int(sum(1 for v in set(df["video_id"]) if v in published)),
+            },
+            "truth": {"path": source.path, "how": source.how},
+        },
+        "store": {
+            "clips": int(len(index)),
+            "videos": int(index["video_id"].nunique()),
+            "clips_not_scored": int(not_scored),
+        },
+        "scored": {"clips": int(len(scored)), "videos": int(scored["video_id"].nunique())},
+        "kept": {"clips": int(len(df)), "videos": int(df["video_id"].nunique())},
+        "splits": counts_by_split,
+        "histogram": {
+            "bins": [round(float(b), 2) for b in np.linspace(0, 1, HIST_BINS + 1)],
+            "all": np.histogram(p_all, bins=HIST_BINS, range=(0, 1))[0].tolist(),
+            "kept": np.histogram(df["probability"].to_numpy(np.float64), bins=HIST_BINS, range=(0, 1))[0].tolist(),
+        },
+        "threshold_counts": [{"threshold": t, "clips": int((p_all >= t).sum())} for t in TABLE_THRESHOLDS],
+        "truth_metrics": metrics,
+        "warnings": warnings,
+        "files": {
+            "df": DF_PARQUET,
+            "csv": {s: f"csv/{CSV_NAMES[s]}.csv" for s in SPLITS},
+            "histogram": HISTOGRAM_PNG,
+            "report_md": REPORT_MD,
+        },
+    }
+
+    files = {
+        DF_PARQUET: storage.join(out, DF_PARQUET),
+        **{f"csv/{CSV_NAMES[s]}.csv": storage.join(out, "csv", f"{CSV_NAMES[s]}.csv") for s in SPLITS},
+        HISTOGRAM_PNG: storage.join(out, HISTOGRAM_PNG),
+        REPORT_JSON: storage.join(out, REPORT_JSON),
+        REPORT_MD: storage.join(out, REPORT_MD),
+    }
+    storage.atomic_write(files[DF_PARQUET], df_table_bytes(df))
+    for s in SPLITS:
+        storage.atomic_write(files[f"csv/{CSV_NAMES[s]}.csv"], audioscope_csv(df[df["split"] == s]))
+    storage.atomic_write(
+        files[HISTOGRAM_PNG],
+        histogram_png(
+            p_all, df["probability"].to_numpy(np.float64), selection.threshold, f"Df: {selection.describe()}"
+        ),
+    )
+    storage.atomic_write(files[REPORT_JSON], json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    storage.atomic_write(files[REPORT_MD], report_markdown(report))
+    return FilterResult(df=df, report=report, files=files)
