@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import logging
 import os
 import shutil
@@ -122,6 +123,10 @@ class CoincidenceConfig:
     # the second term, "concat" [a, v, a*v]. Measured on held-out videos,
     # "temporal" generalised best (docs/ARCHITECTURE.md).
     fusion: str = "temporal"
+    # What the exported probability is: "sigmoid" of the alignment logit, or
+    # "contrast": softmax of the clip's own alignment against the 4 circular
+    # rotations of its audio seconds (only temporal fit counts).
+    score: str = "sigmoid"
     dropout: float = 0.3
     learning_rate: float = 2e-3
     batch_size: int = 32
@@ -153,6 +158,8 @@ class CoincidenceConfig:
             raise ValueError("negative_mix must be in [0, 1]")
         if not 1 <= self.shift_min_s <= self.shift_max_s:
             raise ValueError("need 1 <= shift_min_s <= shift_max_s")
+        if self.score not in ("sigmoid", "contrast"):
+            raise ValueError(f"score must be 'sigmoid' or 'contrast', got {self.score!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not 0.0 < self.audio_context_s <= 1.0:
@@ -228,6 +235,32 @@ def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
                             config.embedding_dim, pre_pool=pool)
     v = layers.TimeDistributed(image_net, name="image_per_frame")(f)  # [B, 5, D]
 
+    head = _fusion_head(config)
+    logit = head([a, v])  # [B, 1]: audio aligned with these frames?
+    logit = layers.Identity(name="logit")(logit)
+    if config.score == "contrast":
+        # The clip's own alignment against the 4 circular rotations of its
+        # audio seconds (the same sounds, other times): a per-video bias (a
+        # memorised background/pitch pair, sound that fits any moment)
+        # cancels, what is left is whether the sound fits these moments.
+        rotated = [
+            head([layers.Lambda(lambda t, k=k: tf.roll(t, k, axis=1), name=f"audio_rotated_{k}")(a), v])
+            for k in range(1, CLIP_SECONDS)
+        ]
+        logits = layers.Concatenate(name="alignment_logits")([logit, *rotated])  # [B, 5]
+        prob = layers.Lambda(lambda t: tf.nn.softmax(t, axis=-1)[:, :1], name="softmax_own")(logits)
+    else:
+        prob = layers.Activation("sigmoid", name="sigmoid")(logit)
+    prob = layers.Reshape((), name=OUTPUT_KEY)(prob)
+    return keras.Model({"audio": audio_in, "frames": frames_in}, prob, name="coincidence")
+
+
+def _fusion_head(config: CoincidenceConfig) -> keras.Model:
+    """``[a, v]`` (each ``[B, 5, D]``) -> alignment logit ``[B, 1]``: per-second fusion, pooled."""
+    layers = keras.layers
+    d = config.embedding_dim
+    a = keras.Input(shape=(CLIP_SECONDS, d), name="head_audio")
+    v = keras.Input(shape=(CLIP_SECONDS, d), name="head_frames")
     # Fusion per second: compare audio second i with frame i.
     if config.fusion == "covariation":
         centre = layers.Lambda(lambda t: t - tf.reduce_mean(t, axis=1, keepdims=True), name="centre")
@@ -251,9 +284,7 @@ def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
         ),
         name="pool_seconds",
     )(per_second)
-    logit = layers.Dense(1, name="logit")(pooled)
-    prob = layers.Reshape((), name=OUTPUT_KEY)(layers.Activation("sigmoid", name="sigmoid")(logit))
-    return keras.Model({"audio": audio_in, "frames": frames_in}, prob, name="coincidence")
+    return keras.Model([a, v], layers.Dense(1, name="pooled_logit")(pooled), name="fusion_head")
 
 
 class Augment(keras.layers.Layer):
@@ -769,6 +800,19 @@ class TrainResult:
     skipped: dict[str, str]
 
 
+def learning_rate_at(
+    config: CoincidenceConfig, step: int, elapsed_s: float, time_budget_s: float | None, floor: float = 0.05
+) -> float:
+    """Cosine decay from ``config.learning_rate`` to ``floor`` times it, over the
+    run's progress: the larger of the share of steps and the share of the
+    time budget used."""
+    progress = step / config.steps
+    if time_budget_s:
+        progress = max(progress, elapsed_s / time_budget_s)
+    progress = min(max(progress, 0.0), 1.0)
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def _predictor(model: keras.Model, batch: int = 64) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Batched inference with one traced graph (eager Keras calls are slow)."""
     fn = tf.function(lambda a, f: model({"audio": a, "frames": f}, training=False), reduce_retracing=True)
@@ -825,9 +869,11 @@ def train(
 
     model = build_model(config)
     train_view = logit_model(model)
-    optimizer = keras.optimizers.Adam(
-        learning_rate=keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps, alpha=0.05)
-    )
+    # Cosine decay over the run, where the run ends at config.steps or at the
+    # time budget, whichever comes first: a budgeted run anneals fully too
+    # (a schedule over config.steps alone would stop a budgeted run midway,
+    # with the learning rate still high and the weights still noisy).
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
     loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
 
     @tf.function(autograph=False)
@@ -840,7 +886,8 @@ def train(
         return loss
 
     history: list[dict[str, float]] = []
-    predict = _predictor(model)
+    # Validation measures the pairwise alignment logit (what training optimises).
+    predict = _predictor(keras.Model(model.inputs, keras.layers.Activation("sigmoid")(train_view.output)))
 
     def evaluate(at_step: int, loss: float) -> dict[str, float]:
         probs = predict(val_batch.audio, val_batch.frames)
@@ -876,9 +923,11 @@ def train(
     for inputs, labels in train_sampler.dataset(config.batch_size):
         if done >= config.steps:
             break
-        if time_budget_s is not None and time.monotonic() - t0 >= time_budget_s:
+        elapsed = time.monotonic() - t0
+        if time_budget_s is not None and elapsed >= time_budget_s:
             stopped_by = "time_budget"
             break
+        optimizer.learning_rate.assign(learning_rate_at(config, done, elapsed, time_budget_s))
         losses.append(float(step(inputs, labels)))
         done += 1
         if bar:

@@ -171,3 +171,13 @@ def test_augmentations_change_training_inputs_only(kind: str) -> None:
         elif kind == "gain":  # one factor within +-3 dB
             ratio = y[b] / xs[b]
             assert np.allclose(ratio, ratio[0], rtol=1e-5) and 10 ** (-3 / 20) - 1e-6 <= ratio[0] <= 10 ** (3 / 20) + 1e-6
+
+
+def test_learning_rate_anneals_over_steps_or_the_time_budget() -> None:
+    cfg = C.CoincidenceConfig(steps=1000, learning_rate=1e-3)
+    assert C.learning_rate_at(cfg, 0, 0.0, None) == pytest.approx(1e-3)
+    assert C.learning_rate_at(cfg, 500, 0.0, None) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    assert C.learning_rate_at(cfg, 1000, 0.0, None) == pytest.approx(5e-5)
+    # a budgeted run that will stop by time anneals by time
+    assert C.learning_rate_at(cfg, 10, 60.0, 60.0) == pytest.approx(5e-5)
+    assert C.learning_rate_at(cfg, 10, 30.0, 60.0) == C.learning_rate_at(cfg, 500, 0.0, None)
