@@ -34,6 +34,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from audioscope.progress import print_summary
+
 SAMPLE_RATE = 16_000
 FRAME = 128
 NAIVE_BYTES_PER_CLIP = 80_000 * 4 + 5 * FRAME * FRAME * 3
@@ -164,10 +166,7 @@ def main() -> int:
             ("(b) ours / bare decode", f"{overhead:8.2f}x   target <= 1.5   {'PASS' if overhead <= 1.5 else 'MISS'}"),
             ("(c) bytes per clip-second", f"{ours_bpcs:8.0f} B vs naive {naive_bpcs:.0f} B = 1/{1 / size_ratio:.1f}   target <= 1/8   {'PASS' if size_ratio <= 1 / 8 else 'MISS'}"),
         ]
-        width = max(len(k) for k, _ in rows)
-        print("\ningest benchmark")
-        for k, v in rows:
-            print(f"  {k.ljust(width)}  {v}")
+        print_summary("ingest benchmark", dict(rows))
         return 0
     finally:
         if tmp:

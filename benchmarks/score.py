@@ -31,6 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from audioscope.progress import print_summary
+
 
 def pick_work(store: Any, n_clips: int) -> list[tuple[str, list[tuple[str, float, float]]]]:
     """Whole videos in index order until ``n_clips`` clips (the last video cut)."""
@@ -126,10 +128,7 @@ def main() -> int:
         ("score (read + model)", f"{t_score:8.2f} s  {n_clips / t_score:8.1f} clips/s  {n_clips / t_score / cores:8.1f} clips/s/core"),
         ("score / read time", f"{t_score / t_read:8.2f}x"),
     ]
-    width = max(len(k) for k, _ in rows)
-    print("\nscore benchmark")
-    for k, v in rows:
-        print(f"  {k.ljust(width)}  {v}")
+    print_summary("score benchmark", dict(rows))
     return 0
 
 

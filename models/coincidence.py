@@ -1008,31 +1008,3 @@ def train(
             stream=sys.stderr,
         )
     return result
-
-
-def score_store(
-    predictor: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    store: Any,
-    *,
-    batch_size: int = 64,
-) -> dict[str, float]:
-    """Probabilities for every clip of a clip store (``clip_id -> p``), for evaluation.
-
-    Reads clips in store order (one media shard read per video) and scores
-    them in batches; the Beam scoring pipeline does the same at scale.
-    """
-    out: dict[str, float] = {}
-    pending: list[Any] = []
-
-    def flush() -> None:
-        probs = predictor(np.stack([c.audio for c in pending]), np.stack([c.frames for c in pending]))
-        out.update({c.clip_id: float(p) for c, p in zip(pending, probs)})
-        pending.clear()
-
-    for clip in store.iter_clips():
-        pending.append(clip)
-        if len(pending) == batch_size:
-            flush()
-    if pending:
-        flush()
-    return out

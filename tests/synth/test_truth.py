@@ -166,15 +166,23 @@ def _frame_s(v: dict) -> float:
     return 1 / 30 if v["vfr"] else 1 / float(v["fps"])
 
 
+def _visible_switches(t: dict, edge: str) -> list[tuple[dict, float]]:
+    """(source, time) of every on-screen source's onsets (``edge="on"``) or
+    offsets (``"off"``) with no other switch of its object near enough to blur
+    what the frames show."""
+    i = 0 if edge == "on" else 1
+    return [
+        (s, seg[i]) for s in t["sources"] if s["screen"] == "on" for seg in s["segments"]
+        if _isolated(t, s["id"], seg[i], edge, s["object"], VISUAL_WINDOW_S + 0.01)
+    ]
+
+
 def test_onscreen_onsets_are_seen_and_heard_on_the_truth_frame(corpus: Path) -> None:
     seen = heard_n = 0
     heard_stems: set[str] = set()
     for v in _normal_videos(corpus):
         t = truth(corpus, v["stem"])
-        onsets = [
-            (s, a) for s in t["sources"] if s["screen"] == "on" for a, _ in s["segments"]
-            if _isolated(t, s["id"], a, "on", s["object"], VISUAL_WINDOW_S + 0.01)
-        ]
+        onsets = _visible_switches(t, "on")
         if not onsets:
             continue
         f, x = _decoded(corpus, v, t)
@@ -203,10 +211,7 @@ def test_onscreen_offsets_are_seen_on_the_truth_frame(corpus: Path) -> None:
     checked = 0
     for v in _normal_videos(corpus):
         t = truth(corpus, v["stem"])
-        offsets = [
-            (s, b) for s in t["sources"] if s["screen"] == "on" for _, b in s["segments"]
-            if _isolated(t, s["id"], b, "off", s["object"], VISUAL_WINDOW_S + 0.01)
-        ]
+        offsets = _visible_switches(t, "off")
         if not offsets:
             continue
         f, _ = _decoded(corpus, v, t)
