@@ -130,3 +130,65 @@ SCORES = pa.schema(
     ],
     metadata={**_META, b"audioscope.table": b"scores"},
 )
+
+
+#: Final labels of the annotation protocol (SPEC.md 2.5): a clip gets one only
+#: when all three raters agree; otherwise its label is null (votes are kept).
+LABEL_ONSCREEN_ONLY = "onscreen_only"
+LABEL_OFFSCREEN_ONLY = "offscreen_only"
+LABEL_VALUES: tuple[str, ...] = (LABEL_ONSCREEN_ONLY, LABEL_OFFSCREEN_ONLY)
+
+#: Annotation pools (SPEC.md 2.5): unfiltered train clips, Df train clips, Df
+#: validation and test clips.
+POOLS: tuple[str, ...] = ("unfiltered_train", "filtered_train", "filtered_eval")
+
+#: One row per counted vote (``ANNOTATION_DIR/votes.parquet``): for each clip,
+#: the latest completed, non-cancelled annotation of each distinct rater.
+#: ``onscreen``: "sound from something visible on screen?"; ``offscreen``:
+#: "sound from something not visible?". ``lead_time`` in seconds;
+#: ``updated_at`` as ISO 8601 text (UTC).
+VOTES = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("pool", pa.string(), nullable=False),
+        pa.field("task_id", pa.int64(), nullable=False),
+        pa.field("annotation_id", pa.int64(), nullable=False),
+        pa.field("rater", pa.string(), nullable=False),
+        pa.field("rater_id", pa.int64(), nullable=False),
+        pa.field("onscreen", pa.bool_(), nullable=False),
+        pa.field("offscreen", pa.bool_(), nullable=False),
+        pa.field("lead_time", pa.float64()),
+        pa.field("updated_at", pa.string()),
+    ],
+    metadata={**_META, b"audioscope.table": b"votes"},
+)
+
+#: One row per sampled clip (``ANNOTATION_DIR/labels.parquet``), sorted by
+#: (video_id, start). ``raters``, ``onscreen_votes`` and ``offscreen_votes``
+#: are parallel lists (one entry per counted vote, raters sorted by name);
+#: ``label`` is one of :data:`LABEL_VALUES` when exactly three raters voted
+#: and all agree on "on-screen only" (yes, no) or "off-screen only" (no, yes),
+#: else null.
+LABELS = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("pool", pa.string(), nullable=False),
+        pa.field("n_votes", pa.int64(), nullable=False),
+        pa.field("raters", pa.list_(pa.string()), nullable=False),
+        pa.field("onscreen_votes", pa.list_(pa.bool_()), nullable=False),
+        pa.field("offscreen_votes", pa.list_(pa.bool_()), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("source_uri", pa.string()),
+        pa.field("licence_name", pa.string()),
+        pa.field("licence_url", pa.string()),
+    ],
+    metadata={**_META, b"audioscope.table": b"labels"},
+)
