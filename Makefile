@@ -20,13 +20,23 @@ DEMO_TRAIN_BUDGET ?= 480
 # Extra flags for pytest, e.g. `make test PYTEST_ARGS="-k ingest -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install ffmpeg demo test clean distclean
+# Label Studio runs from its own virtualenv: its pins (Django, its own SDK,
+# numpy...) must not fight ours. Same stamp scheme: changing the pin reinstalls.
+LS_VENV  := .venv-labelstudio
+LS_PIN   := label-studio==1.23.*
+LS_STAMP := $(LS_VENV)/.installed-$(shell echo '$(LS_PIN)' | sha1sum | cut -c1-12)
+# Where `make annotate-server` keeps its database, accounts file and media.
+ANNOTATE_DIR ?= $(DEMO_DIR)/labelstudio
+
+.PHONY: help install ffmpeg labelstudio annotate-server demo test clean distclean
 
 help:
 	@echo "make demo   run the whole main job on the synthetic corpus (into $(DEMO_DIR)/)"
 	@echo "make test   run the test suite"
 	@echo "make clean  remove demo output and caches (keeps .venv)"
-	@echo "Both install what they need first: .venv, Python packages, ffmpeg."
+	@echo "Both install what they need first: .venv, Python packages, ffmpeg, Label Studio."
+	@echo "make labelstudio       install the Label Studio server into $(LS_VENV) (its own virtualenv)"
+	@echo "make annotate-server   run Label Studio on 127.0.0.1 with the demo's data ($(ANNOTATE_DIR))"
 
 install: ffmpeg $(STAMP)
 
@@ -45,15 +55,29 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: install
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP):
+	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	@echo "installing the Label Studio server ($(LS_PIN)) into $(LS_VENV) (a few minutes the first time)"
+	@set -o pipefail; $(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(LS_PIN)' 2>&1 \
+	  | { grep -v "^WARNING: Location .* is ignored" || true; }
+	@rm -f $(LS_VENV)/.installed-*
+	@touch $@
+
+annotate-server: install labelstudio
+	$(BIN)/audioscope annotate server --data-dir "$(ANNOTATE_DIR)" --document-root "$(DEMO_DIR)" \
+	  --raters rater1,rater2,rater3
+
+demo: install labelstudio
 	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)"
 
-test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+test: install labelstudio
+	AUDIOSCOPE_REQUIRE_LABELSTUDIO=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(LS_VENV) *.egg-info

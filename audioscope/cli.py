@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audioscope.models.cli",
     "audioscope.pipelines.score_cli",
     "audioscope.curation.filter_cli",
+    "audioscope.annotation.cli",
 )
 
 EPILOG = """\

@@ -64,8 +64,12 @@ def size(uri: Pathlike) -> int:
     return int(fs.size(path))
 
 
-def atomic_write(uri: Pathlike, data: bytes | str) -> None:
-    """Write a whole file so that readers see either nothing or all of it."""
+def atomic_write(uri: Pathlike, data: bytes | str, mode: int | None = None) -> None:
+    """Write a whole file so that readers see either nothing or all of it.
+
+    ``mode`` (local files only) creates the file with these permissions from
+    the start, e.g. 0o600 for secrets that must never be readable by others.
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     fs, path = url_to_fs(uri)
     if is_local(uri):
@@ -73,7 +77,8 @@ def atomic_write(uri: Pathlike, data: bytes | str) -> None:
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            with open(tmp, "wb") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+            with os.fdopen(fd, "wb") as f:
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())

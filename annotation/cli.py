@@ -1,0 +1,583 @@
+"""`audioscope annotate`: three-rater on/off-screen annotation in Label Studio.
+
+Subcommands, in the order of the loop: server, sample, render, push,
+demo-raters (demo and tests only), pull, status. Standard library only at
+import time; each ``run_*`` imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from audioscope.argtypes import positive_int
+
+DEFAULT_SERVER_DIR = "labelstudio"
+
+DESCRIPTION = """\
+Label clips as "on-screen only" / "off-screen only" with three independent
+raters per clip in Label Studio (SPEC.md 2.5), end to end:
+
+  server       run Label Studio on 127.0.0.1 from its own virtualenv
+               (`make labelstudio`), with admin and rater accounts
+  sample       draw the pools: unfiltered train, filtered train, filtered
+               validation/test clips (deterministic, no clip twice)
+  render       a 5-second MP4 per sampled clip (Beam pipeline)
+  push         create/update the project and import the tasks (idempotent)
+  demo-raters  let demo accounts label from the synthetic ground truth
+  pull         votes and labels (unanimous of 3), AudioScope CSVs per split
+  status       progress, per-rater counts, Fleiss' kappa, agreement, picture
+
+Secrets (admin password, API tokens, rater passwords) come from the
+environment or the secrets file (mode 0600) that `annotate server` writes;
+they are never command-line arguments and never printed."""
+
+EPILOG = """\
+example (the demo's loop):
+  audioscope annotate server --data-dir ls --document-root . --raters rater1,rater2,rater3 --detach
+  audioscope annotate sample --store clipstore --df df --annotations ann --unfiltered-train 40 \\
+      --filtered-train 40 --filtered-eval 40
+  audioscope annotate render --annotations ann --media ann/media
+  audioscope annotate push --annotations ann --media ann/media --server-dir ls
+  audioscope annotate demo-raters --annotations ann --server-dir ls --error-rates 0.05,0.1,0.15
+  audioscope annotate pull --annotations ann --server-dir ls
+  audioscope annotate status --annotations ann
+  audioscope annotate server --data-dir ls --stop"""
+
+Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _parser(sub: Any, name: str, help_text: str, description: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _annotations_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--annotations", required=True, metavar="ANNOTATION_DIR",
+        help="the annotation folder: pools, project id, votes, labels, CSVs and status live here",
+    )
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server-dir", default=DEFAULT_SERVER_DIR, metavar="DIR",
+        help=f"the --data-dir of `annotate server`: its server.json gives the URL and document root, its "
+        f"secrets.json the admin token (default: {DEFAULT_SERVER_DIR})",
+    )
+    p.add_argument("--url", default=None, metavar="URL", help="Label Studio URL (default: LABEL_STUDIO_URL, else server.json)")
+    p.add_argument(
+        "--secrets-file", default=None, metavar="FILE",
+        help="secrets file with the admin token (default: SERVER_DIR/secrets.json; LABEL_STUDIO_API_KEY wins)",
+    )
+
+
+def register(subparsers: Sub) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "annotate",
+        help="three-rater on/off-screen annotation in Label Studio: server, sample, render, push, pull, status",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="annotate_command", metavar="SUBCOMMAND", title="subcommands")
+    _register_server(sub)
+    _register_sample(sub)
+    _register_render(sub)
+    _register_push(sub)
+    _register_demo_raters(sub)
+    _register_pull(sub)
+    _register_status(sub)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    return p
+
+
+# --------------------------------------------------------------------------- server
+
+SERVER_DESCRIPTION = """\
+Run Label Studio (installed by `make labelstudio` into .venv-labelstudio) on
+127.0.0.1, SQLite by default. Creates the admin account and the rater
+accounts asked for (--raters), writes their passwords and API tokens into the
+secrets file (mode 0600), prints the URL. Runs in the foreground until Ctrl-C
+unless --detach, which returns once the server answers (pid in
+DATA_DIR/server.pid; stop it with --stop). Starting a server that runs
+already only adds missing rater accounts.
+
+Secrets: AUDIOSCOPE_LS_ADMIN_PASSWORD and AUDIOSCOPE_LS_ADMIN_TOKEN set the
+admin's password and token when the server is first created; otherwise they
+are generated. They are passed to Label Studio through its environment only.
+
+PostgreSQL (--postgres): Label Studio reads POSTGRE_NAME, POSTGRE_USER,
+POSTGRE_PASSWORD, POSTGRE_HOST and POSTGRE_PORT from the environment.
+
+Files in DATA_DIR: labelstudio/ (database, Label Studio data), secrets.json,
+server.json (URL, document root), server.pid, server.log."""
+
+
+def _register_server(sub: Sub) -> None:
+    p = _parser(sub, "server", "run Label Studio on 127.0.0.1 with admin and rater accounts", SERVER_DESCRIPTION, run_server)
+    p.add_argument("--data-dir", default=DEFAULT_SERVER_DIR, metavar="DIR", help=f"server folder (default: {DEFAULT_SERVER_DIR})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    p.add_argument(
+        "--document-root", default=None, metavar="DIR",
+        help="folder the server may serve local media from (rendered clips must be under it; default: the current folder)",
+    )
+    p.add_argument("--admin-email", default="admin@audioscope.local", metavar="EMAIL", help="the admin account's email")
+    p.add_argument(
+        "--raters", default="", metavar="NAME[,NAME...]",
+        help="rater accounts to create (NAME becomes NAME@audioscope.local unless it is an email), e.g. rater1,rater2,rater3",
+    )
+    p.add_argument("--postgres", action="store_true", help="use PostgreSQL (settings from POSTGRE_* variables) instead of SQLite")
+    p.add_argument(
+        "--secrets-file", default=None, metavar="FILE",
+        help="where the accounts' secrets are read and written (default: DATA_DIR/secrets.json)",
+    )
+    p.add_argument("--detach", action="store_true", help="start in the background and return once it answers")
+    p.add_argument("--stop", action="store_true", help="stop the server of --data-dir")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait for the server to answer (default: 300)")
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from audioscope.annotation.credentials import SecretsError
+    from audioscope.annotation.server import ServerError, ServerSettings, serve_foreground, start, stop
+    from audioscope.cli import UserError
+
+    if args.stop:
+        stopped = stop(args.data_dir)
+        print(f"Label Studio of {args.data_dir} {'stopped' if stopped else 'was not running'}")
+        return 0
+    raters = tuple(r.strip() for r in args.raters.split(",") if r.strip())
+    settings = ServerSettings(
+        data_dir=args.data_dir, host=args.host, port=args.port, document_root=args.document_root,
+        admin_email=args.admin_email, raters=raters, postgres=args.postgres, secrets_file=args.secrets_file,
+        timeout_s=args.timeout,
+    )  # fmt: skip
+    if args.host not in ("127.0.0.1", "localhost"):
+        print(f"annotate server: warning: listening on {args.host}, not only on this machine", file=sys.stderr)
+    print(f"annotate server: starting Label Studio in {args.data_dir} (about 30 s the first time)", file=sys.stderr)
+    try:
+        server = start(settings)
+    except (ServerError, SecretsError) as e:
+        raise UserError(str(e)) from None
+    from audioscope.progress import print_summary
+
+    print_summary(
+        "Label Studio is running",
+        {
+            "url": server.url, "admin": settings.admin_email, "raters": ", ".join(sorted(server.secrets.raters)) or "none",
+            "secrets": f"{settings.secrets_path} (mode 0600: passwords and API tokens)",
+            "document root": settings.root, "database": "PostgreSQL" if settings.postgres else "SQLite",
+            "started in": f"{server.seconds:.1f} s" if server.process else "was running already",
+            "stop with": f"audioscope annotate server --data-dir {args.data_dir} --stop",
+        },
+    )  # fmt: skip
+    if args.detach:
+        return 0
+    print("\nPress Ctrl-C to stop.", file=sys.stderr)
+    return serve_foreground(server, args.data_dir)
+
+
+def connect(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """(admin Client, document root) from the connection options."""
+    from audioscope.annotation.client import Client, LabelStudioError, connection_settings
+    from audioscope.annotation.credentials import SecretsError, client_token
+    from audioscope.cli import UserError
+
+    try:
+        url, secrets_path, root = connection_settings(args.server_dir, args.url, args.secrets_file)
+        return Client(url, client_token(secrets_path)), root
+    except (LabelStudioError, SecretsError) as e:
+        raise UserError(str(e)) from None
+
+
+def project_id_of(annotation_dir: str) -> int:
+    from audioscope.annotation.push import read_project_id
+    from audioscope.cli import UserError
+
+    pid = read_project_id(annotation_dir)
+    if pid is None:
+        raise UserError(f"no project for {annotation_dir} yet: run `audioscope annotate push --annotations {annotation_dir} ...` first")
+    return pid
+
+
+def server_call(what: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; Label Studio errors become UserErrors that say what to do."""
+    from audioscope.annotation.client import LabelStudioError, ServerUnreachable
+    from audioscope.cli import UserError
+
+    try:
+        return fn()
+    except ServerUnreachable as e:
+        raise UserError(
+            f"{e}. {what} did not finish and wrote nothing new; start the server "
+            "(`audioscope annotate server ... --detach`) and run the same command again"
+        ) from None
+    except LabelStudioError as e:
+        raise UserError(f"{e}; {what} did not finish, run it again once this is fixed") from None
+
+
+# --------------------------------------------------------------------------- sample
+
+SAMPLE_DESCRIPTION = """\
+Draw the three annotation pools (SPEC.md 2.5) from a clip store and its Df:
+unfiltered_train (clips of train videos of the whole store), filtered_train
+(Df train clips) and filtered_eval (Df validation and test clips).
+Deterministic: each clip's rank is the first 8 bytes of
+sha256("SEED:CLIP_ID"); each pool, in that order, takes its lowest ranks that
+no earlier pool took, so no clip is in two pools and a larger size only adds
+clips. Splits of unfiltered clips: published, else Df's, else the per-video
+hash with the ratios and seed of DF_DIR/report.json.
+
+Writes ANNOTATION_DIR/pools.parquet (clip_id, video_id, start, end, split,
+pool, source_uri, licence_name, licence_url) and pools.json."""
+
+
+def _register_sample(sub: Sub) -> None:
+    p = _parser(sub, "sample", "draw the three annotation pools (deterministic, no clip twice)", SAMPLE_DESCRIPTION, run_sample)
+    p.add_argument("--store", required=True, metavar="STORE", help="the clip store (made by `audioscope ingest`)")
+    p.add_argument("--df", required=True, metavar="DF_DIR", help="the Df folder written by `audioscope filter`")
+    _annotations_arg(p)
+    for pool in ("unfiltered-train", "filtered-train", "filtered-eval"):
+        p.add_argument(f"--{pool}", type=int, default=10_000, metavar="N", help=f"clips in the {pool} pool (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default: 0)")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from audioscope.annotation.pools import PoolSizes, sample
+    from audioscope.cli import UserError
+    from audioscope.progress import print_summary
+
+    sizes = PoolSizes(args.unfiltered_train, args.filtered_train, args.filtered_eval)
+    if min(sizes.unfiltered_train, sizes.filtered_train, sizes.filtered_eval) < 0:
+        raise UserError("pool sizes must be >= 0")
+    summary = sample(args.store, args.df, args.annotations, sizes, args.seed)
+    rows = {p: f"{v['drawn']} of {v['asked']} asked ({v['candidates']} candidates)" for p, v in summary["pools"].items()}
+    rows["pools"] = os.path.join(args.annotations, "pools.parquet")
+    print_summary("Pools drawn", rows)
+    for p, v in summary["pools"].items():
+        if v["drawn"] < v["asked"]:
+            print(f"annotate sample: note: {p} has only {v['candidates']} candidate clips", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- render
+
+RENDER_DESCRIPTION = """\
+Render a 5-second MP4 per sampled clip for the raters, from the source
+videos: H.264 + AAC, constant frame rate (the source's, at most 30 fps), the
+source's resolution with the short side capped at 480 px, -movflags
++faststart. A Beam pipeline (one ffmpeg run per clip, each source fetched and
+probed once); clips already rendered are skipped, failed clips are recorded
+in MEDIA_DIR/failed/ and retried by the next run.
+
+MEDIA_DIR is a local folder (it must be under the server's document root to
+be served) or gs://. Output: MEDIA_DIR/clips/<clip_id>.mp4, render.json.
+Beam flags go after `--` (e.g. -- --runner=DataflowRunner ...)."""
+
+
+def _register_render(sub: Sub) -> None:
+    p = _parser(sub, "render", "render a 5-second MP4 per sampled clip (Beam pipeline)", RENDER_DESCRIPTION, run_render)
+    _annotations_arg(p)
+    p.add_argument("--media", required=True, metavar="MEDIA_DIR", help="where the MP4s go (local folder or gs://)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, metavar="N",
+        help="clips rendered at once on the local runner (default: CPU count)",
+    )
+    p.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between progress updates (default: 2)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="-- BEAM_FLAGS", help="Apache Beam options after `--`")
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from audioscope import storage
+    from audioscope.annotation.pools import read_pools
+    from audioscope.pipelines.ingest_cli import local_parallelism
+    from audioscope.pipelines.render import RenderLayout, clip_id_of, plan, rendered, run_pipeline, summarise, write_work
+    from audioscope.pipelines.score_cli import beam_flags, normalise
+    from audioscope.progress import Poller, Progress, print_summary
+
+    beam_args = local_parallelism(beam_flags(args.rest), args.workers)
+    media = normalise(args.media)
+    pools = read_pools(args.annotations)
+    layout = RenderLayout(media)
+    storage.makedirs(layout.clips_dir)
+    todo, have = plan(pools, layout)
+    n_todo = sum(len(c) for c in todo.values())
+    print(f"render: {len(pools)} clips, {have} already rendered, {n_todo} to render from {len(todo)} videos", file=sys.stderr)
+    t0 = time.time()
+    if todo:
+        work = write_work(layout, todo)
+        wanted = {c for clips in todo.values() for c, _, _ in clips}
+        progress = Progress("render", total=n_todo, unit="clips")
+
+        def poll() -> tuple[int, dict[str, int]]:
+            done = len(rendered(layout) & wanted)
+            failed = len({clip_id_of(p, ".json") for p in storage.list_files(layout.failed_dir, ".json")} & wanted)
+            return done + failed, {"failed": failed}
+
+        with Poller(progress, poll, every=args.poll):
+            run_pipeline(media, work, beam_args)
+    summary = summarise(layout, list(pools["clip_id"]), time.time() - t0)
+    rows: dict[str, object] = {k: summary[k] for k in ("clips", "rendered", "failed", "missing")}
+    for clip_id, reason in list(summary["failures"].items())[:5]:
+        rows[f"  {clip_id}"] = reason
+    rows["media"] = layout.clips_dir
+    print_summary("Render finished", rows)
+    return 0
+
+
+# --------------------------------------------------------------------------- push
+
+PUSH_DESCRIPTION = """\
+Create (or update) the Label Studio project of ANNOTATION_DIR and import a
+task per rendered clip of the pools, keyed by clip id: re-running imports
+only the clips the project lacks, so it never duplicates a task. Tasks are
+imported in batches (--batch-size per request).
+
+The project: the clip's video with its sound, two required yes/no questions
+(sound from something visible on screen? sound from something not
+visible?), instructions with examples, no skip button, 3 annotations per
+task. Its id is kept in ANNOTATION_DIR/project.json.
+
+Local media must lie under the server's document root (a local-files
+storage is added to the project); gs:// media gets a GCS import storage with
+presigned URLs (credentials from --gcs-credentials-file, else the server's
+own Google credentials)."""
+
+
+def _register_push(sub: Sub) -> None:
+    p = _parser(sub, "push", "create/update the project and import the tasks (never twice)", PUSH_DESCRIPTION, run_push)
+    _annotations_arg(p)
+    p.add_argument("--media", required=True, metavar="MEDIA_DIR", help="the folder `annotate render` wrote (local or gs://)")
+    p.add_argument("--project-title", default=None, metavar="TITLE", help="project title (default: 'AudioScope: on-screen and off-screen sounds')")
+    p.add_argument("--batch-size", type=positive_int, default=1000, metavar="N", help="tasks per import request (default: 1000)")
+    p.add_argument(
+        "--document-root", default=None, metavar="DIR",
+        help="the server's local-files document root (default: from SERVER_DIR/server.json)",
+    )
+    p.add_argument(
+        "--gcs-credentials-file", default=None, metavar="FILE",
+        help="service-account JSON for the GCS storage of gs:// media (default: the server's own credentials)",
+    )
+    _connection_args(p)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from audioscope.annotation.pools import read_pools
+    from audioscope.annotation.push import DEFAULT_TITLE, push
+    from audioscope.pipelines.score_cli import normalise
+    from audioscope.progress import Progress, print_summary
+
+    pools = read_pools(args.annotations)
+    client, root = connect(args)
+    credentials = None
+    if args.gcs_credentials_file:
+        with open(args.gcs_credentials_file, encoding="utf-8") as f:
+            credentials = f.read()
+    progress = Progress("push", unit="tasks")
+    summary = server_call(
+        "push",
+        lambda: push(
+            client, args.annotations, pools, normalise(args.media), args.document_root or root,
+            title=args.project_title or DEFAULT_TITLE, batch=args.batch_size, gcs_credentials=credentials,
+            on_batch=lambda n: progress.update(n),
+        ),
+    )  # fmt: skip
+    progress.close()
+    print_summary(
+        "Push finished",
+        {
+            "project": f"{summary['project_url']} ({'created' if summary['project_created'] else 'updated'})",
+            "clips in pools": summary["pooled_clips"],
+            "imported now": summary["imported"],
+            "already in the project": summary["already_there"],
+            "without a rendered video": summary["without_media"],
+            "seconds": summary["seconds"],
+        },
+    )
+    if summary["without_media"]:
+        print(f"\n{summary['without_media']} clips have no MP4 yet: run `audioscope annotate render` and push again.")
+    return 0
+
+
+# --------------------------------------------------------------------------- demo raters
+
+RATERS_DESCRIPTION = """\
+For the demo and tests: the rater accounts of the secrets file (made by
+`annotate server --raters`) label every task of the project through the API,
+each with its own token, answering from the synthetic corpus's ground truth:
+Q1 = the clip has audible on-screen sound, Q2 = audible off-screen sound,
+each answer flipped with the rater's error rate (deterministic by --seed).
+Raters work one at a time; running again resumes."""
+
+
+def _register_demo_raters(sub: Sub) -> None:
+    p = _parser(sub, "demo-raters", "let demo accounts label from the synthetic ground truth", RATERS_DESCRIPTION, run_demo_raters)
+    _annotations_arg(p)
+    p.add_argument(
+        "--truth", default=None, metavar="TRUTH_PARQUET",
+        help="truth.parquet of the synthetic corpus (default: found next to the clips' source videos)",
+    )
+    p.add_argument(
+        "--error-rates", default="0", metavar="R[,R...]",
+        help="error rate per rater, in the order of their names (one value: all raters; default: 0)",
+    )
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the flipped answers (default: 0)")
+    _connection_args(p)
+
+
+def _error_rates(text: str, n: int) -> list[float]:
+    from audioscope.cli import UserError
+
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--error-rates {text!r}: give numbers between 0 and 1, e.g. 0.1 or 0.05,0.1,0.15") from None
+    if len(rates) == 1:
+        rates = rates * n
+    if len(rates) != n or not all(0.0 <= r <= 1.0 for r in rates):
+        raise UserError(f"--error-rates {text!r}: give one rate in [0, 1], or one per rater ({n})")
+    return rates
+
+
+def run_demo_raters(args: argparse.Namespace) -> int:
+    from audioscope.annotation.client import connection_settings
+    from audioscope.annotation.credentials import SecretsError, read_secrets
+    from audioscope.annotation.raters import DemoRater, run_raters
+    from audioscope.cli import UserError
+    from audioscope.curation.filter import detect_truth, load_truth
+    from audioscope.progress import Progress, print_summary
+
+    client, _ = connect(args)
+    project_id = project_id_of(args.annotations)
+    _, secrets_path, _ = connection_settings(args.server_dir, args.url, args.secrets_file)
+    try:
+        secrets = read_secrets(secrets_path)
+    except SecretsError as e:
+        raise UserError(str(e)) from None
+    if not secrets.raters:
+        raise UserError(f"{secrets_path} has no rater accounts: start the server with --raters rater1,rater2,rater3")
+    names = sorted(secrets.raters)
+    rates = _error_rates(args.error_rates, len(names))
+    truth_path = args.truth
+    if truth_path is None:
+        from audioscope.annotation.pools import read_pools
+
+        found = detect_truth(list(read_pools(args.annotations)["source_uri"]))
+        if found.path is None:
+            raise UserError(f"{found.how}; give --truth")
+        truth_path = found.path
+    raters = [DemoRater(n, secrets.raters[n], r) for n, r in zip(names, rates)]
+    progress = Progress("demo raters", unit="votes")
+    summary = server_call(
+        "demo-raters",
+        lambda: run_raters(client, project_id, raters, load_truth(truth_path), args.seed, lambda _: progress.update(1)),
+    )
+    progress.close()
+    rows: dict[str, object] = {"tasks": summary["tasks"]}
+    for name, c in summary["raters"].items():
+        rows[name] = (
+            f"{c['annotated']} annotated (error rate {c['error_rate']:g}, {c['flipped']} answers flipped), "
+            f"{c['already_done']} done before, {c['full']} had 3 raters, {c['no_truth']} without truth"
+        )
+    print_summary("Demo raters finished", rows)
+    return 0
+
+
+# --------------------------------------------------------------------------- pull
+
+PULL_DESCRIPTION = """\
+Read every annotation of the project (in pages), keep completed, non-cancelled
+ones, one vote per rater per clip (the latest), and write into
+ANNOTATION_DIR: votes.parquet (one row per counted vote), labels.parquet (per
+clip: the votes and the final label "onscreen_only" / "offscreen_only" when
+all three raters agree, else none), AudioScope clip lists
+csv/<split>_onscreen_unanimous_clips.csv and
+csv/<split>_offscreen_unanimous_clips.csv (split: train, validate, test), and
+pull.json. Files are written only once everything was read: a pull cut short
+leaves the previous outputs untouched; run it again."""
+
+
+def _register_pull(sub: Sub) -> None:
+    p = _parser(sub, "pull", "votes and labels (unanimous of 3) and AudioScope CSVs from the project", PULL_DESCRIPTION, run_pull)
+    _annotations_arg(p)
+    p.add_argument("--page-size", type=positive_int, default=500, metavar="N", help="tasks per export request (default: 500)")
+    _connection_args(p)
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from audioscope.annotation.pull import pull
+    from audioscope.progress import Progress, print_summary
+
+    client, _ = connect(args)
+    project_id = project_id_of(args.annotations)
+    progress = Progress("pull", unit="tasks")
+    summary = server_call(
+        "pull",
+        lambda: pull(client, args.annotations, project_id, args.page_size, lambda t, a: progress.update(t, annotations=a)),
+    )
+    progress.close()
+    print_summary(
+        "Pull finished",
+        {
+            "tasks": summary["tasks"],
+            "annotations": f"{summary['annotations']} read, {summary['counted']} counted, {summary['cancelled']} "
+            f"cancelled, {summary['incomplete']} incomplete, {summary['superseded']} superseded by a later one",
+            "clips with 3 votes": f"{summary['clips_with_3_votes']} of {summary['clips']}",
+            "on-screen only": summary["labels"]["onscreen_only"],
+            "off-screen only": summary["labels"]["offscreen_only"],
+            "seconds": summary["seconds"],
+            "labels": os.path.join(args.annotations, "labels.parquet"),
+        },
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- status
+
+STATUS_DESCRIPTION = """\
+Progress and agreement from the last pull (run `annotate pull` first): tasks
+with 0, 1, 2 and 3 votes per pool, votes and median seconds per task per
+rater, Fleiss' kappa per question (clips with three votes), pairwise rater
+agreement, share of unanimous clips. Writes ANNOTATION_DIR/status.json and
+status.png."""
+
+
+def _register_status(sub: Sub) -> None:
+    p = _parser(sub, "status", "progress per pool, per-rater counts, Fleiss' kappa, agreement, picture", STATUS_DESCRIPTION, run_status)
+    _annotations_arg(p)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from audioscope.annotation.status import STATUS_PNG, write_status
+    from audioscope.progress import print_summary
+
+    status = write_status(args.annotations)
+    rows: dict[str, object] = {}
+    for pool, c in status["pools"].items():
+        rows[pool] = f"{c['tasks']} tasks: {c['0']} with 0 votes, {c['1']} with 1, {c['2']} with 2, {c['3']} with 3"
+    for rater, c in status["raters"].items():
+        rows[rater] = f"{c['votes']} votes, median {_fmt(c['median_seconds_per_task'], 1)} s per task"
+    agreement = status["agreement"]
+    for q, k in agreement["kappa"].items():
+        rows[f"Fleiss' kappa {q}"] = f"{_fmt(k['fleiss_kappa'])} over {k['clips']} clips"
+    for pair in agreement["pairwise"]:
+        rows[" & ".join(pair["raters"])] = (
+            f"agree {_fmt(pair['onscreen'])} on-screen, {_fmt(pair['offscreen'])} off-screen ({pair['clips']} clips)"
+        )
+    u = agreement["unanimity"]
+    rows["unanimous (3 votes)"] = (
+        f"{_fmt(u['unanimous'])} of {u['clips_with_3_votes']} clips; on-screen only {_fmt(u['onscreen_only'])}, "
+        f"off-screen only {_fmt(u['offscreen_only'])}"
+    )
+    rows["picture"] = os.path.join(args.annotations, STATUS_PNG)
+    print_summary("Annotation status", rows)
+    return 0

@@ -1,0 +1,197 @@
+"""The annotation pools (SPEC.md 2.5): which clips raters label.
+
+Three pools, in :data:`audioscope.schemas.tables.POOLS` order:
+
+* ``unfiltered_train``: clips of the clip store whose video is in the train
+  split (its published split, else its Df split, else the per-video hashed
+  split with the ratios and seed Df was made with, from ``report.json``);
+* ``filtered_train``: Df clips of the train split;
+* ``filtered_eval``: Df clips of the validation and test splits.
+
+Sampling is deterministic and stable: every clip has a rank
+``u = first 8 bytes of sha256(f"{seed}:{clip_id}")``; each pool takes its
+candidates in increasing ``u`` (ties by clip id), skipping clips an earlier
+pool already took, so no clip is in two pools and a larger size only adds
+clips. Output: ``pools.parquet`` (:data:`POOL_SCHEMA`, sorted by pool, then
+video_id, start) and ``pools.json`` (sizes asked and drawn, seed, inputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow as pa
+
+from audioscope import storage
+from audioscope.curation.splits import DEFAULT_RATIOS, assign_splits, normalise_split
+from audioscope.schemas.tables import POOLS
+
+POOLS_PARQUET = "pools.parquet"
+POOLS_JSON = "pools.json"
+DEFAULT_POOL_SIZE = 10_000
+
+#: One row per sampled clip.
+POOL_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("pool", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("licence_name", pa.string()),
+        pa.field("licence_url", pa.string()),
+    ],
+    metadata={b"audioscope.table": b"annotation_pools"},
+)
+
+_COLUMNS = list(POOL_SCHEMA.names)
+
+
+@dataclass(frozen=True)
+class PoolSizes:
+    unfiltered_train: int = DEFAULT_POOL_SIZE
+    filtered_train: int = DEFAULT_POOL_SIZE
+    filtered_eval: int = DEFAULT_POOL_SIZE
+
+    def of(self, pool: str) -> int:
+        return int(getattr(self, pool))
+
+
+def clip_rank(clip_id: str, seed: int) -> int:
+    """The sampling rank of a clip (smaller is drawn first)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{clip_id}".encode("utf-8")).digest()[:8], "big")
+
+
+def store_splits(index: pd.DataFrame, df: pd.DataFrame, ratios: tuple[float, float, float], seed: int) -> pd.Series:
+    """The split of every index clip's video: published, else Df's, else hashed (ratios, seed)."""
+    known: dict[str, str] = dict(zip(df["video_id"].astype(str), df["split"].astype(str)))
+    if "split" in index.columns:
+        for vid, split in zip(index["video_id"], index["split"]):
+            if isinstance(split, str) and split:
+                known[str(vid)] = normalise_split(split)
+    split_of = assign_splits(sorted(set(index["video_id"].astype(str))), ratios, seed, known)
+    return index["video_id"].astype(str).map(split_of)
+
+
+def candidates(index: pd.DataFrame, df: pd.DataFrame, ratios: tuple[float, float, float], seed: int) -> dict[str, pd.DataFrame]:
+    """The clips each pool may draw from (columns of :data:`POOL_SCHEMA` but ``pool``)."""
+    cols = [c for c in _COLUMNS if c != "pool"]  # missing licence columns come out empty
+    unfiltered = index.assign(split=store_splits(index, df, ratios, seed)).reindex(columns=cols)
+    filtered = df.reindex(columns=cols)
+    return {
+        "unfiltered_train": unfiltered[unfiltered["split"] == "train"],
+        "filtered_train": filtered[filtered["split"] == "train"],
+        "filtered_eval": filtered[filtered["split"].isin(["validation", "test"])],
+    }
+
+
+def draw_pools(pool_candidates: Mapping[str, pd.DataFrame], sizes: PoolSizes, seed: int) -> pd.DataFrame:
+    """The pools: each takes its lowest-ranked candidates no earlier pool took (module docstring)."""
+    taken: set[str] = set()
+    drawn = []
+    for pool in POOLS:
+        frame = pool_candidates[pool].drop_duplicates("clip_id")
+        ranks = frame["clip_id"].map(lambda c: clip_rank(str(c), seed))
+        frame = frame.assign(_rank=ranks).sort_values(["_rank", "clip_id"], kind="mergesort")
+        frame = frame[~frame["clip_id"].isin(taken)].head(sizes.of(pool))
+        taken.update(frame["clip_id"])
+        drawn.append(frame.drop(columns="_rank").assign(pool=pool))
+    out = pd.concat(drawn, ignore_index=True) if drawn else pd.DataFrame(columns=_COLUMNS)
+    order = {p: i for i, p in enumerate(POOLS)}
+    out = out.assign(_p=out["pool"].map(order)).sort_values(["_p", "video_id", "start"], kind="mergesort")
+    return out.drop(columns="_p")[_COLUMNS].reset_index(drop=True)
+
+
+def pools_table_bytes(pools: pd.DataFrame) -> bytes:
+    import pyarrow.parquet as pq
+
+    from audioscope.schemas.tables import validate
+
+    table = validate(pa.Table.from_pandas(pools[_COLUMNS], schema=POOL_SCHEMA, preserve_index=False), POOL_SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def read_pools(annotation_dir: str) -> pd.DataFrame:
+    """``pools.parquet`` of an annotation folder (UserError when missing)."""
+    import pyarrow.parquet as pq
+
+    from audioscope.cli import UserError
+    from audioscope.schemas.tables import validate
+
+    path = storage.join(annotation_dir, POOLS_PARQUET)
+    if not storage.exists(path):
+        raise UserError(
+            f"no pools in {annotation_dir}: draw them first with "
+            f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {annotation_dir}`"
+        )
+    with storage.open_file(path) as fh:
+        return validate(pq.read_table(fh), POOL_SCHEMA).to_pandas()
+
+
+def df_split_settings(df_dir: str) -> tuple[tuple[float, float, float], int]:
+    """The split ratios and seed Df was made with (``report.json``), else the defaults."""
+    path = storage.join(df_dir, "report.json")
+    if storage.exists(path):
+        try:
+            splits = json.loads(storage.read_text(path))["inputs"]["splits"]
+            r = splits["ratios"]
+            return (float(r[0]), float(r[1]), float(r[2])), int(splits["seed"])
+        except (ValueError, KeyError, TypeError, IndexError):
+            pass
+    return DEFAULT_RATIOS, 0
+
+
+def load_df(df_dir: str) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    from audioscope.cli import UserError
+    from audioscope.schemas.tables import DF, validate
+
+    path = storage.join(df_dir, "df.parquet")
+    if not storage.exists(path):
+        raise UserError(f"no Df in {df_dir} (df.parquet is missing): make it with `audioscope filter ... --out {df_dir}`")
+    with storage.open_file(path) as fh:
+        return validate(pq.read_table(fh), DF).to_pandas()
+
+
+def sample(store: str, df_dir: str, annotation_dir: str, sizes: PoolSizes, seed: int = 0) -> dict[str, Any]:
+    """Draw the pools and write ``pools.parquet`` and ``pools.json``; returns the summary."""
+    from audioscope.cli import UserError
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+
+    try:
+        index = ClipStore.open(store).index
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    df = load_df(df_dir)
+    ratios, split_seed = df_split_settings(df_dir)
+    pool_candidates = candidates(index, df, ratios, split_seed)
+    pools = draw_pools(pool_candidates, sizes, seed)
+    counts = pools["pool"].value_counts()
+    summary = {
+        "seed": seed,
+        "store": store,
+        "df": df_dir,
+        "split_ratios": list(ratios),
+        "split_seed": split_seed,
+        "pools": {
+            p: {"asked": sizes.of(p), "drawn": int(counts.get(p, 0)), "candidates": int(len(pool_candidates[p]))}
+            for p in POOLS
+        },
+        "clips": int(len(pools)),
+        "rule": 'rank = first 8 bytes of sha256(f"{seed}:{clip_id}"); each pool in order '
+        + ", ".join(POOLS) + " takes its lowest ranks not taken by an earlier pool",
+    }
+    storage.atomic_write(storage.join(annotation_dir, POOLS_PARQUET), pools_table_bytes(pools))
+    storage.atomic_write(storage.join(annotation_dir, POOLS_JSON), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary

@@ -1,0 +1,406 @@
+"""Run a Label Studio server from its own virtualenv, with its accounts.
+
+Label Studio (the ``label-studio`` package, 1.23) pins Django, its own SDK
+and numpy versions that must not fight ours, so it lives in its own
+virtualenv (``make labelstudio`` makes ``.venv-labelstudio``) and runs as a
+subprocess. :func:`start` launches it on 127.0.0.1, waits until it answers,
+creates the accounts and writes, into the data directory::
+
+    labelstudio/     Label Studio's own data (SQLite database, uploads)
+    secrets.json     admin and rater accounts with their tokens (mode 0600)
+    server.json      url, port, pid, document root, database (no secrets)
+    server.pid       the server's process id (its process group)
+    server.log       the server's output
+
+Accounts: the admin is created by Label Studio itself on its first start,
+from ``LABEL_STUDIO_USERNAME`` / ``_PASSWORD`` / ``_USER_TOKEN`` in the
+subprocess's environment (never its command line); legacy API tokens are
+switched on before that first start (``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN``),
+so the token in the secrets file works as ``Authorization: Token ...``.
+Raters sign up through the HTML signup form (accounts made through the API
+cannot log in) and their own tokens are read after logging in.
+
+Nothing reaches the internet: the version check, analytics and Sentry of
+Label Studio are switched off in its environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+import requests
+
+from audioscope.annotation.credentials import Account, Secrets, read_secrets, server_secrets, write_secrets
+
+logger = logging.getLogger(__name__)
+
+LS_DATA = "labelstudio"
+SECRETS_JSON = "secrets.json"
+SERVER_JSON = "server.json"
+PID_FILE = "server.pid"
+LOG_FILE = "server.log"
+
+#: Where ``make labelstudio`` installs the server, relative to the repository.
+VENV_DIR = ".venv-labelstudio"
+ENV_EXECUTABLE = "AUDIOSCOPE_LABELSTUDIO"
+#: PostgreSQL settings Label Studio reads (``POSTGRE_PORT`` is optional).
+POSTGRES_ENV: tuple[str, ...] = ("POSTGRE_NAME", "POSTGRE_USER", "POSTGRE_PASSWORD", "POSTGRE_HOST")
+
+
+class ServerError(RuntimeError):
+    """The server cannot be started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How to run one server. ``port`` 0 picks a free port."""
+
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    document_root: str | None = None
+    admin_email: str = "admin@audioscope.local"
+    raters: tuple[str, ...] = ()
+    postgres: bool = False
+    secrets_file: str | None = None
+    executable: str | None = None
+    timeout_s: float = 300.0
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.data_dir, name)
+
+    @property
+    def secrets_path(self) -> str:
+        return self.secrets_file or self.path(SECRETS_JSON)
+
+    @property
+    def root(self) -> str:
+        return os.path.abspath(self.document_root or os.getcwd())
+
+
+@dataclass
+class RunningServer:
+    """A started server: its URL, process and the seconds it took to answer."""
+
+    url: str
+    pid: int
+    secrets: Secrets = field(repr=False)
+    seconds: float
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+# --------------------------------------------------------------------------- the executable
+
+
+def find_executable(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> str:
+    """The ``label-studio`` program: given, ``$AUDIOSCOPE_LABELSTUDIO``, the repo's venv, or PATH."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [explicit, env.get(ENV_EXECUTABLE), str(repo / VENV_DIR / "bin" / "label-studio")]
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    found = shutil.which("label-studio")
+    if found:
+        return found
+    raise ServerError(
+        f"Label Studio is not installed: run `make labelstudio` (it installs it into {repo / VENV_DIR}), "
+        f"or point {ENV_EXECUTABLE} at a `label-studio` program"
+    )
+
+
+# --------------------------------------------------------------------------- ports and processes
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a child of ours that exited is reaped here)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_label_studio(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"label-studio" in f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: trust the pid file
+
+
+def read_pid(data_dir: str) -> int | None:
+    try:
+        with open(os.path.join(data_dir, PID_FILE), encoding="ascii") as f:
+            return int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def running_pid(data_dir: str) -> int | None:
+    """The pid of the server of ``data_dir`` when it runs."""
+    pid = read_pid(data_dir)
+    return pid if pid is not None and _alive(pid) and _is_label_studio(pid) else None
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def server_env(settings: ServerSettings, secrets: Secrets, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The subprocess environment: ours plus Label Studio's settings (secrets only here)."""
+    env = {k: v for k, v in base.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": os.path.abspath(settings.path(LS_DATA)),
+            "LABEL_STUDIO_USERNAME": secrets.admin.email,
+            "LABEL_STUDIO_PASSWORD": secrets.admin.password,
+            "LABEL_STUDIO_USER_TOKEN": secrets.admin.token,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": settings.root,
+            "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+            "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+            "LABEL_STUDIO_SENTRY_DSN": "",
+            "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if settings.postgres:
+        missing = [k for k in POSTGRES_ENV if not base.get(k)]
+        if missing:
+            raise ServerError(
+                f"--postgres needs the environment variables {', '.join(missing)} (and POSTGRE_PORT if not 5432): "
+                "set them to your PostgreSQL database and run again"
+            )
+        env["DJANGO_DB"] = "default"
+    else:
+        env["DJANGO_DB"] = "sqlite"
+    return env
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def _form_session(url: str, page: str, email: str, password: str) -> requests.Session | None:
+    """Submit the signup or login form; the logged-in session, or None when refused."""
+    s = requests.Session()
+    s.trust_env = False
+    s.get(f"{url}/user/{page}/", timeout=60)
+    data = {"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")}
+    if page == "signup":
+        data["allow_newsletters"] = "false"
+    r = s.post(f"{url}/user/{page}/", data=data, headers={"Referer": f"{url}/user/{page}/"}, allow_redirects=False, timeout=60)
+    return s if r.status_code in (301, 302) else None
+
+
+def rater_account(url: str, account: Account) -> Account:
+    """Log the rater in (signing them up first if needed); the account with its token and user id."""
+    session = _form_session(url, "login", account.email, account.password)
+    if session is None:
+        _form_session(url, "signup", account.email, account.password)
+        session = _form_session(url, "login", account.email, account.password)
+    if session is None:
+        raise ServerError(
+            f"the rater account {account.email} exists with another password than the one in the secrets file; "
+            "restore the secrets file that created it, or use another rater name"
+        )
+    token = session.get(f"{url}/api/current-user/token", timeout=60).json()["token"]
+    me = session.get(f"{url}/api/current-user/whoami", timeout=60).json()
+    return replace(account, token=str(token), user_id=int(me["id"]))
+
+
+def admin_user_id(url: str, token: str) -> int:
+    r = requests.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=60)
+    if r.status_code != 200:
+        raise ServerError(
+            f"the admin token of the secrets file is refused by the server ({r.status_code}): the database was "
+            "created with other secrets. Restore the secrets file that created it, or use a fresh --data-dir"
+        )
+    return int(r.json()["id"])
+
+
+def ensure_accounts(url: str, secrets: Secrets) -> Secrets:
+    """Admin user id and every rater's token and id, filled in."""
+    out = replace(secrets, url=url, admin=replace(secrets.admin, user_id=admin_user_id(url, secrets.admin.token)))
+    for name, account in sorted(secrets.raters.items()):
+        out = out.with_rater(name, rater_account(url, account))
+    return out
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+def _log_tail(path: str, secrets: Secrets, n: int = 1500) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()[-n:]
+    except FileNotFoundError:
+        return "(no log)"
+    for value in [secrets.admin.password, secrets.admin.token] + [a.password for a in secrets.raters.values()]:
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+def wait_ready(url: str, token: str, process: subprocess.Popen | None, timeout_s: float, log: str, secrets: Secrets) -> float:
+    """Seconds until ``/health`` answers 200; raises ServerError if the process dies or time runs out."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if process is not None and process.poll() is not None:
+            raise ServerError(
+                f"Label Studio stopped while starting (exit code {process.returncode}); the end of {log}:\n"
+                + _log_tail(log, secrets)
+            )
+        try:
+            if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                return time.monotonic() - t0
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise ServerError(f"Label Studio did not answer at {url} within {timeout_s:.0f} s; see {log}")
+
+
+def _write_json(path: str, payload: Mapping[str, object]) -> None:
+    from audioscope import storage
+
+    storage.atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def server_command(settings: ServerSettings, port: int) -> list[str]:
+    """The command line of the server: no secrets on it (they travel in the environment)."""
+    exe = find_executable(settings.executable)
+    return [exe, "start", "--no-browser", "--internal-host", settings.host, "--port", str(port)]
+
+
+def launch(settings: ServerSettings, secrets: Secrets, port: int) -> subprocess.Popen:
+    """Start the subprocess in its own process group, output to ``server.log``."""
+    cmd = server_command(settings, port)
+    os.makedirs(settings.path(LS_DATA), mode=0o700, exist_ok=True)
+    env = server_env(settings, secrets)
+    with open(settings.path(LOG_FILE), "ab") as log:
+        return subprocess.Popen(
+            cmd, env=env, cwd=settings.data_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def start(settings: ServerSettings) -> RunningServer:
+    """Start the server (or find it running), create the accounts, write the files; see the module docstring."""
+    os.makedirs(settings.data_dir, exist_ok=True)
+    secrets = server_secrets(settings.secrets_path, settings.admin_email, list(settings.raters))
+    write_secrets(settings.secrets_path, secrets)  # before the first start: the admin is created from it
+    pid = running_pid(settings.data_dir)
+    if pid is not None:
+        url = json.loads(Path(settings.path(SERVER_JSON)).read_text())["url"]
+        process, seconds = None, 0.0
+    else:
+        port = settings.port or free_port(settings.host)
+        if port_in_use(settings.host, port):
+            raise ServerError(
+                f"port {port} on {settings.host} is taken by another program; give another --port (0 picks a free one)"
+            )
+        process = launch(settings, secrets, port)
+        pid = process.pid
+        Path(settings.path(PID_FILE)).write_text(f"{pid}\n", encoding="ascii")
+        url = f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{port}"
+        try:
+            seconds = wait_ready(url, secrets.admin.token, process, settings.timeout_s, settings.path(LOG_FILE), secrets)
+        except BaseException:
+            stop(settings.data_dir)
+            raise
+    secrets = ensure_accounts(url, secrets)
+    write_secrets(settings.secrets_path, secrets)
+    _write_json(
+        settings.path(SERVER_JSON),
+        {
+            "url": url, "pid": pid, "host": settings.host, "port": int(url.rsplit(":", 1)[1]),
+            "document_root": settings.root, "database": "postgresql" if settings.postgres else "sqlite",
+            "data_dir": os.path.abspath(settings.data_dir), "secrets_file": os.path.abspath(settings.secrets_path),
+            "raters": sorted(secrets.raters),
+        },
+    )  # fmt: skip
+    return RunningServer(url=url, pid=pid, secrets=secrets, seconds=seconds, process=process)
+
+
+def stop(data_dir: str, timeout_s: float = 30.0) -> bool:
+    """Stop the server of ``data_dir`` (its whole process group); False when none ran."""
+    pid = read_pid(data_dir)
+    pid_file = os.path.join(data_dir, PID_FILE)
+    if pid is None or not _alive(pid) or not _is_label_studio(pid):
+        if os.path.exists(pid_file):
+            os.remove(pid_file)
+        return False
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        t0 = time.monotonic()
+        while _alive(pid) and time.monotonic() - t0 < wait_s:
+            time.sleep(0.2)
+        if not _alive(pid):
+            break
+    if os.path.exists(pid_file):
+        os.remove(pid_file)
+    return True
+
+
+def serve_foreground(server: RunningServer, data_dir: str) -> int:
+    """Wait for the server's process; Ctrl-C stops it. Returns its exit code."""
+    process = server.process
+    if process is None:
+        print(f"the server of {data_dir} was already running (pid {server.pid}); leaving it running", file=sys.stderr)
+        return 0
+    try:
+        return int(process.wait())
+    except KeyboardInterrupt:
+        print("\nstopping Label Studio", file=sys.stderr)
+        stop(data_dir)
+        return 0
+    finally:
+        if not _alive(server.pid) and os.path.exists(os.path.join(data_dir, PID_FILE)):
+            os.remove(os.path.join(data_dir, PID_FILE))
+
+
+def read_server_secrets(data_dir: str, secrets_file: str | None = None) -> Secrets:
+    """The secrets of a server started with ``data_dir``."""
+    return read_secrets(secrets_file or os.path.join(data_dir, SECRETS_JSON))
