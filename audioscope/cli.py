@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audioscope.pipelines.score_cli",
     "audioscope.curation.filter_cli",
     "audioscope.annotation.cli",
+    "audioscope.pipelines.mix_cli",
+    "audioscope.curation.release_cli",
 )
 
 EPILOG = """\

@@ -74,6 +74,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "same N gives bit-identical scores however clips are batched (another N may move a "
         "score by a float32 rounding step)",
     )
+    add_runner_options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_runner_options(p: argparse.ArgumentParser) -> None:
+    """--workers, --poll and the Beam flags after `--` (the options every pipeline command shares)."""
     p.add_argument(
         "--workers", type=int, default=None, metavar="N",
         help="bundles processed at once on the local runner (default: CPU count); "
@@ -84,8 +91,6 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "rest", nargs=argparse.REMAINDER, metavar="-- BEAM_FLAGS",
         help="standard Apache Beam pipeline options after `--` (e.g. --runner=DataflowRunner)",
     )
-    p.set_defaults(func=run)
-    return p
 
 
 def beam_flags(rest: list[str] | None) -> list[str]:
@@ -107,6 +112,26 @@ def normalise(uri: str) -> str:
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
     return os.path.abspath(uri)
+
+
+def open_store(uri: str, needs: str) -> Any:
+    """The clip store at ``uri``, checked to hold 5-s clips at 16 kHz with 128-px frames
+    (``needs`` names who needs them in the error, e.g. "the coincidence model takes")."""
+    from audioscope.cli import UserError
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+
+    try:
+        store = ClipStore.open(uri)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    p = store.params
+    if (p.sample_rate, p.clip_seconds, p.frame_size) != (16000, 5, 128):
+        raise UserError(
+            f"the store {uri} has {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px frames; "
+            f"{needs} 5-s clips at 16000 Hz with 128-px frames"
+        )
+    return store
 
 
 def check_scores_json(layout: "ScoresLayout", wanted: Mapping[str, Any]) -> None:
@@ -213,19 +238,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be at least 1")
     store_uri, model_uri, out = normalise(args.store), normalise(args.model), normalise(args.out)
 
-    from audioscope.clipstore.format import StoreError
-    from audioscope.clipstore.reader import ClipStore
-
-    try:
-        store = ClipStore.open(store_uri)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    params = store.params
-    if (params.sample_rate, params.clip_seconds, params.frame_size) != (16000, 5, 128):
-        raise UserError(
-            f"the store {store_uri} has {params.clip_seconds}-s clips at {params.sample_rate} Hz with "
-            f"{params.frame_size}-px frames; the coincidence model takes 5-s clips at 16000 Hz with 128-px frames"
-        )
+    store = open_store(store_uri, "the coincidence model takes")
     if not storage.exists(model_uri):
         raise UserError(f"the model {model_uri} does not exist; give a SavedModel directory")
 

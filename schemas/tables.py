@@ -3,8 +3,12 @@
 Writers build tables with :func:`to_table` (which validates) and readers call
 :func:`validate` on what they load, so a column that changes type or goes
 missing fails loudly at the boundary instead of deep inside a later step.
-Bump :data:`SCHEMA_VERSION` when a schema changes; it is stored in each
-file's metadata (``audioscope.schema_version``).
+Each schema carries its own version and table name in its metadata
+(``audioscope.schema_version``, ``audioscope.table``), written into every
+file; bump a table's version when its schema changes (:data:`SCHEMA_VERSION`
+is the version the first tables started at). :func:`validate` refuses a file
+that names another table or a newer version, and :data:`SCHEMA_VERSIONS`
+lists them all (summaries record the versions they wrote).
 """
 
 from __future__ import annotations
@@ -61,12 +65,42 @@ STATUS = pa.schema(
 )
 
 
+def table_name(schema: pa.Schema) -> str | None:
+    """The table a schema (or a file's schema) describes (``audioscope.table``), if it says."""
+    name = (schema.metadata or {}).get(b"audioscope.table")
+    return name.decode() if name else None
+
+
+def schema_version(schema: pa.Schema) -> int | None:
+    """The version of a table's schema (``audioscope.schema_version``), if it says."""
+    version = (schema.metadata or {}).get(b"audioscope.schema_version")
+    try:
+        return int(version) if version else None
+    except ValueError:
+        return None
+
+
+def _check_version(table: pa.Table, schema: pa.Schema) -> None:
+    """Refuse a table that says it is another table, or a newer version of this one."""
+    have, want = table_name(table.schema), table_name(schema)
+    if have and want and have != want:
+        raise SchemaError(f"this is a {have!r} table, not a {want!r} table: give the file the step expects")
+    got, reads = schema_version(table.schema), schema_version(schema)
+    if have == want and got is not None and reads is not None and got > reads:
+        raise SchemaError(
+            f"the {want!r} table has schema version {got}, this version of audioscope-data reads "
+            f"version {reads}: upgrade audioscope-data to read it"
+        )
+
+
 def validate(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Check ``table`` against ``schema`` and return it cast to the schema.
 
     Columns must all be present (extra ones are refused), types must cast
-    without loss, and non-nullable columns must have no nulls.
+    without loss, and non-nullable columns must have no nulls. A table whose
+    metadata names another table, or a newer version of this one, is refused.
     """
+    _check_version(table, schema)
     names = set(table.column_names)
     missing = [f.name for f in schema if f.name not in names]
     extra = sorted(names - set(schema.names))
@@ -192,3 +226,72 @@ LABELS = pa.schema(
     ],
     metadata={**_META, b"audioscope.table": b"labels"},
 )
+
+
+def _meta(table: str, version: int) -> dict[bytes, bytes]:
+    return {b"audioscope.schema_version": str(version).encode(), b"audioscope.table": table.encode()}
+
+
+#: One row per example written by ``audioscope mix`` (``MIX_DIR/examples.parquet``),
+#: sorted by (shard, index). ``shard`` is the TFRecord path relative to
+#: MIX_DIR (``/`` separated) and ``index`` the example's position in it;
+#: ``subset`` is the recipe (training) or the evaluation set; ``type`` is
+#: ``NOn``/``SOff``/``LOn``/``LOff`` or the evaluation set name. Clip 1 is the
+#: first mixture's audio; the frames come from ``frames_clip_id`` (clip 1 but
+#: for SOff); clip 2 (the second mixture) is null for a single mixture.
+#: ``path1``/``path2`` are the source videos as the published pair lists name
+#: them. ``label1`` and ``score1`` describe clip 1 as a clip (null for SOff);
+#: the licences are those of clip 1, clip 2 and the frames' video.
+EXAMPLES = pa.schema(
+    [
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("index", pa.int64(), nullable=False),
+        pa.field("subset", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("is_mom", pa.bool_(), nullable=False),
+        pa.field("frames_clip_id", pa.string(), nullable=False),
+        pa.field("clip_id1", pa.string(), nullable=False),
+        pa.field("video_id1", pa.string(), nullable=False),
+        pa.field("start1", pa.float64(), nullable=False),
+        pa.field("end1", pa.float64(), nullable=False),
+        pa.field("path1", pa.string(), nullable=False),
+        pa.field("clip_id2", pa.string()),
+        pa.field("video_id2", pa.string()),
+        pa.field("start2", pa.float64()),
+        pa.field("end2", pa.float64()),
+        pa.field("path2", pa.string()),
+        pa.field("label1", pa.string()),
+        pa.field("score1", pa.float32()),
+        pa.field("licence_name1", pa.string()),
+        pa.field("licence_url1", pa.string()),
+        pa.field("licence_name2", pa.string()),
+        pa.field("licence_url2", pa.string()),
+        pa.field("frames_licence_name", pa.string()),
+        pa.field("frames_licence_url", pa.string()),
+    ],
+    metadata=_meta("examples", 1),
+)
+
+#: A pair list in the published six-column format (``path1,start1,end1,path2,
+#: start2,end2``, no header): the MoM lists of AudioScope and the evaluation
+#: sets ``audioscope mix`` writes. A single mixture has no second clip (the
+#: last three fields empty).
+PAIRS = pa.schema(
+    [
+        pa.field("path1", pa.string(), nullable=False),
+        pa.field("start1", pa.float64(), nullable=False),
+        pa.field("end1", pa.float64(), nullable=False),
+        pa.field("path2", pa.string()),
+        pa.field("start2", pa.float64()),
+        pa.field("end2", pa.float64()),
+    ],
+    metadata=_meta("pairs", 1),
+)
+
+#: Every table schema the toolkit writes, by table name.
+SCHEMAS: dict[str, pa.Schema] = {
+    str(table_name(s)): s for s in (CLIP_INDEX, STATUS, DF, SCORES, VOTES, LABELS, EXAMPLES, PAIRS)
+}
+#: The schema version of every table, by table name.
+SCHEMA_VERSIONS: dict[str, int] = {name: int(schema_version(s) or 0) for name, s in SCHEMAS.items()}

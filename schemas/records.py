@@ -1,0 +1,309 @@
+"""The mixture example: its TFRecord feature spec, encoding, parsing and writing (versioned).
+
+One example of a mixture shard is a ``tf.train.Example`` with these features
+(the contract between ``audioscope mix``, the releases and the training job)::
+
+    frames            bytes   raw uint8, 5x128x128x3, C order (the frames clip)
+    audio1, audio2    bytes   little-endian int16 PCM, 80,000 samples (5 s at 16 kHz
+                              mono); audio2 is all zeros for a single mixture
+    type              bytes   NOn, SOff, LOn, LOff, or an evaluation set name
+    is_mom            int64   1 for a mixture of mixtures, 0 for a single mixture
+    clip_id1, video_id1, clip_id2, video_id2
+                      bytes   clip 2 empty for a single mixture
+    start1, end1, start2, end2
+                      float   seconds in the source video (clip 2: NaN when absent)
+    frames_clip_id    bytes   the clip the frames come from (clip 1 but for SOff)
+    label1            bytes   onscreen_only / offscreen_only / empty (unanimous rater label)
+    votes_onscreen1, votes_offscreen1
+                      int64[] one 0/1 vote per rater (may be empty)
+    score1            float   coincidence probability of clip 1 (NaN when unknown)
+    licence_name1, licence_url1, licence_name2, licence_url2
+                      bytes   the Creative Commons licence of each source video
+    frames_licence_name, frames_licence_url
+                      bytes   the licence of the frames' video (clip 1's but for SOff,
+                              whose frames come from a third video)
+    schema_version    int64   :data:`SCHEMA_VERSION`
+
+Audio is stored as int16 so that a consumer gets the mixture of mixtures
+exactly as ``audio1 + audio2`` after ``x / 32768.0``. Everything here imports
+TensorFlow only inside the functions that need it; the constants and
+:class:`MixtureRecord` are plain Python and numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+from audioscope import storage
+from audioscope.schemas.tables import LABEL_VALUES
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+#: Version of the record layout; bump it when a feature changes meaning or type.
+SCHEMA_VERSION = 1
+
+SAMPLE_RATE = 16_000
+CLIP_SECONDS = 5
+AUDIO_SAMPLES = SAMPLE_RATE * CLIP_SECONDS
+FRAMES_SHAPE: tuple[int, int, int, int] = (CLIP_SECONDS, 128, 128, 3)
+#: int16 full scale: float audio is ``int16 / AUDIO_SCALE``.
+AUDIO_SCALE = 32768.0
+
+#: Training example types (SPEC.md 2.6).
+NON, SOFF, LON, LOFF = "NOn", "SOff", "LOn", "LOff"
+TRAIN_TYPES: tuple[str, ...] = (NON, SOFF, LON, LOFF)
+#: Evaluation sets (SPEC.md 2.7), also their example ``type``.
+EVAL_SETS: tuple[str, ...] = ("onscreen_single", "offscreen_single", "onscreen_mom", "offscreen_mom")
+
+#: Feature name -> (value kind, "scalar" or "list"); the kinds are tf.train's
+#: bytes_list / int64_list / float_list.
+FEATURES: dict[str, tuple[str, str]] = {
+    "frames": ("bytes", "scalar"),
+    "audio1": ("bytes", "scalar"),
+    "audio2": ("bytes", "scalar"),
+    "type": ("bytes", "scalar"),
+    "is_mom": ("int64", "scalar"),
+    "clip_id1": ("bytes", "scalar"),
+    "video_id1": ("bytes", "scalar"),
+    "clip_id2": ("bytes", "scalar"),
+    "video_id2": ("bytes", "scalar"),
+    "start1": ("float", "scalar"),
+    "end1": ("float", "scalar"),
+    "start2": ("float", "scalar"),
+    "end2": ("float", "scalar"),
+    "frames_clip_id": ("bytes", "scalar"),
+    "label1": ("bytes", "scalar"),
+    "votes_onscreen1": ("int64", "list"),
+    "votes_offscreen1": ("int64", "list"),
+    "score1": ("float", "scalar"),
+    "licence_name1": ("bytes", "scalar"),
+    "licence_url1": ("bytes", "scalar"),
+    "licence_name2": ("bytes", "scalar"),
+    "licence_url2": ("bytes", "scalar"),
+    "frames_licence_name": ("bytes", "scalar"),
+    "frames_licence_url": ("bytes", "scalar"),
+    "schema_version": ("int64", "scalar"),
+}
+
+_ARRAYS = ("frames", "audio1", "audio2")
+#: Features a reader may find missing, and the value it takes then (the frames'
+#: licence was added after the first agreed layout; without it, clip 1's applies).
+OPTIONAL: dict[str, bytes] = {"frames_licence_name": b"", "frames_licence_url": b""}
+
+
+class RecordError(ValueError):
+    """A mixture example does not match the record layout."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixtureRecord:
+    """One mixture example with its media (see the module docstring for each field).
+
+    ``audio2`` is None (stored as zeros) for a single mixture.
+    """
+
+    frames: np.ndarray
+    audio1: np.ndarray
+    audio2: np.ndarray | None
+    type: str
+    is_mom: bool
+    clip_id1: str
+    video_id1: str
+    start1: float
+    end1: float
+    frames_clip_id: str
+    clip_id2: str = ""
+    video_id2: str = ""
+    start2: float = math.nan
+    end2: float = math.nan
+    label1: str = ""
+    votes_onscreen1: tuple[int, ...] = field(default=())
+    votes_offscreen1: tuple[int, ...] = field(default=())
+    score1: float = math.nan
+    licence_name1: str = ""
+    licence_url1: str = ""
+    licence_name2: str = ""
+    licence_url2: str = ""
+    frames_licence_name: str = ""
+    frames_licence_url: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def mixture(self) -> np.ndarray:
+        """The mixture of mixtures as float32 (``audio1 + audio2`` after ``x / 32768``)."""
+        first = self.audio1.astype(np.float32) / AUDIO_SCALE
+        if self.audio2 is None:
+            return first
+        return first + self.audio2.astype(np.float32) / AUDIO_SCALE
+
+
+def check(record: MixtureRecord) -> MixtureRecord:
+    """Raise :class:`RecordError` unless ``record`` fits the layout; return it."""
+    if record.frames.dtype != np.uint8 or record.frames.shape != FRAMES_SHAPE:
+        raise RecordError(f"frames must be uint8 {FRAMES_SHAPE}, got {record.frames.dtype} {record.frames.shape}")
+    for name in ("audio1", "audio2"):
+        audio = getattr(record, name)
+        if audio is not None and (audio.dtype != np.int16 or audio.shape != (AUDIO_SAMPLES,)):
+            raise RecordError(f"{name} must be int16 [{AUDIO_SAMPLES}], got {audio.dtype} {audio.shape}")
+    if record.type not in TRAIN_TYPES + EVAL_SETS:
+        raise RecordError(f"type {record.type!r} is not one of {TRAIN_TYPES + EVAL_SETS}")
+    if record.is_mom != bool(record.clip_id2) or record.is_mom != (record.audio2 is not None):
+        raise RecordError("a mixture of mixtures needs clip 2 and audio2; a single mixture has neither")
+    if record.label1 and record.label1 not in LABEL_VALUES:
+        raise RecordError(f"label1 {record.label1!r} is not one of {LABEL_VALUES}")
+    if record.is_mom and record.video_id2 in (record.video_id1, video_of_clip(record.frames_clip_id)):
+        raise RecordError(f"the second mixture's video {record.video_id2} is also in the first mixture")
+    if record.schema_version > SCHEMA_VERSION:
+        raise RecordError(
+            f"record schema version {record.schema_version}; this version of audioscope-data reads "
+            f"{SCHEMA_VERSION}: upgrade audioscope-data"
+        )
+    return record
+
+
+def video_of_clip(clip_id: str) -> str:
+    """The video id inside a clip id (``{video_id}-{start_ms:07d}``, docs/ARCHITECTURE.md "Ids")."""
+    return clip_id.rsplit("-", 1)[0]
+
+
+def _values(record: MixtureRecord) -> dict[str, Any]:
+    """Each feature's value list, in :data:`FEATURES` order."""
+    zeros = np.zeros(AUDIO_SAMPLES, "<i2")
+    arrays = {
+        "frames": np.ascontiguousarray(record.frames).tobytes(),
+        "audio1": record.audio1.astype("<i2").tobytes(),
+        "audio2": (zeros if record.audio2 is None else record.audio2.astype("<i2")).tobytes(),
+    }
+    out: dict[str, Any] = {}
+    for name, (kind, shape) in FEATURES.items():
+        value = arrays[name] if name in arrays else getattr(record, name)
+        if kind == "bytes":
+            value = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        elif kind == "int64":
+            value = [int(v) for v in value] if shape == "list" else int(value)
+        else:
+            value = float(value)
+        out[name] = value if shape == "list" else [value]
+    return out
+
+
+def to_example(record: MixtureRecord) -> "tf.train.Example":
+    """The checked record as a ``tf.train.Example``."""
+    import tensorflow as tf
+
+    features = {}
+    for name, values in _values(check(record)).items():
+        kind = FEATURES[name][0]
+        if kind == "bytes":
+            features[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        elif kind == "int64":
+            features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        else:
+            features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+def encode(record: MixtureRecord) -> bytes:
+    """The serialized example; map keys in a fixed order, so the same record gives the same bytes."""
+    return to_example(record).SerializeToString(deterministic=True)
+
+
+def decode(data: bytes) -> MixtureRecord:
+    """A serialized example back as a :class:`MixtureRecord` (checked)."""
+    import tensorflow as tf
+
+    feature = tf.train.Example.FromString(data).features.feature
+    missing = [n for n in FEATURES if n not in feature and n not in OPTIONAL]
+    if missing:
+        raise RecordError(f"the example lacks the features {missing}; it was not written by `audioscope mix`")
+    values: dict[str, Any] = {}
+    for name, (kind, shape) in FEATURES.items():
+        if name not in feature:
+            values[name] = OPTIONAL[name]
+            continue
+        got = list(getattr(feature[name], f"{kind}_list").value)
+        values[name] = tuple(got) if shape == "list" else got[0]
+    version = int(values["schema_version"])
+    if version > SCHEMA_VERSION:
+        raise RecordError(f"record schema version {version}; this version reads {SCHEMA_VERSION}: upgrade audioscope-data")
+    values["frames"] = np.frombuffer(values["frames"], np.uint8).reshape(FRAMES_SHAPE)
+    values["audio1"] = np.frombuffer(values["audio1"], "<i2").astype(np.int16)
+    values["is_mom"] = bool(values["is_mom"])
+    values["audio2"] = np.frombuffer(values["audio2"], "<i2").astype(np.int16) if values["is_mom"] else None
+    for name, (kind, _shape) in FEATURES.items():
+        if kind == "bytes" and name not in _ARRAYS:
+            values[name] = values[name].decode("utf-8")
+    return check(MixtureRecord(**values))
+
+
+def feature_spec(names: Iterable[str] | None = None) -> dict[str, Any]:
+    """``tf.io.parse_example`` features for ``names`` (default: all of :data:`FEATURES`)."""
+    import tensorflow as tf
+
+    dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
+    spec: dict[str, Any] = {}
+    for name in names if names is not None else FEATURES:
+        kind, shape = FEATURES[name]
+        if shape == "list":
+            spec[name] = tf.io.VarLenFeature(dtypes[kind])
+        else:
+            spec[name] = tf.io.FixedLenFeature([], dtypes[kind])
+    return spec
+
+
+def record_fields() -> tuple[str, ...]:
+    """The metadata fields of :class:`MixtureRecord` (everything but the media arrays)."""
+    return tuple(f.name for f in dataclasses.fields(MixtureRecord) if f.name not in _ARRAYS)
+
+
+def estimated_bytes(metadata_bytes: int = 1024) -> int:
+    """Bytes one example takes in a TFRecord file (media plus a bound on the metadata)."""
+    return int(np.prod(FRAMES_SHAPE)) + 2 * 2 * AUDIO_SAMPLES + metadata_bytes
+
+
+def write_tfrecord(uri: str, serialized: Iterable[bytes]) -> int:
+    """Write examples to a TFRecord file atomically; returns the file's size in bytes.
+
+    The records go to a temporary name (in the same folder when local, in a
+    local temporary folder for ``gs://``/``s3://``) and are moved into place
+    whole, so a reader never sees a partial shard.
+    """
+    import tensorflow as tf
+
+    local = storage.is_local(uri)
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    if local:
+        parent = os.path.dirname(path) or "."
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    else:
+        tmp = os.path.join(tempfile.mkdtemp(prefix="audioscope-shard-"), os.path.basename(path))
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for data in serialized:
+                writer.write(data)
+        size = os.path.getsize(tmp)
+        if local:
+            os.replace(tmp, path)
+        else:
+            fs, remote = storage.url_to_fs(uri)
+            fs.put_file(tmp, remote)
+        return size
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_tfrecord(uri: str) -> list[bytes]:
+    """Every serialized example of a TFRecord file, in order (for checks and tools)."""
+    import tensorflow as tf
+
+    return [bytes(r.numpy()) for r in tf.data.TFRecordDataset([uri])]

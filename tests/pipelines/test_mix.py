@@ -1,0 +1,330 @@
+"""`audioscope mix` end to end: a synthetic corpus ingested with ffmpeg, Beam's DirectRunner,
+real TFRecord shards checked example by example against the clip store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audioscope import cli
+from audioscope.clipstore.reader import ClipStore
+from audioscope.pipelines.mix_plan import RECIPES
+from audioscope.schemas import records
+from audioscope.schemas.tables import LABEL_OFFSCREEN_ONLY, LABEL_ONSCREEN_ONLY
+
+from ..curation.helpers import file_bytes
+from .mixdata import MODEL_ID, choose_splits, truth_of, write_df, write_labels
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("mix")]
+
+SET_LABEL = {"onscreen_single": LABEL_ONSCREEN_ONLY, "offscreen_single": LABEL_OFFSCREEN_ONLY,
+             "onscreen_mom": LABEL_ONSCREEN_ONLY, "offscreen_mom": LABEL_OFFSCREEN_ONLY}  # fmt: skip
+
+
+@dataclass
+class Inputs:
+    root: Path
+    corpus: Path
+    store: Path
+    df: Path
+    labels: Path
+    clips: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Inputs:
+    root = tmp_path_factory.mktemp("mix")
+    corpus, store = root / "corpus", root / "store"
+    assert cli.main([
+        "synth", "--out", str(corpus), "--videos", "14", "--seed", "5", "--no-broken",
+        "--min-duration", "8", "--max-duration", "12", "--onscreen-rate", "0.5",
+    ]) == 0  # fmt: skip
+    assert cli.main(["ingest", str(corpus / "list.csv"), "--out", str(store), "--workers", "2"]) == 0
+    clips = truth_of(ClipStore.open(str(store)).index)
+    split = choose_splits(clips)
+    return Inputs(
+        root, corpus, store, write_df(root / "df", clips, split), write_labels(root / "labels.parquet", clips, split), clips
+    )
+
+
+def mix(inputs: Inputs, out: Path, *extra: str, labels: bool = True) -> int:
+    args = ["mix", "--store", str(inputs.store), "--df", str(inputs.df), "--out", str(out), "--examples", "24",
+            "--shard-bytes", "6M", "--eval-mom-partners", "2", "--poll", "0.2"]  # fmt: skip
+    if labels:
+        args += ["--labels", str(inputs.labels)]
+    return cli.main([*args, *extra])
+
+
+@pytest.fixture(scope="module")
+def mixed(inputs) -> Path:
+    """One run with every recipe and the evaluation sets, shared by the read-only tests."""
+    out = inputs.root / "mix-a"
+    assert mix(inputs, out) == 0
+    return out
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def shard_records(out: Path) -> dict[str, list[records.MixtureRecord]]:
+    return {s["path"]: [records.decode(r) for r in records.read_tfrecord(str(out / s["path"]))] for s in summary_of(out)["shards"]}
+
+
+def tfrecords(out: Path) -> dict[str, bytes]:
+    return {k: v for k, v in file_bytes(out).items() if k.endswith(".tfrecord")}
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def test_summary_and_examples_describe_every_shard(mixed, capsys):
+    summary = summary_of(mixed)
+    assert summary["schema_versions"] == {"mixture_record": 1, "examples": 1, "pairs": 1}
+    assert summary["config"]["seed"] == 0 and summary["config"]["recipes"]["semi-supervised"]["LOn"] == 0.125
+    assert summary["inputs"]["model_id"] == MODEL_ID and summary["inputs"]["labels"].endswith("labels.parquet")
+    assert set(summary["counts"]["train"]) == set(RECIPES)
+    assert summary["notes"]["skipped"] == {}
+    examples = pd.read_parquet(mixed / "examples.parquet")
+    on_disk = sorted(str(p.relative_to(mixed)) for p in mixed.rglob("*.tfrecord"))
+    assert sorted(s["path"] for s in summary["shards"]) == on_disk
+    for s in summary["shards"]:
+        assert (mixed / s["path"]).stat().st_size == s["bytes"]
+        assert (examples["shard"] == s["path"]).sum() == s["examples"]
+    for name, counts in summary["counts"]["train"].items():
+        rows = examples[examples["subset"] == name]
+        assert counts["total"] == len(rows) == 24
+        assert {t: counts[t] for t in records.TRAIN_TYPES} == {t: int((rows["type"] == t).sum()) for t in records.TRAIN_TYPES}
+        assert counts["mom"] == int(rows["is_mom"].sum())
+    for split, sets in summary["counts"]["eval"].items():
+        for name, n in sets.items():
+            assert n == int(((examples["split"] == split) & (examples["subset"] == name)).sum())
+    assert summary["counts"]["eval"]["validation"]["onscreen_mom"] > 0
+    assert summary["counts"]["eval"]["validation"]["offscreen_mom"] > 0
+    assert not (mixed / "work").exists() or not list((mixed / "work").iterdir())
+
+
+def test_every_example_is_made_of_the_clips_it_names(mixed, inputs):
+    store = ClipStore.open(str(inputs.store))
+    label_of = dict(zip(pd.read_parquet(inputs.labels)["clip_id"], pd.read_parquet(inputs.labels)["label"]))
+    examples = pd.read_parquet(mixed / "examples.parquet").set_index(["shard", "index"])
+    seen = 0
+    for path, recs in shard_records(mixed).items():
+        for i, rec in enumerate(recs):
+            row = examples.loc[(path, i)]
+            assert (rec.type, rec.clip_id1, rec.clip_id2, rec.frames_clip_id) == (
+                row["type"], row["clip_id1"], "" if pd.isna(row["clip_id2"]) else row["clip_id2"], row["frames_clip_id"])
+            first = store.clip(rec.clip_id1)
+            shown = store.clip(rec.frames_clip_id)
+            assert rec.audio1.shape == (80_000,) and rec.audio1.dtype == np.int16
+            np.testing.assert_array_equal(rec.audio1, (first.audio * 32768).astype(np.int16))
+            np.testing.assert_array_equal(rec.frames, shown.frames)
+            if rec.type == "SOff":
+                assert shown.video_id != first.video_id and rec.label1 == "" and np.isnan(rec.score1)
+            else:
+                assert rec.frames_clip_id == rec.clip_id1  # frames belong to the first-mixture clip
+            if rec.is_mom:
+                second = store.clip(rec.clip_id2)
+                assert rec.audio2.shape == (80_000,)
+                np.testing.assert_array_equal(rec.audio2, (second.audio * 32768).astype(np.int16))
+                assert second.video_id not in (first.video_id, shown.video_id)
+                np.testing.assert_array_equal(rec.mixture(), first.audio + second.audio)
+            assert rec.licence_name1 == "CC0 1.0" and rec.frames_licence_name == "CC0 1.0"
+            assert rec.licence_name2 == ("CC0 1.0" if rec.is_mom else "")
+            if rec.type in ("LOn", "LOff"):
+                assert rec.label1 == {"LOn": LABEL_ONSCREEN_ONLY, "LOff": LABEL_OFFSCREEN_ONLY}[rec.type]
+                assert rec.votes_onscreen1 == ((1, 1, 1) if rec.type == "LOn" else (0, 0, 0))
+            if rec.type in SET_LABEL:
+                assert rec.label1 == SET_LABEL[rec.type] == label_of[rec.clip_id1]
+                assert rec.is_mom == rec.type.endswith("_mom")
+                if rec.is_mom:
+                    assert label_of[rec.clip_id2] == LABEL_OFFSCREEN_ONLY
+            seen += 1
+    assert seen == len(examples)
+
+
+def test_types_of_the_first_256_examples_of_every_shard_match_the_recipe(mixed):
+    summary = summary_of(mixed)
+    for path, recs in shard_records(mixed).items():
+        if not path.startswith("train/"):
+            continue
+        proportions = summary["config"]["recipes"][path.split("/")[1]]
+        head = [r.type for r in recs[:256]]
+        counts = Counter(head)
+        for t, p in proportions.items():
+            assert abs(counts[t] - p * len(head)) < 1, (path, counts, proportions)
+        lon = [r.is_mom for r in recs if r.type in ("LOn", "LOff")]
+        assert abs(sum(lon) - len(lon) / 2) <= 1  # half MoM, half single
+
+
+def test_pair_lists_name_the_examples_of_each_set(mixed):
+    examples = pd.read_parquet(mixed / "examples.parquet")
+    summary = summary_of(mixed)
+    assert summary["pairs"]
+    for rel in summary["pairs"]:
+        split, name = rel.split("/")[1:3]
+        lines = (mixed / rel).read_text().splitlines()
+        rows = examples[(examples["split"] == split) & (examples["subset"] == name)].sort_values(["shard", "index"])
+        assert len(lines) == len(rows)
+        for line, r in zip(lines, rows.itertuples()):
+            r = r._replace(path2=None if pd.isna(r.path2) else r.path2)
+            fields = line.split(",")
+            assert len(fields) == 6
+            assert fields[:3] == [r.path1, repr(r.start1), repr(r.end1)]
+            assert fields[3:] == (["", "", ""] if not r.is_mom else [r.path2, repr(r.start2), repr(r.end2)])
+
+
+def test_the_loader_reads_the_shards_with_mixture_the_sum(mixed):
+    from audioscope.models.data import load_dataset
+
+    ds = load_dataset(str(mixed / "train" / "semi-supervised"), batch_size=8)
+    n = 0
+    for batch in ds:
+        assert batch["frames"].shape[1:] == (5, 128, 128, 3) and batch["audio1"].shape[1:] == (80_000,)
+        np.testing.assert_array_equal(batch["mixture"].numpy(), batch["audio1"].numpy() + batch["audio2"].numpy())
+        single = ~batch["is_mom"].numpy()
+        assert not batch["audio2"].numpy()[single].any()
+        n += int(batch["frames"].shape[0])
+    assert n == 24
+
+
+# --------------------------------------------------------------------------- more runs
+
+
+def test_same_seed_gives_the_same_bytes_on_another_runner(mixed, inputs):
+    out = inputs.root / "mix-b"
+    assert mix(inputs, out, "--", "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    assert file_bytes(out) == file_bytes(mixed)
+
+
+def test_rerunning_resumes_and_rewrites_only_missing_shards(mixed, inputs, tmp_path, capsys):
+    out = tmp_path / "mix"
+    shutil.copytree(mixed, out)
+    before = {p: (out / p).stat().st_mtime_ns for p in tfrecords(out)}
+    assert mix(inputs, out) == 0
+    assert {p: (out / p).stat().st_mtime_ns for p in tfrecords(out)} == before
+    assert "0 to write" in capsys.readouterr().err
+    gone = sorted(before)[1]
+    (out / gone).unlink()
+    (out / "summary.json").unlink()
+    assert mix(inputs, out) == 0
+    assert "1 to write" in capsys.readouterr().err
+    assert file_bytes(out) == file_bytes(mixed)
+    assert [p for p in before if p != gone and (out / p).stat().st_mtime_ns != before[p]] == []
+
+
+def test_another_plan_in_the_same_folder_is_refused(mixed, inputs, capsys):
+    assert mix(inputs, mixed, "--seed", "7") == 2
+    err = capsys.readouterr().err
+    assert "another plan (changed: config)" in err and "pick a new --out" in err
+
+
+def test_our_pair_lists_rebuild_the_same_evaluation_shards(mixed, inputs, tmp_path):
+    pairs = tmp_path / "pairs"
+    for rel in summary_of(mixed)["pairs"]:
+        (pairs / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mixed / rel, pairs / rel)
+    out = tmp_path / "rebuilt"
+    assert mix(inputs, out, "--recipes", "unsupervised", "--pairs-dir", str(pairs)) == 0
+    rebuilt = {k: v for k, v in tfrecords(out).items() if k.startswith("eval/")}
+    assert rebuilt == {k: v for k, v in tfrecords(mixed).items() if k.startswith("eval/")}
+    assert summary_of(out)["notes"]["pair_problems"] == []
+
+
+def test_a_published_list_written_by_hand_rebuilds_exactly_its_pairs(inputs, tmp_path, capsys):
+    clips = inputs.clips
+    on = clips[(clips["onscreen"] & ~clips["offscreen"]).to_numpy()]
+    off = clips[(clips["offscreen"] & ~clips["onscreen"]).to_numpy()]
+    a, b = on.iloc[0], off[off["video_id"] != on.iloc[0]["video_id"]].iloc[-1]
+    c = off.iloc[0]
+    def video(r: pd.Series) -> str:  # the video file in the corpus
+        return str(next((inputs.corpus / "videos").glob(f"{r['video_id']}.*")))
+
+    pairs = tmp_path / "lists"
+    pairs.mkdir()
+    mom = pairs / "filtered_validate_onscreen_unanimous_plus_offscreen_unanimous_mom_clips.csv"
+    mom.write_text(
+        f"{video(a)},{a['start']:.1f},{a['end']:.1f},{video(b)},{b['start']:.1f},{b['end']:.1f}\n"
+        f"{video(c)},{c['start']:.1f},{c['end']:.1f},{video(a)},{a['start']:.1f},{a['end']:.1f}\n"
+        f"{video(a)},99.0,104.0,{video(b)},{b['start']:.1f},{b['end']:.1f}\n"
+    )
+    (pairs / "filtered_test_offscreen_unanimous_clips.csv").write_text(f"{video(c)},{c['start']},{c['end']}\n")
+    (pairs / "filtered_train_clips.csv").write_text(f"{video(a)},0.0,5.0\n")
+    out = tmp_path / "published"
+    assert mix(inputs, out, "--recipes", "unsupervised", "--pairs-dir", str(pairs), labels=False) == 0
+    assert "pair list problems" in capsys.readouterr().out
+    ex = pd.read_parquet(out / "examples.parquet")
+    got = [
+        tuple(None if pd.isna(v) else v for v in row)
+        for row in ex.loc[ex["split"] != "train", ["split", "subset", "path1", "start1", "end1", "path2", "start2"]].itertuples(index=False)
+    ]  # examples.parquet is in shard path order: eval/test/... before eval/validation/...
+    assert got == [
+        ("test", "offscreen_single", video(c), c["start"], c["end"], None, None),
+        ("validation", "onscreen_mom", video(a), a["start"], a["end"], video(b), b["start"]),
+        ("validation", "onscreen_mom", video(c), c["start"], c["end"], video(a), a["start"]),
+    ]
+    notes = summary_of(out)["notes"]
+    assert any("pair 3" in p and "not_in_store" in p for p in notes["pair_problems"])
+    assert any("filtered_train_clips.csv" in p for p in notes["pair_problems"])
+
+
+def test_without_labels_the_labeled_parts_are_skipped_with_reasons(inputs, tmp_path, capsys):
+    out = tmp_path / "nolabels"
+    assert mix(inputs, out, "--recipes", "unsupervised", "semi-supervised", labels=False) == 0
+    summary = summary_of(out)
+    assert list(summary["counts"]["train"]) == ["unsupervised"] and summary["counts"]["eval"] == {}
+    assert "no --labels" in summary["notes"]["skipped"]["train/semi-supervised"]
+    assert "no --labels" in summary["notes"]["skipped"]["eval"]
+    assert "skipped eval" in capsys.readouterr().out
+    assert summary["inputs"]["labels"] is None and not (out / "eval").exists()
+
+
+def test_excluded_licences_are_never_used(inputs, tmp_path):
+    out = tmp_path / "excluded"
+    assert mix(inputs, out, "--exclude-licence", "PUBLICDOMAIN/zero") == 0
+    summary = summary_of(out)
+    assert summary["shards"] == [] and summary["config"]["exclude_licences"] == ["PUBLICDOMAIN/zero"]
+    assert summary["notes"]["left_out"]["df_train"]["excluded_licence"] > 0
+    assert "at least 2 videos" in summary["notes"]["skipped"]["train/unsupervised"]
+
+
+def test_a_shard_that_cannot_be_written_is_recorded_and_retried(inputs, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(inputs.store, store)
+    broken = sorted((store / "media").rglob("*.npz"))[0]
+    good = broken.read_bytes()
+    broken.write_bytes(good[:100])
+    out = tmp_path / "out"
+    args = ["mix", "--store", str(store), "--df", str(inputs.df), "--out", str(out), "--examples", "24",
+            "--shard-bytes", "6M", "--recipes", "unsupervised", "--poll", "0.2"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "could not be written" in err and "run the same command again" in err
+    assert not (out / "summary.json").exists() and list((out / "failed").glob("*.json"))
+    written = tfrecords(out)
+    broken.write_bytes(good)
+    assert cli.main(args) == 0
+    assert not list((out / "failed").glob("*.json")) and (out / "summary.json").exists()
+    assert all(tfrecords(out)[p] == b for p, b in written.items())
+    assert len(tfrecords(out)) == len(summary_of(out)["shards"]) > len(written)
+
+
+def test_user_errors_say_what_to_do(inputs, tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert cli.main(["mix", "--store", str(inputs.store), "--df", str(tmp_path / "none"), "--out", out]) == 2
+    assert "audioscope filter" in capsys.readouterr().err
+    assert cli.main(["mix", "--store", str(inputs.store), "--df", str(inputs.df), "--labels", str(inputs.df / "df.parquet"),
+                     "--out", out]) == 2  # fmt: skip
+    assert "not a valid labels table" in capsys.readouterr().err
+    assert cli.main(["mix", "--store", str(tmp_path), "--df", str(inputs.df), "--out", out]) == 2
+    assert "not a clip store" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["mix", "--store", "s", "--df", "d", "--out", out, "--recipes", "semi-supervised:NOn=2"])
+    assert "sum to 1" in capsys.readouterr().err

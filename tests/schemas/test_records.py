@@ -1,0 +1,141 @@
+"""audioscope.schemas.records: the mixture example's layout, encoding, parsing and writing."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from audioscope.schemas import records
+from audioscope.schemas.records import AUDIO_SAMPLES, FRAMES_SHAPE, MixtureRecord, RecordError
+
+
+def make_record(seed: int = 0, **over) -> MixtureRecord:
+    rng = np.random.default_rng(seed)
+    fields = dict(
+        frames=rng.integers(0, 256, FRAMES_SHAPE, dtype=np.uint8),
+        audio1=rng.integers(-32768, 32768, AUDIO_SAMPLES, dtype=np.int16),
+        audio2=rng.integers(-32768, 32768, AUDIO_SAMPLES, dtype=np.int16),
+        type="NOn", is_mom=True, clip_id1="vid-a-0002000", video_id1="vid-a", start1=2.0, end1=7.0,
+        frames_clip_id="vid-a-0002000", clip_id2="vid-b-0000000", video_id2="vid-b", start2=0.0, end2=5.0,
+        label1="onscreen_only", votes_onscreen1=(1, 1, 1), votes_offscreen1=(0, 0, 0), score1=0.875,
+        licence_name1="CC BY 2.0", licence_url1="https://creativecommons.org/licenses/by/2.0/",
+        licence_name2="CC BY-SA 2.0", licence_url2="https://creativecommons.org/licenses/by-sa/2.0/",
+        frames_licence_name="CC BY 2.0", frames_licence_url="https://creativecommons.org/licenses/by/2.0/",
+    )  # fmt: skip
+    fields.update(over)
+    return MixtureRecord(**fields)
+
+
+def single(**over) -> MixtureRecord:
+    return make_record(audio2=None, is_mom=False, clip_id2="", video_id2="", start2=math.nan, end2=math.nan,
+                       licence_name2="", licence_url2="", **over)  # fmt: skip
+
+
+def test_encode_decode_round_trip_keeps_every_field_and_sample():
+    rec = make_record()
+    back = records.decode(records.encode(rec))
+    for name in records.record_fields():
+        assert getattr(back, name) == getattr(rec, name), name
+    np.testing.assert_array_equal(back.frames, rec.frames)
+    np.testing.assert_array_equal(back.audio1, rec.audio1)
+    np.testing.assert_array_equal(back.audio2, rec.audio2)
+
+
+def test_the_same_record_gives_the_same_bytes():
+    assert records.encode(make_record(3)) == records.encode(make_record(3))
+    assert records.encode(make_record(3)) != records.encode(make_record(4))
+
+
+def test_a_single_mixture_stores_zeros_and_no_second_clip():
+    import tensorflow as tf
+
+    rec = single(type="LOn")
+    data = records.encode(rec)
+    feature = tf.train.Example.FromString(data).features.feature
+    assert feature["audio2"].bytes_list.value[0] == bytes(2 * AUDIO_SAMPLES)
+    assert feature["clip_id2"].bytes_list.value[0] == b"" and feature["is_mom"].int64_list.value[0] == 0
+    back = records.decode(data)
+    assert back.audio2 is None and math.isnan(back.start2)
+    np.testing.assert_array_equal(back.mixture(), rec.audio1.astype(np.float32) / 32768.0)
+
+
+def test_int16_makes_the_mixture_exactly_the_sum_of_its_parts():
+    rec = make_record(audio1=np.full(AUDIO_SAMPLES, 32767, np.int16), audio2=np.full(AUDIO_SAMPLES, -32768, np.int16))
+    mixture = rec.mixture()
+    assert mixture.dtype == np.float32
+    np.testing.assert_array_equal(mixture, np.float32(32767 / 32768) + np.float32(-1.0))
+
+
+def test_the_feature_spec_parses_what_encode_writes():
+    import tensorflow as tf
+
+    rec = make_record()
+    parsed = tf.io.parse_single_example(records.encode(rec), records.feature_spec())
+    assert set(parsed) == set(records.FEATURES)
+    assert parsed["type"].numpy() == b"NOn" and parsed["is_mom"].numpy() == 1
+    assert parsed["score1"].numpy() == np.float32(0.875)
+    assert tf.sparse.to_dense(parsed["votes_onscreen1"]).numpy().tolist() == [1, 1, 1]
+    assert parsed["schema_version"].numpy() == records.SCHEMA_VERSION
+    raw = np.frombuffer(parsed["frames"].numpy(), np.uint8).reshape(FRAMES_SHAPE)
+    np.testing.assert_array_equal(raw, rec.frames)
+
+
+@pytest.mark.parametrize(
+    "over,message",
+    [
+        ({"frames": np.zeros((5, 64, 64, 3), np.uint8)}, "frames must be uint8"),
+        ({"audio1": np.zeros(AUDIO_SAMPLES, np.float32)}, "audio1 must be int16"),
+        ({"audio2": np.zeros(79_999, np.int16)}, "audio2 must be int16"),
+        ({"type": "Noisy"}, "type 'Noisy'"),
+        ({"video_id2": "vid-a", "clip_id2": "vid-a-0001000"}, "also in the first mixture"),
+        ({"type": "SOff", "frames_clip_id": "vid-b-0003000"}, "also in the first mixture"),
+        ({"label1": "maybe"}, "label1"),
+        ({"audio2": None}, "single mixture has neither"),
+        ({"schema_version": records.SCHEMA_VERSION + 1}, "upgrade"),
+    ],
+)
+def test_records_that_break_the_layout_are_refused(over, message):
+    with pytest.raises(RecordError, match=message):
+        records.encode(make_record(**over))
+
+
+def test_decode_refuses_an_example_of_another_kind():
+    import tensorflow as tf
+
+    other = tf.train.Example(features=tf.train.Features(feature={
+        "frames": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+    })).SerializeToString()  # fmt: skip
+    with pytest.raises(RecordError, match="lacks the features"):
+        records.decode(other)
+
+
+def test_write_tfrecord_is_atomic_and_reads_back_in_order(tmp_path):
+    path = str(tmp_path / "shard" / "x-00000-of-00001.tfrecord")
+    data = [records.encode(make_record(i)) for i in range(3)]
+    size = records.write_tfrecord(path, data)
+    assert size == os.path.getsize(path)
+    assert records.read_tfrecord(path) == data
+    assert os.listdir(tmp_path / "shard") == ["x-00000-of-00001.tfrecord"]
+
+    def broken():
+        yield data[0]
+        raise RuntimeError("media unreadable")
+
+    other = str(tmp_path / "shard" / "y-00000-of-00001.tfrecord")
+    with pytest.raises(RuntimeError):
+        records.write_tfrecord(other, broken())
+    assert os.listdir(tmp_path / "shard") == ["x-00000-of-00001.tfrecord"]  # nothing partial left
+
+
+def test_records_without_the_frames_licence_still_decode():
+    import tensorflow as tf
+
+    example = records.to_example(make_record())
+    del example.features.feature["frames_licence_name"]
+    del example.features.feature["frames_licence_url"]
+    back = records.decode(example.SerializeToString())
+    assert back.frames_licence_name == "" and back.licence_name1 == "CC BY 2.0"
+    assert isinstance(example, tf.train.Example)
