@@ -135,6 +135,13 @@ class CoincidenceConfig:
     negative_mix: float = 0.5
     shift_min_s: int = 2
     shift_max_s: int = 10
+    # A shifted negative must switch sound on or off at one of the five frame
+    # instants, "on" meaning this many dB above the video's floor (0 accepts
+    # any shift). A source that is on all along sounds the same a few seconds
+    # later, and such a "negative" teaches the model that a sounding object and
+    # its sound do not belong together; when no shift qualifies, the example
+    # takes audio from another video.
+    shift_onoff_db: float = 0.0
     validation_examples: int = 512
     keep_best: bool = True  # export the weights of the best validation AUC seen (checked every eval_every steps)
     eval_every: int = 250
@@ -164,6 +171,8 @@ class CoincidenceConfig:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not 0.0 < self.audio_context_s <= 1.0:
             raise ValueError("audio_context_s must be in (0, 1]")
+        if self.shift_onoff_db < 0:
+            raise ValueError("shift_onoff_db must be >= 0")
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "CoincidenceConfig":
@@ -481,13 +490,36 @@ class ExampleBatch:
     audio_start_s: np.ndarray  # int [n]
 
 
+#: Quantile of a video's levels taken as its floor by :func:`sound_on`.
+FLOOR_QUANTILE = 0.1
+
+
+def frame_levels(audio: np.ndarray, n_seconds: int, context_s: float) -> np.ndarray:
+    """Per second, the level (dB) of the ``context_s`` seconds of sound centred
+    on the frame's instant (0.5 s into the second): what the audio tower hears
+    at each frame. float32 ``[n_seconds]``."""
+    width = max(16, int(round(context_s * SAMPLE_RATE)))
+    starts = np.clip(np.arange(n_seconds) * SAMPLE_RATE + SAMPLE_RATE // 2 - width // 2, 0, None)
+    power = np.array([np.mean(np.square(audio[a : a + width], dtype=np.float64)) for a in starts])
+    return (10.0 * np.log10(power + 1e-12)).astype(np.float32)
+
+
+def sound_on(levels: np.ndarray, margin_db: float) -> np.ndarray:
+    """Per second, whether something sounds: the level is ``margin_db`` above
+    the video's floor (its :data:`FLOOR_QUANTILE` quantile of levels)."""
+    floor = np.quantile(levels, FLOOR_QUANTILE) if levels.size else 0.0
+    return levels > floor + margin_db
+
+
 class ExampleSampler:
     """Training pairs sliced from per-video arrays (no clip is materialised).
 
     Windows start on whole seconds. Deterministic given ``seed``. A shifted
-    negative needs a start at least ``shift_min_s`` away in the same video;
-    when a video is too short for one, the example falls back to audio from
-    another video (counted in ``fallbacks``).
+    negative needs a start ``shift_min_s`` .. ``shift_max_s`` away in the same
+    video where sound is on at a different set of frame instants than in the
+    aligned audio (:func:`sound_on` with ``shift_onoff_db``; any shift when it
+    is 0); when there is none (a short video, a sound that never stops), the
+    example takes audio from another video instead (counted in ``fallbacks``).
     """
 
     def __init__(self, videos: Mapping[str, VideoArrays], config: CoincidenceConfig, seed: int) -> None:
@@ -502,12 +534,27 @@ class ExampleSampler:
         self.config = config
         self.rng = np.random.default_rng(seed)
         self.fallbacks = 0
+        self.sound_on: list[np.ndarray] | None = None
+        if config.shift_onoff_db > 0:
+            self.sound_on = [
+                sound_on(
+                    frame_levels(np.asarray(self.videos[v][0]), video_seconds(self.videos[v]), config.audio_context_s),
+                    config.shift_onoff_db,
+                )
+                for v in self.ids
+            ]
 
-    def _shifted_start(self, n_starts: int, start: int) -> int | None:
+    def _differs(self, vi: int, start: int, shifted: int) -> bool:
+        if self.sound_on is None:
+            return True
+        on = self.sound_on[vi]
+        return bool((on[shifted : shifted + CLIP_SECONDS] != on[start : start + CLIP_SECONDS]).any())
+
+    def _shifted_start(self, vi: int, start: int) -> int | None:
         c = self.config
         cands = [
-            s for s in range(n_starts)
-            if c.shift_min_s <= abs(s - start) <= c.shift_max_s
+            s for s in range(int(self.n_starts[vi]))
+            if c.shift_min_s <= abs(s - start) <= c.shift_max_s and self._differs(vi, start, s)
         ]
         return int(self.rng.choice(cands)) if cands else None
 
@@ -531,7 +578,7 @@ class ExampleSampler:
                 k = OTHER_VIDEO if self.rng.random() < c.negative_mix else SHIFTED
                 avi, astart = vi, None
                 if k == SHIFTED:
-                    astart = self._shifted_start(int(self.n_starts[vi]), start)
+                    astart = self._shifted_start(vi, start)
                     if astart is None:
                         k = OTHER_VIDEO
                         self.fallbacks += 1
@@ -967,6 +1014,10 @@ def train(
             "last_validation_auc": last["auc"],
             "seed": config.seed,
             "shifted_fallbacks": train_sampler.fallbacks,
+            "validation_history": [
+                {"step": int(m["step"]), "train_loss": round(m["train_loss"], 4), "auc": round(m["auc"], 4)}
+                for m in history
+            ],
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },
@@ -975,7 +1026,12 @@ def train(
         notes=[
             "Positives: a clip's own audio and frames. Negatives: audio from a different video "
             f"({config.negative_mix:.0%}) or from the same video shifted by "
-            f"{config.shift_min_s}-{config.shift_max_s} s.",
+            f"{config.shift_min_s}-{config.shift_max_s} s"
+            + (
+                f" where sound switches on or off ({config.shift_onoff_db:g} dB over the floor) "
+                "at some frame instant."
+                if config.shift_onoff_db else "."
+            ),
             "Validation AUC is for the self-supervised task on held-out videos, "
             "not for on-screen-sound labels.",
         ],

@@ -95,6 +95,8 @@ def read_card(directory: str | Path) -> ModelCard | None:
 def _kv_lines(rows: Mapping[str, Any]) -> list[str]:
     out = []
     for k, v in rows.items():
+        if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+            v = "; ".join(", ".join(f"{a} {b}" for a, b in x.items()) for x in v)
         if isinstance(v, float):
             v = f"{v:.4f}"
         out.append(f"- **{k}**: {v}")

@@ -11,25 +11,50 @@ as=".venv/bin/audioscope"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1/5 synthetic corpus ($videos videos, seed $seed)"
+step "1/9 synthetic corpus ($videos videos, seed $seed)"
 $as synth --out "$out/corpus" --videos "$videos" --seed "$seed"
 
-step "2/5 ingest: corpus -> clip store"
+step "2/9 ingest: corpus -> clip store"
 $as ingest "$out/corpus/list.csv" --media-root "$out/corpus" --out "$out/clipstore"
 $as clips stats --store "$out/clipstore"
 
-step "3/5 train the coincidence model (at most ${budget} s of training)"
+step "3/9 train the coincidence model (at most ${budget} s of training)"
 if [ -e "$out/model/saved_model.pb" ]; then
   echo "model already trained: $out/model (delete it to train again)"
 else
   $as coincidence train --clips "$out/clipstore" --out "$out/model" --time-budget "$budget"
 fi
 
-step "4/5 score every clip"
+step "4/9 score every clip"
 $as score --store "$out/clipstore" --model "$out/model" --out "$out/scores"
 
-step "5/5 filter: the subset Df, its splits and the report"
+step "5/9 filter: the subset Df, its splits and the report"
 $as filter --scores "$out/scores" --store "$out/clipstore" --out "$out/df"
+
+step "6/9 annotate: Label Studio on 127.0.0.1, three demo raters answer from the ground truth"
+$as annotate server --data-dir "$out/labelstudio" --document-root "$out" --port 0 \
+  --raters rater1,rater2,rater3 --detach
+$as annotate sample --store "$out/clipstore" --df "$out/df" --annotations "$out/annotation" \
+  --unfiltered-train 20 --filtered-train 40 --filtered-eval 80
+$as annotate render --annotations "$out/annotation" --media "$out/annotation/media"
+$as annotate push --annotations "$out/annotation" --media "$out/annotation/media" --server-dir "$out/labelstudio"
+$as annotate demo-raters --annotations "$out/annotation" --server-dir "$out/labelstudio" --error-rates 0.05,0.1,0.15
+$as annotate pull --annotations "$out/annotation" --server-dir "$out/labelstudio"
+$as annotate status --annotations "$out/annotation"
+
+step "7/9 mix: mixture-of-mixtures training shards (three recipes) and the four evaluation sets"
+$as mix --store "$out/clipstore" --df "$out/df" --labels "$out/annotation" --out "$out/mix" --examples 512
+
+step "8/9 release: publish audioscope-demo 1.0.0, list, pull the evaluation sets, verify"
+if [ -e "$out/releases/audioscope-demo/1.0.0/manifest.json" ]; then
+  echo "audioscope-demo:1.0.0 is published already ($out/releases)"
+else
+  $as release publish --mix "$out/mix" --df "$out/df" --labels "$out/annotation" \
+    --name audioscope-demo --version 1.0.0 --root "$out/releases"
+fi
+$as release list --root "$out/releases"
+$as release pull audioscope-demo:1.0.0 --root "$out/releases" --to "$out/pulled" --only eval
+$as release verify "$out/pulled"
 
 printf '\nDemo done.\n'
 printf '  corpus:     %s\n  clip store: %s\n  model:      %s\n  scores:     %s\n  Df:         %s\n' \

@@ -181,3 +181,44 @@ def test_learning_rate_anneals_over_steps_or_the_time_budget() -> None:
     # a budgeted run that will stop by time anneals by time
     assert C.learning_rate_at(cfg, 10, 60.0, 60.0) == pytest.approx(5e-5)
     assert C.learning_rate_at(cfg, 10, 30.0, 60.0) == C.learning_rate_at(cfg, 500, 0.0, None)
+
+
+def test_sound_on_follows_the_toy_schedule() -> None:
+    from tests.models.conftest import toy_video
+
+    audio, _, on = toy_video(np.random.default_rng(5), 20)
+    levels = C.frame_levels(audio, 20, context_s=0.32)
+    np.testing.assert_array_equal(C.sound_on(levels, margin_db=10.0), on)
+
+
+def test_shifted_negatives_switch_sound_at_some_frame_instant() -> None:
+    from tests.models.conftest import toy_video
+
+    rng = np.random.default_rng(11)
+    videos, schedules = {}, {}
+    for i in range(4):
+        audio, frames, on = toy_video(rng, 30)
+        videos[f"v{i}"], schedules[f"v{i}"] = (audio, frames), on
+    # v0 sounds all along: none of its shifts differs, so it never gets one
+    audio, frames, _ = toy_video(np.random.default_rng(99), 30)
+    loud = audio + (0.3 * np.sin(2 * np.pi * 400.0 * np.arange(audio.size) / 16_000)).astype(np.float32)
+    videos["v0"], schedules["v0"] = (np.clip(loud, -1, 1), frames), np.ones(30, bool)
+    cfg = C.CoincidenceConfig.tiny(shift_onoff_db=10.0)
+    sampler = C.ExampleSampler(videos, cfg, seed=2)
+    b = sampler.sample(400)
+    shifted = np.flatnonzero(b.kind == C.SHIFTED)
+    assert len(shifted) > 40
+    for i in shifted:
+        on = schedules[b.frames_video[i]]
+        f, a = int(b.frames_start_s[i]), int(b.audio_start_s[i])
+        assert b.frames_video[i] != "v0"
+        assert (on[f : f + 5] != on[a : a + 5]).any()
+    assert sampler.fallbacks > 0  # v0's negatives came from other videos
+    # With the check off, shifts that change nothing are drawn too.
+    plain = C.ExampleSampler(videos, C.CoincidenceConfig.tiny(), seed=2).sample(400)
+    same = [
+        i for i in np.flatnonzero(plain.kind == C.SHIFTED)
+        if (schedules[plain.frames_video[i]][int(plain.frames_start_s[i]) : int(plain.frames_start_s[i]) + 5]
+            == schedules[plain.frames_video[i]][int(plain.audio_start_s[i]) : int(plain.audio_start_s[i]) + 5]).all()
+    ]
+    assert same
