@@ -17,6 +17,8 @@ DEMO_VIDEOS ?= 120
 DEMO_SEED   ?= 2026
 # Seconds of coincidence-model training (the model card records them).
 DEMO_TRAIN_BUDGET ?= 480
+# Seconds of AudioScope (tiny) training at the end of the demo (the issue allows 15 minutes).
+DEMO_AUDIOSCOPE_BUDGET ?= 600
 # Extra flags for pytest, e.g. `make test PYTEST_ARGS="-k ingest -x"`.
 PYTEST_ARGS ?=
 
@@ -70,12 +72,14 @@ annotate-server: install labelstudio
 	  --raters rater1,rater2,rater3
 
 demo: install labelstudio
-	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)"
+	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)" "$(DEMO_AUDIOSCOPE_BUDGET)"
 
 test: install labelstudio
 	AUDIOSCOPE_REQUIRE_LABELSTUDIO=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:
+	-@test -x $(BIN)/audioscope && test -e "$(ANNOTATE_DIR)/server.pid" && \
+	  $(BIN)/audioscope annotate server --data-dir "$(ANNOTATE_DIR)" --stop || true
 	rm -rf $(DEMO_DIR) .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 

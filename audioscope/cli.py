@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audioscope.annotation.cli",
     "audioscope.pipelines.mix_cli",
     "audioscope.curation.release_cli",
+    "audioscope.models.train_cli",
+    "audioscope.models.evaluate_cli",
 )
 
 EPILOG = """\

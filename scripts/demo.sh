@@ -7,6 +7,7 @@ out=${1:-demo-output}
 videos=${2:-120}
 seed=${3:-2026}
 budget=${4:-480}
+as_budget=${5:-600}
 as=".venv/bin/audioscope"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -56,7 +57,16 @@ $as release list --root "$out/releases"
 $as release pull audioscope-demo:1.0.0 --root "$out/releases" --to "$out/pulled" --only eval
 $as release verify "$out/pulled"
 
+step "9/9 train the reference AudioScope model (tiny, at most ${as_budget} s) and evaluate it"
+$as train --data "$out/mix" --out "$out/audioscope-run" --config tiny --recipe semi-supervised \
+  --time-budget "$as_budget"
+$as evaluate --model "$out/audioscope-run" --data "$out/mix" --out "$out/evaluation" --split test
+
 printf '\nDemo done.\n'
 printf '  corpus:     %s\n  clip store: %s\n  model:      %s\n  scores:     %s\n  Df:         %s\n' \
   "$out/corpus" "$out/clipstore" "$out/model" "$out/scores/scores.parquet" "$out/df"
 printf '  report:     %s (histogram: %s)\n' "$out/df/report.md" "$out/df/score_histogram.png"
+printf '  labels:     %s (agreement: %s)\n' "$out/annotation/labels.parquet" "$out/annotation/status.png"
+printf '  Label Studio: still running (stop: %s annotate server --data-dir %s --stop)\n' "$as" "$out/labelstudio"
+printf '  mixtures:   %s\n  release:    %s (pulled evaluation sets: %s)\n' "$out/mix" "$out/releases" "$out/pulled"
+printf '  AudioScope: %s (evaluation: %s)\n' "$out/audioscope-run" "$out/evaluation/report.md"

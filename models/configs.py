@@ -1,0 +1,190 @@
+"""Named configurations of the AudioScope model and its training.
+
+Two configurations, chosen by name (``audioscope train --config NAME``):
+
+``paper``
+    The published sizes: a TDCN++ of 4 repeats of 8 blocks (bottleneck 256,
+    hidden 512) on a 256-filter learned basis with 2.5 ms windows, 4 output
+    sources, MobileNet-v1 (width 1.0) towers for the frames and for the
+    log-mel of every separated source, Adam at 1e-4 with 256 examples per
+    step (4 TPU v3 boards in the paper).
+``tiny``
+    The same model, small enough to train usefully on 2 CPU cores in a few
+    minutes (CI, the demo): narrower and shallower networks, frames pooled
+    to 64 x 64 before the video tower, a larger learning rate and 8
+    examples per step. The synthetic corpus' sounds (tones, sweeps, noise
+    bands, buzzes) are simple, so small networks can separate them.
+
+A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
+copy with some fields changed (the command line's ``--batch-size``,
+``--learning-rate`` ...). ``to_dict``/``from_dict`` round-trip through JSON:
+a run directory keeps the configuration it was started with.
+
+Standard library only: the command modules import this module to list the
+names without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+CLASSIFICATION_LOSSES: tuple[str, ...] = ("exact", "mi", "ac")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioScopeConfig:
+    """Every size and training setting of one AudioScope model."""
+
+    name: str = "custom"
+    # ---- separation: learned basis + TDCN++ masking network
+    num_sources: int = 4
+    window_samples: int = 40  # 2.5 ms at 16 kHz
+    hop_samples: int = 20  # half a window
+    basis_filters: int = 256
+    bottleneck: int = 256
+    hidden: int = 512
+    repeats: int = 4
+    blocks_per_repeat: int = 8
+    kernel_size: int = 3
+    # ---- audio embedding of each separated source (log-mel, MobileNet-v1 style)
+    mel_bins: int = 64
+    audio_channels: tuple[tuple[int, int], ...] = (
+        (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1),
+    )  # (filters, stride) of the depthwise-separable blocks after a 32-filter stem
+    audio_stem: int = 32
+    # ---- video embedding (MobileNet-v1 style per frame)
+    frame_size: int = 128  # frames are average-pooled to this size first
+    video_stem: int = 32
+    video_channels: tuple[tuple[int, int], ...] = (
+        (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+        (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+    )
+    # ---- audio-visual attention and the on-screen classifier
+    embedding_dim: int = 128
+    attention_dim: int = 128
+    classifier_hidden: int = 128
+    # Whether the classification loss trains the separation network too (its
+    # gradient flows through the separated sources). Off, the separation
+    # learns from MixIT alone, which on a small budget separates better.
+    classifier_trains_separation: bool = True
+    # ---- losses
+    snr_tau: float = 1e-3
+    classification_loss: str = "ac"
+    classification_weight: float = 1.0
+    # ---- training
+    learning_rate: float = 1e-4
+    # The learning rate falls along a half cosine from learning_rate to this
+    # fraction of it over the run (1.0: constant, as in the paper). The run's
+    # progress is the larger of the share of --steps and of --time-budget used.
+    final_learning_rate_fraction: float = 1.0
+    batch_size: int = 256
+    steps: int = 1_000_000
+    clip_grad_norm: float = 5.0
+    # Seconds of audio cut at random from each training example (the whole
+    # 5 s when 0). Evaluation always uses whole clips; the networks are
+    # convolutional, so they take any length.
+    train_crop_s: float = 0.0
+    # Training-only augmentation of each reference (see train.training_example):
+    # a random resampling factor in [1 / (1 + p), 1 + p] (with cropping only)
+    # and a random gain in +-dB.
+    augment_pitch: float = 0.0
+    augment_gain_db: float = 0.0
+    # ... and of the frames: a random left-right mirror, a random circular
+    # shift of up to this many pixels each way (all five frames alike).
+    augment_flip: bool = False
+    augment_translate: int = 0
+    checkpoint_every: int = 1000
+    summary_every: int = 100
+    keep_checkpoints: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.classification_loss not in CLASSIFICATION_LOSSES:
+            raise ValueError(
+                f"classification_loss must be one of {CLASSIFICATION_LOSSES}, got {self.classification_loss!r}"
+            )
+        if self.num_sources < 2:
+            raise ValueError(f"num_sources must be >= 2, got {self.num_sources}")
+        if self.window_samples % self.hop_samples:
+            raise ValueError("hop_samples must divide window_samples")
+        if 128 % self.frame_size:
+            raise ValueError(f"frame_size must divide 128, got {self.frame_size}")
+        if not self.snr_tau > 0:
+            raise ValueError("snr_tau must be > 0")
+        if not 0.0 < self.final_learning_rate_fraction <= 1.0:
+            raise ValueError("final_learning_rate_fraction must be in (0, 1]")
+        if not 0.0 <= self.train_crop_s <= 5.0:
+            raise ValueError("train_crop_s must be in [0, 5]")
+        for name in ("batch_size", "steps", "checkpoint_every", "summary_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+    def replace(self, **changes: Any) -> "AudioScopeConfig":
+        """A copy with ``changes`` applied (unknown names raise ``TypeError``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AudioScopeConfig":
+        """The inverse of :meth:`to_dict` (JSON lists become tuples again)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration fields {unknown}")
+        return cls(**{k: _tuples(v) for k, v in d.items()})
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def paper() -> AudioScopeConfig:
+    """The published sizes and training settings (Adam, 1e-4, batch 256)."""
+    return AudioScopeConfig(name="paper")
+
+
+def tiny() -> AudioScopeConfig:
+    """A small model for CPU, CI and the demo (minutes on 2 cores)."""
+    return AudioScopeConfig(
+        name="tiny",
+        basis_filters=64,
+        bottleneck=32,
+        hidden=64,
+        repeats=1,
+        blocks_per_repeat=8,
+        mel_bins=32,
+        audio_stem=16,
+        audio_channels=((24, 2), (32, 2), (48, 2)),
+        frame_size=64,
+        video_stem=16,
+        video_channels=((24, 2), (32, 2), (48, 2)),
+        embedding_dim=32,
+        attention_dim=32,
+        classifier_hidden=32,
+        classifier_trains_separation=False,
+        learning_rate=5e-3,
+        final_learning_rate_fraction=0.1,
+        batch_size=8,
+        steps=4000,
+        train_crop_s=1.0,
+        checkpoint_every=200,
+        summary_every=20,
+    )
+
+
+CONFIGS: dict[str, Callable[[], AudioScopeConfig]] = {"paper": paper, "tiny": tiny}
+
+
+def get_config(name: str, **overrides: Any) -> AudioScopeConfig:
+    """The configuration called ``name`` with ``overrides`` applied."""
+    try:
+        base = CONFIGS[name]()
+    except KeyError:
+        raise ValueError(f"unknown configuration {name!r}; choose one of {sorted(CONFIGS)}") from None
+    return base.replace(**overrides) if overrides else base

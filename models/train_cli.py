@@ -1,0 +1,181 @@
+"""`audioscope train`: train the reference AudioScope model on mixture shards.
+
+Only the standard library is imported here; TensorFlow is imported by ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from audioscope.argtypes import positive_int, positive_seconds
+
+RECIPES = ("semi-supervised", "unsupervised-soff25", "unsupervised")
+STRATEGIES = ("default", "mirrored", "tpu")
+
+DESCRIPTION = """\
+Train the AudioScope model (separation into M sources with MixIT, on-screen
+classification of every source from the video) on the mixture shards made by
+`audioscope mix`, or on a release.
+
+--data is a mixtures directory (training reads its train/<recipe>/ shards,
+see --recipe), a folder of shards, one shard, a glob, or a release. Examples
+are shuffled and repeated; each step separates the mixture of mixtures
+audio1 + audio2, finds the best MixIT assignment of the sources to the two
+mixtures, and labels the sources assigned to audio1 as on screen when
+audio1 is (types NOn, LOn) and every source as off screen otherwise (SOff,
+LOff).
+
+Configurations (--config): `paper` has the published sizes and settings
+(Adam, learning rate 1e-4, 256 examples per step; meant for GPUs/TPUs),
+`tiny` is small enough to train usefully on a laptop CPU in minutes
+(learning rate 1e-3 falling to 1e-4, 8 examples per step, 2 s of audio per
+training example).
+
+RUN_DIR holds run.json (configuration and data), checkpoints/, tensorboard/
+(`tensorboard --logdir RUN_DIR/tensorboard`), export/ (the SavedModel that
+`audioscope evaluate` uses, written when training stops) and
+train_summary.json. Running the same command again resumes from the last
+checkpoint; --steps and --time-budget are totals over all runs, so a run
+that reached them only makes sure its model is exported. Ctrl-C writes a
+checkpoint and the export first.
+
+Exported signature "serving_default":
+  mixture float32 [None, None] (16 kHz), frames uint8 [None, 5, 128, 128, 3]
+  -> sources float32 [None, M, None], probabilities float32 [None, M],
+     on_screen float32 [None, None] (x_on = sum_m p_m s_m)"""
+
+EPILOG = """\
+examples:
+  audioscope train --data mix --out runs/tiny --config tiny --steps 3000 --time-budget 900
+  audioscope evaluate --model runs/tiny --data mix --out runs/tiny/eval
+  audioscope train --data gs://b/mix --out runs/paper --config paper --strategy mirrored"""
+
+
+def _number_above(low: float, strict: bool) -> Callable[[str], float]:
+    """An argparse type: a number > ``low`` (``strict``) or >= ``low``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train the reference AudioScope model on mixture shards (TensorFlow)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, metavar="SHARDS_OR_DIR",
+                   help="mixtures directory, folder of shards, shard, glob or release to train on")
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run directory to create, or to resume (a local folder)")
+    p.add_argument("--config", choices=("paper", "tiny"), default=None,
+                   help="model sizes and training settings (default: the run's own when resuming, else paper)")
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="with a mixtures directory: which train/<recipe>/ shards to read "
+                   "(default: the first present of " + ", ".join(RECIPES) + ")")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                   help="train until this step (a total over resumed runs; default: the configuration's)")
+    p.add_argument("--time-budget", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training in all (resumed runs included); default: none")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy: default (one device), mirrored (all local GPUs) or tpu")
+    p.add_argument("--tpu", default=None, metavar="ADDRESS",
+                   help="with --strategy tpu: the TPU name or grpc:// address (default: the local TPU)")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="examples per step over all replicas (default: the configuration's: paper 256, tiny 8)")
+    p.add_argument("--learning-rate", type=_number_above(0.0, strict=True), default=None, metavar="LR",
+                   help="Adam learning rate (default: the configuration's: paper 1e-4, tiny 5e-3)")
+    p.add_argument("--classification-loss", choices=("exact", "mi", "ac"), default=None,
+                   help="on-screen loss: exact, multiple-instance (mi) or active-combinations (ac) "
+                   "cross-entropy (default: the configuration's)")
+    p.add_argument("--classification-weight", type=_number_above(0.0, strict=False), default=None, metavar="W",
+                   help="weight of the classification loss added to the MixIT loss (default: the configuration's)")
+    p.add_argument("--shuffle-buffer", type=positive_int, default=256, metavar="N",
+                   help="examples in the shuffle buffer (default: 256)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
+    p.set_defaults(func=run)
+    return p
+
+
+def resolve_data(data: str, recipe: str | None) -> tuple[str, str | None]:
+    """The shards to read for ``--data``: ``(source, recipe or None)``."""
+    from audioscope import storage
+    from audioscope.cli import UserError
+
+    if storage.exists(storage.join(data, "summary.json")) and storage.exists(storage.join(data, "train")):
+        for name in ([recipe] if recipe else list(RECIPES)):
+            path = storage.join(data, "train", name)
+            if storage.list_files(path, ".tfrecord"):
+                return path, name
+        wanted = recipe or " or ".join(RECIPES)
+        raise UserError(f"{data} has no train/{wanted}/ shards; run `audioscope mix` with that recipe, or pick another --recipe")
+    if recipe:
+        raise UserError(f"--recipe needs a mixtures directory (with summary.json and train/); {data} is not one")
+    return data, None
+
+
+def build_config(args: argparse.Namespace, stored: object) -> object:
+    """The configuration: the stored one when resuming, else --config; with the options given."""
+    from audioscope.models.configs import get_config
+
+    overrides = {
+        key: value for key, value in (
+            ("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
+            ("classification_loss", args.classification_loss), ("classification_weight", args.classification_weight),
+            ("seed", args.seed),
+        ) if value is not None
+    }  # fmt: skip
+    if stored is not None and (args.config is None or args.config == stored.name):  # type: ignore[attr-defined]
+        return stored.replace(**overrides)  # type: ignore[attr-defined]
+    return get_config(args.config or "paper", **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from audioscope import storage
+    from audioscope.cli import UserError
+
+    if not storage.is_local(args.out):
+        raise UserError(f"--out must be a local folder (got {args.out}); copy the run to object storage afterwards")
+    source, recipe = resolve_data(args.data, args.recipe)
+
+    from audioscope.models import data as loader
+
+    try:
+        files = loader.shard_files(source)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+
+    from audioscope.models import train as T
+
+    config = build_config(args, T.read_run_config(args.out))
+    buffer = args.shuffle_buffer
+
+    def dataset_fn(seed: int) -> object:
+        return loader.load_dataset(source, shuffle_buffer=buffer, seed=seed, repeat=True)
+
+    description = {"data": args.data, "source": source, "recipe": recipe, "shards": len(files)}
+    try:
+        result = T.train(
+            dataset_fn, args.out, config, steps=args.steps, time_budget_s=args.time_budget,  # type: ignore[arg-type]
+            strategy=args.strategy if args.strategy != "tpu" else T.make_strategy("tpu", args.tpu),
+            data_description=description,
+        )  # fmt: skip
+    except (T.RunDirError, ValueError) as e:
+        raise UserError(str(e)) from None
+    if result.stopped_by == "already_done":
+        print(f"{args.out} is already trained to step {result.step} (its --steps or --time-budget); "
+              "give a larger --steps or --time-budget to train on", file=sys.stderr)  # fmt: skip
+    print(f"\nNext: audioscope evaluate --model {args.out} --data MIX_DIR --out REPORT_DIR", file=sys.stderr)
+    return 0

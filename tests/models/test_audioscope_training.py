@@ -1,0 +1,124 @@
+"""Training: the loss goes down, checkpoints resume, summaries and export are written."""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from audioscope.models import train as T  # noqa: E402
+from audioscope.models.audioscope_model import ExportedModel, build_model  # noqa: E402
+from audioscope.models.losses import mixit_loss  # noqa: E402
+
+from .audioscope_toys import dataset_fn, micro_config, toy_examples  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar summary of a run: tag -> step -> value (read from the event files)."""
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for path in sorted(glob.glob(str(run_dir / T.TENSORBOARD_DIR / "*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                out[value.tag][event.step] = float(tf.make_ndarray(value.tensor))
+    return out
+
+
+def mixit_of(predict, examples: list) -> float:
+    """Mean MixIT loss of a model's sources on the examples."""
+    out = predict(np.stack([e["mixture"] for e in examples]), np.stack([e["frames"] for e in examples]))
+    refs = np.stack([np.stack([e["audio1"], e["audio2"]]) for e in examples])
+    return float(np.mean(mixit_loss(tf.constant(refs), tf.constant(out["sources"])).loss))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, T.TrainResult, list]:
+    """60 steps on 8 fixed toy examples (a model small enough to fit them), under
+    a MirroredStrategy on the local device: the tf.distribute path (strategy.run,
+    cross-replica reduce, distributed dataset) that GPUs and TPUs take."""
+    examples = toy_examples(8, seed=3)
+    run_dir = tmp_path_factory.mktemp("audioscope") / "run"
+    result = T.train(dataset_fn(examples), run_dir, micro_config(), steps=60, strategy="mirrored",
+                     progress=False, data_description={"data": "toy"})  # fmt: skip
+    return run_dir, result, examples
+
+
+def test_training_decreases_the_loss(run) -> None:
+    run_dir, result, _ = run
+    assert (result.step, result.stopped_by, result.resumed_from) == (60, "steps", 0)
+    loss = scalars(run_dir)["train/loss"]
+    assert sorted(loss) == list(range(5, 61, 5))
+    first, last = np.mean([loss[5], loss[10]]), np.mean([loss[55], loss[60]])
+    assert last < first - 1.0, loss  # dB of MixIT error, plus the small classification term
+    snr = scalars(run_dir)["train/mixit_snr_db"]
+    assert snr[60] > snr[5], snr
+
+
+def test_run_directory_holds_config_checkpoints_export_and_summary(run) -> None:
+    run_dir, result, examples = run
+    assert T.read_run_config(run_dir) == micro_config()
+    assert json.loads((run_dir / T.RUN_JSON).read_text())["data"] == {"data": "toy"}
+    index_files = sorted(p.name for p in (run_dir / T.CHECKPOINT_DIR).glob("ckpt-*.index"))
+    assert index_files == ["ckpt-40.index", "ckpt-50.index", "ckpt-60.index"]  # every 10 steps, 3 kept
+    summary = json.loads((run_dir / T.SUMMARY_JSON).read_text())
+    assert summary["step"] == 60 and summary["stopped_by"] == "steps"
+    exported = ExportedModel(result.export_dir)
+    assert exported.info["step"] == 60
+    out = exported(np.stack([e["mixture"] for e in examples]), np.stack([e["frames"] for e in examples]))
+    assert out["sources"].shape == (8, 4, 4000) and np.all((out["probabilities"] >= 0) & (out["probabilities"] <= 1))
+
+
+def test_rerun_resumes_from_the_checkpoint_and_respects_the_time_budget(run, tmp_path) -> None:
+    import shutil
+
+    source, first, examples = run
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
+    before = mixit_of(ExportedModel(run_dir / T.EXPORT_DIR), examples)
+
+    again = T.train(dataset_fn(examples), run_dir, micro_config(), steps=60, progress=False)
+    assert (again.stopped_by, again.steps_this_run, again.step) == ("already_done", 0, 60)
+
+    # Resume (default strategy this time) with a budget of the seconds already
+    # trained plus a little: training goes on from step 60, then stops on time.
+    budget = first.seconds + 1.0
+    more = T.train(dataset_fn(examples), run_dir, micro_config(), steps=10_000, time_budget_s=budget, progress=False)
+    assert more.resumed_from == 60 and more.stopped_by == "time_budget" and 60 < more.step < 10_000
+    assert more.seconds >= budget
+    after = ExportedModel(run_dir / T.EXPORT_DIR)
+    assert after.info["step"] == more.step
+    # training went on from the checkpoint's weights, not from scratch
+    fresh = build_model(micro_config(), samples=4000)
+    untrained = mixit_of(lambda m, f: {"sources": fresh({"mixture": m, "frames": f})["sources"].numpy()}, examples)
+    assert untrained > before + 1.0
+    assert abs(mixit_of(after, examples) - before) < (untrained - before) / 2
+    # the budget is spent: running again trains nothing
+    done = T.train(dataset_fn(examples), run_dir, micro_config(), steps=10_000, time_budget_s=budget, progress=False)
+    assert (done.stopped_by, done.step) == ("already_done", more.step)
+
+
+def test_another_configuration_is_refused(run) -> None:
+    run_dir, _, examples = run
+    with pytest.raises(T.RunDirError, match="learning_rate"):
+        T.train(dataset_fn(examples), run_dir, micro_config(learning_rate=0.5), steps=61, progress=False)
+
+
+def test_first_mixture_is_on_screen_for_non_and_lon_only() -> None:
+    types = ("NOn", "SOff", "LOn", "LOff", "onscreen_mom", "offscreen_single")
+    got = [bool(T.is_onscreen_first(tf.constant(t))) for t in types]
+    assert got == [True, False, True, False, True, False]
+
+
+def test_learning_rate_schedule() -> None:
+    config = micro_config(learning_rate=1e-3, final_learning_rate_fraction=0.1)
+    assert T.learning_rate_at(config, 0.0) == pytest.approx(1e-3)
+    assert T.learning_rate_at(config, 1.0) == pytest.approx(1e-4)
+    assert T.learning_rate_at(config, 0.5) == pytest.approx(5.5e-4)
+    assert T.learning_rate_at(micro_config(), 0.7) == pytest.approx(3e-3)  # constant by default
