@@ -9,11 +9,18 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     log-mel of every separated source, Adam at 1e-4 with 256 examples per
     step (4 TPU v3 boards in the paper).
 ``tiny``
-    The same model, small enough to train usefully on 2 CPU cores in a few
-    minutes (CI, the demo): narrower and shallower networks, frames pooled
-    to 64 x 64 before the video tower, a larger learning rate and 8
-    examples per step. The synthetic corpus' sounds (tones, sweeps, noise
-    bands, buzzes) are simple, so small networks can separate them.
+    The same model (2.5 ms windows, 4 sources), small enough to train on 2
+    CPU cores in minutes (CI, the demo): one repeat of 8 TDCN++ blocks
+    (bottleneck 32, hidden 64, 64 basis filters), small towers, frames
+    pooled to 64 x 64. Training choices measured on synthetic corpora
+    (scored on videos not trained on): 0.5 s of audio cut from each example
+    (for the same compute, more separation than 1 s crops: +3.0 against
+    +2.1 dB), Adam at 5e-3 falling to 5e-4 (better than 1e-3 and no worse
+    than 1e-2 over the same steps), the classification
+    loss kept out of the separation network (with it, the separation
+    hardly improved on unseen videos), the exact cross-entropy (MI and AC
+    rewarded one on-screen source and left the rest of an on-screen sound
+    out of ``x_on``), and frames mirrored and shifted at random.
 
 A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
 copy with some fields changed (the command line's ``--batch-size``,
@@ -71,7 +78,7 @@ class AudioScopeConfig:
     classifier_trains_separation: bool = True
     # ---- losses
     snr_tau: float = 1e-3
-    classification_loss: str = "ac"
+    classification_loss: str = "exact"
     classification_weight: float = 1.0
     # ---- training
     learning_rate: float = 1e-4
@@ -172,7 +179,9 @@ def tiny() -> AudioScopeConfig:
         final_learning_rate_fraction=0.1,
         batch_size=8,
         steps=4000,
-        train_crop_s=1.0,
+        train_crop_s=0.5,
+        augment_flip=True,
+        augment_translate=8,
         checkpoint_every=200,
         summary_every=20,
     )

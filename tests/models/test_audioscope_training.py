@@ -122,3 +122,23 @@ def test_learning_rate_schedule() -> None:
     assert T.learning_rate_at(config, 1.0) == pytest.approx(1e-4)
     assert T.learning_rate_at(config, 0.5) == pytest.approx(5.5e-4)
     assert T.learning_rate_at(micro_config(), 0.7) == pytest.approx(3e-3)  # constant by default
+
+
+def test_training_example_crops_augments_and_keeps_the_mixture_the_sum() -> None:
+    ex = toy_examples(1, seed=9, samples=4000)[0]
+    ex = {k: tf.constant(v) for k, v in ex.items()}
+    plain = T.training_example(ex, crop_samples=1000)
+    assert plain["references"].shape == (2, 1000) and plain["mixture"].shape == (1000,)
+    np.testing.assert_allclose(plain["mixture"].numpy(), plain["references"].numpy().sum(axis=0), atol=1e-6)
+    # without resampling, each reference is an exact piece of its own signal
+    a1 = ex["audio1"].numpy()
+    piece = plain["references"].numpy()[0]
+    starts = [s for s in range(3001) if np.array_equal(a1[s : s + 1000], piece)]
+    assert starts, "audio1's crop is not a piece of audio1"
+    augmented = T.training_example(ex, crop_samples=1000, pitch=0.25, gain_db=6.0, flip=True, translate=8)
+    assert augmented["references"].shape == (2, 1000)
+    np.testing.assert_allclose(augmented["mixture"].numpy(), augmented["references"].numpy().sum(axis=0), atol=1e-6)
+    frames = augmented["frames"].numpy()
+    assert frames.shape == (5, 128, 128, 3) and frames.dtype == np.uint8
+    # flips and shifts move pixels, they do not change them
+    assert sorted(np.unique(frames).tolist()) == sorted(np.unique(ex["frames"].numpy()).tolist())
