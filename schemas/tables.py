@@ -21,6 +21,17 @@ SCHEMA_VERSION = 1
 _META = {b"audioscope.schema_version": str(SCHEMA_VERSION).encode()}
 
 
+def _clip_key() -> list[pa.Field]:
+    """The four columns that name a clip in every per-clip table:
+    ``clip_id``, ``video_id``, ``start`` and ``end`` (seconds), none null."""
+    return [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+    ]
+
+
 class SchemaError(ValueError):
     """A table does not match its schema."""
 
@@ -28,10 +39,7 @@ class SchemaError(ValueError):
 #: One row per clip of the clip store (``STORE/index/clips-*.parquet``).
 CLIP_INDEX = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("start", pa.float64(), nullable=False),
-        pa.field("end", pa.float64(), nullable=False),
+        *_clip_key(),
         pa.field("split", pa.string()),
         pa.field("licence_name", pa.string()),
         pa.field("licence_url", pa.string()),
@@ -134,10 +142,7 @@ def to_table(rows: Iterable[Mapping[str, object]], schema: pa.Schema) -> pa.Tabl
 #: ``probability`` is the coincidence score the selection used.
 DF = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("start", pa.float64(), nullable=False),
-        pa.field("end", pa.float64(), nullable=False),
+        *_clip_key(),
         pa.field("probability", pa.float32(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
         pa.field("model_id", pa.string()),
@@ -155,10 +160,7 @@ DF = pa.schema(
 #: (``sha256:...``) of the model that gave it.
 SCORES = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("start", pa.float64(), nullable=False),
-        pa.field("end", pa.float64(), nullable=False),
+        *_clip_key(),
         pa.field("probability", pa.float32(), nullable=False),
         pa.field("model_id", pa.string(), nullable=False),
     ],
@@ -183,10 +185,7 @@ POOLS: tuple[str, ...] = ("unfiltered_train", "filtered_train", "filtered_eval")
 #: ``updated_at`` as ISO 8601 text (UTC).
 VOTES = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("start", pa.float64(), nullable=False),
-        pa.field("end", pa.float64(), nullable=False),
+        *_clip_key(),
         pa.field("split", pa.string()),
         pa.field("pool", pa.string(), nullable=False),
         pa.field("task_id", pa.int64(), nullable=False),
@@ -209,10 +208,7 @@ VOTES = pa.schema(
 #: else null.
 LABELS = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("start", pa.float64(), nullable=False),
-        pa.field("end", pa.float64(), nullable=False),
+        *_clip_key(),
         pa.field("split", pa.string()),
         pa.field("pool", pa.string(), nullable=False),
         pa.field("n_votes", pa.int64(), nullable=False),
