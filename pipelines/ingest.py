@@ -2,14 +2,16 @@
 
 Stages (labels as they show in the Beam / Dataflow UI)::
 
-    ReadRequests       ReadFromText(STORE/requests/requests-*.jsonl)
+    RequestShards      the STORE/requests/requests-*.jsonl files
+    ReadRequests       their lines, one video request each
     Reshuffle          spread videos over workers
     IngestVideos       per video: skip if finished, else fetch, probe, decode
                        once, slice clips, write media then status (never
                        raises for a bad item; Metrics counters per outcome)
     BuildIndex         after all videos: read ALL status records of the store
-                       (parallel over status/<prefix>/ folders), write the
-                       index shards, then status.parquet, then summary.json
+                       (parallel over status/<prefix>/ folders), write
+                       status.parquet, the index shards (in parallel), then
+                       summary.json
 
 Everything shipped to workers is a small frozen dataclass or a module-level
 function, so the pipeline runs unchanged on DirectRunner (in-process or
@@ -104,50 +106,23 @@ class IngestVideo(beam.DoFn):
 # --------------------------------------------------------------------------- #
 # index
 
+#: The one key under which a GroupByKey gathers a whole PCollection.
+_ALL = "all"
 
-def _list_status_dirs(status_dir: str, _n_processed: int) -> list[str]:
-    """The status/<prefix>/ folders (waits, through its side input, for all videos)."""
+
+def _under_one_key(element: Any) -> tuple[str, Any]:
+    return _ALL, element
+
+
+def _list_status_dirs(everything: tuple[str, Iterable[str]], status_dir: str) -> list[str]:
+    """The status/<prefix>/ folders, once every video is finished (the group holds them all)."""
+    del everything  # its only job was to wait
     return storage.list_dirs(status_dir)
 
 
 def _read_status_dir(directory: str) -> Iterator[dict[str, Any]]:
     for path in storage.glob(storage.join(directory, "*.json")):
         yield json.loads(storage.read_text(path))
-
-
-def _keyed_index_rows(record: dict[str, Any], n_videos: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    rec = StatusRecord.from_json(record)
-    shard = index_shard_of(rec.video_id, index_shard_count(n_videos))
-    for row in rec.index_rows():
-        yield shard, row
-
-
-def _all_shards(n_videos: int) -> list[tuple[int, None]]:
-    return [(i, None) for i in range(index_shard_count(n_videos))]
-
-
-class WriteIndexShard(beam.DoFn):
-    """(shard, rows) -> writes ``index/clips-NNNNN-of-MMMMM.parquet``, yields its name."""
-
-    def __init__(self, store: str) -> None:
-        self.store = store
-
-    def process(self, element: tuple[int, Iterable[dict[str, Any] | None]], n_videos: int) -> Iterator[str]:
-        import io
-
-        import pyarrow.parquet as pq
-
-        from audioscope.schemas.tables import CLIP_INDEX, to_table
-
-        shard, rows = element
-        real = sorted((r for r in rows if r is not None), key=lambda r: (r["video_id"], r["start"]))
-        table = to_table(real, CLIP_INDEX)
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        n = index_shard_count(n_videos)
-        path = Layout(self.store).index_shard(shard, n)
-        storage.atomic_write(path, buf.getvalue())
-        yield path.rsplit("/", 1)[-1]
 
 
 def _bad_rows(layout: Layout) -> list[str]:
@@ -212,14 +187,19 @@ def build_summary(
     }
 
 
-class FinalizeStore(beam.DoFn):
-    """Writes ``index/status.parquet`` and then ``summary.json``; removes stale shards."""
+class WriteStatusTable(beam.DoFn):
+    """All status records -> ``index/status.parquet``; yields one job per index shard.
+
+    Each job is ``(shard, n_shards, records of its videos, summary)``; every
+    shard gets one, empty or not, so that a shard of an earlier run is always
+    replaced. The summary (small) rides along to :class:`FinalizeStore`.
+    """
 
     def __init__(self, store: str, started_at: float | None) -> None:
         self.store = store
         self.started_at = started_at
 
-    def process(self, records: list[dict[str, Any]], index_files: list[str]) -> Iterator[dict[str, Any]]:
+    def process(self, everything: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[tuple[int, int, list, dict]]:
         import io
 
         import pyarrow.parquet as pq
@@ -230,18 +210,57 @@ class FinalizeStore(beam.DoFn):
         from audioscope.sources.lists import BadRow
 
         layout = Layout(self.store)
+        records = [r for r in everything[1] if r is not None]
         rows = [StatusRecord.from_json(r).status_row() for r in records]
         rows += [bad_row_status(BadRow.from_json(b)) for b in _bad_rows(layout)]
         rows.sort(key=lambda r: (r["video_id"] is None, r["video_id"] or "", r["origin"] or "", r["source"]))
         buf = io.BytesIO()
         pq.write_table(to_table(rows, STATUS), buf, compression="zstd")
         storage.atomic_write(layout.status_table, buf.getvalue())
+
         params = load_params(layout)
         assert params is not None, "store.json is written by the launcher before the pipeline"
-        wall = time.time() - self.started_at if self.started_at else None
-        summary = build_summary(rows, index_files, params.to_json(), wall)
+        n = index_shard_count(len(records))
+        names = [Layout(self.store).index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
+        summary = build_summary(rows, names, params.to_json(), None)
+        jobs: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        for r in records:
+            jobs[index_shard_of(r["video_id"], n)].append(r)
+        for i, shard_records in enumerate(jobs):
+            yield i, n, shard_records, summary
+
+
+def write_index_shard(job: tuple[int, int, list, dict], store: str) -> tuple[str, dict[str, Any]]:
+    """Writes ``index/clips-NNNNN-of-MMMMM.parquet`` for one job; returns the summary on."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from audioscope.schemas.tables import CLIP_INDEX, to_table
+
+    shard, n, records, summary = job
+    rows = [row for r in records for row in StatusRecord.from_json(r).index_rows()]
+    rows.sort(key=lambda r: (r["video_id"], r["start"]))
+    buf = io.BytesIO()
+    pq.write_table(to_table(rows, CLIP_INDEX), buf, compression="zstd")
+    storage.atomic_write(Layout(store).index_shard(shard, n), buf.getvalue())
+    return _ALL, summary
+
+
+class FinalizeStore(beam.DoFn):
+    """Once every index shard is written: ``summary.json``, and stale shards removed."""
+
+    def __init__(self, store: str, started_at: float | None) -> None:
+        self.store = store
+        self.started_at = started_at
+
+    def process(self, written: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+        layout = Layout(self.store)
+        summary = dict(next(iter(written[1])))
+        if self.started_at:
+            summary["wall_seconds"] = round(time.time() - self.started_at, 1)
         storage.atomic_write(layout.summary_json, json.dumps(summary, indent=2) + "\n")
-        keep = set(index_files)
+        keep = set(summary["index_files"])
         for path in storage.glob(storage.join(layout.index_dir, "clips-*.parquet")):
             if path.rsplit("/", 1)[-1] not in keep:
                 storage.remove(path)
@@ -249,7 +268,13 @@ class FinalizeStore(beam.DoFn):
 
 
 class BuildIndex(beam.PTransform):
-    """After every video is finished: index shards, status table, summary (in that order)."""
+    """After every video is finished: status table, index shards, then summary.
+
+    Every status record of the store is read again (videos of earlier runs
+    and lists included), in parallel over the status/<prefix>/ folders. Each
+    "wait for everything" is a GroupByKey under one key, the cheapest barrier
+    on every runner.
+    """
 
     def __init__(self, store: str, started_at: float | None = None) -> None:
         super().__init__()
@@ -258,34 +283,34 @@ class BuildIndex(beam.PTransform):
 
     def expand(self, finished: beam.PCollection[str]) -> beam.PCollection[dict[str, Any]]:
         layout = Layout(self.store)
-        n_processed = finished | "CountFinished" >> beam.combiners.Count.Globally()
+        # One None joins each barrier, so that it fires on an empty list too.
+        none = finished.pipeline | "None" >> beam.Create([None])
         records = (
-            finished.pipeline
-            | "StatusRoot" >> beam.Create([layout.status_dir])
-            | "ListStatusDirs" >> beam.FlatMap(_list_status_dirs, beam.pvalue.AsSingleton(n_processed))
+            (finished, none)
+            | "FinishedOrNone" >> beam.Flatten()
+            | "KeyFinished" >> beam.Map(_under_one_key)
+            | "AllFinished" >> beam.GroupByKey()
+            | "ListStatusDirs" >> beam.FlatMap(_list_status_dirs, layout.status_dir)
             | "SpreadStatusDirs" >> beam.Reshuffle()
             | "ReadStatusRecords" >> beam.FlatMap(_read_status_dir)
         )
-        n_videos = beam.pvalue.AsSingleton(records | "CountVideos" >> beam.combiners.Count.Globally())
-        rows = records | "IndexRows" >> beam.FlatMap(_keyed_index_rows, n_videos)
-        shard_keys = (
-            finished.pipeline
-            | "One" >> beam.Create([None])
-            | "AllShardKeys" >> beam.FlatMap(lambda _, n: _all_shards(n), n_videos)
-        )
-        index_files = (
-            (rows, shard_keys)
-            | "MergeShardKeys" >> beam.Flatten()
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteIndexShards" >> beam.ParDo(WriteIndexShard(self.store), n_videos)
-        )
         return (
-            records
-            | "CollectStatus" >> beam.combiners.ToList()
-            | "FinalizeStore" >> beam.ParDo(
-                FinalizeStore(self.store, self.started_at), beam.pvalue.AsList(index_files)
-            )
+            (records, none)
+            | "RecordsOrNone" >> beam.Flatten()
+            | "KeyRecords" >> beam.Map(_under_one_key)
+            | "AllRecords" >> beam.GroupByKey()
+            | "WriteStatusTable" >> beam.ParDo(WriteStatusTable(self.store, self.started_at))
+            | "SpreadIndexShards" >> beam.Reshuffle()
+            | "WriteIndexShards" >> beam.Map(write_index_shard, self.store)
+            | "AllShardsWritten" >> beam.GroupByKey()
+            | "FinalizeStore" >> beam.ParDo(FinalizeStore(self.store, self.started_at))
         )
+
+
+def _request_lines(path: str) -> Iterator[str]:
+    for line in storage.read_text(path).splitlines():
+        if line.strip():
+            yield line
 
 
 class IngestPipeline(beam.PTransform):
@@ -298,10 +323,14 @@ class IngestPipeline(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[dict[str, Any]]:
         layout = Layout(self.settings.store)
-        pattern = storage.join(layout.requests_dir, "requests-*.jsonl")
+        # The request shards are listed here, at construction: the launcher
+        # has written them, and a handful of paths (10,000 videos each) is
+        # cheaper to ship than a file-pattern source is to split.
+        shards = sorted(storage.glob(storage.join(layout.requests_dir, "requests-*.jsonl")))
         finished = (
             pbegin
-            | "ReadRequests" >> beam.io.ReadFromText(pattern)
+            | "RequestShards" >> beam.Create(shards)
+            | "ReadRequests" >> beam.FlatMap(_request_lines)
             | "Reshuffle" >> beam.Reshuffle()
             | "IngestVideos" >> beam.ParDo(IngestVideo(self.settings))
         )

@@ -77,6 +77,11 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         help="videos processed at once on the local runner (default: CPU count); "
         "ignored with another --runner, whose own flags decide",
     )
+    p.add_argument(
+        "--ffmpeg-threads", type=int, default=None, metavar="N",
+        help="threads ffmpeg may use for one video (0: ffmpeg decides; default: CPU count / "
+        "--workers on the local runner, else 1, since each core already decodes its own video)",
+    )
     p.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between progress updates (default: 2)")
 
 
@@ -120,6 +125,12 @@ def split_args(args: argparse.Namespace) -> list[str]:
     return local_parallelism(unknown + beam, args.workers)
 
 
+def local_runner(beam_args: list[str]) -> bool:
+    """True when the Beam flags leave the pipeline on the local DirectRunner."""
+    runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), None)
+    return runner in (None, "DirectRunner", "direct")
+
+
 def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
     """Add ``workers``-way parallelism when the pipeline runs on the local runner.
 
@@ -127,13 +138,31 @@ def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
     A video's work is mostly inside ffmpeg, so threads (not processes) keep
     every core busy. Flags the user gives (``--direct_*``) win.
     """
-    runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), None)
-    if runner not in (None, "DirectRunner", "direct") or any(a.startswith("--direct_") for a in beam_args):
+    if not local_runner(beam_args) or any(a.startswith("--direct_") for a in beam_args):
         return beam_args
     n = workers or os.cpu_count() or 1
     if n <= 1:
         return beam_args
     return [*beam_args, f"--direct_num_workers={n}", "--direct_running_mode=multi_threading"]
+
+
+def ffmpeg_threads(asked: int | None, workers: int | None, beam_args: list[str]) -> int:
+    """Threads per ffmpeg run: what was asked, else the cores left per local worker.
+
+    Videos are decoded in parallel, one per worker; ffmpeg's own frame and
+    filter threads then only cost CPU. On the local runner with fewer workers
+    than cores, the spare cores go to ffmpeg.
+    """
+    if asked is not None:
+        if asked < 0:
+            from audioscope.cli import UserError
+
+            raise UserError("--ffmpeg-threads must be 0 (ffmpeg decides) or a positive number")
+        return asked
+    if not local_runner(beam_args):
+        return 1
+    cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers or cores))
 
 
 def _line(obj: Any) -> str:
@@ -287,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
         params=params,
         limits=FetchLimits(**limit_kw),
         decode_timeout_s=args.decode_timeout,
+        ffmpeg_threads=ffmpeg_threads(args.ffmpeg_threads, args.workers, beam_args),
         max_duration_s=args.max_duration,
         retry_failed=args.retry_failed,
     )

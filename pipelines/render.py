@@ -41,7 +41,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
-from audioscope.media import _SAFE_INPUT_ARGS, MediaError, ProbeInfo, _run, _tail, probe
+from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def render_command(src: str, info: ProbeInfo, start: float, duration: float, out
     fps = output_fps(info)
     return [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
-        *_SAFE_INPUT_ARGS, "-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", "file:" + src,
+        *SAFE_INPUT_ARGS, "-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", "file:" + src,
         "-map", f"0:{info.video_stream}", "-map", f"0:{info.audio_stream}",
         "-vf", video_filter(fps), "-fps_mode", "cfr",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(2 * math.ceil(float(Fraction(fps)))),
@@ -145,9 +145,9 @@ def render_clip(src: str, info: ProbeInfo, start: float, end: float, timeout_s: 
         raise MediaError("no_audio" if info.has_video else "no_video", "the source lacks a video or an audio stream")
     with tempfile.TemporaryDirectory(prefix="audioscope-render-") as tmp:
         out = os.path.join(tmp, "clip.mp4")
-        res = _run(render_command(src, info, start, end - start, out), timeout_s)
+        res = run_tool(render_command(src, info, start, end - start, out), timeout_s)
         if res.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) == 0:
-            raise MediaError("corrupt", f"ffmpeg could not render the clip: {_tail(res.stderr)}")
+            raise MediaError("corrupt", f"ffmpeg could not render the clip: {stderr_tail(res.stderr)}")
         with open(out, "rb") as f:
             return f.read()
 

@@ -176,6 +176,9 @@ class IngestSettings:
     params: StoreParams
     limits: "FetchLimits | None" = None
     decode_timeout_s: float = 600.0
+    #: ffmpeg decoder/filter threads per video (0: ffmpeg decides); 1 when
+    #: as many videos as cores are decoded at once, as on Dataflow.
+    ffmpeg_threads: int = 1
     max_duration_s: float | None = None
     retry_failed: bool = False
 
@@ -217,6 +220,7 @@ def ingest_video(
             frame_size=params.frame_size,
             aspect=params.aspect,
             timeout_s=settings.decode_timeout_s,
+            threads=settings.ffmpeg_threads,
             max_duration_s=settings.max_duration_s,
             info=info,
         )

@@ -260,3 +260,28 @@ def test_portable_runner_and_multiprocessing_give_the_same_index(corpus, store, 
     finally:
         job_server.terminate()
         job_server.wait(timeout=30)
+
+
+def test_an_empty_list_still_gives_a_complete_empty_store(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_text("")
+    out = tmp_path / "store"
+    assert ingest(lst, out) == 0
+    cs = ClipStore.open(str(out))
+    assert len(cs.index) == 0 and len(cs.status) == 0
+    assert cs.summary["videos"] == 0 and cs.summary["index_files"] == ["clips-00000-of-00001.parquet"]
+
+
+def test_a_second_list_into_the_same_store_keeps_the_first(corpus, store, tmp_path):
+    lst, _ = corpus
+    out = tmp_path / "store"
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    lines = lst.read_text().splitlines()
+    first.write_text(lines[0] + "\n")
+    second.write_text("\n".join(lines[1:]) + "\n")
+    root = str(lst.parent)
+    assert ingest(first, out, "--media-root", root) == 0
+    assert ingest(second, out, "--media-root", root) == 0
+    both = _index_table(out)
+    assert set(both.video_id) == set(_index_table(store).video_id)
+    assert len(ClipStore.open(str(out)).status) == len(ClipStore.open(str(store)).status)
