@@ -226,7 +226,10 @@ def server_call(what: str, fn: Callable[[], Any]) -> Any:
 SAMPLE_DESCRIPTION = """\
 Draw the three annotation pools (SPEC.md 2.5) from a clip store and its Df:
 unfiltered_train (clips of train videos of the whole store), filtered_train
-(Df train clips) and filtered_eval (Df validation and test clips).
+(Df train clips) and filtered_eval (Df validation and test clips). A fourth
+pool, unfiltered_eval (clips of validation and test videos of the whole
+store; 0 unless --unfiltered-eval is given), is ours: a precise Df holds
+almost no off-screen-only clips, which the off-screen evaluation sets need.
 Deterministic: each clip's rank is the first 8 bytes of
 sha256("SEED:CLIP_ID"); each pool, in that order, takes its lowest ranks that
 no earlier pool took, so no clip is in two pools and a larger size only adds
@@ -238,12 +241,17 @@ pool, source_uri, licence_name, licence_url) and pools.json."""
 
 
 def _register_sample(sub: Sub) -> None:
-    p = _parser(sub, "sample", "draw the three annotation pools (deterministic, no clip twice)", SAMPLE_DESCRIPTION, run_sample)
+    p = _parser(sub, "sample", "draw the annotation pools (deterministic, no clip twice)", SAMPLE_DESCRIPTION, run_sample)
     p.add_argument("--store", required=True, metavar="STORE", help="the clip store (made by `audioscope ingest`)")
     p.add_argument("--df", required=True, metavar="DF_DIR", help="the Df folder written by `audioscope filter`")
     _annotations_arg(p)
     for pool in ("unfiltered-train", "filtered-train", "filtered-eval"):
         p.add_argument(f"--{pool}", type=int, default=10_000, metavar="N", help=f"clips in the {pool} pool (default: 10000)")
+    p.add_argument(
+        "--unfiltered-eval", type=int, default=0, metavar="N",
+        help="clips in the unfiltered-eval pool (validation and test clips of the whole store, drawn last; "
+        "default: 0, as in SPEC.md)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default: 0)")
 
 
@@ -252,8 +260,8 @@ def run_sample(args: argparse.Namespace) -> int:
     from audioscope.cli import UserError
     from audioscope.progress import print_summary
 
-    sizes = PoolSizes(args.unfiltered_train, args.filtered_train, args.filtered_eval)
-    if min(sizes.unfiltered_train, sizes.filtered_train, sizes.filtered_eval) < 0:
+    sizes = PoolSizes(args.unfiltered_train, args.filtered_train, args.filtered_eval, args.unfiltered_eval)
+    if min(sizes.unfiltered_train, sizes.filtered_train, sizes.filtered_eval, sizes.unfiltered_eval) < 0:
         raise UserError("pool sizes must be >= 0")
     summary = sample(args.store, args.df, args.annotations, sizes, args.seed)
     rows = {p: f"{v['drawn']} of {v['asked']} asked ({v['candidates']} candidates)" for p, v in summary["pools"].items()}
@@ -345,8 +353,11 @@ task. Its id is kept in ANNOTATION_DIR/project.json.
 
 Local media must lie under the server's document root (a local-files
 storage is added to the project); gs:// media gets a GCS import storage with
-presigned URLs (credentials from --gcs-credentials-file, else the server's
-own Google credentials)."""
+presigned URLs. Signing needs a service account's private key: give its key
+file with --gcs-credentials-file (or start the server with
+GOOGLE_APPLICATION_CREDENTIALS pointing at one). Push then checks that Label
+Studio redirects one task's video to a signed URL, and says what to do when
+it does not; pushing again with a key repairs the storage."""
 
 
 def _register_push(sub: Sub) -> None:
@@ -361,7 +372,7 @@ def _register_push(sub: Sub) -> None:
     )
     p.add_argument(
         "--gcs-credentials-file", default=None, metavar="FILE",
-        help="service-account JSON for the GCS storage of gs:// media (default: the server's own credentials)",
+        help="service-account key (JSON) the GCS storage of gs:// media signs URLs with (default: the server's own credentials)",
     )
     _connection_args(p)
 

@@ -6,7 +6,12 @@ Three pools, in :data:`audioscope.schemas.tables.POOLS` order:
   split (its published split, else its Df split, else the per-video hashed
   split with the ratios and seed Df was made with, from ``report.json``);
 * ``filtered_train``: Df clips of the train split;
-* ``filtered_eval``: Df clips of the validation and test splits.
+* ``filtered_eval``: Df clips of the validation and test splits;
+* ``unfiltered_eval`` (not in SPEC.md; size 0 unless asked): clips of the
+  store's validation and test videos. The evaluation sets need unanimous
+  off-screen-only clips, and a precise Df has almost none (the synthetic
+  demo's has none); this pool brings them in. Its clips come last, so the
+  three SPEC pools are the same with or without it.
 
 Sampling is deterministic and stable: every clip has a rank
 ``u = first 8 bytes of sha256(f"{seed}:{clip_id}")``; each pool takes its
@@ -59,6 +64,7 @@ class PoolSizes:
     unfiltered_train: int = DEFAULT_POOL_SIZE
     filtered_train: int = DEFAULT_POOL_SIZE
     filtered_eval: int = DEFAULT_POOL_SIZE
+    unfiltered_eval: int = 0
 
     def of(self, pool: str) -> int:
         return int(getattr(self, pool))
@@ -89,6 +95,7 @@ def candidates(index: pd.DataFrame, df: pd.DataFrame, ratios: tuple[float, float
         "unfiltered_train": unfiltered[unfiltered["split"] == "train"],
         "filtered_train": filtered[filtered["split"] == "train"],
         "filtered_eval": filtered[filtered["split"].isin(["validation", "test"])],
+        "unfiltered_eval": unfiltered[unfiltered["split"].isin(["validation", "test"])],
     }
 
 

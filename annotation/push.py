@@ -19,8 +19,12 @@ Media: a local MEDIA_DIR must lie inside the server's document root
 (``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``); the project gets a local-files
 import storage for ``MEDIA_DIR/clips`` and tasks point at
 ``/data/local-files/?d=<path under the root>``. A ``gs://`` MEDIA_DIR gets a
-GCS import storage with presigned URLs and tasks point at the ``gs://`` URI
-(Label Studio signs it; not tested here: there is no GCS).
+GCS import storage with presigned URLs (signed with the service-account key
+of ``--gcs-credentials-file``) and tasks point at the ``gs://`` URI; push
+then checks that Label Studio redirects one task's video to a signed URL
+(:func:`check_signed_url`). The storage is never synced: tasks come from the
+pools, and a sync would read every MP4 as a task file. Tested against a GCS
+emulator (tests/annotation/test_gcs_media.py).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import pandas as pd
 
@@ -195,17 +199,46 @@ def media_place(media_dir: str, document_root: str | None, presign_ttl_min: int 
 
 
 def ensure_storage(client: Client, project_id: int, place: MediaPlace, gcs_credentials: str | None = None) -> bool:
-    """Create the project's import storage for the media unless it has it; True when created."""
+    """Create the project's import storage for the media unless it has it; True when created.
+
+    Credentials given for a GCS storage that exists already replace its own
+    (how a push without ``--gcs-credentials-file`` is repaired).
+    """
     key = "path" if place.storage_kind == "localfiles" else "prefix"
+    creds = {"google_application_credentials": gcs_credentials} if gcs_credentials else {}
     existing = client.get(f"/api/storages/{place.storage_kind}", project=project_id)
     for s in existing or []:
         if s.get(key) == place.storage_body[key] and s.get("bucket") == place.storage_body.get("bucket"):
+            if creds and place.storage_kind == "gcs":
+                client.patch(f"/api/storages/gcs/{s['id']}", {**creds, "project": project_id})
             return False
-    body = {**place.storage_body, "project": project_id}
-    if gcs_credentials:
-        body["google_application_credentials"] = gcs_credentials
-    client.post(f"/api/storages/{place.storage_kind}", body)
+    client.post(f"/api/storages/{place.storage_kind}", {**place.storage_body, "project": project_id, **creds})
     return True
+
+
+def check_signed_url(client: Client, task_id: int, media_dir: str) -> None:
+    """Label Studio must turn the task's ``gs://`` video into a redirect to a presigned URL.
+
+    Otherwise raters get a player that plays nothing (the server answers 404
+    and logs why, e.g. "you need a private key to sign credentials" when its
+    storage has no service-account key). Only the redirect is checked: the
+    signed URL itself is not fetched.
+    """
+    from audioscope.cli import UserError
+
+    video = str(client.get(f"/api/tasks/{task_id}/")["data"]["video"])
+    status = None
+    if not video.startswith("gs://"):
+        r = client.session.get(urljoin(client.url + "/", video), allow_redirects=False, timeout=client.timeout_s)
+        if r.is_redirect and r.headers.get("Location"):
+            return
+        status = r.status_code
+    what = f"answered {status} for" if status else "did not resolve"
+    raise UserError(
+        f"Label Studio {what} the video of task {task_id} ({media_dir}): raters would see nothing. Presigned "
+        "URLs need a service-account key: run push again with --gcs-credentials-file KEY.json (a key of an "
+        "account that can read the bucket); the server's log says more"
+    )
 
 
 # --------------------------------------------------------------------------- tasks
@@ -285,9 +318,12 @@ def push(
     with_media = pools[pools["clip_id"].isin(have_media)]
     new = with_media[~with_media["clip_id"].isin(have_task.keys())]
     tasks = [{"data": task_data(row, place.url_of(str(row.clip_id)))} for row in new.itertuples(index=False)]
-    created = import_batches(client, project_id, tasks, batch, on_batch)
-    write_task_ids(annotation_dir, project_id, [*have_task.values(), *created])
-    imported = len(created)
+    imported_ids = import_batches(client, project_id, tasks, batch, on_batch)
+    task_ids = [*have_task.values(), *imported_ids]
+    write_task_ids(annotation_dir, project_id, task_ids)
+    if place.storage_kind == "gcs" and task_ids:
+        check_signed_url(client, min(task_ids), media_dir)
+    imported = len(imported_ids)
     return {
         "project_id": project_id,
         "project_created": created,

@@ -21,9 +21,29 @@ from fsspec import AbstractFileSystem
 Pathlike = str | os.PathLike[str]
 
 
+#: gcsfs sends every request to this address when it is set (a GCS emulator).
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
 def url_to_fs(uri: Pathlike) -> tuple[AbstractFileSystem, str]:
-    """The file system of ``uri`` and the path inside it."""
-    fs, path = fsspec.core.url_to_fs(os.fspath(uri))
+    """The file system of ``uri`` and the path inside it.
+
+    A ``gs://`` URI while ``STORAGE_EMULATOR_HOST`` is set (a GCS emulator)
+    gets gcsfs's JSON-API filesystem, anonymous and uncached: an emulator
+    takes no credentials (real ones found on the machine must not be sent to
+    it), and fsspec's default gcsfs class first asks for the bucket type over
+    gRPC, which an emulator answers only after a minute of retries. Uncached,
+    a listing always sees what other processes (Beam workers) wrote. Real
+    GCS and S3 use fsspec's defaults: gcsfs and s3fs find credentials and
+    endpoints (``AWS_ENDPOINT_URL``) by themselves.
+    """
+    uri_s = os.fspath(uri)
+    if uri_s.startswith("gs://") and os.environ.get(EMULATOR_ENV):
+        from gcsfs.core import GCSFileSystem
+
+        fs = GCSFileSystem(token="anon", skip_instance_cache=True)
+        return fs, fs._strip_protocol(uri_s)
+    fs, path = fsspec.core.url_to_fs(uri_s)
     return fs, path
 
 

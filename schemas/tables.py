@@ -175,8 +175,10 @@ LABEL_OFFSCREEN_ONLY = "offscreen_only"
 LABEL_VALUES: tuple[str, ...] = (LABEL_ONSCREEN_ONLY, LABEL_OFFSCREEN_ONLY)
 
 #: Annotation pools (SPEC.md 2.5): unfiltered train clips, Df train clips, Df
-#: validation and test clips.
-POOLS: tuple[str, ...] = ("unfiltered_train", "filtered_train", "filtered_eval")
+#: validation and test clips; and ours, empty by default: unfiltered
+#: validation and test clips, for when Df holds too few off-screen clips to
+#: make the off-screen evaluation sets (a precise filter leaves none).
+POOLS: tuple[str, ...] = ("unfiltered_train", "filtered_train", "filtered_eval", "unfiltered_eval")
 
 #: One row per counted vote (``ANNOTATION_DIR/votes.parquet``): for each clip,
 #: the latest completed, non-cancelled annotation of each distinct rater.

@@ -19,7 +19,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Iterator
+
+import pytest
 
 
 def free_port() -> int:
@@ -103,3 +107,21 @@ class GcsEmulator:
 def emulator_env(url: str) -> dict[str, str]:
     """Environment for a child process that should reach the emulator."""
     return {**os.environ, "STORAGE_EMULATOR_HOST": url}
+
+
+@contextmanager
+def pointed_at(url: str) -> Iterator[pytest.MonkeyPatch]:
+    """This process's environment pointed at the emulator ``url``, with no Google credentials, until exit.
+
+    Child processes started meanwhile (Beam workers, a Label Studio server)
+    inherit it. gcsfs's instance cache is dropped on entry and exit.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STORAGE_EMULATOR_HOST", url)
+        mp.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        mp.setenv("CLOUDSDK_CONFIG", os.devnull)
+        reset_gcsfs()
+        try:
+            yield mp
+        finally:
+            reset_gcsfs()

@@ -72,3 +72,25 @@ def test_list_dirs(tmp_path):
     assert storage.list_dirs(str(tmp_path / "none")) == []
     storage.atomic_write("memory://lb/s/xy/a.json", "{}")
     assert storage.list_dirs("memory://lb/s") == ["memory://lb/s/xy"]
+
+
+@pytest.mark.integration
+def test_gs_on_an_emulator_goes_anonymous_and_lists_fresh(tmp_path):
+    """With STORAGE_EMULATOR_HOST set, gs:// reaches the emulator without credentials, even where the machine has
+    some (fsspec's default gcsfs would spend them on a token request to Google, and fail offline), and a listing
+    sees an object another filesystem instance wrote after the previous listing."""
+    from gcsfs.core import GCSFileSystem
+
+    from tests.gcs_emulator import GcsEmulator, pointed_at
+
+    adc = tmp_path / "adc.json"
+    adc.write_text('{"type": "authorized_user", "client_id": "x", "client_secret": "y", "refresh_token": "z"}')
+    with GcsEmulator(bucket="store") as emu, pointed_at(emu.url) as mp:
+        mp.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+        storage.atomic_write("gs://store/s/a.json", '{"a": 1}')
+        assert storage.read_text("gs://store/s/a.json") == '{"a": 1}'
+        assert storage.list_files("gs://store/s", ".json") == ["gs://store/s/a.json"]
+        GCSFileSystem(token="anon", skip_instance_cache=True).pipe_file("store/s/b.json", b"{}")
+        assert storage.glob("gs://store/s/*.json") == ["gs://store/s/a.json", "gs://store/s/b.json"]
+        storage.remove("gs://store/s/a.json")
+        assert not storage.exists("gs://store/s/a.json")

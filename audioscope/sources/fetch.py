@@ -15,9 +15,10 @@ permanent failures are not retried unless asked).
   is enforced from ``Content-Length`` and while streaming; the whole item has
   a deadline (``timeout_s``). An HTML answer means a *page* URL: it goes to
   yt-dlp.
-- **gs:// and s3://** go through fsspec (gcsfs honours
-  ``STORAGE_EMULATOR_HOST``; s3fs/botocore honour ``AWS_ENDPOINT_URL`` and the
-  usual credential variables), with the same retries, size limit and deadline.
+- **gs:// and s3://** go through fsspec (:func:`audioscope.storage.url_to_fs`:
+  a GCS emulator named by ``STORAGE_EMULATOR_HOST`` is reached anonymously;
+  s3fs/botocore honour ``AWS_ENDPOINT_URL`` and the usual credential
+  variables), with the same retries, size limit and deadline.
 - **Pages** (Flickr, YouTube, any page with an embedded video) use yt-dlp as
   a library with options that cannot run commands: no config files, no exec
   or post-processors, no external downloader, no playlists, output confined
@@ -238,31 +239,14 @@ def _fetch_http(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
 # --------------------------------------------------------------- gs:// s3://
 
 
-def _filesystem(uri: str):
-    """The fsspec filesystem and object path for ``uri``.
-
-    A GCS emulator (``STORAGE_EMULATOR_HOST``) speaks only GCS's JSON API and
-    takes no credentials: there we use gcsfs's core filesystem anonymously.
-    (gcsfs's default class also asks for the bucket type over gRPC, which an
-    emulator answers only after a minute of retries.) Real GCS and S3 use
-    fsspec's defaults: gcsfs and s3fs find credentials and endpoints
-    (``AWS_ENDPOINT_URL``) by themselves.
-    """
-    import fsspec
-
-    if uri.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST"):
-        from gcsfs.core import GCSFileSystem
-
-        return GCSFileSystem(token="anon", skip_instance_cache=True), uri[len("gs://"):]
-    return fsspec.core.url_to_fs(uri)
-
-
 def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
+    from audioscope import storage
+
     path = _temp_path(workdir, _suffix(uri))
 
     def attempt(deadline: float) -> LocalMedia:
         try:
-            fs, obj = _filesystem(uri)
+            fs, obj = storage.url_to_fs(uri)
             info = fs.info(obj)
             if info.get("type") == "directory":
                 raise FetchError("not_found", f"{uri} is a folder, not an object")

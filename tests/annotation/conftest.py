@@ -2,7 +2,11 @@
 
 The server is started by the toolkit's own code (``annotation.server.start``)
 on a free 127.0.0.1 port with a temporary data directory and three rater
-accounts, and stopped at the end. Tests that use it carry
+accounts, and stopped at the end. A GCS emulator (``tests/gcs_emulator.py``)
+runs beside it and the server starts with ``STORAGE_EMULATOR_HOST`` in its
+environment (the server inherits ours), so its GCS import storages reach the
+emulator (tests/annotation/test_gcs_media.py); the tests' own process keeps
+its environment. Tests that use it carry
 ``pytest.mark.xdist_group("labelstudio")`` so that one worker runs them all.
 
 Without ``.venv-labelstudio`` (``make labelstudio``) the server tests skip,
@@ -13,8 +17,10 @@ they fail, so CI cannot pass by skipping.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -22,6 +28,8 @@ from audioscope import cli
 from audioscope.annotation.client import Client
 from audioscope.annotation.credentials import Secrets
 from audioscope.annotation.server import ServerSettings
+
+from tests.gcs_emulator import GcsEmulator, pointed_at
 
 from .helpers import make_inputs
 
@@ -39,6 +47,26 @@ def require_labelstudio() -> None:
         pytest.skip(f"Label Studio server not installed (run `make labelstudio`): {e}")
 
 
+@contextmanager
+def server_env(gcs_url: str) -> Iterator[None]:
+    """The environment the server starts with: the GCS emulator, and no way out of 127.0.0.1.
+
+    After each access token, google-auth inside Label Studio looks up the
+    service account's allowed locations at iamcredentials.googleapis.com (in
+    a background thread, whatever the storage endpoint). Through a proxy on a
+    closed local port that lookup fails at once and nothing leaves the machine.
+    """
+    from audioscope.annotation.server import free_port
+
+    dead_end = f"http://127.0.0.1:{free_port()}"
+    with pointed_at(gcs_url) as mp:
+        for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            mp.setenv(name, dead_end)
+        for name in ("NO_PROXY", "no_proxy"):
+            mp.setenv(name, "127.0.0.1,localhost")
+        yield
+
+
 @dataclass
 class LabelStudio:
     """The session's server; ``restart`` stops and starts it on the same port and data."""
@@ -46,6 +74,7 @@ class LabelStudio:
     settings: ServerSettings
     url: str
     secrets: Secrets
+    gcs: GcsEmulator
 
     @property
     def data_dir(self) -> str:
@@ -63,7 +92,8 @@ class LabelStudio:
     def start(self) -> None:
         from audioscope.annotation.server import start
 
-        server = start(self.settings)
+        with server_env(self.gcs.url):
+            server = start(self.settings)
         self.url, self.secrets = server.url, server.secrets
 
     def client(self) -> Client:
@@ -74,7 +104,7 @@ class LabelStudio:
 
 
 @pytest.fixture(scope="session")
-def labelstudio(tmp_path_factory: pytest.TempPathFactory):
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
     require_labelstudio()
     from audioscope.annotation.server import free_port, start, stop
 
@@ -84,10 +114,14 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory):
         data_dir=str(base / "server"), port=free_port(), document_root=str(base / "root"), raters=RATERS,
         timeout_s=420.0,
     )  # fmt: skip
-    server = start(settings)
-    ls = LabelStudio(settings, server.url, server.secrets)
-    yield ls
-    stop(settings.data_dir)
+    with GcsEmulator(bucket="raters-media") as gcs:
+        with server_env(gcs.url):
+            server = start(settings)
+        ls = LabelStudio(settings, server.url, server.secrets, gcs)
+        try:
+            yield ls
+        finally:
+            stop(settings.data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,18 @@ def test_unfiltered_split_falls_back_to_the_hash_with_df_settings():
     got = candidates(index, df, (1.0, 0.0, 0.0), 0)
     # a: Df's split (test); b: published (validation); c: the hash with ratios 1,0,0 -> train
     assert got["unfiltered_train"]["clip_id"].tolist() == ["c-0"]
+
+
+def test_the_unfiltered_eval_pool_comes_last_and_changes_no_other_pool(inputs, tmp_path):
+    root, _ = inputs
+    sizes = ["--unfiltered-train", "40", "--filtered-train", "30", "--filtered-eval", "20"]
+    three = _sample(root, tmp_path / "three", *sizes)
+    four = _sample(root, tmp_path / "four", *sizes, "--unfiltered-eval", "25")
+    assert "unfiltered_eval" not in set(three["pool"])  # SPEC's three pools by default
+    pd.testing.assert_frame_equal(
+        four[four["pool"] != "unfiltered_eval"].reset_index(drop=True), three.reset_index(drop=True)
+    )
+    extra = four[four["pool"] == "unfiltered_eval"]
+    assert len(extra) == 25 and four["clip_id"].is_unique
+    assert set(extra["split"]) <= {"validation", "test"}
+    assert not extra["clip_id"].isin(three["clip_id"]).any()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from audioscope import cli
+from audioscope import cli, storage
 from audioscope.annotation.pools import pools_table_bytes
+from tests.gcs_emulator import GcsEmulator, pointed_at
 
-pytestmark = pytest.mark.integration
+# One worker renders the module's videos once (the gs:// tests reuse the local run's inputs).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("render")]
 
 
 def _make_video(path: Path, size: str, rate: str, seconds: int = 9) -> Path:
@@ -51,11 +54,19 @@ def rendered(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("clip,width,height,rate", [
+#: (clip, width, height, frame rate) of the rendered clips of the ``rendered`` fixture.
+CLIPS = [
     ("wide-0002000", 854, 480, "30/1"), ("tall-0002000", 480, 854, "30000/1001"), ("small-0002000", 320, 240, "25/1"),
-])  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("clip,width,height,rate", CLIPS)
 def test_clips_are_h264_aac_cfr_capped_at_480p(rendered, clip, width, height, rate):
-    path = rendered / "media" / "clips" / f"{clip}.mp4"
+    _check_clip(rendered / "media" / "clips" / f"{clip}.mp4", width, height, rate)
+
+
+def _check_clip(path: Path, width: int, height: int, rate: str) -> None:
+    """H.264 (yuv420p) + AAC, the expected size and constant frame rate, 5 s, +faststart."""
     info = _probe(path)
     video = next(s for s in info["streams"] if s["codec_type"] == "video")
     audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
@@ -80,3 +91,42 @@ def test_rerunning_renders_nothing_new_and_retries_failures(rendered, capsys):
     assert cli.main(["annotate", "render", "--annotations", str(rendered / "ann"), "--media", str(rendered / "media")]) == 0
     assert "4 already rendered, 1 to render" in capsys.readouterr().err
     assert clip.stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------- MEDIA_DIR on gs://
+
+
+@pytest.fixture(scope="module")
+def gs_rendered(rendered, tmp_path_factory):
+    """The same pools rendered to a ``gs://`` MEDIA_DIR on a GCS emulator (our environment pointed at it)."""
+    scratch = tmp_path_factory.mktemp("gs-render")
+    with GcsEmulator(bucket="render") as emu, pointed_at(emu.url):
+        media = f"gs://{emu.bucket}/{uuid.uuid4().hex[:8]}/media"
+        assert cli.main(["annotate", "render", "--annotations", str(rendered / "ann"), "--media", media]) == 0
+        yield {"media": media, "ann": rendered / "ann", "scratch": scratch}
+
+
+def _generations(prefix: str) -> dict[str, str]:
+    fs, path = storage.url_to_fs(prefix)
+    return {p: str(info["generation"]) for p, info in fs.find(path, detail=True).items()}
+
+
+def test_clips_rendered_to_gs_land_in_the_bucket_and_play(gs_rendered):
+    media = gs_rendered["media"]
+    clips = storage.list_files(f"{media}/clips", ".mp4")
+    assert clips == sorted(f"{media}/clips/{c}.mp4" for c in ("small-0002000", "tall-0002000", "wide-0000000", "wide-0002000"))
+    for clip, width, height, rate in CLIPS:
+        local = gs_rendered["scratch"] / f"{clip}.mp4"
+        local.write_bytes(storage.read_bytes(f"{media}/clips/{clip}.mp4"))
+        _check_clip(local, width, height, rate)
+    summary = json.loads(storage.read_text(f"{media}/render.json"))
+    assert (summary["clips"], summary["rendered"], summary["failed"], summary["missing"]) == (5, 4, 1, 0)
+    assert json.loads(storage.read_text(f"{media}/failed/broken-0000000.json"))["kind"] == "corrupt"
+
+
+def test_rerunning_on_gs_renders_nothing_twice(gs_rendered, capsys):
+    media = gs_rendered["media"]
+    before = _generations(f"{media}/clips")
+    assert cli.main(["annotate", "render", "--annotations", str(gs_rendered["ann"]), "--media", media]) == 0
+    assert "4 already rendered, 1 to render" in capsys.readouterr().err
+    assert _generations(f"{media}/clips") == before  # no clip written again

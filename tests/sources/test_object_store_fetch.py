@@ -30,7 +30,7 @@ def gcs(monkeypatch):
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket="media")
     server.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    from gcsfs.core import GCSFileSystem  # the JSON-API filesystem (see fetch._filesystem)
+    from gcsfs.core import GCSFileSystem  # the JSON-API filesystem (see storage.url_to_fs)
 
     try:
         yield GCSFileSystem(token="anon", skip_instance_cache=True)
