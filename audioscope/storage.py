@@ -73,6 +73,11 @@ def read_text(uri: Pathlike) -> str:
     return read_bytes(uri).decode("utf-8")
 
 
+def read_lines(uri: Pathlike) -> list[str]:
+    """The non-blank lines of a text file (JSON-lines shards, lists)."""
+    return [line for line in read_text(uri).splitlines() if line.strip()]
+
+
 def open_file(uri: Pathlike, mode: str = "rb") -> IO[bytes]:
     """Open a file for reading (use :func:`atomic_write` for writing)."""
     fs, path = url_to_fs(uri)

@@ -127,12 +127,8 @@ def _read_status_dir(directory: str) -> Iterator[dict[str, Any]]:
 
 def _bad_rows(layout: Layout) -> list[str]:
     """The JSON lines of every recorded bad list row (BadRow.from_json takes a line)."""
-    rows: list[str] = []
-    for path in storage.glob(storage.join(layout.bad_rows_dir, "*.jsonl")):
-        for line in storage.read_text(path).splitlines():
-            if line.strip():
-                rows.append(line)
-    return rows
+    paths = storage.glob(storage.join(layout.bad_rows_dir, "*.jsonl"))
+    return [line for path in paths for line in storage.read_lines(path)]
 
 
 def build_summary(
@@ -221,7 +217,7 @@ class WriteStatusTable(beam.DoFn):
         params = load_params(layout)
         assert params is not None, "store.json is written by the launcher before the pipeline"
         n = index_shard_count(len(records))
-        names = [Layout(self.store).index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
+        names = [layout.index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
         summary = build_summary(rows, names, params.to_json(), None)
         jobs: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         for r in records:
@@ -307,12 +303,6 @@ class BuildIndex(beam.PTransform):
         )
 
 
-def _request_lines(path: str) -> Iterator[str]:
-    for line in storage.read_text(path).splitlines():
-        if line.strip():
-            yield line
-
-
 class IngestPipeline(beam.PTransform):
     """Requests (in the store) -> media, status records, index, summary."""
 
@@ -330,7 +320,7 @@ class IngestPipeline(beam.PTransform):
         finished = (
             pbegin
             | "RequestShards" >> beam.Create(shards)
-            | "ReadRequests" >> beam.FlatMap(_request_lines)
+            | "ReadRequests" >> beam.FlatMap(storage.read_lines)
             | "Reshuffle" >> beam.Reshuffle()
             | "IngestVideos" >> beam.ParDo(IngestVideo(self.settings))
         )

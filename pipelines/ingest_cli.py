@@ -324,9 +324,7 @@ def run(args: argparse.Namespace) -> int:
 
     ids = set()
     for path in storage.glob(storage.join(layout.requests_dir, "requests-*.jsonl")):
-        for line in storage.read_text(path).splitlines():
-            if line.strip():
-                ids.add(json.loads(line)["video_id"])
+        ids.update(json.loads(line)["video_id"] for line in storage.read_lines(path))
     started = time.time()
     progress = Progress("ingest", total=len(ids), unit="videos")
     with Poller(progress, StatusPoller(layout, ids), every=args.poll):

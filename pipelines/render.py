@@ -212,17 +212,6 @@ class RenderVideo(beam.DoFn):
         yield done
 
 
-def work_lines(path: str) -> list[str]:
-    """The lines of one work shard, read through :mod:`audioscope.storage` (fsspec).
-
-    Not ``beam.io.ReadAllFromText``: Beam's own GCS client looks for Google
-    credentials with retries (~17 s wasted where there are none, as against
-    a GCS emulator), while the clips themselves are written through fsspec
-    anyway; one reader for both keeps the two consistent.
-    """
-    return storage.read_text(path).splitlines()
-
-
 class RenderPipeline(beam.PTransform):
     """Work shards -> MP4s (and failure records)."""
 
@@ -235,7 +224,10 @@ class RenderPipeline(beam.PTransform):
         return (
             pbegin
             | "WorkFiles" >> beam.Create(self.work_files)
-            | "ReadWork" >> beam.FlatMap(work_lines)
+            # Read through fsspec, like the clips, not beam.io.ReadAllFromText:
+            # Beam's own GCS client retries a credentials lookup (~17 s lost
+            # where there are none, as against a GCS emulator).
+            | "ReadWork" >> beam.FlatMap(storage.read_lines)
             | "Reshuffle" >> beam.Reshuffle()
             | "RenderVideos" >> beam.ParDo(RenderVideo(self.media_dir))
         )
