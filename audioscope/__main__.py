@@ -1,5 +1,3 @@
-import sys
+from audioscope.cli import run
 
-from audioscope.cli import main
-
-sys.exit(main())
+run()

@@ -7,7 +7,8 @@ Stages (labels as they show in the Beam / Dataflow UI)::
     Reshuffle          spread videos over workers
     IngestVideos       per video: skip if finished, else fetch, probe, decode
                        once, slice clips, write media then status (never
-                       raises for a bad item; Metrics counters per outcome)
+                       raises for a bad item; Metrics counters per outcome);
+                       a worker decodes the next video while it writes one
     BuildIndex         after all videos: read ALL status records of the store
                        (parallel over status/<prefix>/ folders), write
                        status.parquet, the index shards (in parallel), then
@@ -28,11 +29,14 @@ import shutil
 import tempfile
 import time
 import zlib
+from concurrent.futures import Future
 from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from audioscope import storage
 from audioscope.clipstore.format import FORMAT_VERSION, Layout, naive_bytes_per_clip
@@ -41,9 +45,11 @@ from audioscope.clipstore.writer import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_PARTIAL,
+    DecodedVideo,
     IngestSettings,
     StatusRecord,
-    ingest_video,
+    decode_video,
+    store_video,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,16 +73,31 @@ def index_shard_of(video_id: str, n_shards: int) -> int:
 
 
 class IngestVideo(beam.DoFn):
-    """One video request (a JSON line) -> its finished status record (a dict)."""
+    """One video request (a JSON line) -> its finished status record's video id.
+
+    Two videos are in flight per worker: while the previous one is sliced,
+    encoded and written (Python work), this one is fetched and decoded in a
+    helper thread (which waits on the network and on ffmpeg). A worker so
+    keeps its core busy with ffmpeg instead of leaving it idle between
+    videos, and on the cloud a download overlaps the work on the one before.
+    The last video of a bundle is finished in ``finish_bundle``.
+    """
 
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         self._counters: dict[str, Any] = {}
 
     def setup(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.workdir = tempfile.mkdtemp(prefix="audioscope-ingest-")
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audioscope-decode")
+        self._pending: Future | None = None
 
     def teardown(self) -> None:
+        ahead = getattr(self, "_ahead", None)
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)  # no fetch still writing into workdir
         shutil.rmtree(getattr(self, "workdir", ""), ignore_errors=True)
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -84,13 +105,33 @@ class IngestVideo(beam.DoFn):
             self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
         self._counters[name].inc(n)
 
+    def start_bundle(self) -> None:
+        # A bundle that failed (and is retried) may have left its last video
+        # here; the retry decodes it again, skipping it if it got finished.
+        self._pending = None
+
     def process(self, line: str) -> Iterator[str]:
         from audioscope.sources.lists import VideoRequest
 
         if not line.strip():
             return
         request = VideoRequest.from_json(line)
-        record, skipped = ingest_video(request, self.settings, self.workdir)
+        ahead = self._ahead.submit(decode_video, request, self.settings, self.workdir)
+        previous, self._pending = self._pending, ahead
+        if previous is not None:
+            yield self._finish(previous)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._pending is not None:
+            previous, self._pending = self._pending, None
+            yield GlobalWindows.windowed_value(self._finish(previous))
+
+    def _finish(self, decoding: Future) -> str:
+        first = decoding.result()
+        if isinstance(first, DecodedVideo):
+            record, skipped = store_video(first, self.settings), False
+        else:
+            record, skipped = first
         if skipped:
             self._count("videos_skipped")
         elif record.status in (STATUS_OK, STATUS_PARTIAL):
@@ -100,7 +141,7 @@ class IngestVideo(beam.DoFn):
         else:
             self._count("videos_failed")
             self._count(f"failed_{record.kind}")
-        yield record.video_id
+        return record.video_id
 
 
 # --------------------------------------------------------------------------- #

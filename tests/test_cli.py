@@ -99,3 +99,43 @@ def test_user_error_is_reported_without_traceback(monkeypatch, capsys):
     assert "audioscope boom: error:" in err
     assert "run `audioscope ingest` first" in err
     assert "Traceback" not in err
+
+
+def test_console_script_exits_with_main_code_after_atexit_handlers(tmp_path):
+    """`run` (the console script) ends with os._exit, but only after what an
+    ordinary exit does first: other threads joined, atexit handlers run,
+    output flushed; the exit code is main's."""
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, pathlib, sys, threading, time\n"
+        f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+        "out = []\n"
+        "t = threading.Thread(target=lambda: (time.sleep(0.3), out.append(1), print('thread done')))\n"
+        "t.start()\n"
+        f"sys.argv = ['audioscope', 'clips', 'stats', '--store', {str(tmp_path / 'no-store')!r}]\n"
+        "print('buffered line', end='')\n"
+        "from audioscope.cli import run\n"
+        "run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "is not a clip store" in proc.stderr
+    assert "buffered line" in proc.stdout and "thread done" in proc.stdout
+    assert marker.read_text() == "yes"
+
+
+def test_closed_pipe_stops_quietly(tmp_path):
+    """`audioscope ... | head` : the reader leaving is not an error with a traceback."""
+    code = (
+        "import sys\n"
+        "from audioscope import cli\n"
+        "def boom(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "sys.argv = ['audioscope', 'synth', '--out', 'x']\n"
+        "import audioscope.synth.cli as s\n"
+        "s.run = boom\n"
+        "cli.run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -31,6 +31,7 @@ from audioscope.clipstore.format import (
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from audioscope.media import Decoded, ProbeInfo
     from audioscope.sources.fetch import FetchLimits
     from audioscope.sources.lists import BadRow, VideoRequest
 
@@ -183,13 +184,41 @@ class IngestSettings:
     retry_failed: bool = False
 
 
+@dataclass(frozen=True)
+class DecodedVideo:
+    """The first half of a video's work: fetched, probed and decoded, nothing written yet."""
+
+    request: "VideoRequest"
+    base: StatusRecord
+    info: "ProbeInfo"
+    decoded: "Decoded"
+    t0: float
+
+
 def ingest_video(
     request: "VideoRequest", settings: IngestSettings, workdir: str
 ) -> tuple[StatusRecord, bool]:
     """Process one video unless already finished.
 
     Returns ``(record, skipped)``: ``skipped`` is true when a finished record
-    was found and nothing was redone. Never raises for a bad item.
+    was found and nothing was redone. Never raises for a bad item. It is
+    :func:`decode_video` then :func:`store_video`; the ingest pipeline runs
+    the two halves of consecutive videos at the same time.
+    """
+    first = decode_video(request, settings, workdir)
+    if isinstance(first, DecodedVideo):
+        return store_video(first, settings), False
+    return first
+
+
+def decode_video(
+    request: "VideoRequest", settings: IngestSettings, workdir: str
+) -> DecodedVideo | tuple[StatusRecord, bool]:
+    """The first half: skip a finished video, else fetch, probe and decode it.
+
+    Returns the decoded video, or ``(record, skipped)`` when the video is
+    finished already (``skipped``) or failed here (its status is written).
+    Waits mostly on the network and on ffmpeg; writes no media.
     """
     from audioscope.media import MediaError, decode, probe
     from audioscope.sources.fetch import FetchError, FetchLimits, fetch
@@ -249,9 +278,17 @@ def ingest_video(
         if local is not None and local.is_temp and os.path.exists(local.path):
             os.remove(local.path)
 
+    return DecodedVideo(request=request, base=base, info=info, decoded=decoded, t0=t0)
+
+
+def store_video(video: DecodedVideo, settings: IngestSettings) -> StatusRecord:
+    """The second half: slice the decoded video into clips, write its media shard, then its status."""
+    layout = Layout(settings.store)
+    params = settings.params
+    request, info, decoded, t0 = video.request, video.info, video.decoded, video.t0
     usable = decoded.usable_seconds
     duration = info.duration if info.duration else decoded.duration_s
-    base = dataclasses.replace(base, duration=duration, usable_seconds=usable, probe=info.to_json())
+    base = dataclasses.replace(video.base, duration=duration, usable_seconds=usable, probe=info.to_json())
     if request.spans is None:
         windows = sliding_windows(usable, params.clip_seconds, params.hop_seconds)
         problems: list[dict[str, Any]] = []
@@ -266,14 +303,14 @@ def ingest_video(
             message=f"none of the {len(problems)} requested spans fit: {problems[0]['message']}",
             span_problems=tuple(problems),
         )
-        return _finish(layout, record, t0), False
+        return _finish(layout, record, t0)
     if not windows:
         # Decoded fine but shorter than one clip: a finished video with no clips.
         record = dataclasses.replace(
             base,
             message=f"only {usable} s have both audio and frames; a clip needs {params.clip_seconds} s",
         )
-        return _finish(layout, record, t0), False
+        return _finish(layout, record, t0)
 
     keep = usable if request.spans is None else max(end for _, end in windows)
     sr = params.sample_rate
@@ -296,7 +333,7 @@ def ingest_video(
         media_seconds=keep,
         span_problems=tuple(problems),
     )
-    return _finish(layout, record, t0), False
+    return _finish(layout, record, t0)
 
 
 def _finish(layout: Layout, record: StatusRecord, t0: float) -> StatusRecord:
