@@ -2,9 +2,8 @@
 
 Stages (labels as they show in the Beam / Dataflow UI)::
 
-    RequestShards      the STORE/requests/requests-*.jsonl files
-    ReadRequests       their lines, one video request each
-    Reshuffle          spread videos over workers
+    ReadRequests       the lines of STORE/requests/requests-*.jsonl, one video
+                       request each, spread over workers (pipelines/work.py)
     IngestVideos       per video: skip if finished, else fetch, probe, decode
                        once, slice clips, write media then status (never
                        raises for a bad item; Metrics counters per outcome);
@@ -51,6 +50,7 @@ from audioscope.clipstore.writer import (
     decode_video,
     store_video,
 )
+from audioscope.pipelines.work import ReadWork
 
 logger = logging.getLogger(__name__)
 
@@ -360,9 +360,7 @@ class IngestPipeline(beam.PTransform):
         shards = sorted(storage.glob(storage.join(layout.requests_dir, "requests-*.jsonl")))
         finished = (
             pbegin
-            | "RequestShards" >> beam.Create(shards)
-            | "ReadRequests" >> beam.FlatMap(storage.read_lines)
-            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadRequests" >> ReadWork(shards)
             | "IngestVideos" >> beam.ParDo(IngestVideo(self.settings))
         )
         return finished | "BuildIndex" >> BuildIndex(self.settings.store, self.started_at)

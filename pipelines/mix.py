@@ -6,9 +6,9 @@ so a shard's bytes depend only on its planned examples and the clip store.
 
 Stages (labels as they show in the Beam / Dataflow UI)::
 
-    WorkFiles / ReadWork   the shards still to write: JSON lines in MIX_DIR/work/
-                           (one line = one shard's path and planned examples)
-    Reshuffle              spread shards over workers
+    ReadWork               the shards still to write: JSON lines in MIX_DIR/work/
+                           (one line = one shard's path and planned examples),
+                           spread over workers (pipelines/work.py)
     WriteShards            per shard: each needed video's media read once (only
                            the needed frames decoded), examples encoded
                            (audioscope.schemas.records) and the file written
@@ -49,6 +49,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
 from audioscope.pipelines.mix_plan import ClipRef, MixLayout, Planned, Shard, first_clip_info
+from audioscope.pipelines.work import ReadWork
 from audioscope.schemas import records
 
 logger = logging.getLogger(__name__)
@@ -214,9 +215,7 @@ class MixPipeline(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[dict[str, Any]]:
         return (
             pbegin
-            | "WorkFiles" >> beam.Create(self.work_files)
-            | "ReadWork" >> beam.io.ReadAllFromText()
-            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadWork" >> ReadWork(self.work_files)
             | "WriteShards" >> beam.ParDo(WriteShards(self.store, self.mix_dir))
         )
 

@@ -8,11 +8,10 @@ cut from the **source videos** (the clip store keeps only 128x128 frames).
 
 Stages (labels as they show in the Beam / Dataflow UI)::
 
-    WorkFiles / ReadWork   the videos to render: JSON lines in MEDIA_DIR/work/
+    ReadWork               the videos to render: JSON lines in MEDIA_DIR/work/
                            (source URI + the clips still missing), written by
-                           the launcher (:func:`write_work`), read through
-                           fsspec like everything else here
-    Reshuffle              spread videos over workers
+                           the launcher (:func:`write_work`), spread over
+                           workers (pipelines/work.py)
     RenderVideos           per video: fetch the source once (local files are
                            read in place; http, gs://, s3:// are downloaded),
                            probe it once, then one ffmpeg run per clip with the
@@ -43,6 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
+from audioscope.pipelines.work import ReadWork
 
 logger = logging.getLogger(__name__)
 
@@ -223,12 +223,7 @@ class RenderPipeline(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[int]:
         return (
             pbegin
-            | "WorkFiles" >> beam.Create(self.work_files)
-            # Read through fsspec, like the clips, not beam.io.ReadAllFromText:
-            # Beam's own GCS client retries a credentials lookup (~17 s lost
-            # where there are none, as against a GCS emulator).
-            | "ReadWork" >> beam.FlatMap(storage.read_lines)
-            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadWork" >> ReadWork(self.work_files)
             | "RenderVideos" >> beam.ParDo(RenderVideo(self.media_dir))
         )
 

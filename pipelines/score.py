@@ -3,8 +3,8 @@
 Stages (labels as they show in the Beam / Dataflow UI)::
 
     ReadWork        the videos still to score: JSON lines in SCORES_DIR/work/
-                    (video id + its index clips), written by the launcher
-    Reshuffle       spread videos over workers
+                    (video id + its index clips), written by the launcher,
+                    spread over workers (pipelines/work.py)
     ReadClips       per video: read its media shard ONCE, slice every clip;
                     emits ((video_id, clip_id, start, end), (audio, frames)).
                     A video whose media cannot be read gets a marker in
@@ -50,6 +50,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
+from audioscope.pipelines.work import ReadWork
 
 logger = logging.getLogger(__name__)
 
@@ -446,9 +447,7 @@ class ScorePipeline(beam.PTransform):
         handler = KeyedModelHandler(CoincidenceModelHandler(self.model_path, self.batch_size))
         written = (
             pbegin
-            | "WorkFiles" >> beam.Create(self.work_files)
-            | "ReadWork" >> beam.io.ReadAllFromText()
-            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadWork" >> ReadWork(self.work_files)
             | "ReadClips" >> beam.ParDo(ReadClips(self.store, self.scores_dir))
             | "RunInference" >> RunInference(handler)
             | "KeyByVideo" >> beam.Map(_by_video)
