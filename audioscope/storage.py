@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -89,11 +89,16 @@ def size(uri: Pathlike) -> int:
     return int(fs.size(path))
 
 
-def atomic_write(uri: Pathlike, data: bytes | str, mode: int | None = None) -> None:
+def atomic_write(
+    uri: Pathlike, data: bytes | str, mode: int | None = None, content_type: str | None = None
+) -> None:
     """Write a whole file so that readers see either nothing or all of it.
 
     ``mode`` (local files only) creates the file with these permissions from
     the start, e.g. 0o600 for secrets that must never be readable by others.
+    ``content_type`` (gs:// and s3:// only) is the object's Content-Type, the
+    header a browser gets when it fetches the object (e.g. ``video/mp4``);
+    object stores otherwise say ``application/octet-stream``.
     """
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     fs, path = url_to_fs(uri)
@@ -113,7 +118,19 @@ def atomic_write(uri: Pathlike, data: bytes | str, mode: int | None = None) -> N
                 os.remove(tmp)
             raise
     else:
-        fs.pipe_file(path, payload)
+        fs.pipe_file(path, payload, **_content_type_kwargs(fs, content_type))
+
+
+def _content_type_kwargs(fs: Any, content_type: str | None) -> dict[str, str]:
+    """How each object store's fsspec writer takes a Content-Type."""
+    if content_type is None:
+        return {}
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "gs" in protocols or "gcs" in protocols:
+        return {"content_type": content_type}
+    if "s3" in protocols or "s3a" in protocols:
+        return {"ContentType": content_type}
+    return {}
 
 
 def remove(uri: Pathlike) -> None:

@@ -206,7 +206,7 @@ class RenderVideo(beam.DoFn):
                 except MediaError as e:
                     self._fail(clip_id, work["video_id"], e.kind, e.message)
                     continue
-                storage.atomic_write(self.layout.clip(clip_id), data)
+                storage.atomic_write(self.layout.clip(clip_id), data, content_type="video/mp4")
                 self.counters["clips_rendered"].inc()
                 done += 1
         yield done

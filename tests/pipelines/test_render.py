@@ -119,6 +119,9 @@ def test_clips_rendered_to_gs_land_in_the_bucket_and_play(gs_rendered):
         local = gs_rendered["scratch"] / f"{clip}.mp4"
         local.write_bytes(storage.read_bytes(f"{media}/clips/{clip}.mp4"))
         _check_clip(local, width, height, rate)
+        # what the annotator's browser is told when Label Studio redirects it to the clip
+        fs, path = storage.url_to_fs(f"{media}/clips/{clip}.mp4")
+        assert fs.info(path)["contentType"] == "video/mp4"
     summary = json.loads(storage.read_text(f"{media}/render.json"))
     assert (summary["clips"], summary["rendered"], summary["failed"], summary["missing"]) == (5, 4, 1, 0)
     assert json.loads(storage.read_text(f"{media}/failed/broken-0000000.json"))["kind"] == "corrupt"

@@ -79,3 +79,17 @@ def test_s3_objects_are_fetched_and_missing_ones_reported(s3, tmp_path):
     with pytest.raises(FetchError) as e:
         fetch("s3://media/videos/nope.mp4", str(tmp_path), FAST)
     assert e.value.kind == "not_found"
+
+
+def test_atomic_write_gives_objects_their_content_type(gcs, s3):
+    """What a browser is told when it fetches the object (a rendered clip is video/mp4)."""
+    from audioscope import storage
+
+    s3.makedirs("rendered", exist_ok=True)  # moto keeps buckets across servers in one process
+    storage.atomic_write("gs://media/clips/a.mp4", MEDIA, content_type="video/mp4")
+    storage.atomic_write("s3://rendered/clips/a.mp4", MEDIA, content_type="video/mp4")
+    storage.atomic_write("s3://rendered/clips/b.bin", MEDIA)
+    assert gcs.info("media/clips/a.mp4")["contentType"] == "video/mp4"
+    assert s3.info("rendered/clips/a.mp4")["ContentType"] == "video/mp4"
+    assert storage.read_bytes("s3://rendered/clips/a.mp4") == MEDIA
+    assert s3.info("rendered/clips/b.bin")["ContentType"] != "video/mp4"
