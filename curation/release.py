@@ -50,7 +50,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from audioscope import __version__, storage
 from audioscope.cli import UserError
@@ -186,6 +186,40 @@ def copy_file(src_fs: Any, src: str, dst_fs: Any, dst: str, dst_local: bool) -> 
             fout.flush()
             os.fsync(fout.fileno())
     return n, h.hexdigest()
+
+
+#: Files moved at the same time by publish and pull (``--jobs``). An object
+#: store answers each request after a round trip, so several transfers at
+#: once keep the link busy; on a local disk a few at once cost nothing.
+DEFAULT_JOBS = 8
+
+
+def each_in_parallel(items: Sequence[Any], fn: Callable[[Any], Any], jobs: int, on_done: Callable[[Any], None]) -> list[Any]:
+    """``fn(item)`` for every item, ``jobs`` at a time; the results in item order.
+
+    ``on_done(result)`` runs in the calling thread as each one finishes (for
+    progress). The first error cancels the items not started yet, waits for
+    the running ones (so that nothing writes after the caller cleans up) and
+    is raised.
+    """
+    if jobs <= 1 or len(items) <= 1:
+        results = []
+        for item in items:
+            results.append(fn(item))
+            on_done(results[-1])
+        return results
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="release-transfer")
+    futures = [pool.submit(fn, item) for item in items]
+    try:
+        for future in as_completed(futures):
+            on_done(future.result())
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return [f.result() for f in futures]
 
 
 def server_copy(fs: Any, sources: list[str], targets: list[str]) -> None:
@@ -324,6 +358,7 @@ class PublishRequest:
     root: str
     labels: str | None = None
     exclude_licences: tuple[str, ...] = ()
+    jobs: int = DEFAULT_JOBS  # files uploaded at the same time
 
 
 @dataclass
@@ -462,7 +497,7 @@ def publish(req: PublishRequest, *, show_progress: bool = True) -> PublishResult
         else None
     )
     try:
-        entries = _upload(root, req.name, staging, prepared.sources, progress)
+        entries = _upload(root, req.name, staging, prepared.sources, progress, req.jobs)
         manifest = Manifest(name=req.name, version=req.version, created=_now(), files=entries, **prepared.fields)
         data = manifest.to_json().encode("utf-8")
         _commit(root, req.name, req.version, staging, entries, data)
@@ -479,13 +514,14 @@ def publish(req: PublishRequest, *, show_progress: bool = True) -> PublishResult
 
 
 def _upload(
-    root: ReleaseRoot, name: str, staging: str, sources: Sequence[SourceFile], progress: Progress | None
+    root: ReleaseRoot, name: str, staging: str, sources: Sequence[SourceFile], progress: Progress | None,
+    jobs: int = DEFAULT_JOBS,
 ) -> list[FileEntry]:
-    """Write every source under ``ROOT/<name>/<staging>/`` and return their manifest entries."""
+    """Write every source under ``ROOT/<name>/<staging>/`` (``jobs`` at a time); their manifest entries."""
     marker = {"started": _now(), "host": socket.gethostname(), "pid": os.getpid()}
     _write_bytes(root.fs, root.p(name, staging, MARKER), json.dumps(marker).encode(), root.local)
-    entries = []
-    for s in sources:
+
+    def upload(s: SourceFile) -> FileEntry:
         dst = root.p(name, staging, *s.rel.split("/"))
         if s.data is not None:
             _write_bytes(root.fs, dst, s.data, root.local)
@@ -498,10 +534,9 @@ def _upload(
                 f"{s.uri} changed while it was being published ({s.size} -> {size} bytes); publish again once "
                 "the step that writes it has finished"
             )
-        entries.append(FileEntry(s.rel, size, sha))
-        if progress is not None:
-            progress.update(1)
-    return entries
+        return FileEntry(s.rel, size, sha)
+
+    return each_in_parallel(sources, upload, jobs, lambda _: progress.update(1) if progress is not None else None)
 
 
 def _exists_error(root: ReleaseRoot, name: str, version: str) -> UserError:
@@ -815,7 +850,8 @@ def _write_state(dest: str, manifest: Manifest, data: bytes, groups: tuple[str, 
 
 
 def pull(
-    spec: str, *, root: str, dest: str, only: str | Iterable[str] | None = None, show_progress: bool = True
+    spec: str, *, root: str, dest: str, only: str | Iterable[str] | None = None, show_progress: bool = True,
+    jobs: int = DEFAULT_JOBS,
 ) -> PullResult:
     """Copy a published version (or some of its groups) into the local folder ``dest``, verified.
 
@@ -840,20 +876,25 @@ def pull(
     result = PullResult(name=name, version=version, directory=dest, groups=groups, manifest_sha256=_sha(data))
     problems: dict[str, str] = {}
     progress = Progress(f"pull {name}:{version}", total=len(entries), unit="files") if show_progress else None
+
+    def fetch(entry: FileEntry) -> tuple[FileEntry, str, str | None]:
+        if file_problem(dest, entry) is None:
+            return entry, "kept", None
+        return entry, "transferred", _download(rroot, name, version, entry, dest)
+
+    def done(outcome: tuple[FileEntry, str, str | None]) -> None:
+        if progress is not None:
+            progress.update(1, **{outcome[1]: 1})
+
     try:
-        for entry in entries:
-            if file_problem(dest, entry) is None:
+        for entry, what, problem in each_in_parallel(entries, fetch, jobs, done):  # in manifest order
+            if what == "kept":
                 result.kept.append(entry.path)
-                counter = "kept"
-            else:
-                problem = _download(rroot, name, version, entry, dest)
-                if problem is not None:
-                    problems[entry.path] = problem
-                result.transferred.append(entry.path)
-                result.bytes_transferred += entry.size
-                counter = "transferred"
-            if progress is not None:
-                progress.update(1, **{counter: 1})
+                continue
+            if problem is not None:
+                problems[entry.path] = problem
+            result.transferred.append(entry.path)
+            result.bytes_transferred += entry.size
     finally:
         if progress is not None:
             progress.close()

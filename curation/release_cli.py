@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from audioscope.argtypes import positive_int
+
 DESCRIPTION = """\
 Named, versioned releases of the dataset that researchers can pull and trust.
 
@@ -103,6 +105,18 @@ def _root(p: argparse.ArgumentParser, required: bool = True, what: str = "releas
     )
 
 
+#: Keep in step with curation.release.DEFAULT_JOBS (checked by a test); this
+#: module imports only the standard library, so it cannot import it.
+JOBS_DEFAULT = 8
+
+
+def _jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs", type=positive_int, default=JOBS_DEFAULT, metavar="N",
+        help=f"files transferred at the same time (default: {JOBS_DEFAULT}; more helps on gs:// and s3://)",
+    )  # fmt: skip
+
+
 def _publish_parser(sub: SubParsers) -> None:
     p = _action(sub, "publish", run_publish)
     p.add_argument(
@@ -131,6 +145,7 @@ def _publish_parser(sub: SubParsers) -> None:
         help="refuse examples whose licence name or URL contains TEXT (ignoring case), e.g. NoDerivs; "
         "curated-list clips under it are left out of LICENSES.csv (repeatable)",
     )  # fmt: skip
+    _jobs(p)
 
 
 def _list_parser(sub: SubParsers) -> None:
@@ -146,6 +161,7 @@ def _pull_parser(sub: SubParsers) -> None:
     _root(p)
     p.add_argument("--to", required=True, metavar="DIR", help="local folder to download into")
     p.add_argument("--only", action="append", default=None, metavar="PART", help=PARTS_HELP)
+    _jobs(p)
 
 
 def _verify_parser(sub: SubParsers) -> None:
@@ -185,7 +201,7 @@ def run_publish(args: argparse.Namespace) -> int:
     result = publish(
         PublishRequest(
             mix=args.mix, df=args.df, labels=args.labels, name=args.name, version=args.version, root=args.root,
-            exclude_licences=tuple(args.exclude_licence),
+            exclude_licences=tuple(args.exclude_licence), jobs=args.jobs,
         )
     )  # fmt: skip
     for w in result.warnings:
@@ -245,7 +261,7 @@ def run_pull(args: argparse.Namespace) -> int:
     from audioscope.curation.release import pull
     from audioscope.progress import print_summary
 
-    r = pull(args.spec, root=args.root, dest=args.to, only=args.only)
+    r = pull(args.spec, root=args.root, dest=args.to, only=args.only, jobs=args.jobs)
     print_summary(
         "Pull finished (every file checked against the manifest)",
         {
