@@ -1,10 +1,13 @@
 """Writer pieces of the clip store: one video in, one media shard and one status record out.
 
 :func:`ingest_video` is the whole per-video unit of work of the ingest
-pipeline (fetch, probe, decode once, slice, write media then status). It
-never raises for a bad item: every failure becomes a status record with a
-``kind`` and a message. It is plain Python so that it is tested without Beam
-and runs the same inside any Beam worker.
+pipeline (fetch, probe, decode once, slice, write media then status), in two
+halves: :func:`decode_video` (waits on the network and ffmpeg, writes only a
+failure's status) and :func:`store_video` (Python work: slice, encode, write).
+The pipeline runs the first half of one video while the second half of the
+one before runs. Neither raises for a bad item: every failure becomes a
+status record with a ``kind`` and a message. It is plain Python so that it
+is tested without Beam and runs the same inside any Beam worker.
 """
 
 from __future__ import annotations
