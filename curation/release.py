@@ -194,7 +194,9 @@ def copy_file(src_fs: Any, src: str, dst_fs: Any, dst: str, dst_local: bool) -> 
 DEFAULT_JOBS = 8
 
 
-def each_in_parallel(items: Sequence[Any], fn: Callable[[Any], Any], jobs: int, on_done: Callable[[Any], None]) -> list[Any]:
+def each_in_parallel(
+    items: Sequence[Any], fn: Callable[[Any], Any], jobs: int, on_done: Callable[[Any], None]
+) -> list[Any]:
     """``fn(item)`` for every item, ``jobs`` at a time; the results in item order.
 
     ``on_done(result)`` runs in the calling thread as each one finishes (for

@@ -38,7 +38,8 @@ class Recorder:
             self.events.append(f"decode {request.video_id}")
         self.started[request.video_id].set()
         if request.video_id.startswith("bad"):
-            return StatusRecord(video_id=request.video_id, source=request.uri, status=STATUS_FAILED, kind="corrupt"), False
+            failed = StatusRecord(video_id=request.video_id, source=request.uri, status=STATUS_FAILED, kind="corrupt")
+            return failed, False
         base = StatusRecord(video_id=request.video_id, source=request.uri)
         return DecodedVideo(request=request, base=base, info=None, decoded=None, t0=0.0)
 
