@@ -259,9 +259,10 @@ def run_sample(args: argparse.Namespace) -> int:
     from audioscope.annotation.pools import PoolSizes, sample
     from audioscope.cli import UserError
     from audioscope.progress import print_summary
+    from audioscope.schemas.tables import POOLS
 
     sizes = PoolSizes(args.unfiltered_train, args.filtered_train, args.filtered_eval, args.unfiltered_eval)
-    if min(sizes.unfiltered_train, sizes.filtered_train, sizes.filtered_eval, sizes.unfiltered_eval) < 0:
+    if min(sizes.of(pool) for pool in POOLS) < 0:
         raise UserError("pool sizes must be >= 0")
     summary = sample(args.store, args.df, args.annotations, sizes, args.seed)
     rows = {p: f"{v['drawn']} of {v['asked']} asked ({v['candidates']} candidates)" for p, v in summary["pools"].items()}

@@ -44,11 +44,10 @@ from audioscope.clipstore.writer import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_PARTIAL,
-    DecodedVideo,
     IngestSettings,
     StatusRecord,
     decode_video,
-    store_video,
+    finish_video,
 )
 from audioscope.pipelines.work import ReadWork
 
@@ -127,11 +126,7 @@ class IngestVideo(beam.DoFn):
             yield GlobalWindows.windowed_value(self._finish(previous))
 
     def _finish(self, decoding: Future) -> str:
-        first = decoding.result()
-        if isinstance(first, DecodedVideo):
-            record, skipped = store_video(first, self.settings), False
-        else:
-            record, skipped = first
+        record, skipped = finish_video(decoding.result(), self.settings)
         if skipped:
             self._count("videos_skipped")
         elif record.status in (STATUS_OK, STATUS_PARTIAL):
@@ -232,9 +227,8 @@ class WriteStatusTable(beam.DoFn):
     replaced. The summary (small) rides along to :class:`FinalizeStore`.
     """
 
-    def __init__(self, store: str, started_at: float | None) -> None:
+    def __init__(self, store: str) -> None:
         self.store = store
-        self.started_at = started_at
 
     def process(self, everything: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[tuple[int, int, list, dict]]:
         import io
@@ -336,7 +330,7 @@ class BuildIndex(beam.PTransform):
             | "RecordsOrNone" >> beam.Flatten()
             | "KeyRecords" >> beam.Map(_under_one_key)
             | "AllRecords" >> beam.GroupByKey()
-            | "WriteStatusTable" >> beam.ParDo(WriteStatusTable(self.store, self.started_at))
+            | "WriteStatusTable" >> beam.ParDo(WriteStatusTable(self.store))
             | "SpreadIndexShards" >> beam.Reshuffle()
             | "WriteIndexShards" >> beam.Map(write_index_shard, self.store)
             | "AllShardsWritten" >> beam.GroupByKey()
@@ -347,32 +341,34 @@ class BuildIndex(beam.PTransform):
 class IngestPipeline(beam.PTransform):
     """Requests (in the store) -> media, status records, index, summary."""
 
-    def __init__(self, settings: IngestSettings, started_at: float | None = None) -> None:
+    def __init__(
+        self, settings: IngestSettings, request_files: Sequence[str], started_at: float | None = None
+    ) -> None:
         super().__init__()
         self.settings = settings
+        # The launcher wrote the request shards and passes their paths: a
+        # handful of them (10,000 videos each) is cheaper to ship than a
+        # file-pattern source is to split.
+        self.request_files = list(request_files)
         self.started_at = started_at
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[dict[str, Any]]:
-        layout = Layout(self.settings.store)
-        # The request shards are listed here, at construction: the launcher
-        # has written them, and a handful of paths (10,000 videos each) is
-        # cheaper to ship than a file-pattern source is to split.
-        shards = sorted(storage.glob(storage.join(layout.requests_dir, "requests-*.jsonl")))
         finished = (
             pbegin
-            | "ReadRequests" >> ReadWork(shards)
+            | "ReadRequests" >> ReadWork(self.request_files)
             | "IngestVideos" >> beam.ParDo(IngestVideo(self.settings))
         )
         return finished | "BuildIndex" >> BuildIndex(self.settings.store, self.started_at)
 
 
 def run_pipeline(
-    settings: IngestSettings, beam_args: Sequence[str] = (), started_at: float | None = None
+    settings: IngestSettings, request_files: Sequence[str], beam_args: Sequence[str] = (),
+    started_at: float | None = None,
 ) -> beam.runners.runner.PipelineResult:
-    """Build and run the ingest pipeline; waits until it finishes."""
+    """Build and run the ingest pipeline over ``request_files``; waits until it finishes."""
     options = PipelineOptions(list(beam_args))
     p = beam.Pipeline(options=options)
-    _ = p | "Ingest" >> IngestPipeline(settings, started_at)
+    _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at)
     result = p.run()
     result.wait_until_finish()
     return result

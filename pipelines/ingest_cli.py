@@ -322,13 +322,14 @@ def run(args: argparse.Namespace) -> int:
     )
     from audioscope.pipelines.ingest import run_pipeline
 
+    request_files = sorted(storage.glob(storage.join(layout.requests_dir, "requests-*.jsonl")))
     ids = set()
-    for path in storage.glob(storage.join(layout.requests_dir, "requests-*.jsonl")):
+    for path in request_files:
         ids.update(json.loads(line)["video_id"] for line in storage.read_lines(path))
     started = time.time()
     progress = Progress("ingest", total=len(ids), unit="videos")
     with Poller(progress, StatusPoller(layout, ids), every=args.poll):
-        run_pipeline(settings, beam_args, started_at=started)
+        run_pipeline(settings, request_files, beam_args, started_at=started)
     summary = json.loads(storage.read_text(layout.summary_json))
     print_summary("Ingest finished", {**summary_rows(summary), "store": args.out})
     print(

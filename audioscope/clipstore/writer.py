@@ -208,7 +208,14 @@ def ingest_video(
     :func:`decode_video` then :func:`store_video`; the ingest pipeline runs
     the two halves of consecutive videos at the same time.
     """
-    first = decode_video(request, settings, workdir)
+    return finish_video(decode_video(request, settings, workdir), settings)
+
+
+def finish_video(
+    first: "DecodedVideo | tuple[StatusRecord, bool]", settings: IngestSettings
+) -> tuple[StatusRecord, bool]:
+    """``(record, skipped)`` from what :func:`decode_video` returned: a decoded
+    video is stored (:func:`store_video`), a finished or failed one is as it is."""
     if isinstance(first, DecodedVideo):
         return store_video(first, settings), False
     return first

@@ -9,6 +9,7 @@ import threading
 import pytest
 from apache_beam.utils.windowed_value import WindowedValue
 
+from audioscope.clipstore import writer
 from audioscope.clipstore.writer import STATUS_FAILED, DecodedVideo, StatusRecord
 from audioscope.pipelines import ingest
 from audioscope.sources.lists import VideoRequest
@@ -56,8 +57,8 @@ class Recorder:
 def recorder(monkeypatch):
     def make(*bundles):
         rec = Recorder(list(bundles))
-        monkeypatch.setattr(ingest, "decode_video", rec.decode)
-        monkeypatch.setattr(ingest, "store_video", rec.store)
+        monkeypatch.setattr(ingest, "decode_video", rec.decode)  # what the DoFn submits
+        monkeypatch.setattr(writer, "store_video", rec.store)  # what finish_video calls
         return rec
     return make
 
