@@ -31,6 +31,17 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of an ROC AUC measured on ``n_pos`` positives and
+    ``n_neg`` negatives (Hanley & McNeil, 1982). NaN when either is 0."""
+    if n_pos <= 0 or n_neg <= 0 or not 0.0 <= auc <= 1.0:
+        return float("nan")
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1.0 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
 def precision_recall(labels: np.ndarray, selected: np.ndarray) -> tuple[float, float]:
     """Precision and recall of ``selected`` for the positive ``labels`` (NaN when undefined)."""
     y = np.asarray(labels).astype(bool)

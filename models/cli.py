@@ -23,8 +23,10 @@ validation; validation AUC is printed as training goes.
 
 Training stops after --steps or when --time-budget runs out (the default
 budget, 8 minutes, fits the demo's 10 minutes on 2 CPU cores). The weights
-exported are those with the best validation AUC seen (checked every 250
-steps): with few videos the model later starts to memorise them. The model
+exported are those of the latest validation (every 250 steps) whose AUC
+is within one standard error of the best seen: with few videos the model can
+start to memorise them, and the best alone is often an early noise spike of
+the 512 held-out examples. The model
 directory holds the SavedModel, model_card.json / MODEL_CARD.md (training
 data, steps, validation metrics) and the model id (SHA-256) that
 `audioscope score` records next to every score.

@@ -29,8 +29,10 @@ with ~50 videos a model can learn "this background goes with this pitch"
 and score every clip of a training video high, on-screen sound or not.
 Training-only augmentations (identity when scoring) remove those shortcuts:
 a random shift of the mel axis (pitch) and a random left-right flip of the
-frames; and the exported weights are those of the evaluation with the best
-self-supervised AUC on held-out videos (``keep_best``).
+frames; and the exported weights are chosen on held-out videos (``keep_best``):
+those of the LATEST evaluation whose self-supervised AUC is within one
+standard error of the best one (the best alone is often a noise spike of
+the 512 held-out examples early in the run, before the model has annealed).
 
 Exported signature (any SavedModel with this signature can be plugged in,
 e.g. one trained on AudioSet elsewhere)::
@@ -70,7 +72,7 @@ import numpy as np
 import tensorflow as tf
 
 from audioscope.curation.splits import split_unit
-from audioscope.metrics import roc_auc
+from audioscope.metrics import auc_standard_error, roc_auc
 from audioscope.models.features import SAMPLE_RATE, LogMelConfig, make_log_mel_layer
 from audioscope.models.model_card import ModelCard
 
@@ -143,7 +145,9 @@ class CoincidenceConfig:
     # takes audio from another video.
     shift_onoff_db: float = 0.0
     validation_examples: int = 512
-    keep_best: bool = True  # export the weights of the best validation AUC seen (checked every eval_every steps)
+    # Export the weights of the latest evaluation (every eval_every steps) whose
+    # validation AUC is within one standard error of the best (False: the last).
+    keep_best: bool = True
     eval_every: int = 250
     seed: int = 0
     deterministic_ops: bool = True
@@ -874,6 +878,22 @@ def _predictor(model: keras.Model, batch: int = 64) -> Callable[[np.ndarray, np.
     return predict
 
 
+def choose_evaluation(history: Sequence[Mapping[str, float]], n_pos: int, n_neg: int) -> int:
+    """Index of the evaluation whose weights to export: the latest one whose
+    validation ``auc`` is within one standard error (Hanley & McNeil) of the
+    best. The held-out examples are few (512 by default, SE ~0.02), so the
+    best alone is often a spike early in the run; the later weights are as
+    good on that evidence and better annealed. Evaluations with a NaN AUC
+    are never chosen unless all are NaN (then the last)."""
+    aucs = np.array([m["auc"] for m in history], dtype=np.float64)
+    if not np.isfinite(aucs).any():
+        return len(history) - 1
+    best = float(np.nanmax(aucs))
+    bar = best - auc_standard_error(best, n_pos, n_neg)
+    ok = np.flatnonzero(np.isfinite(aucs) & (aucs >= bar))
+    return int(ok[-1]) if ok.size else int(np.nanargmax(aucs))
+
+
 def train(
     videos_or_store: Mapping[str, VideoArrays] | VideoStore,
     out_dir: str | Path,
@@ -940,8 +960,8 @@ def train(
         probs = predict(val_batch.audio, val_batch.frames)
         m = {"step": float(at_step), "train_loss": loss, **self_supervised_metrics(val_batch, probs)}
         history.append(m)
-        if config.keep_best and (best["metrics"] is None or m["auc"] > best["metrics"]["auc"]):
-            best["metrics"], best["weights"] = m, model.get_weights()
+        if config.keep_best:
+            snapshots.append((m, model.get_weights()))
         if progress:
             print(
                 f"step {at_step}: loss {loss:.4f}, validation AUC {m['auc']:.4f} "
@@ -950,10 +970,10 @@ def train(
             )
         return m
 
-    # With few videos the model starts to memorise them after a while; the
-    # weights exported are those of the evaluation with the best validation
-    # AUC (held-out videos), not necessarily the last.
-    best: dict[str, Any] = {"metrics": None, "weights": None}
+    # With few videos the model can start to memorise them after a while; the
+    # weights exported are chosen on held-out videos (choose_evaluation), not
+    # necessarily the last.
+    snapshots: list[tuple[dict[str, float], list[np.ndarray]]] = []
 
     if progress:
         limit = f" or {time_budget_s:.0f} s, whichever comes first" if time_budget_s is not None else ""
@@ -986,9 +1006,13 @@ def train(
     seconds = time.monotonic() - t0
     last = evaluate(done, float(np.mean(losses[-max(config.eval_every, 1) :])) if losses else float("nan"))
     final = last
-    if config.keep_best and best["metrics"] is not None and best["metrics"] is not last:
-        final = best["metrics"]
-        model.set_weights(best["weights"])
+    if config.keep_best and snapshots:
+        n_pos = int((val_batch.label > 0.5).sum())
+        chosen = choose_evaluation([m for m, _ in snapshots], n_pos, len(val_batch.label) - n_pos)
+        final = snapshots[chosen][0]
+        if final is not last:
+            model.set_weights(snapshots[chosen][1])
+    snapshots.clear()
 
     n_clips = int(sum(int(n) for n in train_sampler.n_starts))
     card = ModelCard(
@@ -1011,6 +1035,10 @@ def train(
             "seconds": round(seconds, 1),
             "stopped_by": stopped_by,
             "exported_step": int(final["step"]),
+            "exported_because": (
+                "latest evaluation within one standard error of the best validation AUC"
+                if config.keep_best else "last step"
+            ),
             "last_validation_auc": last["auc"],
             "seed": config.seed,
             "shifted_fallbacks": train_sampler.fallbacks,

@@ -20,7 +20,12 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     loss kept out of the separation network (with it, the separation
     hardly improved on unseen videos), the exact cross-entropy (MI and AC
     rewarded one on-screen source and left the rest of an on-screen sound
-    out of ``x_on``), and frames mirrored and shifted at random.
+    out of ``x_on``), frames mirrored and shifted at random, and each
+    reference resampled by its own random factor in [1/1.3, 1.3]
+    (``augment_pitch``). Without the resampling, the classifier learned
+    which sounds go with which background in the few training videos: on
+    the test videos' on-screen MoMs its AUC was 0.50 and x_on 1.4 dB *below*
+    the input; with it, 0.94 and +5.4 dB (demo corpus, 4,000 steps).
 
 A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
 copy with some fields changed (the command line's ``--batch-size``,
@@ -180,6 +185,7 @@ def tiny() -> AudioScopeConfig:
         batch_size=8,
         steps=4000,
         train_crop_s=0.5,
+        augment_pitch=0.3,
         augment_flip=True,
         augment_translate=8,
         checkpoint_every=200,

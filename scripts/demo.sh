@@ -36,7 +36,7 @@ step "6/9 annotate: Label Studio on 127.0.0.1, three demo raters answer from the
 $as annotate server --data-dir "$out/labelstudio" --document-root "$out" --port 0 \
   --raters rater1,rater2,rater3 --detach
 $as annotate sample --store "$out/clipstore" --df "$out/df" --annotations "$out/annotation" \
-  --unfiltered-train 20 --filtered-train 40 --filtered-eval 80 --unfiltered-eval 80
+  --unfiltered-train 20 --filtered-train 40 --filtered-eval 80 --unfiltered-eval 160
 $as annotate render --annotations "$out/annotation" --media "$out/annotation/media"
 $as annotate push --annotations "$out/annotation" --media "$out/annotation/media" --server-dir "$out/labelstudio"
 $as annotate demo-raters --annotations "$out/annotation" --server-dir "$out/labelstudio" --error-rates 0.05,0.1,0.15

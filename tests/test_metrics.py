@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioscope.metrics import precision_recall, roc_auc
+from audioscope.metrics import auc_standard_error, precision_recall, roc_auc
 
 
 def brute_auc(labels, scores):
@@ -45,3 +45,22 @@ def test_precision_recall():
     assert (p, r) == (2 / 3, 2 / 3)
     p, r = precision_recall(np.array([0, 0]), np.array([0, 0]))
     assert math.isnan(p) and math.isnan(r)
+
+
+def test_auc_standard_error_matches_the_spread_of_repeated_draws():
+    # Hanley & McNeil's formula against the empirical spread of the AUC over
+    # repeated samples of 150 positives and 250 negatives (true AUC ~0.80).
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(150, bool), np.zeros(250, bool)]
+    aucs = [roc_auc(labels, np.r_[rng.normal(1.19, 1, 150), rng.normal(0, 1, 250)]) for _ in range(1500)]
+    expected = auc_standard_error(float(np.mean(aucs)), 150, 250)
+    assert 0.015 < expected < 0.03
+    assert math.isclose(float(np.std(aucs)), expected, rel_tol=0.1)
+
+
+def test_auc_standard_error_edges():
+    assert auc_standard_error(1.0, 10, 10) == 0.0
+    assert math.isnan(auc_standard_error(0.7, 0, 10))
+    assert math.isnan(auc_standard_error(1.5, 10, 10))
+    # more examples, smaller error
+    assert auc_standard_error(0.75, 1000, 1000) < auc_standard_error(0.75, 100, 100)

@@ -7,6 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from audioscope.metrics import auc_standard_error  # noqa: E402
 from audioscope.models import coincidence as C  # noqa: E402
 
 
@@ -222,3 +223,24 @@ def test_shifted_negatives_switch_sound_at_some_frame_instant() -> None:
             == schedules[plain.frames_video[i]][int(plain.audio_start_s[i]) : int(plain.audio_start_s[i]) + 5]).all()
     ]
     assert same
+
+
+def _history(*aucs: float) -> list[dict[str, float]]:
+    return [{"step": 100.0 * (i + 1), "auc": a} for i, a in enumerate(aucs)]
+
+
+def test_choose_evaluation_takes_the_latest_within_one_standard_error() -> None:
+    # 256 + 256 held-out examples: SE of an AUC of 0.76 is ~0.021
+    se = auc_standard_error(0.76, 256, 256)
+    assert 0.015 < se < 0.03
+    # an early spike, then a plateau inside one SE: the last plateau weights
+    assert C.choose_evaluation(_history(0.61, 0.76, 0.74, 0.75, 0.745), 256, 256) == 4
+    # a late drop beyond one SE: the latest evaluation still inside it
+    assert C.choose_evaluation(_history(0.61, 0.76, 0.75, 0.70, 0.69), 256, 256) == 2
+    # with many examples the SE is small and the best itself wins
+    assert C.choose_evaluation(_history(0.61, 0.76, 0.75, 0.745), 50_000, 50_000) == 1
+    # NaN evaluations (one class only) are skipped, all-NaN gives the last
+    nan = float("nan")
+    assert C.choose_evaluation(_history(0.7, nan), 256, 256) == 0
+    assert C.choose_evaluation(_history(nan, nan), 256, 256) == 1
+
