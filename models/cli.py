@@ -23,10 +23,10 @@ validation; validation AUC is printed as training goes.
 
 Training stops after --steps or when --time-budget runs out (the default
 budget, 8 minutes, fits the demo's 10 minutes on 2 CPU cores). The weights
-exported are those of the latest validation (every 250 steps) whose AUC
-is within one standard error of the best seen: with few videos the model can
-start to memorise them, and the best alone is often an early noise spike of
-the 512 held-out examples. The model
+exported are the mean of the weights at the validations (every 250 steps)
+of the last third of the run: one run's final weights, or its best
+validation on 512 held-out examples, vary a lot between runs; their average
+is steadier. The model
 directory holds the SavedModel, model_card.json / MODEL_CARD.md (training
 data, steps, validation metrics) and the model id (SHA-256) that
 `audioscope score` records next to every score.

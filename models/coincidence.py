@@ -29,10 +29,11 @@ with ~50 videos a model can learn "this background goes with this pitch"
 and score every clip of a training video high, on-screen sound or not.
 Training-only augmentations (identity when scoring) remove those shortcuts:
 a random shift of the mel axis (pitch) and a random left-right flip of the
-frames; and the exported weights are chosen on held-out videos (``keep_best``):
-those of the LATEST evaluation whose self-supervised AUC is within one
-standard error of the best one (the best alone is often a noise spike of
-the 512 held-out examples early in the run, before the model has annealed).
+frames. The exported weights (``export_weights``) are by default the mean
+of the weights at the evaluations of the last third of the run: one
+training's final weights, or its best evaluation on the 512 held-out
+examples, vary a lot from run to run (the best is often an early noise
+spike); their average is steadier and better (docs/ARCHITECTURE.md).
 
 Exported signature (any SavedModel with this signature can be plugged in,
 e.g. one trained on AudioSet elsewhere)::
@@ -101,6 +102,7 @@ KIND_NAMES = {POSITIVE: "positive", OTHER_VIDEO: "other_video", SHIFTED: "shifte
 
 
 FUSIONS = ("temporal", "covariation", "concat")
+EXPORT_WEIGHTS = ("average", "selected", "last")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,9 +147,12 @@ class CoincidenceConfig:
     # takes audio from another video.
     shift_onoff_db: float = 0.0
     validation_examples: int = 512
-    # Export the weights of the latest evaluation (every eval_every steps) whose
-    # validation AUC is within one standard error of the best (False: the last).
-    keep_best: bool = True
+    # Which weights are exported: "average" (the mean of the weights at the
+    # evaluations, every eval_every steps, of the last average_fraction of the
+    # run, batch-norm statistics included), "selected" (the latest evaluation
+    # whose validation AUC is within one standard error of the best) or "last".
+    export_weights: str = "average"
+    average_fraction: float = 1 / 3
     eval_every: int = 250
     seed: int = 0
     deterministic_ops: bool = True
@@ -175,6 +180,10 @@ class CoincidenceConfig:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not 0.0 < self.audio_context_s <= 1.0:
             raise ValueError("audio_context_s must be in (0, 1]")
+        if self.export_weights not in EXPORT_WEIGHTS:
+            raise ValueError(f"export_weights must be one of {EXPORT_WEIGHTS}, got {self.export_weights!r}")
+        if not 0.0 < self.average_fraction <= 1.0:
+            raise ValueError("average_fraction must be in (0, 1]")
         if self.shift_onoff_db < 0:
             raise ValueError("shift_onoff_db must be >= 0")
 
@@ -878,6 +887,21 @@ def _predictor(model: keras.Model, batch: int = 64) -> Callable[[np.ndarray, np.
     return predict
 
 
+def averaged_from(steps: Sequence[int], fraction: float) -> int:
+    """Index of the first evaluation (at ``steps``, ascending) inside the last
+    ``fraction`` of the run (which ends at ``steps[-1]``); the last one at least."""
+    start = steps[-1] * (1.0 - fraction)
+    inside = [i for i, s in enumerate(steps) if s >= start]
+    return inside[0] if inside else len(steps) - 1
+
+
+def average_weights(snapshots: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of several ``model.get_weights()`` lists."""
+    if not snapshots:
+        raise ValueError("no weights to average")
+    return [np.mean([w[i] for w in snapshots], axis=0).astype(snapshots[0][i].dtype) for i in range(len(snapshots[0]))]
+
+
 def choose_evaluation(history: Sequence[Mapping[str, float]], n_pos: int, n_neg: int) -> int:
     """Index of the evaluation whose weights to export: the latest one whose
     validation ``auc`` is within one standard error (Hanley & McNeil) of the
@@ -960,7 +984,7 @@ def train(
         probs = predict(val_batch.audio, val_batch.frames)
         m = {"step": float(at_step), "train_loss": loss, **self_supervised_metrics(val_batch, probs)}
         history.append(m)
-        if config.keep_best:
+        if config.export_weights != "last":
             snapshots.append((m, model.get_weights()))
         if progress:
             print(
@@ -1006,12 +1030,27 @@ def train(
     seconds = time.monotonic() - t0
     last = evaluate(done, float(np.mean(losses[-max(config.eval_every, 1) :])) if losses else float("nan"))
     final = last
-    if config.keep_best and snapshots:
+    if config.export_weights == "selected" and snapshots:
         n_pos = int((val_batch.label > 0.5).sum())
         chosen = choose_evaluation([m for m, _ in snapshots], n_pos, len(val_batch.label) - n_pos)
         final = snapshots[chosen][0]
         if final is not last:
             model.set_weights(snapshots[chosen][1])
+    elif config.export_weights == "average" and len(snapshots) > 1:
+        steps_seen = [int(m["step"]) for m, _ in snapshots]
+        first = averaged_from(steps_seen, config.average_fraction)
+        model.set_weights(average_weights([w for _, w in snapshots[first:]]))
+        probs = predict(val_batch.audio, val_batch.frames)
+        final = {
+            "step": float(done), "train_loss": last["train_loss"], **self_supervised_metrics(val_batch, probs),
+            "averaged_from_step": float(steps_seen[first]), "averaged_evaluations": float(len(snapshots) - first),
+        }
+        if progress:
+            print(
+                f"exported: the mean of the weights of steps {steps_seen[first]}-{done} "
+                f"({len(snapshots) - first} evaluations), validation AUC {final['auc']:.4f}",
+                file=sys.stderr,
+            )
     snapshots.clear()
 
     n_clips = int(sum(int(n) for n in train_sampler.n_starts))
@@ -1035,10 +1074,11 @@ def train(
             "seconds": round(seconds, 1),
             "stopped_by": stopped_by,
             "exported_step": int(final["step"]),
-            "exported_because": (
-                "latest evaluation within one standard error of the best validation AUC"
-                if config.keep_best else "last step"
-            ),
+            "exported_weights": {
+                "average": f"mean of the weights at the evaluations from step {int(final.get('averaged_from_step', done))}",
+                "selected": "latest evaluation within one standard error of the best validation AUC",
+                "last": "last step",
+            }[config.export_weights],
             "last_validation_auc": last["auc"],
             "seed": config.seed,
             "shifted_fallbacks": train_sampler.fallbacks,
@@ -1083,7 +1123,10 @@ def train(
             {
                 "model": str(out_dir),
                 "model id": model_id,
-                "steps": f"{done} ({stopped_by}), {seconds:.0f} s; weights of step {int(final['step'])}",
+                "steps": f"{done} ({stopped_by}), {seconds:.0f} s; " + (
+                    f"mean of the weights of steps {int(final['averaged_from_step'])}-{done}"
+                    if "averaged_from_step" in final else f"weights of step {int(final['step'])}"
+                ),
                 "videos": f"{len(train_ids)} train, {len(val_ids)} validation, {len(skipped)} skipped",
                 "validation AUC": f"{final['auc']:.4f}",
                 "  vs other video": f"{final['auc_vs_other_video']:.4f}",

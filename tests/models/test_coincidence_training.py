@@ -37,6 +37,13 @@ def test_short_training_learns_the_toy_correspondence(trained) -> None:
     assert result.validation["auc_vs_shifted"] > 0.65, result.validation
 
 
+def test_exported_weights_are_the_mean_of_the_last_third(trained) -> None:
+    result, _ = trained
+    # 200 steps, evaluations at 100 and 200: the last third (from step 133) holds only step 200
+    assert result.validation["averaged_from_step"] == 200
+    assert result.validation["averaged_evaluations"] == 1
+
+
 def test_export_load_round_trip_is_identical(trained) -> None:
     result, videos = trained
     predictor = C.load_model(result.model_dir, batch_size=5)
@@ -119,3 +126,17 @@ def test_training_is_reproducible_with_the_same_seed(tmp_path: Path) -> None:
     r2 = C.train(videos, tmp_path / "b", cfg, validation_fraction=0.34, progress=False)
     assert r1.model_id == r2.model_id
     assert r1.validation["auc"] == r2.validation["auc"]
+
+
+def test_average_export_uses_every_evaluation_in_the_window(tmp_path: Path) -> None:
+    videos = toy_videos(6, 10, seed=9)
+    cfg = C.CoincidenceConfig.tiny(steps=6, eval_every=2, validation_examples=16, batch_size=8, average_fraction=1.0)
+    r = C.train(videos, tmp_path / "avg", cfg, validation_fraction=0.34, progress=False)
+    assert [int(m["step"]) for m in r.history] == [2, 4, 6]
+    assert r.validation["averaged_from_step"] == 2 and r.validation["averaged_evaluations"] == 3
+    last = C.train(videos, tmp_path / "last", C.CoincidenceConfig.tiny(
+        steps=6, eval_every=2, validation_examples=16, batch_size=8, export_weights="last"),
+        validation_fraction=0.34, progress=False)
+    assert "averaged_from_step" not in last.validation
+    assert r.model_id != last.model_id  # the averaged weights are not the last ones
+    assert read_card(r.model_dir).training["exported_weights"].startswith("mean of the weights")
