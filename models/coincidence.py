@@ -994,9 +994,8 @@ def train(
             )
         return m
 
-    # With few videos the model can start to memorise them after a while; the
-    # weights exported are chosen on held-out videos (choose_evaluation), not
-    # necessarily the last.
+    # Weights at each evaluation, for the export (config.export_weights): by
+    # default their mean over the last third of the run, not the last weights.
     snapshots: list[tuple[dict[str, float], list[np.ndarray]]] = []
 
     if progress:
