@@ -7,7 +7,8 @@ As in the AudioScope paper:
   (a 3x3 stem, then depthwise-separable blocks) -> mean over frequency ->
   attention pooling over time (a learned softmax weighting of the frames)
   -> dense to ``embedding_dim``;
-- **video embedding**: each of the 5 frames (pooled to ``frame_size``)
+- **video embedding**: each of the 5 frames (pooled to ``frame_size``;
+  with ``video_input="motion"``, minus the mean of the five first)
   through a MobileNet-v1-style stack; the ``5 x h x w`` cells of the last
   feature maps, each plus a learned position embedding, are the *local*
   spatio-temporal embeddings; their mean and max, through a dense layer,
@@ -107,7 +108,10 @@ class VideoEmbedding(keras.layers.Layer):
 
     def call(self, frames: tf.Tensor, training: bool | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         b = tf.shape(frames)[0]
-        x = tf.cast(tf.reshape(frames, [-1, FRAME_INPUT_SIZE, FRAME_INPUT_SIZE, 3]), tf.float32) / 127.5 - 1.0
+        x = tf.cast(frames, tf.float32) / 127.5 - 1.0  # [B, 5, H, W, 3]
+        if self.config.video_input == "motion":
+            x = x - tf.reduce_mean(x, axis=1, keepdims=True)
+        x = tf.reshape(x, [-1, FRAME_INPUT_SIZE, FRAME_INPUT_SIZE, 3])
         if self.pool > 1:
             x = tf.nn.avg_pool2d(x, self.pool, self.pool, "VALID")
         h = self.stack(x, training=training)  # [B*5, h, w, C]

@@ -10,7 +10,8 @@ Run directory::
 
     RUN_DIR/
       run.json            configuration and data of the run (written at the first start)
-      checkpoints/        model, optimizer, step and training seconds (last `keep_checkpoints`)
+      checkpoints/        model, optimizer, step, training seconds and the running
+                          weight average (last `keep_checkpoints`)
       tensorboard/        summaries: losses, learning rate, steps/s
       export/             the SavedModel and model.json (written when training stops)
       train_summary.json  how the last invocation ended
@@ -19,7 +20,11 @@ When training stops: at ``steps`` (a total over all invocations), when the
 time budget is used up (also counted over all invocations, so a killed run
 resumed finishes the same budget), or on Ctrl-C (a checkpoint is written
 first). Starting a run that already reached its steps or its budget again
-only makes sure it is exported.
+only makes sure it is exported. With ``export_weights="average"`` the export
+holds the mean of the weights taken every ``summary_every`` steps over the
+last ``average_fraction`` of the run (the run's progress, as for the
+learning rate, is the larger of the share of the steps and of the budget
+used); the checkpoints hold the running mean, so a resumed run goes on with it.
 
 Each example: the mixture of mixtures ``x = audio1 + audio2`` is separated,
 MixIT assigns the sources to ``audio1``/``audio2``, and the sources assigned
@@ -90,6 +95,8 @@ class TrainResult:
     mixit_loss: float
     classification_loss: float
     mixit_snr_db: float
+    # what the export holds: "last" or "average of N snapshots, steps A-B"
+    exported_weights: str = "last"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,6 +221,43 @@ def read_run_config(run_dir: str | Path) -> AudioScopeConfig | None:
     return AudioScopeConfig.from_dict(json.loads(path.read_text())["config"])
 
 
+class WeightAverage(tf.Module):
+    """A running mean of a model's weights (batch-norm statistics included),
+    checkpointed with the run, with the steps and time budget of the run it
+    belongs to (a run resumed with other ones starts a new mean)."""
+
+    def __init__(self, weights: list[tf.Variable]) -> None:
+        super().__init__(name="weight_average")
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="count")
+        self.first_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_step")
+        self.last_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="last_step")
+        self.target = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_steps")
+        self.budget = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="time_budget_s")
+        self.means = [tf.Variable(tf.zeros_like(w), trainable=False, name=f"mean_{i}") for i, w in enumerate(weights)]
+
+    def start(self, target: int, budget: float | None) -> None:
+        """Keep the mean of a resumed run of the same length; else start again."""
+        budget_value = -1.0 if budget is None else float(budget)
+        if int(self.target.numpy()) != target or float(self.budget.numpy()) != budget_value:
+            self.count.assign(0)
+            self.target.assign(target)
+            self.budget.assign(budget_value)
+
+    def add(self, weights: list[tf.Variable], step: int) -> None:
+        n = int(self.count.numpy()) + 1
+        for mean, w in zip(self.means, weights):
+            mean.assign_add((tf.convert_to_tensor(w) - mean) / float(n))
+        if n == 1:
+            self.first_step.assign(step)
+        self.last_step.assign(step)
+        self.count.assign(n)
+
+    def describe(self) -> dict[str, Any]:
+        """What an export of the averaged weights holds (``model.json``)."""
+        return {"kind": "average", "snapshots": int(self.count.numpy()),
+                "from_step": int(self.first_step.numpy()), "to_step": int(self.last_step.numpy())}  # fmt: skip
+
+
 class _Trainer:
     """The model, optimizer, checkpoint and compiled step of one run."""
 
@@ -227,8 +271,12 @@ class _Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+            self.average = WeightAverage(self.model.weights) if config.export_weights == "average" else None
+        # The model's trainable variables are reached through the optimizer
+        # here (Keras 3): restore a checkpoint with both, never the model alone.
+        tracked: dict[str, Any] = {"average": self.average} if self.average is not None else {}
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, train_seconds=self.seconds
+            model=self.model, optimizer=self.optimizer, step=self.step, train_seconds=self.seconds, **tracked
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints
@@ -259,6 +307,12 @@ class _Trainer:
         values = self._step_fn(batch)
         self.step.assign_add(1)
         return {k: float(v) for k, v in values.items()}
+
+    def export_weights(self, step: int) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
+        """The weights to export (None: the model's own) and their description."""
+        if self.average is None or not int(self.average.count.numpy()):
+            return None, {"kind": "last", "step": step}
+        return [m.numpy() for m in self.average.means], self.average.describe()
 
 
 def train(
@@ -293,6 +347,8 @@ def train(
     if start_step >= target or (time_budget_s is not None and used >= time_budget_s):
         return _finish(trainer, run_dir, start_step, 0, 0.0, "already_done", _mean([]), progress)
 
+    if trainer.average is not None:
+        trainer.average.start(target, time_budget_s)
     if progress and start_step:
         print(f"resuming {run_dir} from step {start_step} ({used:.0f} s trained)", file=sys.stderr)
     crop = int(round(config.train_crop_s * records.SAMPLE_RATE))
@@ -344,6 +400,10 @@ def _loop(
                 bar.update(1)
             if step % config.summary_every == 0:
                 _summaries(writer, trainer, step, window, time.monotonic() - t0, step - start_step)
+                if trainer.average is not None and _progress(
+                    step, target, used + time.monotonic() - t0, time_budget_s
+                ) >= 1.0 - config.average_fraction:
+                    trainer.average.add(trainer.model.weights, step)
             if step % config.checkpoint_every == 0:
                 trainer.seconds.assign(used + time.monotonic() - t0)
                 trainer.manager.save(checkpoint_number=step)
@@ -414,18 +474,28 @@ def _finish(
     export_dir = run_dir / EXPORT_DIR
     info_path = export_dir / "model.json"
     exported_step = json.loads(info_path.read_text()).get("step") if info_path.exists() else None
+    weights, described = trainer.export_weights(step)
     if exported_step != step:
         info = {
             "model": "audioscope", "config": config.to_dict(), "step": step,
             "train_seconds": float(trainer.seconds.numpy()), "num_sources": config.num_sources,
-            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "exported_weights": described, "tensorflow": tf.__version__, "keras": keras.__version__,
         }  # fmt: skip
-        export_model(trainer.model, export_dir, info)
+        if weights is None:
+            export_model(trainer.model, export_dir, info)
+        else:
+            trained = trainer.model.get_weights()
+            trainer.model.set_weights(weights)
+            try:
+                export_model(trainer.model, export_dir, info)
+            finally:
+                trainer.model.set_weights(trained)
     rate = steps_this_run / seconds if seconds > 0 else math.nan
     result = TrainResult(
         run_dir=str(run_dir), export_dir=str(export_dir), step=step, steps_this_run=steps_this_run,
         seconds=float(trainer.seconds.numpy()), stopped_by=stopped_by, steps_per_s=rate,
         examples_per_s=rate * config.batch_size, resumed_from=step - steps_this_run, **last,
+        exported_weights=describe_weights(described),
     )  # fmt: skip
     storage.atomic_write(str(run_dir / SUMMARY_JSON), json.dumps(_jsonable(result.to_dict()), indent=2) + "\n")
     if progress:
@@ -433,6 +503,13 @@ def _finish(
 
         print_summary("AudioScope training", summary_rows(result, config), stream=sys.stderr)
     return result
+
+
+def describe_weights(described: Mapping[str, Any]) -> str:
+    """``model.json``'s ``exported_weights`` as a phrase."""
+    if described.get("kind") != "average":
+        return "last"
+    return f"average of {described['snapshots']} snapshots, steps {described['from_step']}-{described['to_step']}"
 
 
 def summary_rows(result: TrainResult, config: AudioScopeConfig) -> dict[str, object]:
@@ -447,6 +524,7 @@ def summary_rows(result: TrainResult, config: AudioScopeConfig) -> dict[str, obj
         "loss (last steps)": f"{result.loss:.3f} = MixIT {result.mixit_loss:.3f} + "
         f"{config.classification_weight:g} x {config.classification_loss} {result.classification_loss:.3f}",
         "MixIT remix SNR": f"{result.mixit_snr_db:.2f} dB (last steps)",
+        "exported weights": result.exported_weights,
     }
 
 

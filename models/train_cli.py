@@ -31,8 +31,10 @@ Configurations (--config): `paper` has the published sizes and settings
 (Adam, learning rate 1e-4, 256 examples per step; meant for GPUs/TPUs),
 `tiny` is small enough to train on a laptop CPU in minutes (learning rate
 5e-3 falling to 5e-4, 8 examples per step, 0.5 s of audio cut from each
-example, frames mirrored and shifted at random, the classification loss kept
-out of the separation network).
+example and resampled at random, frames mirrored and shifted at random, the
+classification loss kept out of the separation network, the video tower
+seeing motion (--video-input) and the export holding the mean of the weights
+over the last third of the run (--export-weights)).
 
 RUN_DIR holds run.json (configuration and data), checkpoints/, tensorboard/
 (`tensorboard --logdir RUN_DIR/tensorboard`), export/ (the SavedModel that
@@ -103,6 +105,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    "cross-entropy (default: the configuration's)")
     p.add_argument("--classification-weight", type=_number_above(0.0, strict=False), default=None, metavar="W",
                    help="weight of the classification loss added to the MixIT loss (default: the configuration's)")
+    p.add_argument("--video-input", choices=("frames", "motion"), default=None,
+                   help="what the video tower sees: the frames (paper), or motion, each frame minus the mean "
+                   "of the five, so a static background carries nothing (tiny) (default: the configuration's)")
+    p.add_argument("--export-weights", choices=("last", "average"), default=None,
+                   help="the exported weights: the last ones (paper), or the mean of the weights taken every "
+                   "summary step over the last third of the run (tiny) (default: the configuration's)")
     p.add_argument("--shuffle-buffer", type=positive_int, default=256, metavar="N",
                    help="examples in the shuffle buffer (default: 256)")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
@@ -135,7 +143,7 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
         key: value for key, value in (
             ("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
             ("classification_loss", args.classification_loss), ("classification_weight", args.classification_weight),
-            ("seed", args.seed),
+            ("seed", args.seed), ("video_input", args.video_input), ("export_weights", args.export_weights),
         ) if value is not None
     }  # fmt: skip
     if stored is not None and (args.config is None or args.config == stored.name):  # type: ignore[attr-defined]

@@ -91,3 +91,28 @@ def test_named_configs_and_round_trip() -> None:
         configs.get_config("huge")
     with pytest.raises(ValueError, match="classification_loss"):
         configs.get_config("tiny", classification_loss="hinge")
+    with pytest.raises(ValueError, match="video_input"):
+        configs.get_config("tiny", video_input="flow")
+    with pytest.raises(ValueError, match="export_weights"):
+        configs.get_config("tiny", export_weights="best")
+    with pytest.raises(ValueError, match="average_fraction"):
+        configs.get_config("tiny", average_fraction=0.0)
+
+
+@pytest.mark.parametrize("video_input", ["frames", "motion"])
+def test_motion_input_does_not_see_a_static_background(video_input: str) -> None:
+    """With ``video_input="motion"`` two still videos on different
+    backgrounds look the same to the video tower (each frame minus the mean
+    of the five is zero); a moving square does not. With frames they differ."""
+    from audioscope.models.embeddings import VideoEmbedding
+
+    tower = VideoEmbedding(micro_config(video_input=video_input))
+    still = np.stack([np.full((5, 128, 128, 3), v, np.uint8) for v in (40, 160)])
+    moving = still.copy()
+    for i in range(5):
+        moving[:, i, 20 * i : 20 * i + 16, 30:46] = 250
+    glob_still, local_still = (x.numpy() for x in tower(still, training=False))
+    glob_moving, _ = (x.numpy() for x in tower(moving, training=False))
+    same = np.allclose(glob_still[0], glob_still[1], atol=1e-6) and np.allclose(local_still[0], local_still[1], atol=1e-6)
+    assert same == (video_input == "motion")
+    assert not np.allclose(glob_moving[0], glob_still[0], atol=1e-6)

@@ -104,6 +104,60 @@ def test_rerun_resumes_from_the_checkpoint_and_respects_the_time_budget(run, tmp
     assert (done.stopped_by, done.step) == ("already_done", more.step)
 
 
+def test_export_holds_the_mean_of_the_weights_over_the_last_part_of_the_run(tmp_path) -> None:
+    import keras
+
+    examples = toy_examples(8, seed=5)
+    config = micro_config(export_weights="average", average_fraction=0.5, checkpoint_every=5, keep_checkpoints=10)
+    result = T.train(dataset_fn(examples), tmp_path / "run", config, steps=20, progress=False)
+    exported = ExportedModel(result.export_dir)
+    # snapshots every summary_every (5) steps once half the run is done: 10, 15, 20
+    assert exported.info["exported_weights"] == {"kind": "average", "snapshots": 3, "from_step": 10, "to_step": 20}
+    assert result.exported_weights == "average of 3 snapshots, steps 10-20"
+
+    # The same mean, made from the checkpoints of those steps (restored with
+    # the optimizer: it is what reaches the model's trainable variables).
+    model = build_model(config, samples=4000)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    snapshots = []
+    for step in (10, 15, 20):
+        checkpoint.restore(str(tmp_path / "run" / T.CHECKPOINT_DIR / f"ckpt-{step}")).expect_partial()
+        snapshots.append(model.get_weights())
+    mixture = np.stack([e["mixture"] for e in examples])
+    frames = np.stack([e["frames"] for e in examples])
+    last = model({"mixture": mixture, "frames": frames}, training=False)["sources"].numpy()
+    model.set_weights([np.mean([w[i] for w in snapshots], axis=0) for i in range(len(snapshots[0]))])
+    mean = model({"mixture": mixture, "frames": frames}, training=False)
+    out = exported(mixture, frames)
+    np.testing.assert_allclose(out["sources"], mean["sources"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(out["probabilities"], tf.sigmoid(mean["logits"]).numpy(), atol=1e-4)
+    assert np.abs(out["sources"] - last).max() > 1e-3  # not the last weights
+
+
+def test_weight_average_is_a_running_mean_that_restarts_for_another_run_length() -> None:
+    weights = [tf.Variable([0.0, 0.0]), tf.Variable(0.0)]
+    average = T.WeightAverage(weights)
+    average.start(100, None)
+    for step, (a, b) in ((70, ([1.0, 2.0], 1.0)), (80, ([3.0, 4.0], 2.0)), (90, ([5.0, 9.0], 6.0))):
+        weights[0].assign(a)
+        weights[1].assign(b)
+        average.add(weights, step)
+    np.testing.assert_allclose(average.means[0].numpy(), [3.0, 5.0])
+    np.testing.assert_allclose(average.means[1].numpy(), 3.0)
+    assert average.describe() == {"kind": "average", "snapshots": 3, "from_step": 70, "to_step": 90}
+    average.start(100, None)  # the same run, resumed: the mean goes on
+    assert average.describe()["snapshots"] == 3
+    average.start(200, None)  # trained on to more steps: a new mean over the new last part
+    weights[0].assign([7.0, 7.0])
+    average.add(weights, 150)
+    np.testing.assert_allclose(average.means[0].numpy(), [7.0, 7.0])
+    assert average.describe() == {"kind": "average", "snapshots": 1, "from_step": 150, "to_step": 150}
+    average.start(200, 600.0)  # another time budget: likewise
+    assert int(average.count.numpy()) == 0
+
+
 def test_another_configuration_is_refused(run) -> None:
     run_dir, _, examples = run
     with pytest.raises(T.RunDirError, match="learning_rate"):
