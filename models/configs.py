@@ -33,7 +33,8 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     (``export_weights="average"``). On the shards of a demo where the
     classifier had failed, with the same training seed, AUC went from 0.82
     (+2.7 dB) to 0.90 (+6.2 dB) with motion, 0.95 (+6.9 dB) with motion and
-    the mean of the checkpoints of the last third.
+    the mean of the checkpoints of the last third. Not always enough: 5 of
+    8 runs met the +3 dB target (docs/ARCHITECTURE.md).
 
 A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
 copy with some fields changed (the command line's ``--batch-size``,
