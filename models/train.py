@@ -37,6 +37,7 @@ TensorFlow is imported at module level: import this module lazily.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import keras
 import numpy as np
@@ -308,11 +309,26 @@ class _Trainer:
         self.step.assign_add(1)
         return {k: float(v) for k, v in values.items()}
 
-    def export_weights(self, step: int) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
-        """The weights to export (None: the model's own) and their description."""
-        if self.average is None or not int(self.average.count.numpy()):
-            return None, {"kind": "last", "step": step}
-        return [m.numpy() for m in self.average.means], self.average.describe()
+    def _averaged(self) -> bool:
+        return self.average is not None and int(self.average.count.numpy()) > 0
+
+    def exported_weights(self, step: int) -> dict[str, Any]:
+        """What an export at ``step`` holds (``model.json``'s ``exported_weights``)."""
+        return self.average.describe() if self._averaged() else {"kind": "last", "step": step}  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def weights_to_export(self) -> Iterator[None]:
+        """The model holds the weights to export inside the block (the
+        running mean, when there is one) and its own again after it."""
+        if not self._averaged():
+            yield
+            return
+        trained = self.model.get_weights()
+        self.model.set_weights([m.numpy() for m in self.average.means])  # type: ignore[union-attr]
+        try:
+            yield
+        finally:
+            self.model.set_weights(trained)
 
 
 def train(
@@ -474,22 +490,15 @@ def _finish(
     export_dir = run_dir / EXPORT_DIR
     info_path = export_dir / "model.json"
     exported_step = json.loads(info_path.read_text()).get("step") if info_path.exists() else None
-    weights, described = trainer.export_weights(step)
+    described = trainer.exported_weights(step)
     if exported_step != step:
         info = {
             "model": "audioscope", "config": config.to_dict(), "step": step,
             "train_seconds": float(trainer.seconds.numpy()), "num_sources": config.num_sources,
             "exported_weights": described, "tensorflow": tf.__version__, "keras": keras.__version__,
         }  # fmt: skip
-        if weights is None:
+        with trainer.weights_to_export():
             export_model(trainer.model, export_dir, info)
-        else:
-            trained = trainer.model.get_weights()
-            trainer.model.set_weights(weights)
-            try:
-                export_model(trainer.model, export_dir, info)
-            finally:
-                trainer.model.set_weights(trained)
     rate = steps_this_run / seconds if seconds > 0 else math.nan
     result = TrainResult(
         run_dir=str(run_dir), export_dir=str(export_dir), step=step, steps_this_run=steps_this_run,
