@@ -35,6 +35,12 @@ screen, so every ``y_m = 0``). With ``l(y, p)`` the binary cross-entropy and
   non-empty subset S of ``A1``:
   ``min_{S subset of A1, S not empty} sum_{m in S} l(1, p_m) + sum_{m not in S} l(0, p_m)``.
 
+Weighted (``classification_weighting="power"``): each source's terms are
+multiplied by ``w_m = M P_m / sum_k P_k``, its share of the power of the
+separated sources (:func:`source_power_weights`; MI's "at least one" term by
+the mean ``w`` over ``A1``), so the loss follows the loud sources that
+``x_on`` is made of, as the power-weighted AUC does.
+
 When ``A1`` is empty, MI and AC reduce to ``sum_m l(0, p_m)`` (there is no
 "at least one" to enforce). Probabilities enter as logits, for stable
 cross-entropies: ``l(1, p) = softplus(-z)``, ``l(0, p) = softplus(z)``.
@@ -124,18 +130,35 @@ def pseudo_labels(assignment: tf.Tensor, first_onscreen: tf.Tensor) -> tf.Tensor
     return assignment[:, 0, :] * tf.cast(first_onscreen, assignment.dtype)[:, None]
 
 
-def classification_loss(logits: tf.Tensor, labels: tf.Tensor, kind: str) -> tf.Tensor:
-    """Per-example on-screen classification loss ``[B]`` (``kind``: exact, mi, ac)."""
+def source_power_weights(sources: tf.Tensor) -> tf.Tensor:
+    """``w [B, M]``: each source's share of the power of the separated
+    sources ``[B, M, T]``, times M (weights sum to M, as the uniform ones;
+    no gradient). A silent source weighs 0; an all-silent example, 1 each."""
+    power = tf.reduce_sum(tf.square(tf.stop_gradient(sources)), axis=-1)
+    total = tf.reduce_sum(power, axis=-1, keepdims=True)
+    m = tf.cast(tf.shape(power)[-1], power.dtype)
+    return tf.where(total > 0.0, m * power / tf.where(total > 0.0, total, 1.0), tf.ones_like(power))
+
+
+def classification_loss(
+    logits: tf.Tensor, labels: tf.Tensor, kind: str, weights: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Per-example on-screen classification loss ``[B]`` (``kind``: exact, mi, ac).
+
+    ``weights [B, M]`` (default: 1 each) scale each source's terms; MI's
+    "at least one" term is scaled by the mean weight of ``A1``."""
     labels = tf.cast(labels, logits.dtype)
-    l1 = tf.nn.softplus(-logits)  # -log p
-    l0 = tf.nn.softplus(logits)  # -log (1 - p)
+    w = tf.ones_like(logits) if weights is None else tf.cast(weights, logits.dtype)
+    l1 = w * tf.nn.softplus(-logits)  # -w log p
+    l0 = w * tf.nn.softplus(logits)  # -w log (1 - p)
     negatives = tf.reduce_sum((1.0 - labels) * l0, axis=-1)
     if kind == "exact":
         return tf.reduce_sum(labels * l1, axis=-1) + negatives
     has_positive = tf.reduce_any(labels > 0.5, axis=-1)
     if kind == "mi":
         best = tf.reduce_max(tf.where(labels > 0.5, logits, logits.dtype.min), axis=-1)
-        return negatives + tf.where(has_positive, tf.nn.softplus(-tf.where(has_positive, best, 0.0)), 0.0)
+        bag = tf.reduce_sum(labels * w, axis=-1) / tf.maximum(tf.reduce_sum(labels, axis=-1), 1.0)
+        return negatives + tf.where(has_positive, bag * tf.nn.softplus(-tf.where(has_positive, best, 0.0)), 0.0)
     if kind == "ac":
         # The best labelling of A1 picks, per source, the cheaper label; if that
         # switches none on, the cheapest source to switch on is switched on.

@@ -54,7 +54,7 @@ import tensorflow as tf
 from audioscope import storage
 from audioscope.models.audioscope_model import AudioScopeModel, build_model, export_model
 from audioscope.models.configs import AudioScopeConfig
-from audioscope.models.losses import classification_loss, mixit_loss, pseudo_labels
+from audioscope.models.losses import classification_loss, mixit_loss, pseudo_labels, source_power_weights
 from audioscope.schemas import records
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,8 @@ def example_losses(
     out = model({"mixture": batch["mixture"], "frames": batch["frames"]}, training=training)
     mix = mixit_loss(batch["references"], out["sources"], config.snr_tau)
     labels = pseudo_labels(mix.assignment, batch["first_onscreen"])
-    cls = classification_loss(out["logits"], labels, config.classification_loss)
+    weights = source_power_weights(out["sources"]) if config.classification_weighting == "power" else None
+    cls = classification_loss(out["logits"], labels, config.classification_loss, weights)
     power = tf.reduce_sum(tf.square(batch["references"]), axis=-1)  # [B, 2]
     present = tf.cast(power > 0.0, power.dtype)
     ref_db = 10.0 * tf.math.log(tf.maximum(power, 1e-30)) / tf.math.log(10.0)
@@ -531,7 +532,8 @@ def summary_rows(result: TrainResult, config: AudioScopeConfig) -> dict[str, obj
         "training time": f"{result.seconds:.0f} s in all",
         "speed": f"{result.steps_per_s:.2f} steps/s, {result.examples_per_s:.1f} examples/s",
         "loss (last steps)": f"{result.loss:.3f} = MixIT {result.mixit_loss:.3f} + "
-        f"{config.classification_weight:g} x {config.classification_loss} {result.classification_loss:.3f}",
+        f"{config.classification_weight:g} x {config.classification_loss} {result.classification_loss:.3f}"
+        + (" (power-weighted)" if config.classification_weighting == "power" else ""),
         "MixIT remix SNR": f"{result.mixit_snr_db:.2f} dB (last steps)",
         "exported weights": result.exported_weights,
     }

@@ -32,7 +32,8 @@ Configurations (--config): `paper` has the published sizes and settings
 `tiny` is small enough to train on a laptop CPU in minutes (learning rate
 5e-3 falling to 5e-4, 8 examples per step, 0.5 s of audio cut from each
 example and resampled at random, frames mirrored and shifted at random, the
-classification loss kept out of the separation network, the video tower
+classification loss kept out of the separation network and weighted by
+each source's power (--classification-weighting), the video tower
 seeing motion (--video-input) and the export holding the mean of the weights
 over the last third of the run (--export-weights)).
 
@@ -105,6 +106,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    "cross-entropy (default: the configuration's)")
     p.add_argument("--classification-weight", type=_number_above(0.0, strict=False), default=None, metavar="W",
                    help="weight of the classification loss added to the MixIT loss (default: the configuration's)")
+    p.add_argument("--classification-weighting", choices=("uniform", "power"), default=None,
+                   help="weights of the sources' terms of the classification loss: uniform (paper), or power, "
+                   "each source's share of the separated power, so near-silent sources, whose pseudo-labels "
+                   "MixIT decides by chance, teach little (tiny) (default: the configuration's)")
     p.add_argument("--video-input", choices=("frames", "motion"), default=None,
                    help="what the video tower sees: the frames (paper), or motion, each frame minus the mean "
                    "of the five, so a static background carries nothing (tiny) (default: the configuration's)")
@@ -143,6 +148,7 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
         key: value for key, value in (
             ("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
             ("classification_loss", args.classification_loss), ("classification_weight", args.classification_weight),
+            ("classification_weighting", args.classification_weighting),
             ("seed", args.seed), ("video_input", args.video_input), ("export_weights", args.export_weights),
         ) if value is not None
     }  # fmt: skip

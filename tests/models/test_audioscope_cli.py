@@ -71,7 +71,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     try:
         rc = cli.main(["train", "--data", str(mix), "--out", str(root / "run"), "--config", "tiny",
                        "--steps", "4", "--batch-size", "2", "--shuffle-buffer", "8",
-                       "--video-input", "frames", "--export-weights", "last"])  # fmt: skip
+                       "--video-input", "frames", "--export-weights", "last",
+                       "--classification-weighting", "uniform"])  # fmt: skip
     finally:
         patch.undo()
     assert rc == 0
@@ -83,8 +84,9 @@ def test_train_reads_the_recipe_shards_and_exports(trained) -> None:
     body = json.loads((run / "run.json").read_text())
     assert body["data"]["recipe"] == "semi-supervised" and body["data"]["shards"] == 1
     assert body["config"]["batch_size"] == 2
-    # the flags override tiny's motion input and averaged export
+    # the flags override tiny's motion input, averaged export and power weighting
     assert (body["config"]["video_input"], body["config"]["export_weights"]) == ("frames", "last")
+    assert body["config"]["classification_weighting"] == "uniform"
     assert json.loads((run / "export" / "model.json").read_text())["exported_weights"] == {"kind": "last", "step": 4}
     assert json.loads((run / "export" / "model.json").read_text())["step"] == 4
     assert json.loads((run / "train_summary.json").read_text())["stopped_by"] == "steps"

@@ -93,6 +93,8 @@ def test_named_configs_and_round_trip() -> None:
         configs.get_config("tiny", classification_loss="hinge")
     with pytest.raises(ValueError, match="video_input"):
         configs.get_config("tiny", video_input="flow")
+    with pytest.raises(ValueError, match="classification_weighting"):
+        configs.get_config("tiny", classification_weighting="loudness")
     with pytest.raises(ValueError, match="export_weights"):
         configs.get_config("tiny", export_weights="best")
     with pytest.raises(ValueError, match="average_fraction"):

@@ -170,6 +170,31 @@ def test_first_mixture_is_on_screen_for_non_and_lon_only() -> None:
     assert got == [True, False, True, False, True, False]
 
 
+@pytest.mark.parametrize("weighting", ["uniform", "power"])
+def test_power_weighting_leaves_silent_sources_out_of_the_classification_loss(weighting: str) -> None:
+    """Source 3 is silent: with power weighting its logit (whatever its
+    pseudo-label) does not change the classification loss."""
+    rng = np.random.default_rng(4)
+    sources = rng.normal(size=(2, 4, 300)).astype(np.float32)
+    sources[:, 3] = 0.0
+    batch = {
+        "mixture": tf.constant(sources.sum(axis=1)), "frames": tf.zeros((2, 5, 128, 128, 3), tf.uint8),
+        "references": tf.constant(np.stack([sources[:, :2].sum(axis=1), sources[:, 2:].sum(axis=1)], axis=1)),
+        "first_onscreen": tf.constant([True, True]),
+    }  # fmt: skip
+    config = micro_config(classification_weighting=weighting)
+
+    def losses(silent_logit: float) -> np.ndarray:
+        logits = np.array([[1.0, -2.0, 0.5, silent_logit]] * 2, np.float32)
+        fake_model = lambda inputs, training: {"sources": tf.constant(sources), "logits": tf.constant(logits)}  # noqa: E731
+        return T.example_losses(fake_model, batch, config, training=False)["classification_loss"].numpy()
+
+    if weighting == "power":
+        np.testing.assert_allclose(losses(-4.0), losses(4.0), rtol=1e-6)
+    else:
+        assert np.all(np.abs(losses(-4.0) - losses(4.0)) > 1.0)
+
+
 def test_learning_rate_schedule() -> None:
     config = micro_config(learning_rate=1e-3, final_learning_rate_fraction=0.1)
     assert T.learning_rate_at(config, 0.0) == pytest.approx(1e-3)

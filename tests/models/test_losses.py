@@ -57,28 +57,32 @@ def sigmoid(z: float) -> float:
     return 1 / (1 + math.exp(-z))
 
 
-def ref_exact(logits: np.ndarray, labels: np.ndarray) -> float:
-    return sum(bce(int(y), sigmoid(z)) for z, y in zip(logits, labels))
+def ref_exact(logits: np.ndarray, labels: np.ndarray, w: np.ndarray | None = None) -> float:
+    w = np.ones(len(logits)) if w is None else w
+    return sum(wm * bce(int(y), sigmoid(z)) for z, y, wm in zip(logits, labels, w))
 
 
-def ref_mi(logits: np.ndarray, labels: np.ndarray) -> float:
+def ref_mi(logits: np.ndarray, labels: np.ndarray, w: np.ndarray | None = None) -> float:
+    w = np.ones(len(logits)) if w is None else w
     p = [sigmoid(z) for z in logits]
-    pos = [p[m] for m in range(len(p)) if labels[m] == 1]
-    out = sum(bce(0, p[m]) for m in range(len(p)) if labels[m] == 0)
+    pos = [m for m in range(len(p)) if labels[m] == 1]
+    out = sum(w[m] * bce(0, p[m]) for m in range(len(p)) if labels[m] == 0)
     if pos:
-        out += bce(1, max(labels[m] * p[m] for m in range(len(p))))
+        bag_weight = sum(w[m] for m in pos) / len(pos)
+        out += bag_weight * bce(1, max(p[m] for m in pos))
     return out
 
 
-def ref_ac(logits: np.ndarray, labels: np.ndarray) -> float:
+def ref_ac(logits: np.ndarray, labels: np.ndarray, w: np.ndarray | None = None) -> float:
+    w = np.ones(len(logits)) if w is None else w
     p = [sigmoid(z) for z in logits]
     a1 = [m for m in range(len(p)) if labels[m] == 1]
     if not a1:
-        return sum(bce(0, q) for q in p)
+        return sum(w[m] * bce(0, p[m]) for m in range(len(p)))
     best = math.inf
     for r in range(1, len(a1) + 1):
         for subset in itertools.combinations(a1, r):
-            cost = sum(bce(1 if m in subset else 0, p[m]) for m in range(len(p)))
+            cost = sum(w[m] * bce(1 if m in subset else 0, p[m]) for m in range(len(p)))
             best = min(best, cost)
     return best
 
@@ -157,6 +161,34 @@ def test_classification_losses_match_formulas(kind: str) -> None:
     got = L.classification_loss(tf.constant(logits, tf.float32), tf.constant(labels), kind).numpy()
     want = np.array([REFERENCES[kind](logits[i], labels[i]) for i in range(64)])
     np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["exact", "mi", "ac"])
+def test_weighted_classification_losses_match_formulas(kind: str) -> None:
+    rng = np.random.default_rng(12)
+    logits = rng.normal(scale=2.5, size=(64, 4))
+    labels = (rng.random((64, 4)) < 0.4).astype(np.float32)
+    labels[:4] = 0.0
+    labels[4:8] = 1.0
+    weights = rng.uniform(0.0, 3.0, size=(64, 4))
+    weights[8:12, 1] = 0.0  # a silent source teaches nothing
+    got = L.classification_loss(
+        tf.constant(logits, tf.float32), tf.constant(labels), kind, tf.constant(weights, tf.float32)
+    ).numpy()
+    want = np.array([REFERENCES[kind](logits[i], labels[i], weights[i]) for i in range(64)])
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_source_power_weights_are_power_shares_times_m() -> None:
+    rng = np.random.default_rng(5)
+    sources = rng.normal(size=(3, 4, 50)) * np.array([3.0, 1.0, 0.1, 0.0])[None, :, None]
+    sources[2] = 0.0  # an all-silent example: uniform weights
+    got = L.source_power_weights(tf.constant(sources, tf.float32)).numpy()
+    for b in range(2):
+        power = [sum(float(x) ** 2 for x in sources[b, m]) for m in range(4)]
+        np.testing.assert_allclose(got[b], [4 * q / sum(power) for q in power], rtol=1e-4)
+    assert got[0, 3] == 0.0
+    np.testing.assert_array_equal(got[2], np.ones(4))
 
 
 def test_ac_forces_one_source_on_when_all_prefer_off() -> None:
