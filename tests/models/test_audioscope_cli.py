@@ -104,6 +104,9 @@ def test_evaluate_writes_report_table_and_wavs(trained, tmp_path, capsys) -> Non
     assert report["model_info"]["step"] == 4 and report["missing_sets"] == []
     assert "osr" in report["sets"]["offscreen_single"] and "si_snr" in report["sets"]["onscreen_mom"]
     assert set(report["targets"]) == {"offscreen_single_median_osr_db", "onscreen_mom_median_si_snr_minus_input_db"}
+    # two first clips per set: each target says so, and the table says it is too few to judge
+    assert {t["first_clips"] for t in report["targets"].values()} == {2}
+    assert table.count("from only 2 clips: too few to judge") == 2
     wavs = sorted(p.name for p in (out / "examples" / "onscreen_mom" / "000").glob("*.wav"))
     assert {"mixture.wav", "audio1.wav", "audio2.wav", "on_screen_estimate.wav"} <= set(wavs)
     assert sum(name.startswith("source") for name in wavs) == 4
