@@ -40,9 +40,9 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     is made of the loud sources, and the quiet ones (in 0.5 s crops 29% of
     the sources carry under 5% of the power) no longer pull the classifier
     as hard as the loud ones. The test AUC no longer starts below chance
-    (0.95 at step 1,000 where uniform weights gave 0.26-0.50), and 5 of 5
-    runs on three stores met the target: +6.8 to +9.3 dB, AUC 0.96-0.99
-    (docs/ARCHITECTURE.md).
+    (0.95 at step 1,000 where uniform weights gave 0.26-0.50), and 6 of 6
+    runs on four stores of the demo corpus met the target: +6.8 to +9.3
+    dB, AUC 0.96-0.99 (docs/ARCHITECTURE.md).
 
 A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
 copy with some fields changed (the command line's ``--batch-size``,
@@ -111,8 +111,8 @@ class AudioScopeConfig:
     classification_weight: float = 1.0
     # How the sources' terms of the classification loss are weighted:
     # "uniform" (the paper), or "power": by each source's share of the
-    # separated power, so near-silent sources (whose pseudo-label MixIT
-    # decides by chance) teach little, as in the power-weighted AUC.
+    # separated power, so the loss follows the loud sources that x_on is
+    # made of and quiet ones teach little, as in the power-weighted AUC.
     classification_weighting: str = "uniform"
     # ---- training
     learning_rate: float = 1e-4

@@ -108,8 +108,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="weight of the classification loss added to the MixIT loss (default: the configuration's)")
     p.add_argument("--classification-weighting", choices=("uniform", "power"), default=None,
                    help="weights of the sources' terms of the classification loss: uniform (paper), or power, "
-                   "each source's share of the separated power, so near-silent sources, whose pseudo-labels "
-                   "MixIT decides by chance, teach little (tiny) (default: the configuration's)")
+                   "each source's share of the separated power, so quiet sources teach little and the loss "
+                   "follows the loud ones that x_on is made of (tiny) (default: the configuration's)")
     p.add_argument("--video-input", choices=("frames", "motion"), default=None,
                    help="what the video tower sees: the frames (paper), or motion, each frame minus the mean "
                    "of the five, so a static background carries nothing (tiny) (default: the configuration's)")
