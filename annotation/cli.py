@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from audioscope.argtypes import positive_int
+from audioscope.options import add_runner_options, add_store_option
 
 DEFAULT_SERVER_DIR = "labelstudio"
 
@@ -145,7 +146,7 @@ def _register_server(sub: Sub) -> None:
 def run_server(args: argparse.Namespace) -> int:
     from audioscope.annotation.credentials import SecretsError
     from audioscope.annotation.server import ServerError, ServerSettings, serve_foreground, start, stop
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     if args.stop:
         stopped = stop(args.data_dir)
@@ -186,7 +187,7 @@ def connect(args: argparse.Namespace) -> tuple[Any, str | None]:
     """(admin Client, document root) from the connection options."""
     from audioscope.annotation.client import Client, LabelStudioError, connection_settings
     from audioscope.annotation.credentials import SecretsError, client_token
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     try:
         url, secrets_path, root = connection_settings(args.server_dir, args.url, args.secrets_file)
@@ -197,7 +198,7 @@ def connect(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def project_id_of(annotation_dir: str) -> int:
     from audioscope.annotation.push import read_project_id
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     pid = read_project_id(annotation_dir)
     if pid is None:
@@ -208,7 +209,7 @@ def project_id_of(annotation_dir: str) -> int:
 def server_call(what: str, fn: Callable[[], Any]) -> Any:
     """Run ``fn``; Label Studio errors become UserErrors that say what to do."""
     from audioscope.annotation.client import LabelStudioError, ServerUnreachable
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     try:
         return fn()
@@ -242,7 +243,7 @@ pool, source_uri, licence_name, licence_url) and pools.json."""
 
 def _register_sample(sub: Sub) -> None:
     p = _parser(sub, "sample", "draw the annotation pools (deterministic, no clip twice)", SAMPLE_DESCRIPTION, run_sample)
-    p.add_argument("--store", required=True, metavar="STORE", help="the clip store (made by `audioscope ingest`)")
+    add_store_option(p)
     p.add_argument("--df", required=True, metavar="DF_DIR", help="the Df folder written by `audioscope filter`")
     _annotations_arg(p)
     for pool in ("unfiltered-train", "filtered-train", "filtered-eval"):
@@ -257,7 +258,7 @@ def _register_sample(sub: Sub) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     from audioscope.annotation.pools import PoolSizes, sample
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.progress import print_summary
     from audioscope.schemas.tables import POOLS
 
@@ -293,20 +294,14 @@ def _register_render(sub: Sub) -> None:
     p = _parser(sub, "render", "render a 5-second MP4 per sampled clip (Beam pipeline)", RENDER_DESCRIPTION, run_render)
     _annotations_arg(p)
     p.add_argument("--media", required=True, metavar="MEDIA_DIR", help="where the MP4s go (local folder or gs://)")
-    p.add_argument(
-        "--workers", type=positive_int, default=None, metavar="N",
-        help="clips rendered at once on the local runner (default: CPU count)",
-    )
-    p.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between progress updates (default: 2)")
-    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="-- BEAM_FLAGS", help="Apache Beam options after `--`")
+    add_runner_options(p, what="clips rendered")
 
 
 def run_render(args: argparse.Namespace) -> int:
     from audioscope import storage
     from audioscope.annotation.pools import read_pools
-    from audioscope.pipelines.ingest_cli import local_parallelism
     from audioscope.pipelines.render import RenderLayout, clip_id_of, plan, rendered, run_pipeline, summarise, write_work
-    from audioscope.pipelines.score_cli import beam_flags, normalise
+    from audioscope.pipelines.runner import beam_flags, local_parallelism, normalise
     from audioscope.progress import Poller, Progress, print_summary
 
     beam_args = local_parallelism(beam_flags(args.rest), args.workers)
@@ -381,7 +376,7 @@ def _register_push(sub: Sub) -> None:
 def run_push(args: argparse.Namespace) -> int:
     from audioscope.annotation.pools import read_pools
     from audioscope.annotation.push import DEFAULT_TITLE, push
-    from audioscope.pipelines.score_cli import normalise
+    from audioscope.pipelines.runner import normalise
     from audioscope.progress import Progress, print_summary
 
     pools = read_pools(args.annotations)
@@ -443,7 +438,7 @@ def _register_demo_raters(sub: Sub) -> None:
 
 
 def _error_rates(text: str, n: int) -> list[float]:
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     try:
         rates = [float(x) for x in text.split(",") if x.strip()]
@@ -460,7 +455,7 @@ def run_demo_raters(args: argparse.Namespace) -> int:
     from audioscope.annotation.client import connection_settings
     from audioscope.annotation.credentials import SecretsError, read_secrets
     from audioscope.annotation.raters import DemoRater, run_raters
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.curation.filter import detect_truth, load_truth
     from audioscope.progress import Progress, print_summary
 

@@ -131,7 +131,7 @@ def read_pools(annotation_dir: str) -> pd.DataFrame:
     """``pools.parquet`` of an annotation folder (UserError when missing)."""
     import pyarrow.parquet as pq
 
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.schemas.tables import validate
 
     path = storage.join(annotation_dir, POOLS_PARQUET)
@@ -160,7 +160,7 @@ def df_split_settings(df_dir: str) -> tuple[tuple[float, float, float], int]:
 def load_df(df_dir: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.schemas.tables import DF, validate
 
     path = storage.join(df_dir, "df.parquet")
@@ -172,7 +172,7 @@ def load_df(df_dir: str) -> pd.DataFrame:
 
 def sample(store: str, df_dir: str, annotation_dir: str, sizes: PoolSizes, seed: int = 0) -> dict[str, Any]:
     """Draw the pools and write ``pools.parquet`` and ``pools.json``; returns the summary."""
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.clipstore.format import StoreError
     from audioscope.clipstore.reader import ClipStore
 

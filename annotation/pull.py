@@ -225,7 +225,7 @@ def read_tables(annotation_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(votes, labels) written by pull (UserError when missing)."""
     import pyarrow.parquet as pq
 
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.schemas.tables import validate
 
     out = []

@@ -168,7 +168,7 @@ def ensure_project(client: Client, annotation_dir: str, title: str) -> tuple[int
 
 def media_place(media_dir: str, document_root: str | None, presign_ttl_min: int = 60) -> MediaPlace:
     """Where the clips are served from (see the module docstring); UserError when unreachable."""
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     if media_dir.startswith("gs://"):
         bucket, _, prefix = media_dir[len("gs://") :].partition("/")
@@ -224,7 +224,7 @@ def check_signed_url(client: Client, task_id: int, media_dir: str) -> None:
     storage has no service-account key). Only the redirect is checked: the
     signed URL itself is not fetched.
     """
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     video = str(client.get(f"/api/tasks/{task_id}/")["data"]["video"])
     status = None

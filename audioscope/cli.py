@@ -19,6 +19,9 @@ import threading
 from typing import Callable, Sequence
 
 from audioscope import __version__
+from audioscope.errors import UserError
+
+__all__ = ["UserError", "build_parser", "main", "run"]
 
 # Order is the order of the data flow; it is also the order of `--help`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -44,13 +47,6 @@ flags (e.g. --runner=DataflowRunner --project=... --region=...
 --temp_location=gs://...) after `--` to run them elsewhere.
 
 Run `audioscope COMMAND --help` for a command's options."""
-
-
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback.
-
-    The message must say what went wrong and what to do next.
-    """
 
 
 def build_parser() -> argparse.ArgumentParser:

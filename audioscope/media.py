@@ -56,6 +56,8 @@ from typing import Literal
 
 import numpy as np
 
+from audioscope.geometry import FRAME_SIZE, SAMPLE_RATE
+
 Aspect = Literal["pad", "crop", "stretch"]
 ASPECTS: tuple[str, ...] = ("pad", "crop", "stretch")
 
@@ -291,7 +293,7 @@ def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo
 # decode
 
 
-def video_filter(frame_size: int = 128, aspect: Aspect | str = "pad") -> str:
+def video_filter(frame_size: int = FRAME_SIZE, aspect: Aspect | str = "pad") -> str:
     """The ffmpeg filter chain that picks one frame per second and squares it.
 
     ``setpts`` shifts time by -0.5 s and ``fps=1:round=up`` then emits, for
@@ -335,8 +337,8 @@ def audio_filter(info: ProbeInfo, sample_rate: int) -> str:
 def decode(
     path: str | os.PathLike[str],
     *,
-    sample_rate: int = 16000,
-    frame_size: int = 128,
+    sample_rate: int = SAMPLE_RATE,
+    frame_size: int = FRAME_SIZE,
     aspect: Aspect | str = "pad",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_duration_s: float | None = None,

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from audioscope import storage
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.curation.manifest import fmt_bytes
 from audioscope.pipelines.mix_plan import licence_excluded as licence_matches
 from audioscope.schemas.records import video_of_clip

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from audioscope import storage
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS, assign_splits, normalise_split
 from audioscope.metrics import precision_recall, roc_auc
 

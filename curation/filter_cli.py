@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from audioscope.argtypes import positive_int, probability
+from audioscope.options import add_store_option
 
 DESCRIPTION = """\
 Build the filtered subset Df (the AudioScope recipe) from the scores that
@@ -76,7 +77,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--scores", required=True, metavar="SCORES_DIR",
         help="folder written by `audioscope score` (scores.parquet, scores.json)",
     )
-    p.add_argument("--store", required=True, metavar="STORE", help="the clip store that was scored (path, gs://, s3://)")
+    add_store_option(p, help="the clip store that was scored (path, gs://, s3://)")
     p.add_argument("--out", required=True, metavar="DF_DIR", help="folder to write Df, the CSVs and the report to")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument(
@@ -122,7 +123,7 @@ def _fmt(x: float | None, pct: bool = True) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.curation.filter import DEFAULT_THRESHOLD, REPORT_MD, Selection, SplitSettings, run_filter
     from audioscope.curation.splits import CSV_NAMES, SPLITS
     from audioscope.progress import print_summary

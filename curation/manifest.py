@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.sources.lists import is_safe_id
 
 MANIFEST_JSON = "manifest.json"

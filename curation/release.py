@@ -53,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from audioscope import __version__, storage
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.curation.manifest import (
     CHUNK,
     FORMAT,

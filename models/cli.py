@@ -11,6 +11,7 @@ import json
 import sys
 
 from audioscope.argtypes import open_fraction, positive_int, positive_seconds
+from audioscope.options import add_store_option
 
 TRAIN_DESCRIPTION = """\
 Train the audio-visual coincidence model self-supervised on the clips of a
@@ -58,7 +59,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--clips", required=True, metavar="STORE", help="the clip store to train on (path, gs://, s3://)")
+    add_store_option(p, aliases=("--clips",), help="the clip store to train on (path, gs://, s3://)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to export the model to; must not exist")
     p.add_argument(
         "--steps", type=positive_int, default=None, metavar="N",
@@ -87,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.clipstore.format import StoreError
     from audioscope.clipstore.reader import ClipStore
 
@@ -96,11 +97,11 @@ def run_train(args: argparse.Namespace) -> int:
     if not storage.is_local(args.out):
         raise UserError(f"--out must be a local folder (got {args.out}); copy the model to object storage afterwards")
     try:
-        store = ClipStore.open(args.clips)
+        store = ClipStore.open(args.store)
     except StoreError as e:
         raise UserError(str(e)) from None
     if len(store) == 0:
-        raise UserError(f"{args.clips} has no clips; ingest some videos first (`audioscope ingest LIST --out {args.clips}`)")
+        raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --out {args.store}`)")
 
     from audioscope.models.coincidence import CoincidenceConfig, train
 
@@ -118,13 +119,13 @@ def run_train(args: argparse.Namespace) -> int:
             validation_fraction=args.validation_fraction,
             time_budget_s=args.time_budget,
             progress=True,
-            data_description={"store": str(args.clips), "clips": len(store)},
+            data_description={"store": str(args.store), "clips": len(store)},
         )
     except ValueError as e:
-        raise UserError(f"cannot train on {args.clips}: {e}") from None
+        raise UserError(f"cannot train on {args.store}: {e}") from None
     print(json.dumps({"model": result.model_dir, "model_id": result.model_id}))
     print(
-        f"\nNext: audioscope score --store {args.clips} --model {args.out} --out SCORES_DIR",
+        f"\nNext: audioscope score --store {args.store} --model {args.out} --out SCORES_DIR",
         file=sys.stderr,
     )
     return 0

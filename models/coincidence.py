@@ -79,9 +79,8 @@ from audioscope.models.model_card import ModelCard
 
 log = logging.getLogger(__name__)
 
-CLIP_SECONDS = 5
-CLIP_SAMPLES = CLIP_SECONDS * SAMPLE_RATE
-FRAME_SIZE = 128
+from audioscope.geometry import AUDIO_SAMPLES as CLIP_SAMPLES  # noqa: E402
+from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE  # noqa: E402
 SIGNATURE_NAME = "serving_default"
 OUTPUT_KEY = "probability"
 

@@ -33,8 +33,8 @@ import tensorflow as tf
 from audioscope.models.configs import AudioScopeConfig
 from audioscope.models.features import LogMelConfig, log_mel
 
-FRAMES = 5
-FRAME_INPUT_SIZE = 128
+from audioscope.geometry import CLIP_SECONDS as FRAMES
+from audioscope.geometry import FRAME_SIZE as FRAME_INPUT_SIZE
 
 
 def mobilenet_stack(stem: int, blocks: Sequence[tuple[int, int]], name: str) -> keras.Sequential:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     if not storage.is_local(args.out):
         raise UserError(f"--out must be a local folder (got {args.out})")

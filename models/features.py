@@ -19,7 +19,7 @@ from typing import Any
 
 import tensorflow as tf
 
-SAMPLE_RATE = 16_000
+from audioscope.geometry import SAMPLE_RATE
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,7 +126,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def resolve_data(data: str, recipe: str | None) -> tuple[str, str | None]:
     """The shards to read for ``--data``: ``(source, recipe or None)``."""
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     if storage.exists(storage.join(data, "summary.json")) and storage.exists(storage.join(data, "train")):
         for name in ([recipe] if recipe else list(RECIPES)):
@@ -159,7 +159,7 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     if not storage.is_local(args.out):
         raise UserError(f"--out must be a local folder (got {args.out}); copy the run to object storage afterwards")

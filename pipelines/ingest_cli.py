@@ -18,6 +18,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
+from audioscope.options import add_store_option, add_workers_option
+from audioscope.pipelines.runner import local_parallelism, local_runner  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover
     from audioscope.clipstore.format import Layout
 
@@ -44,7 +47,7 @@ The default is Beam's local DirectRunner."""
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="STORE", help="clip store to create or resume (path, gs://, s3://); required")
+    add_store_option(p, aliases=("--out",), required=False, help="clip store to create or resume (path, gs://, s3://)")
     p.add_argument(
         "--media-root", metavar="URI", default=None,
         help="root that relative paths in LIST are resolved against (local folder, "
@@ -72,11 +75,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="time limit in seconds for fetching one video (default: the fetcher's)")
     p.add_argument("--decode-timeout", type=float, default=600.0, metavar="S", help="time limit in seconds for decoding one video (default: 600)")
     p.add_argument("--max-duration", type=float, default=None, metavar="S", help="refuse videos longer than S seconds (default: no limit)")
-    p.add_argument(
-        "--workers", type=int, default=None, metavar="N",
-        help="videos processed at once on the local runner (default: CPU count); "
-        "ignored with another --runner, whose own flags decide",
-    )
+    add_workers_option(p, "videos processed")
     p.add_argument(
         "--ffmpeg-threads", type=int, default=None, metavar="N",
         help="threads ffmpeg may use for one video (0: ffmpeg decides; default: CPU count / "
@@ -125,27 +124,6 @@ def split_args(args: argparse.Namespace) -> list[str]:
     return local_parallelism(unknown + beam, args.workers)
 
 
-def local_runner(beam_args: list[str]) -> bool:
-    """True when the Beam flags leave the pipeline on the local DirectRunner."""
-    runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), None)
-    return runner in (None, "DirectRunner", "direct")
-
-
-def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
-    """Add ``workers``-way parallelism when the pipeline runs on the local runner.
-
-    Beam's DirectRunner processes one bundle at a time unless told otherwise.
-    A video's work is mostly inside ffmpeg, so threads (not processes) keep
-    every core busy. Flags the user gives (``--direct_*``) win.
-    """
-    if not local_runner(beam_args) or any(a.startswith("--direct_") for a in beam_args):
-        return beam_args
-    n = workers or os.cpu_count() or 1
-    if n <= 1:
-        return beam_args
-    return [*beam_args, f"--direct_num_workers={n}", "--direct_running_mode=multi_threading"]
-
-
 def ffmpeg_threads(asked: int | None, workers: int | None, beam_args: list[str]) -> int:
     """Threads per ffmpeg run: what was asked, else the cores left per local worker.
 
@@ -155,7 +133,7 @@ def ffmpeg_threads(asked: int | None, workers: int | None, beam_args: list[str])
     """
     if asked is not None:
         if asked < 0:
-            from audioscope.cli import UserError
+            from audioscope.errors import UserError
 
             raise UserError("--ffmpeg-threads must be 0 (ffmpeg decides) or a positive number")
         return asked
@@ -282,17 +260,17 @@ def summary_rows(summary: Mapping[str, Any]) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.clipstore.format import Layout, StoreError, StoreParams, init_store
     from audioscope.clipstore.writer import IngestSettings
     from audioscope.progress import Poller, Progress, print_summary
 
     beam_args = split_args(args)
-    if not args.out:
-        raise UserError("--out STORE is required: the clip store to create or resume")
+    if not args.store:
+        raise UserError("--store STORE is required: the clip store to create or resume (the older spelling --out works too)")
     if not storage.exists(args.list):
         raise UserError(f"the list {args.list} does not exist; give the path of a video list")
-    layout = Layout(args.out)
+    layout = Layout(args.store)
     params = StoreParams(aspect=args.aspect, frame_codec=args.frame_codec)
     try:
         init_store(layout, params)
@@ -302,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         n_requests, n_bad = write_requests(layout, args.list, args.format, args.media_root)
     except ValueError as e:
         raise UserError(f"cannot read the list {args.list}: {e}; check --format") from None
-    print(f"ingest: {n_requests} videos requested, {n_bad} bad list rows, store {args.out}", file=sys.stderr)
+    print(f"ingest: {n_requests} videos requested, {n_bad} bad list rows, store {args.store}", file=sys.stderr)
 
     from audioscope.sources.fetch import FetchLimits
 
@@ -312,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout is not None:
         limit_kw["timeout_s"] = args.timeout
     settings = IngestSettings(
-        store=args.out,
+        store=args.store,
         params=params,
         limits=FetchLimits(**limit_kw),
         decode_timeout_s=args.decode_timeout,
@@ -331,9 +309,9 @@ def run(args: argparse.Namespace) -> int:
     with Poller(progress, StatusPoller(layout, ids), every=args.poll):
         run_pipeline(settings, request_files, beam_args, started_at=started)
     summary = json.loads(storage.read_text(layout.summary_json))
-    print_summary("Ingest finished", {**summary_rows(summary), "store": args.out})
+    print_summary("Ingest finished", {**summary_rows(summary), "store": args.store})
     print(
-        f"\nPer-video reasons: audioscope clips list --status --store {args.out}\n"
-        f"Clips:             audioscope clips list --store {args.out}"
+        f"\nPer-video reasons: audioscope clips list --status --store {args.store}\n"
+        f"Clips:             audioscope clips list --store {args.store}"
     )
     return 0

@@ -114,7 +114,7 @@ def _recipe(text: str) -> Any:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    from audioscope.pipelines.score_cli import add_runner_options
+    from audioscope.options import add_runner_options, add_store_option
 
     p = subparsers.add_parser(
         "mix",
@@ -122,9 +122,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--store", required=True, metavar="STORE", help="clip store made by `audioscope ingest` (path, gs://, s3://)"
-    )
+    add_store_option(p)
     p.add_argument("--df", required=True, metavar="DF_DIR", help="folder written by `audioscope filter` (df.parquet), or the file")
     p.add_argument(
         "--labels", metavar="LABELS", default=None,
@@ -160,7 +158,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="rebuild the evaluation sets exactly from the pair CSVs in DIR (ours or the published "
         "AudioScope lists) instead of choosing pairs from the labels",
     )
-    add_runner_options(p)
+    add_runner_options(p, what="work shards written")
     p.set_defaults(func=run)
     return p
 
@@ -177,7 +175,7 @@ def _table_path(path: str, name: str) -> str:
 
 def _read_table(path: str, schema: Any, what: str, fix: str) -> Any:
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.pipelines.mix_plan import read_parquet
     from audioscope.schemas.tables import SchemaError
 
@@ -191,9 +189,10 @@ def _read_table(path: str, schema: Any, what: str, fix: str) -> Any:
 
 def load_inputs(args: argparse.Namespace, store_uri: str) -> dict[str, Any]:
     """Store index, media, Df, labels and pair lists, each checked; the paths as given."""
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.pipelines.mix_plan import media_videos, read_pairs_dir
-    from audioscope.pipelines.score_cli import normalise, open_store
+    from audioscope.pipelines.runner import normalise
+    from audioscope.pipelines.score_cli import open_store
     from audioscope.schemas.tables import DF, LABELS
 
     store = open_store(store_uri, "mixture records hold")
@@ -229,7 +228,7 @@ def make_config(args: argparse.Namespace) -> Any:
     if args.recipes:
         names = [r.name for r in args.recipes]
         if len(set(names)) != len(names):
-            from audioscope.cli import UserError
+            from audioscope.errors import UserError
 
             raise UserError(f"--recipes names a recipe twice ({', '.join(names)}): give each once")
         kwargs["recipes"] = tuple(args.recipes)
@@ -245,7 +244,7 @@ def make_config(args: argparse.Namespace) -> Any:
 def pin_plan(layout: "MixLayout", plan: "Plan", config_json: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
     """Write ``mix.json``, or refuse a MIX_DIR that holds another plan."""
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.pipelines.mix_plan import FORMAT_VERSION
 
     wanted = {"format_version": FORMAT_VERSION, "plan_sha256": plan.sha256(), "config": dict(config_json),
@@ -323,8 +322,7 @@ def summary_rows(result: Mapping[str, Any], seconds: float) -> dict[str, object]
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioscope.pipelines.ingest_cli import local_parallelism
-    from audioscope.pipelines.score_cli import beam_flags, normalise
+    from audioscope.pipelines.runner import beam_flags, local_parallelism, normalise
 
     beam_args = local_parallelism(beam_flags(args.rest), args.workers)
     started = time.time()

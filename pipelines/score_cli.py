@@ -18,6 +18,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
+from audioscope.options import add_runner_options, add_store_option
+from audioscope.pipelines.runner import beam_flags, normalise  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover
     from audioscope.pipelines.score import ScoresLayout
 
@@ -62,7 +65,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--store", metavar="STORE", help="clip store made by `audioscope ingest` (path, gs://, s3://); required")
+    add_store_option(p, required=False)
     p.add_argument(
         "--model", metavar="MODEL_DIR",
         help="SavedModel directory with the coincidence signature (path, gs://, s3://); required",
@@ -74,50 +77,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "same N gives bit-identical scores however clips are batched (another N may move a "
         "score by a float32 rounding step)",
     )
-    add_runner_options(p)
+    add_runner_options(p, what="bundles processed")
     p.set_defaults(func=run)
     return p
-
-
-def add_runner_options(p: argparse.ArgumentParser) -> None:
-    """--workers, --poll and the Beam flags after `--` (the options every pipeline command shares)."""
-    p.add_argument(
-        "--workers", type=int, default=None, metavar="N",
-        help="bundles processed at once on the local runner (default: CPU count); "
-        "ignored with another --runner, whose own flags decide",
-    )
-    p.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between progress updates (default: 2)")
-    p.add_argument(
-        "rest", nargs=argparse.REMAINDER, metavar="-- BEAM_FLAGS",
-        help="standard Apache Beam pipeline options after `--` (e.g. --runner=DataflowRunner)",
-    )
-
-
-def beam_flags(rest: list[str] | None) -> list[str]:
-    """The Beam flags written after ``--`` (argparse keeps the ``--`` in REMAINDER)."""
-    from audioscope.cli import UserError
-
-    rest = list(rest or [])
-    if rest and rest[0] == "--":
-        return rest[1:]
-    if rest:
-        raise UserError(f"unexpected arguments {rest}; Beam flags go after `--`")
-    return rest
-
-
-def normalise(uri: str) -> str:
-    """A local path made absolute (so `./x` and `/abs/x` are the same); URIs as given."""
-    if "://" in uri and not uri.startswith("file://"):
-        return uri.rstrip("/")
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
-    return os.path.abspath(uri)
 
 
 def open_store(uri: str, needs: str) -> Any:
     """The clip store at ``uri``, checked to hold 5-s clips at 16 kHz with 128-px frames
     (``needs`` names who needs them in the error, e.g. "the coincidence model takes")."""
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.clipstore.format import StoreError
     from audioscope.clipstore.reader import ClipStore
 
@@ -126,10 +94,12 @@ def open_store(uri: str, needs: str) -> Any:
     except StoreError as e:
         raise UserError(str(e)) from None
     p = store.params
-    if (p.sample_rate, p.clip_seconds, p.frame_size) != (16000, 5, 128):
+    from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
+
+    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
         raise UserError(
             f"the store {uri} has {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px frames; "
-            f"{needs} 5-s clips at 16000 Hz with 128-px frames"
+            f"{needs} {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames"
         )
     return store
 
@@ -137,7 +107,7 @@ def open_store(uri: str, needs: str) -> Any:
 def check_scores_json(layout: "ScoresLayout", wanted: Mapping[str, Any]) -> None:
     """Create ``scores.json``, or refuse a SCORES_DIR that holds another model's or store's scores."""
     from audioscope import storage
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     if storage.exists(layout.scores_json):
         have = json.loads(storage.read_text(layout.scores_json))
@@ -223,8 +193,8 @@ def summary_rows(summary: Mapping[str, Any]) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from audioscope import storage
-    from audioscope.cli import UserError
-    from audioscope.pipelines.ingest_cli import local_parallelism
+    from audioscope.errors import UserError
+    from audioscope.pipelines.runner import local_parallelism
 
     beam_args = local_parallelism(beam_flags(args.rest), args.workers)
     for name, what in (

@@ -51,10 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Version of the record layout; bump it when a feature changes meaning or type.
 SCHEMA_VERSION = 1
 
-SAMPLE_RATE = 16_000
-CLIP_SECONDS = 5
-AUDIO_SAMPLES = SAMPLE_RATE * CLIP_SECONDS
-FRAMES_SHAPE: tuple[int, int, int, int] = (CLIP_SECONDS, 128, 128, 3)
+from audioscope.geometry import AUDIO_SAMPLES, CLIP_SECONDS, FRAMES_SHAPE, SAMPLE_RATE  # noqa: E402,F401
 #: int16 full scale: float audio is ``int16 / AUDIO_SCALE``.
 AUDIO_SCALE = 32768.0
 

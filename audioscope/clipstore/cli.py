@@ -7,6 +7,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from audioscope.options import add_store_option
+
 if TYPE_CHECKING:  # pragma: no cover
     from audioscope.clipstore.reader import ClipStore
 
@@ -52,11 +54,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="STORE", help="the clip store (path, gs://, s3://)")
+    add_store_option(p, help="the clip store (path, gs://, s3://)")
 
 
 def _open(uri: str) -> "ClipStore":
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.clipstore.format import StoreError
     from audioscope.clipstore.reader import ClipStore
 
@@ -93,7 +95,7 @@ def run_export(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     store = _open(args.store)
     try:

@@ -15,6 +15,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping
+from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
 
 import numpy as np
 
@@ -32,10 +33,10 @@ class StoreError(Exception):
 class StoreParams:
     """Parameters fixed when a store is created (``STORE/store.json``)."""
 
-    sample_rate: int = 16000
-    clip_seconds: int = 5
+    sample_rate: int = SAMPLE_RATE
+    clip_seconds: int = CLIP_SECONDS
     hop_seconds: int = 1
-    frame_size: int = 128
+    frame_size: int = FRAME_SIZE
     aspect: str = "pad"
     frame_codec: str = "png"
     jpeg_quality: int = 95

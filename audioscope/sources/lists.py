@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, TextIO
 from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 
 FORMATS: tuple[str, ...] = ("audioscope-csv", "yfcc", "uris")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")

@@ -222,7 +222,7 @@ def make_video(spec: VideoSpec, root: str) -> dict[str, object]:
 
 
 def _check_args(root: str, options: PlanOptions) -> None:
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
 
     path = os.path.join(root, ARGS_FILE)
     want = {"generator_version": GENERATOR_VERSION, **options.to_json()}
@@ -327,7 +327,7 @@ def generate_corpus(
     """
     import pyarrow.parquet as pq
 
-    from audioscope.cli import UserError
+    from audioscope.errors import UserError
     from audioscope.storage import atomic_write
 
     if videos < 1:

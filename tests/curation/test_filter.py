@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.curation.filter import (
     TABLE_THRESHOLDS,
     Selection,

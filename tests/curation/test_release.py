@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from audioscope import storage
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.curation import release
 from audioscope.curation.manifest import MANIFEST_JSON, VerificationError, check_dir, verify_files
 from audioscope.curation.release import PublishRequest

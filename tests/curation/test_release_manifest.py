@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.curation import release
 from audioscope.curation.manifest import (
     FileEntry,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audioscope.cli import UserError
+from audioscope.errors import UserError
 from audioscope.pipelines.ingest_cli import ffmpeg_threads, local_parallelism, local_runner
 
 
