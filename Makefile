@@ -30,13 +30,13 @@ LS_STAMP := $(LS_VENV)/.installed-$(shell echo '$(LS_PIN)' | sha1sum | cut -c1-1
 # Where `make annotate-server` keeps its database, accounts file and media.
 ANNOTATE_DIR ?= $(DEMO_DIR)/labelstudio
 
-.PHONY: help install ffmpeg labelstudio annotate-server demo test clean distclean
+.PHONY: help install ffmpeg chromium labelstudio annotate-server demo test clean distclean
 
 help:
 	@echo "make demo   run the whole main job on the synthetic corpus (into $(DEMO_DIR)/)"
 	@echo "make test   run the test suite"
 	@echo "make clean  remove demo output and caches (keeps .venv)"
-	@echo "Both install what they need first: .venv, Python packages, ffmpeg, Label Studio."
+	@echo "Both install what they need first: .venv, Python packages, ffmpeg, Label Studio (and chromium for the tests)."
 	@echo "make labelstudio       install the Label Studio server into $(LS_VENV) (its own virtualenv)"
 	@echo "make annotate-server   run Label Studio on 127.0.0.1 with the demo's data ($(ANNOTATE_DIR))"
 
@@ -47,6 +47,16 @@ ffmpeg:
 	  echo "ffmpeg not found: installing it from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; \
+	fi
+
+# Debian's chromium for the browser tests (Playwright drives it; Playwright's own
+# browser download cannot work offline).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  echo "chromium not found: installing it from Debian's packages (browser tests)"; \
+	  ( $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null ) || \
+	  echo "could not install chromium: the browser tests will skip"; \
 	fi
 
 $(STAMP): pyproject.toml
@@ -74,7 +84,7 @@ annotate-server: install labelstudio
 demo: install labelstudio
 	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)" "$(DEMO_AUDIOSCOPE_BUDGET)"
 
-test: install labelstudio
+test: install labelstudio chromium
 	AUDIOSCOPE_REQUIRE_LABELSTUDIO=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:

@@ -1,5 +1,7 @@
 """Option groups that several commands share, declared once (standard library only).
 
+- :func:`add_command`: a subcommand parser with our help layout and its
+  ``func``.
 - :func:`add_store_option`: the clip store, ``--store`` everywhere (the
   older spellings ``--clips`` and, for ingest, ``--out`` stay as aliases).
 - :func:`add_workers_option`: ``--workers N`` (a whole number >= 1).
@@ -10,8 +12,29 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, Callable
 
 from audioscope.argtypes import positive_int, positive_seconds
+
+def add_command(
+    subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    *,
+    help: str,
+    description: str,
+    func: Callable[[argparse.Namespace], int] | None = None,
+    epilog: str | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand whose description and epilog keep their line breaks; ``func`` runs it."""
+    p = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs,
+    )
+    if func is not None:
+        p.set_defaults(func=func)
+    return p
+
 
 STORE_HELP = "the clip store made by `audioscope ingest` (path, gs://, s3://)"
 
