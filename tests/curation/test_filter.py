@@ -13,13 +13,13 @@ import pytest
 from audioscope.errors import UserError
 from audioscope.curation.filter import (
     TABLE_THRESHOLDS,
+    FilterConfig,
     Selection,
     SplitSettings,
-    clip_labels,
-    detect_truth,
-    run_filter,
+    filter,
     select_clips,
 )
+from audioscope.synth.truth import clip_labels, detect_truth
 from audioscope.curation.splits import hashed_split
 from audioscope.schemas.tables import DF
 from audioscope.sources.lists import VideoRequest, read_video_list
@@ -39,6 +39,13 @@ def _scores(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
             "probability": np.array([p for _, _, p in rows], np.float32),
         }
     )
+
+
+def run_filter(scores, store, out, selection=Selection(), splits=SplitSettings(), truth=None, use_truth=True):
+    """The library entry with positional arguments, as these tests call it."""
+    return filter(FilterConfig(
+        scores=scores, store=store, out=out, selection=selection, splits=splits, truth=truth, use_truth=use_truth,
+    ))  # fmt: skip
 
 
 def _kept(df: pd.DataFrame) -> list[tuple[str, float]]:
