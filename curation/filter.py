@@ -336,9 +336,9 @@ def largest_bin(p_all: np.ndarray, classes: np.ndarray | None = None) -> dict[st
     """The most populated histogram bin: its range, clips, share of all clips, and (with truth) its classes.
 
     With ground truth it also says how many of its clips have no audible
-    source and how many of ALL silent clips fall into it: silent clips all get
-    nearly the same score (the model sees the same all-zero audio), which is
-    what piles up in one bin.
+    source, how many of ALL silent clips fall into it and the range of their
+    scores: silent clips get nearly one score (the model sees the same silent
+    audio whatever the frames), which is what piles up in one bin.
     """
     p = np.asarray(p_all, np.float64)
     if p.size == 0:
@@ -359,6 +359,9 @@ def largest_bin(p_all: np.ndarray, classes: np.ndarray | None = None) -> dict[st
         silent = c == "silent"
         out["silent_clips_in_bin_share_of_all_silent"] = (
             round(float((silent & inside).sum()) / float(silent.sum()), 4) if silent.any() else None
+        )
+        out["silent_score_range"] = (
+            [round(float(p[silent].min()), 3), round(float(p[silent].max()), 3)] if silent.any() else None
         )
     return out
 
@@ -404,7 +407,7 @@ def histogram_png(
         if big is not None and big["share"] >= 0.2 and big["classes"].get("silent"):
             ax.annotate(
                 f"{100 * big['share']:.0f}% of clips; {big['classes']['silent']} of them\nhave no audible source",
-                xy=((big["range"][0] + big["range"][1]) / 2, big["clips"]), xytext=(0.5, 0.9),
+                xy=((big["range"][0] + big["range"][1]) / 2, big["clips"]), xytext=(0.78, 0.75),
                 textcoords="axes fraction", ha="center", fontsize=8,
                 arrowprops={"arrowstyle": "->", "color": "#444444"},
             )  # fmt: skip
@@ -446,10 +449,12 @@ def largest_bin_lines(big: Mapping[str, Any] | None) -> list[str]:
             + "."
         )
         share = big.get("silent_clips_in_bin_share_of_all_silent")
-        if classes["silent"] and share is not None:
+        lo_hi = big.get("silent_score_range")
+        if classes["silent"] and share is not None and lo_hi:
             text += (
-                f" {_pct(share)} of all clips without audible sound fall in this bin: with silent audio "
-                "the model sees the same all-zero input, so these clips get nearly the same score."
+                f" {_pct(share)} of all clips without audible sound fall in this bin, and all of them score "
+                f"between {lo_hi[0]:.3f} and {lo_hi[1]:.3f}: with silent audio the model sees (almost) the same "
+                "input whatever the frames, so it gives these clips nearly one score."
             )
     return [text, ""]
 
