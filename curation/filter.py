@@ -309,7 +309,28 @@ def truth_metrics(probability: np.ndarray, kept: np.ndarray, labels: pd.DataFram
         "offscreen_only_rate_all": _num(float(off.mean()) if off.size else float("nan")),
         "offscreen_only_rate_df": _num(float(off[k].mean()) if k.any() else float("nan")),
         "threshold_table": table,
+        "pr_curve": pr_curve(p, y),
     }
+
+
+#: Thresholds of the precision/recall curve in report.json (0, 0.02, ..., 1).
+CURVE_THRESHOLDS: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(51))
+
+
+def pr_curve(probability: np.ndarray, positive: np.ndarray) -> list[dict[str, Any]]:
+    """Precision and recall of ``probability >= t`` for every t of :data:`CURVE_THRESHOLDS` (rounded to 4 places)."""
+    p = np.asarray(probability, np.float64)
+    y = np.asarray(positive, bool)
+    out = []
+    for t in CURVE_THRESHOLDS:
+        sel = p >= t
+        tp, tr = precision_recall(y, sel)
+        out.append({
+            "threshold": t, "clips": int(sel.sum()),
+            "precision": None if _num(tp) is None else round(float(tp), 4),
+            "recall": None if _num(tr) is None else round(float(tr), 4),
+        })  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- report
