@@ -502,7 +502,8 @@ def annotation_section(folder: str | None) -> Section:
             "<h3>Votes of sample clips</h3><p>Each rater answers two questions: is there on-screen sound "
             "(on) and is there off-screen sound (off). A clip gets a label only when all three agree.</p>"
             + table(("clip", "pool", "votes (on-screen / off-screen)", "label"), [
-                (r.clip_id, r.pool, votes(r.raters, r.onscreen_votes, r.offscreen_votes), r.label or "none")
+                (r.clip_id, r.pool, votes(r.raters, r.onscreen_votes, r.offscreen_votes),
+                 r.label if isinstance(r.label, str) and r.label else "none (not unanimous)")
                 for r in sample.itertuples()
             ], numeric_from=9)
         )  # fmt: skip
