@@ -19,7 +19,6 @@ from audioscope.curation.filter import (
     filter,
     select_clips,
 )
-from audioscope.synth.truth import clip_labels, detect_truth
 from audioscope.curation.splits import hashed_split
 from audioscope.schemas.tables import DF
 from audioscope.sources.lists import VideoRequest, read_video_list
@@ -287,30 +286,6 @@ def test_truth_metrics_match_an_independent_count(tmp_path):
     assert math.isclose(t["offscreen_only_rate_df"], off_only[kept].mean())
     md = (tmp_path / "df" / "report.md").read_text()
     assert "| 0.95 |" in md and "ROC AUC" in md
-
-
-def test_clip_labels_use_seconds_inside_the_clip():
-    truth = pd.DataFrame({
-        "video_id": ["a"] * 10, "second": range(10),
-        "has_onscreen": [s == 5 for s in range(10)], "has_offscreen": [s == 1 for s in range(10)],
-    })  # fmt: skip
-    clips = pd.DataFrame({"video_id": ["a", "a", "a", "a", "b"], "start": [0.0, 1.0, 5.0, 5.5, 0.0], "end": [5.0, 6.0, 10.0, 10.5, 5.0]})
-    got = clip_labels(clips, truth)
-    assert got["onscreen"].tolist() == [False, True, True, False, False]
-    assert got["offscreen_only"].tolist() == [True, False, False, False, False]
-    assert got["has_truth"].tolist() == [True, True, True, True, False]
-
-
-def test_truth_detection_rules(tmp_path):
-    corpus = make_corpus(tmp_path / "c", {}, {"x": 8})
-    v = str(corpus / "videos")
-    assert detect_truth([f"{v}/a.mp4", f"{v}/b.mp4"]).path == str(corpus / "truth.parquet")
-    assert detect_truth([f"file://{v}/a.mp4"]).path == str(corpus / "truth.parquet")
-    assert detect_truth([f"{v}/a.mp4", "https://example.com/videos/b.mp4"]).path is None
-    assert detect_truth([f"{v}/a.mp4", str(tmp_path / "other" / "videos" / "b.mp4")]).path is None
-    assert detect_truth([str(tmp_path / "c" / "a.mp4")]).path is None
-    (corpus / "corpus.json").unlink()
-    assert detect_truth([f"{v}/a.mp4"]).path is None
 
 
 def test_no_truth_and_explicit_truth(tmp_path):
