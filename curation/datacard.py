@@ -644,7 +644,7 @@ def render_readme(
         f"seed {splits.get('seed')}.",
         *([f"   {s}"] if (s := _truth_sentence(report)) else []),
         "",
-        f"3. Human labels: {'from the annotation folder ' + repr(shown_path(inputs.labels)) if inputs.labels else 'none'}.",
+        f"3. Human labels: {'from the annotation folder `' + shown_path(inputs.labels) + '`' if inputs.labels else 'none'}.",
         f"4. Mixtures: seed {summary.get('config', {}).get('seed')}, made by audioscope-data "
         f"{summary.get('toolkit_version')}; their settings are the table under \"Mixture configuration\".",
         f"5. Published with audioscope-data {toolkit.get('version')} (git commit {toolkit.get('git_commit')}"

@@ -428,8 +428,13 @@ def _band_examples(report: DfReport, run_dir: str, media: Media) -> str:
         picks = band.iloc[np.unique(np.linspace(0, len(band) - 1, CLIPS_PER_BAND).round().astype(int))]
         cells = []
         for clip_id, prob in zip(picks["clip_id"], picks["probability"]):
-            clip = store.clip(str(clip_id))
-            src = media.add(f"clip_{clip_id}.mp4", clip_video(clip.audio, clip.frames, store.params.sample_rate))
+            try:
+                clip = store.clip(str(clip_id))
+                video = clip_video(clip.audio, clip.frames, store.params.sample_rate)
+            except (KeyError, OSError, RuntimeError, ValueError) as e:  # one clip's failure is shown, the rest go on
+                cells.append(f"<figure><p class=\"missing\">{esc(clip_id)}: could not be cut ({esc(e)})</p></figure>")
+                continue
+            src = media.add(f"clip_{clip_id}.mp4", video)
             cells.append(
                 f"<figure><video controls preload=\"auto\" width=\"256\" height=\"256\" src=\"{src}\"></video>"
                 f"<figcaption>{esc(clip_id)}<br>probability {float(prob):.3f}</figcaption></figure>"
