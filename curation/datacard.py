@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -370,6 +371,14 @@ def shown_path(path: Any) -> str:
     return "/".join(parts[-2:]) or local
 
 
+_ABSOLUTE = re.compile(r"(?<![\w/:.])(/[\w.\-]+(?:/[\w.\-]+)+/?)")
+
+
+def paths_shown(text: str) -> str:
+    """``text`` with every absolute local path in it replaced by :func:`shown_path`'s form."""
+    return _ABSOLUTE.sub(lambda m: shown_path(m.group(1)), str(text))
+
+
 def _pct(x: Any) -> str:
     return "n/a" if x is None else f"{100 * float(x):.1f}%"
 
@@ -498,7 +507,7 @@ def limitations(inputs: ReleaseInputs, licences: Mapping[str, Any]) -> list[str]
             out.append(f"Mixtures note ({key}): {json.dumps(value, sort_keys=True, default=str)}")
     out += [f"Filter warning: {w}" for w in report.get("warnings", [])]
     out += [f"Publish warning: {w}" for w in inputs.warnings]
-    return out
+    return [paths_shown(line) for line in out]
 
 
 _PUBLIC_DOMAIN = ("cc0", "publicdomain", "public domain")

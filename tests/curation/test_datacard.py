@@ -101,3 +101,24 @@ def test_settings_table_rounds_and_flattens():
     assert "| `lr` | 0.0001235 |" in table
     assert "| `schedule.decay` | 0.9999 |" in table and "| `schedule.warmup` | 100 |" in table
     assert "| `ok` | true |" in table
+
+
+def test_warnings_in_the_card_carry_no_absolute_path(release_inputs, tmp_path):
+    path = Path(release_inputs.mix, "summary.json")
+    summary = json.loads(path.read_text())
+    summary["inputs"]["labels"] = str(tmp_path / "old-run" / "annotation" / "labels.parquet")
+    path.write_text(json.dumps(summary))
+    req = PublishRequest(mix=release_inputs.mix, df=release_inputs.df, labels=None, name="audioscope",
+                         version="1.0.0", root=str(tmp_path / "releases"))  # fmt: skip
+    release.publish(req, show_progress=False)
+    card = storage.read_text(f"{tmp_path}/releases/audioscope/1.0.0/README.md")
+    assert "the mixtures used labels from annotation/labels.parquet but --labels was not given" in card
+    assert str(tmp_path) not in card
+
+
+def test_paths_shown_keeps_uris_and_relative_paths(tmp_path, monkeypatch):
+    from audioscope.curation.datacard import paths_shown
+
+    monkeypatch.chdir(tmp_path)
+    text = f"from {tmp_path}/run/df and /data/x/y.parquet, see https://example.org/a/b, gs://b/c/d and train/validation"
+    assert paths_shown(text) == "from run/df and x/y.parquet, see https://example.org/a/b, gs://b/c/d and train/validation"
