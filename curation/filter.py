@@ -152,8 +152,11 @@ def published_splits(index: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
 # --------------------------------------------------------------------------- inputs
 
 
-def load_scores(scores_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The scores table and ``scores.json`` of a folder written by ``audioscope score``, checked."""
+def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The scores table (``columns`` of it) and ``scores.json`` of a folder written by ``audioscope score``, checked.
+
+    ``model_id`` (one value repeated on every row) is read dictionary-encoded: a categorical column.
+    """
     import pyarrow.parquet as pq
 
     from audioscope.pipelines.score import ScoresLayout
@@ -166,13 +169,16 @@ def load_scores(scores_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
             f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
         )
     with storage.open_file(path) as fh:
-        table = pq.read_table(fh)
-    missing = [c for c in SCORE_COLUMNS if c not in table.column_names]
-    if missing:
-        raise UserError(
-            f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
-        )
-    scores = table.select(list(SCORE_COLUMNS)).to_pandas()
+        names = pq.read_schema(fh).names
+        missing = [c for c in SCORE_COLUMNS if c not in names]
+        if missing:
+            raise UserError(
+                f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
+            )
+        fh.seek(0)
+        wanted = list(dict.fromkeys(["clip_id", "probability", *columns]))
+        read_dictionary = ["model_id"] if "model_id" in wanted else None
+        scores = pq.read_table(fh, columns=wanted, read_dictionary=read_dictionary).to_pandas()
     meta: dict[str, Any] = {}
     meta_path = layout.scores_json
     if storage.exists(meta_path):
@@ -198,13 +204,22 @@ def load_scores(scores_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return scores, meta
 
 
-def join_index(scores: pd.DataFrame, index: pd.DataFrame, store: str = "the store") -> pd.DataFrame:
-    """Scores with the store's columns (video_id, start, end, split, source_uri, licences) from ``index``.
+#: The store's columns Df carries.
+INDEX_COLUMNS: tuple[str, ...] = (
+    "clip_id", "video_id", "start", "end", "split", "source_uri", "licence_name", "licence_url"
+)
+#: The store's columns the selection needs (the rest are attached to kept clips only).
+KEY_COLUMNS: tuple[str, ...] = ("clip_id", "video_id", "start", "end")
+
+
+def join_index(
+    scores: pd.DataFrame, index: pd.DataFrame, store: str = "the store", columns: tuple[str, ...] = INDEX_COLUMNS
+) -> pd.DataFrame:
+    """Scores with the store's ``columns`` (default: video_id, start, end, split, source_uri, licences).
 
     Raises :class:`UserError` when scored clip ids are not in the store.
     """
-    cols = ["clip_id", "video_id", "start", "end", "split", "source_uri", "licence_name", "licence_url"]
-    idx = index[[c for c in cols if c in index.columns]]
+    idx = index[[c for c in columns if c in index.columns]]
     merged = scores[["clip_id", "probability", "model_id"]].merge(idx, on="clip_id", how="left", indicator=True)
     unknown = merged["_merge"] == "left_only"
     if unknown.any():
@@ -216,9 +231,19 @@ def join_index(scores: pd.DataFrame, index: pd.DataFrame, store: str = "the stor
             f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
         )
     for c in ("split", "licence_name", "licence_url"):
-        if c not in merged.columns:
+        if c in columns and c not in merged.columns:
             merged[c] = None
     return merged.drop(columns=["_merge"])
+
+
+def attach_index(kept: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """``kept`` (rows of :func:`join_index` with the key columns) with the store's other columns."""
+    extra = [c for c in INDEX_COLUMNS if c not in kept.columns]
+    out = kept.merge(index[["clip_id", *[c for c in extra if c in index.columns]]], on="clip_id", how="left")
+    for c in extra:
+        if c not in out.columns:
+            out[c] = None
+    return out
 
 
 # --------------------------------------------------------------------------- Df
@@ -229,17 +254,25 @@ def build_df(
     selection: Selection,
     splits: SplitSettings = SplitSettings(),
     published: Mapping[str, str] | None = None,
+    index: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Df as a DataFrame in the :data:`audioscope.schemas.tables.DF` column order.
 
     ``scored`` is the output of :func:`join_index`; ``published`` maps video
     ids to published splits (:func:`published_splits` of the store's index).
+    With ``index``, ``scored`` needs only the key columns: the store's other
+    columns are attached to the kept clips alone (less memory than joining
+    them to every scored clip).
     """
     from audioscope.schemas.tables import DF
 
     kept = select_clips(scored, selection)
-    split_of = assign_splits(sorted(set(kept["video_id"])), splits.ratios, splits.seed, published)
+    if index is not None:
+        kept = attach_index(kept, index)
+    split_of = assign_splits(sorted(kept["video_id"].unique().tolist()), splits.ratios, splits.seed, published)
     kept = kept.assign(split=kept["video_id"].map(split_of))
+    if isinstance(kept["model_id"].dtype, pd.CategoricalDtype):
+        kept["model_id"] = kept["model_id"].astype(kept["model_id"].cat.categories.dtype)
     kept["probability"] = kept["probability"].astype(np.float32)
     for c in ("start", "end"):
         kept[c] = kept[c].astype(np.float64)
@@ -268,7 +301,7 @@ def audioscope_csv(df: pd.DataFrame) -> str:
     """One split as an AudioScope clip list: ``video path,start,end`` per clip, no header."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for uri, start, end in zip(df["source_uri"], df["start"], df["end"]):
+    for uri, start, end in zip(df["source_uri"].tolist(), df["start"].tolist(), df["end"].tolist()):
         writer.writerow([uri, _fmt_seconds(start), _fmt_seconds(end)])
     return out.getvalue()
 
@@ -571,7 +604,7 @@ def _truth_source(config: FilterConfig, index: pd.DataFrame) -> TruthSource:
         return TruthSource(None, "disabled (--no-truth)")
     if config.truth is not None:
         return TruthSource(config.truth, "given with --truth")
-    return detect_truth(list(index["source_uri"]))
+    return detect_truth(index["source_uri"].unique().tolist())
 
 
 def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> FilterResult:  # noqa: A001
@@ -582,7 +615,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
     scores_dir, store = config.scores, config.store
     selection, splits = config.selection, config.splits
     layout = DfLayout.of(config.out)
-    scores, meta = load_scores(scores_dir)
+    scores, meta = load_scores(scores_dir, columns=("clip_id", "probability", "model_id"))
     if index is None:
         from audioscope.clipstore.format import StoreError
         from audioscope.clipstore.reader import ClipStore
@@ -592,8 +625,9 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
         except StoreError as e:
             raise UserError(str(e)) from None
     warnings: list[str] = []
-    scored = join_index(scores, index, store)
-    models = sorted(set(scored["model_id"].dropna()))
+    scored = join_index(scores, index, store, columns=KEY_COLUMNS)
+    del scores
+    models = sorted(scored["model_id"].dropna().unique().tolist())
     if len(models) > 1:
         raise UserError(
             f"{scores_dir} holds scores of {len(models)} models ({', '.join(models)}); "
@@ -612,7 +646,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
             f"{len(conflicts)} videos have clips with different published splits (e.g. {conflicts[0]}); "
             "the split of their first clip is used"
         )
-    df = build_df(scored, selection, splits, published)
+    df = build_df(scored, selection, splits, published, index=index)
     if df.empty:
         hint = (
             f"{scores_dir} scores no clips; score the store again" if scored.empty
@@ -625,7 +659,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
     classes = None
     if source.path is not None:
         labels = clip_labels(scored, load_truth(source.path))
-        kept_mask = scored["clip_id"].isin(set(df["clip_id"])).to_numpy()
+        kept_mask = scored["clip_id"].isin(df["clip_id"]).to_numpy()
         metrics = truth_metrics(scored["probability"].to_numpy(np.float64), kept_mask, labels)
         classes = clip_classes(labels)
         if metrics["clips_without_truth"]:
@@ -655,7 +689,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
                 "rule": 'u = first 8 bytes of sha256(f"{seed}:{video_id}") / 2**64; '
                 "train if u < r_train, validation if u < r_train + r_validation, else test; "
                 "a published split in the store wins",
-                "videos_with_published_split": int(sum(1 for v in set(df["video_id"]) if v in published)),
+                "videos_with_published_split": int(sum(1 for v in df["video_id"].unique().tolist() if v in published)),
             },
             "truth": {"path": source.path, "how": source.how},
         },
