@@ -20,8 +20,9 @@ content, whatever its name, and becomes a section:
   evaluation   the table with every column defined, the targets, and the
                example WAVs as audio players with spectrograms
 
-A missing section says which command makes it. The report needs no network:
-OUT/report.html and OUT/media/ (relative links) can be copied as one folder."""
+DIR is a local folder. A missing section says which command makes it. The
+report needs no network: OUT/report.html and OUT/media/ (relative links) can
+be copied as one folder."""
 
 EPILOG = """\
 example:

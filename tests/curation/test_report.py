@@ -185,3 +185,19 @@ def test_not_a_folder_is_one_clear_line(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a folder" in err[0]
+
+
+def test_a_clip_that_cannot_be_cut_is_shown_with_its_reason(tmp_path):
+    """A store whose media is gone: the Df section says so per clip, and the rest of the report is written."""
+    from audioscope.curation.filter import FilterConfig, filter
+    from tests.curation.helpers import index_rows, make_store, write_scores
+
+    run = tmp_path / "run"
+    index = index_rows({"vidA": 6, "vidB": 6}, video_dir=tmp_path / "videos")
+    store = make_store(run / "clipstore", index)  # an index, no media
+    scores = write_scores(run / "scores", index, np.linspace(0, 1, len(index)))
+    filter(FilterConfig(scores=scores, store=store, out=str(run / "df"), use_truth=False))
+    result = report(ReportConfig(run_dir=str(run)))
+    page = Path(result.html).read_text()
+    assert result.sections["df"] and page.count("could not be cut") == 8  # 2 clips x 4 bands
+    assert "has no media" in page and "<video" not in page
