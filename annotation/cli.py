@@ -456,7 +456,7 @@ def run_demo_raters(args: argparse.Namespace) -> int:
     from audioscope.annotation.credentials import SecretsError, read_secrets
     from audioscope.annotation.raters import DemoRater, run_raters
     from audioscope.errors import UserError
-    from audioscope.curation.filter import detect_truth, load_truth
+    from audioscope.synth.truth import detect_truth, load_truth
     from audioscope.progress import Progress, print_summary
 
     client, _ = connect(args)

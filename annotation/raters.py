@@ -52,7 +52,7 @@ def unit(*parts: object) -> float:
 
 def truth_answers(clips: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """Per clip (video_id, start, end): ``has_truth``, ``onscreen``, ``offscreen`` (audible anywhere in the clip)."""
-    from audioscope.curation.filter import clip_labels
+    from audioscope.synth.truth import clip_labels
 
     on = clip_labels(clips, truth)
     if "has_offscreen" in truth.columns:

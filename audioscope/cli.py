@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audioscope.curation.release_cli",
     "audioscope.models.train_cli",
     "audioscope.models.evaluate_cli",
+    "audioscope.curation.report_cli",
 )
 
 EPILOG = """\

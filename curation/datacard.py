@@ -21,19 +21,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from audioscope import storage
-from audioscope.errors import UserError
+from audioscope.curation.df import DfLayout, read_df, read_report
 from audioscope.curation.manifest import fmt_bytes
+from audioscope.errors import UserError
 from audioscope.pipelines.mix_plan import licence_excluded as licence_matches
 from audioscope.schemas.records import video_of_clip
 
 #: Files of a Df folder (written by `audioscope filter`) that a release carries.
-DF_FILES: tuple[str, ...] = ("df.parquet", "report.json", "report.md", "score_histogram.png")
+DF_FILES: tuple[str, ...] = DfLayout.RELEASED
 #: Suffixes of the top-level files of an annotation folder that a release carries.
 LABEL_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".json", ".md")
 LICENCE_COLUMNS: tuple[str, ...] = ("clip_id", "video_id", "source", "licence_name", "licence_url", "attribution")
@@ -117,15 +119,12 @@ def load_mix(mix: str) -> tuple[dict[str, Any], pd.DataFrame]:
 
 
 def load_df(df_dir: str) -> tuple[dict[str, Any], pd.DataFrame]:
-    """``report.json`` and ``df.parquet`` of a Df folder written by ``audioscope filter``."""
-    fix = f"run `audioscope filter --scores SCORES --store STORE --out {df_dir}` first"
-    report = _read_json(storage.join(df_dir, "report.json"), "it is not a Df folder", fix)
-    uri = storage.join(df_dir, "df.parquet")
-    if not storage.exists(uri):
-        raise UserError(f"{uri} is missing; {fix}")
-    table = _read_parquet(uri, _CLIP_COLUMNS[:2] + ("source_uri", "licence_name", "licence_url", "split"))
-    _require(table, ("clip_id", "video_id"), uri, fix)
-    return report, table
+    """The report and the Df table of a finished Df folder written by ``audioscope filter``."""
+    layout = DfLayout.of(df_dir)
+    layout.require_finished()
+    report = read_report(layout)
+    table = read_df(layout, _CLIP_COLUMNS[:2] + ("source_uri", "licence_name", "licence_url", "split"))
+    return dict(report.data), table
 
 
 def load_annotation(labels_dir: str) -> tuple[dict[str, Any] | None, pd.DataFrame]:
@@ -147,10 +146,12 @@ def load_annotation(labels_dir: str) -> tuple[dict[str, Any] | None, pd.DataFram
 
 def find_model_card(report: Mapping[str, Any]) -> dict[str, Any] | None:
     """The coincidence model card named by the filter report (scores.json's ``model``), if it can be read."""
-    model = (report.get("inputs", {}).get("scores_json") or {}).get("model")
+    from audioscope.curation.df import DfReport
+
+    model = DfReport(report).model_folder
     if not model:
         return None
-    uri = storage.join(str(model), "model_card.json")
+    uri = storage.join(model, "model_card.json")
     try:
         if not storage.exists(uri):
             return None
@@ -181,9 +182,12 @@ def _cross_check(inputs: ReleaseInputs) -> None:
             f"the mixtures in {inputs.mix} were made from a Df scored by model {mixed_with}, but {inputs.df} "
             f"was filtered with model {filtered_with}: give the Df folder the mixtures were made from with --df"
         )
-    df_used = str(mix_inputs.get("df") or "").rstrip("/")
-    if df_used and df_used not in (inputs.df.rstrip("/"), storage.join(inputs.df, "df.parquet")):
-        inputs.warnings.append(f"the mixtures were made from the Df {df_used}, not {inputs.df} (moved or copied?)")
+    df_used = str(mix_inputs.get("df") or "")
+    if df_used and not DfLayout.of(inputs.df).same_as(df_used):
+        inputs.warnings.append(
+            f"the mixtures were made from the Df {shown_path(DfLayout.of(df_used).root)}, not "
+            f"{shown_path(inputs.df)} (moved or copied?)"
+        )
     if mix_inputs.get("labels") and not inputs.labels:
         inputs.warnings.append(
             f"the mixtures used labels from {mix_inputs['labels']} but --labels was not given: the release "
@@ -289,9 +293,11 @@ def licences_csv(rows: pd.DataFrame) -> bytes:
 def licence_summary(rows: pd.DataFrame, left_out: int, patterns: Sequence[str]) -> dict[str, Any]:
     """Counts of clips per licence name, for the manifest and the data card."""
     names = rows["licence_name"].fillna("(unknown)")
+    urls = rows.dropna(subset=["licence_name", "licence_url"]).groupby("licence_name", sort=True)["licence_url"].first()
     return {
         "clips": int(len(rows)),
         "by_licence": {str(k): int(v) for k, v in names.value_counts().sort_index().items()},
+        "urls": {str(k): str(v) for k, v in urls.items()},
         "unknown": int(rows["licence_name"].isna().sum()),
         "excluded_patterns": list(patterns),
         "curated_clips_left_out": left_out,
@@ -322,17 +328,107 @@ def label_statistics(labels: pd.DataFrame | None) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- the data card
 
+#: Every abbreviation and term the card uses, defined once (the "Terms" section).
+TERMS: tuple[tuple[str, str], ...] = (
+    ("clip", "5 s of a source video (16 kHz mono audio and 1 frame per second at 128x128), cut with a 1 s hop."),
+    ("coincidence probability", "the score of an audio-visual coincidence model that a clip's audio and "
+     "frames belong together; high scores suggest on-screen sound."),
+    ("Df", "the filtered subset: the clips whose coincidence probability passes the selection rule below, "
+     "split into train, validation and test per video."),
+    ("mixture", "the audio of one clip."),
+    ("MoM", "mixture of mixtures: the sum of two mixtures. The model sees the frames of the first mixture's "
+     "clip only, so the second mixture is off-screen by construction."),
+    ("single", "an example with one mixture and no second mixture."),
+    ("NOn", "noisy on-screen: first mixture and frames from the same Df train clip (on-screen sound is "
+     "likely, not certain: the label comes from the coincidence model)."),
+    ("SOff", "synthetic off-screen: frames of a Df clip with the audio of a clip of another Df video, so "
+     "all of its sound is off-screen."),
+    ("LOn", "labeled on-screen: frames and audio of a train clip that three raters unanimously labeled "
+     "\"on-screen sound only\"."),
+    ("LOff", "labeled off-screen: the same for \"off-screen sound only\"."),
+    ("unanimous", "all three raters of a clip chose the same answer; only such clips get a label."),
+)  # fmt: skip
 
-def _json_block(data: Any) -> list[str]:
-    return ["```json", json.dumps(data, indent=2, sort_keys=True, default=str), "```"]
+
+def shown_path(path: Any) -> str:
+    """A path as the card may show it: URIs as given; local paths relative to the working folder when
+    inside it, else only the last two components (an absolute path of the machine that built the release
+    means nothing to its readers)."""
+    import os
+
+    if path is None or str(path) == "":
+        return "(not recorded)"
+    text = str(path)
+    if not storage.is_local(text):
+        return text.rstrip("/")
+    local = text[len("file://"):] if text.startswith("file://") else text
+    if not os.path.isabs(local):
+        return os.path.normpath(local)
+    rel = os.path.relpath(local, os.getcwd())
+    if not rel.startswith(".."):
+        return rel
+    parts = [p for p in local.split(os.sep) if p]
+    return "/".join(parts[-2:]) or local
+
+
+_ABSOLUTE = re.compile(r"(?<![\w/:.])(/[\w.\-]+(?:/[\w.\-]+)+/?)")
+
+
+def paths_shown(text: str) -> str:
+    """``text`` with every absolute local path in it replaced by :func:`shown_path`'s form."""
+    return _ABSOLUTE.sub(lambda m: shown_path(m.group(1)), str(text))
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _cell(value: Any) -> str:
+    """A table cell: floats rounded to 4 significant digits, lists joined, pipes escaped."""
+    if isinstance(value, bool) or value is None:
+        text = str(value).lower() if isinstance(value, bool) else "-"
+    elif isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(_cell(v) for v in value)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key in sorted(data):
+        value = data[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out += _flatten(value, name + ".")
+        else:
+            out.append((name, value))
+    return out
+
+
+def settings_table(data: Mapping[str, Any], header: tuple[str, str] = ("setting", "value")) -> list[str]:
+    """A two-column Markdown table of (nested) settings, keys joined with dots, numbers rounded."""
+    rows = _flatten(data)
+    if not rows:
+        return ["(none recorded)"]
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| `{k}` | {_cell(v)} |" for k, v in rows]
+    return lines
 
 
 def _counts_lines(counts: Mapping[str, Any]) -> list[str]:
     cols = ("total", "NOn", "SOff", "LOn", "LOff", "mom", "single")
-    lines = ["| set | examples | NOn | SOff | LOn | LOff | MoM | single |", "|---|" + "---:|" * len(cols)]
+    lines = [
+        "Training examples per recipe and type (terms defined under \"Terms\"):",
+        "",
+        "| set | examples | NOn | SOff | LOn | LOff | MoM | single |",
+        "|---|" + "---:|" * len(cols),
+    ]
     for recipe, c in sorted((counts.get("train") or {}).items()):
         lines.append(f"| train/{recipe} | " + " | ".join(str(c.get(k, "")) for k in cols) + " |")
-    lines += ["", "| evaluation set | validation | test |", "|---|---:|---:|"]
+    lines += ["", "Evaluation examples per set and split:", "", "| evaluation set | validation | test |", "|---|---:|---:|"]
     ev = counts.get("eval") or {}
     for s in sorted({s for split in ev.values() for s in split}):
         lines.append(f"| {s} | {ev.get('validation', {}).get(s, 0)} | {ev.get('test', {}).get(s, 0)} |")
@@ -344,7 +440,7 @@ def _label_lines(stats: Mapping[str, Any] | None) -> list[str]:
         return ["No human labels are part of this release (published without --labels)."]
     lines = [
         "Each sampled clip was labeled by three different raters; a clip gets a label only when all three "
-        "agree (SPEC 2.5).",
+        "agree (docs/recipe.md, \"annotation\").",
         "",
         "| split | pool | clips | 3 votes | on-screen only | off-screen only | unlabeled |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -359,13 +455,25 @@ def _label_lines(stats: Mapping[str, Any] | None) -> list[str]:
 
 
 def _model_lines(card: Mapping[str, Any] | None, model_id: str | None) -> list[str]:
-    lines = [f"- coincidence model id: `{model_id}`"]
+    lines = [f"Coincidence model id: `{model_id}`.", ""]
     if card is None:
-        return lines + ["- model card: not found (the model folder named in scores.json could not be read)"]
-    for key in ("training_data", "training", "validation"):
-        if card.get(key):
-            lines.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{k}={v}" for k, v in card[key].items()))
+        return lines + ["Model card: not found (the model folder named in the scores could not be read)."]
+    for key, title in (("training_data", "Training data"), ("training", "Training settings"),
+                       ("validation", "Validation")):  # fmt: skip
+        if isinstance(card.get(key), Mapping) and card[key]:
+            lines += [f"{title} of the coincidence model:", "", *settings_table(card[key]), ""]
     return lines
+
+
+def _truth_sentence(report: Mapping[str, Any]) -> str | None:
+    t = report.get("truth_metrics")
+    if not t:
+        return None
+    return (
+        f"Measured against the corpus's ground truth: precision of Df {_pct(t.get('precision'))} (share of Df "
+        f"clips with on-screen sound), recall {_pct(t.get('recall'))} (share of all clips with on-screen sound "
+        f"that Df keeps), off-screen-only share of Df {_pct(t.get('offscreen_only_rate_df'))}."
+    )
 
 
 def limitations(inputs: ReleaseInputs, licences: Mapping[str, Any]) -> list[str]:
@@ -377,13 +485,8 @@ def limitations(inputs: ReleaseInputs, licences: Mapping[str, Any]) -> list[str]
         "source video (LICENSES.csv names the source and the licence).",
     ]
     report = inputs.filter_report
-    t = report.get("truth_metrics")
-    if t:
-        out.append(
-            f"Measured against ground truth ({report.get('inputs', {}).get('truth', {}).get('how', '')}): "
-            f"precision of Df {t.get('precision')}, recall {t.get('recall')}, "
-            f"off-screen-only share of Df {t.get('offscreen_only_rate_df')}."
-        )
+    if sentence := _truth_sentence(report):
+        out.append(sentence)
     if inputs.labels_table is None:
         out.append("No human labels: the release has no labeled (LOn/LOff) examples from this annotation.")
     if licences.get("unknown"):
@@ -404,7 +507,78 @@ def limitations(inputs: ReleaseInputs, licences: Mapping[str, Any]) -> list[str]
             out.append(f"Mixtures note ({key}): {json.dumps(value, sort_keys=True, default=str)}")
     out += [f"Filter warning: {w}" for w in report.get("warnings", [])]
     out += [f"Publish warning: {w}" for w in inputs.warnings]
-    return out
+    return [paths_shown(line) for line in out]
+
+
+_PUBLIC_DOMAIN = ("cc0", "publicdomain", "public domain")
+
+
+def _is_public_domain(name: Any, url: Any) -> bool:
+    text = f"{name or ''} {url or ''}".lower().replace(" ", "") if name or url else ""
+    return any(k.replace(" ", "") in text for k in _PUBLIC_DOMAIN)
+
+
+def licence_lines(licences: Mapping[str, Any]) -> list[str]:
+    """What the licences present in the release ask of its users (from the licences, not assumed)."""
+    by = licences.get("by_licence") or {}
+    urls = licences.get("urls") or {}
+    known = {k: v for k, v in by.items() if k != "(unknown)"}
+    lines = ["Each clip keeps the licence of its source video. Licences present (clips per licence):", ""]
+    for name, n in sorted(known.items()):
+        url = urls.get(name)
+        lines.append(f"- {name}{f' <{url}>' if url else ''}: {n} clips")
+    if licences.get("unknown"):
+        lines.append(f"- licence unknown: {licences['unknown']} clips")
+    if not by:
+        lines.append("- (no clips)")
+    lines.append("")
+    if known and all(_is_public_domain(k, urls.get(k)) for k in known):
+        lines.append(
+            "Every clip with a known licence is dedicated to the public domain: no attribution is required, "
+            "though naming the source is good practice (`LICENSES.csv`)."
+        )
+    elif known:
+        lines.append(
+            "Some licences present require attribution (and may restrict commercial use or derivatives, as "
+            "their names say): credit each clip you redistribute with its line in `LICENSES.csv` (clip, "
+            "video, source, licence name and URL, an attribution sentence)."
+        )
+    if licences.get("excluded_patterns"):
+        lines.append(
+            "Licences excluded when publishing (matching, ignoring case): "
+            + ", ".join(licences["excluded_patterns"]) + "."
+        )
+    return lines
+
+
+def _is_synthetic(inputs: ReleaseInputs) -> bool:
+    """Whether every source video comes from a synthetic corpus made by `audioscope synth`."""
+    from audioscope.synth.truth import detect_truth
+
+    sources = inputs.df_table["source_uri"].dropna().astype(str).tolist() if "source_uri" in inputs.df_table else []
+    return bool(sources) and detect_truth(sources).path is not None
+
+
+CITATION_AUDIOSCOPE = """\
+@inproceedings{tzinis2021into,
+  title     = {Into the Wild with {AudioScope}: Unsupervised Audio-Visual Separation of On-Screen Sounds},
+  author    = {Tzinis, Efthymios and Wisdom, Scott and Jansen, Aren and Hershey, Shawn and Remez, Tal and
+               Ellis, Daniel P. W. and Hershey, John R.},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2021}
+}"""
+
+CITATION_YFCC100M = """\
+@article{thomee2016yfcc100m,
+  title   = {{YFCC100M}: The New Data in Multimedia Research},
+  author  = {Thomee, Bart and Shamma, David A. and Friedland, Gerald and Elizalde, Benjamin and Ni, Karl and
+             Poland, Douglas and Borth, Damian and Li, Li-Jia},
+  journal = {Communications of the ACM},
+  volume  = {59},
+  number  = {2},
+  pages   = {64--73},
+  year    = {2016}
+}"""
 
 
 def render_readme(
@@ -415,25 +589,38 @@ def render_readme(
     summary, report = inputs.summary, inputs.filter_report
     selection = report.get("inputs", {}).get("selection", {})
     splits = report.get("inputs", {}).get("splits", {})
+    ratios = splits.get("ratios") or []
     kept = report.get("kept", {})
+    synthetic = _is_synthetic(inputs)
+    shown_root = shown_path(root)
+    source_text = (
+        "a synthetic corpus made by `audioscope synth` (generated videos with known on- and off-screen "
+        "sources; not real-world data)" if synthetic else "the videos of the clip store (the AudioScope recipe "
+        "uses Creative Commons videos of YFCC100M)"
+    )
     lines = [
         f"# {name} {version}",
         "",
         "An AudioScope on-screen / off-screen sound dataset: training shards of mixtures of mixtures (MoM), "
         "evaluation sets (on-/off-screen single mixtures and MoMs), the curated clip lists they were made "
-        "from, and the per-clip licences. Every file is listed with its size and SHA-256 in `manifest.json`.",
+        f"from, and the per-clip licences. Source videos: {source_text}. Every file is listed with its size "
+        "and SHA-256 in `manifest.json`.",
         "",
         "## Get it",
         "",
         "```",
-        f"audioscope release pull {name}:{version} --root {root} --to DIR            # everything",
-        f"audioscope release pull {name}:{version} --root {root} --to DIR --only eval  # evaluation sets only",
+        f"audioscope release pull {name}:{version} --root {shown_root} --to DIR            # everything",
+        f"audioscope release pull {name}:{version} --root {shown_root} --to DIR --only eval  # evaluation sets only",
         "audioscope release verify DIR",
         "```",
         "",
         "In Python, `audioscope.curation.release.resolve(\"%s:%s\", root=%r)` returns a verified local "
         "folder; every `*.tfrecord` below `train/<recipe>/` or `eval/<split>/<set>/` is a shard of "
-        "`tf.train.Example` records (schema: `audioscope.schemas.records`)." % (name, version, root),
+        "`tf.train.Example` records (schema: `audioscope.schemas.records`)." % (name, version, shown_root),
+        "",
+        "## Terms",
+        "",
+        *[f"- **{term}**: {text}" for term, text in TERMS],
         "",
         "## Contents",
         "",
@@ -444,17 +631,31 @@ def render_readme(
         "Evaluation pair lists (`eval/<split>/<set>/<split>_<set>_pairs.csv`) use the published six-column "
         "format `path1,start1,end1,path2,start2,end2` (single mixtures: last three fields empty).",
         "",
+        "## Intended use",
+        "",
+        "- Training and evaluating models that separate sounds and tell on-screen from off-screen sound "
+        "(AudioScope and similar audio-visual separation models).",
+        "- Comparing such models on the evaluation sets of the same release (the pair lists fix every example).",
+        "- Not for identifying people, places or uploaders, nor for judging what a real-world scene sounds like"
+        + (": the videos are synthetic." if synthetic else ": Df is chosen by a model and is not a random "
+           "sample of the source videos."),
+        "",
         "## How it was made",
         "",
-        f"1. Clips: 5 s with a 1 s hop from the videos of the clip store `{report.get('inputs', {}).get('store')}`.",
+        f"1. Clips: 5 s with a 1 s hop from the videos of the clip store `{shown_path(report.get('inputs', {}).get('store'))}`.",
         "2. Coincidence scores and filtering:",
-        *[f"   {line}" for line in _model_lines(inputs.model_card, inputs.model_id)],
-        f"   - selection: {selection.get('description', selection)}; kept {kept.get('clips')} clips of "
-        f"{kept.get('videos')} videos",
-        f"   - splits per video: ratios {splits.get('ratios')}, seed {splits.get('seed')}",
-        f"3. Human labels: {'from ' + str(inputs.labels) if inputs.labels else 'none'}.",
+        "",
+        *[f"   {line}" if line else "" for line in _model_lines(inputs.model_card, inputs.model_id)],
+        f"   Selection: {selection.get('description', '(not recorded)')}; kept {kept.get('clips')} clips of "
+        f"{kept.get('videos')} videos.",
+        f"   Splits per video: train/validation/test "
+        f"{'/'.join(f'{100 * float(r):.0f}%' for r in ratios) if ratios else '(not recorded)'}, "
+        f"seed {splits.get('seed')}.",
+        *([f"   {s}"] if (s := _truth_sentence(report)) else []),
+        "",
+        f"3. Human labels: {'from the annotation folder `' + shown_path(inputs.labels) + '`' if inputs.labels else 'none'}.",
         f"4. Mixtures: seed {summary.get('config', {}).get('seed')}, made by audioscope-data "
-        f"{summary.get('toolkit_version')}; the full configuration is in `manifest.json` (`configs.mix`).",
+        f"{summary.get('toolkit_version')}; their settings are the table under \"Mixture configuration\".",
         f"5. Published with audioscope-data {toolkit.get('version')} (git commit {toolkit.get('git_commit')}"
         f"{', with local changes' if toolkit.get('git_modified') else ''}).",
         "",
@@ -464,22 +665,24 @@ def render_readme(
         "",
         "## Licences",
         "",
-        "YFCC100M clips keep the Creative Commons licence of their video; `LICENSES.csv` lists, per clip, "
-        "the video, its source, the licence name and URL, and an attribution line.",
-        "",
-        *[f"- {k}: {v} clips" for k, v in licences.get("by_licence", {}).items()],
-        *(
-            [f"- excluded licences (matching, ignoring case): {', '.join(licences['excluded_patterns'])}"]
-            if licences.get("excluded_patterns") else []
-        ),
+        *licence_lines(licences),
         "",
         "## Known limitations",
         "",
         *[f"- {item}" for item in limitations(inputs, licences)],
         "",
+        "## Citation",
+        "",
+        f"Cite this release as \"{name} {version}\" with its manifest's SHA-256, and the recipe it follows:",
+        "",
+        "```bibtex",
+        CITATION_AUDIOSCOPE,
+        "```",
+        *(["", "and the source collection:", "", "```bibtex", CITATION_YFCC100M, "```"] if not synthetic else []),
+        "",
         "## Mixture configuration",
         "",
-        *_json_block(summary.get("config", {})),
+        *settings_table(summary.get("config", {})),
         "",
     ]  # fmt: skip
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """The filtered subset Df: select clips by coincidence score, split, export, report.
 
 Inputs are a clip store's index (:class:`audioscope.clipstore.reader.ClipStore`)
-and a scores folder written by ``audioscope score`` (``scores.parquet``:
-clip_id, video_id, start, end, probability, model_id; ``scores.json``). The
-selection rules (SPEC.md 2.3):
+and a scores folder written by ``audioscope score`` (read through
+:class:`audioscope.pipelines.score.ScoresLayout`: clip_id, video_id, start,
+end, probability, model_id, and the run's ``scores.json``). The selection
+rules (docs/recipe.md, "filtering"):
 
 * **threshold** (default, 0.8 as published): clips with probability >= t;
 * **top-K videos**: rank videos by the mean probability of their best
@@ -14,14 +15,15 @@ selection rules (SPEC.md 2.3):
   highest-probability selected clips (ties: earlier start first).
 
 Splits are per video (:mod:`audioscope.curation.splits`); a published split
-in the store's index wins. Outputs (all written atomically; the same inputs
-give byte-identical files): ``df.parquet``, ``csv/{train,validate,test}.csv``
-(AudioScope clip-list format), ``report.json``, ``report.md`` and
-``score_histogram.png``.
+in the store's index wins. The outputs and their layout are
+:class:`audioscope.curation.df.DfLayout`'s (all written atomically; the same
+inputs give byte-identical files). Ground truth of a synthetic corpus comes
+from :mod:`audioscope.synth.truth`.
 
-The pure pieces (:func:`select_clips`, :func:`build_df`, :func:`clip_labels`,
-:func:`truth_metrics`) take DataFrames so they can be tested and reused
-without files.
+The library entry is :func:`filter` (a :class:`FilterConfig` in, a
+:class:`FilterResult` out); the pure pieces (:func:`select_clips`,
+:func:`build_df`, :func:`truth_metrics`) take DataFrames so they can be tested
+and reused without files.
 """
 
 from __future__ import annotations
@@ -30,21 +32,21 @@ import csv
 import io
 import json
 import math
-import os
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
-from urllib.parse import unquote, urlsplit
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from audioscope import storage
 from audioscope.errors import UserError
+from audioscope.curation.df import DF_PARQUET, HISTOGRAM_PNG, REPORT_MD, DfLayout
 from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS, assign_splits, normalise_split
 from audioscope.metrics import precision_recall, roc_auc
+from audioscope.synth.truth import TruthSource, clip_labels, detect_truth, load_truth
 
-#: The published threshold (SPEC.md 2.3).
+#: The published threshold (docs/recipe.md).
 DEFAULT_THRESHOLD = 0.8
 #: Thresholds of the precision/recall table in the report.
 TABLE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
@@ -52,12 +54,6 @@ TABLE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in ra
 HIST_BINS = 20
 
 SCORE_COLUMNS: tuple[str, ...] = ("clip_id", "video_id", "start", "end", "probability", "model_id")
-TRUTH_COLUMNS: tuple[str, ...] = ("video_id", "second", "has_onscreen")
-
-DF_PARQUET = "df.parquet"
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-HISTOGRAM_PNG = "score_histogram.png"
 
 
 # --------------------------------------------------------------------------- settings
@@ -156,26 +152,35 @@ def published_splits(index: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
 # --------------------------------------------------------------------------- inputs
 
 
-def load_scores(scores_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``scores.parquet`` and ``scores.json`` of a scores folder, checked."""
+def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The scores table (``columns`` of it) and ``scores.json`` of a folder written by ``audioscope score``, checked.
+
+    ``model_id`` (one value repeated on every row) is read dictionary-encoded: a categorical column.
+    """
     import pyarrow.parquet as pq
 
-    path = storage.join(scores_dir, "scores.parquet")
+    from audioscope.pipelines.score import ScoresLayout
+
+    layout = ScoresLayout(scores_dir)
+    path = layout.scores_parquet
     if not storage.exists(path):
         raise UserError(
-            f"no scores in {scores_dir} (scores.parquet is missing): score the clip store first with "
+            f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
             f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
         )
     with storage.open_file(path) as fh:
-        table = pq.read_table(fh)
-    missing = [c for c in SCORE_COLUMNS if c not in table.column_names]
-    if missing:
-        raise UserError(
-            f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
-        )
-    scores = table.select(list(SCORE_COLUMNS)).to_pandas()
+        names = pq.read_schema(fh).names
+        missing = [c for c in SCORE_COLUMNS if c not in names]
+        if missing:
+            raise UserError(
+                f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
+            )
+        fh.seek(0)
+        wanted = list(dict.fromkeys(["clip_id", "probability", *columns]))
+        read_dictionary = ["model_id"] if "model_id" in wanted else None
+        scores = pq.read_table(fh, columns=wanted, read_dictionary=read_dictionary).to_pandas()
     meta: dict[str, Any] = {}
-    meta_path = storage.join(scores_dir, "scores.json")
+    meta_path = layout.scores_json
     if storage.exists(meta_path):
         try:
             meta = json.loads(storage.read_text(meta_path))
@@ -199,13 +204,22 @@ def load_scores(scores_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return scores, meta
 
 
-def join_index(scores: pd.DataFrame, index: pd.DataFrame, store: str = "the store") -> pd.DataFrame:
-    """Scores with the store's columns (video_id, start, end, split, source_uri, licences) from ``index``.
+#: The store's columns Df carries.
+INDEX_COLUMNS: tuple[str, ...] = (
+    "clip_id", "video_id", "start", "end", "split", "source_uri", "licence_name", "licence_url"
+)
+#: The store's columns the selection needs (the rest are attached to kept clips only).
+KEY_COLUMNS: tuple[str, ...] = ("clip_id", "video_id", "start", "end")
+
+
+def join_index(
+    scores: pd.DataFrame, index: pd.DataFrame, store: str = "the store", columns: tuple[str, ...] = INDEX_COLUMNS
+) -> pd.DataFrame:
+    """Scores with the store's ``columns`` (default: video_id, start, end, split, source_uri, licences).
 
     Raises :class:`UserError` when scored clip ids are not in the store.
     """
-    cols = ["clip_id", "video_id", "start", "end", "split", "source_uri", "licence_name", "licence_url"]
-    idx = index[[c for c in cols if c in index.columns]]
+    idx = index[[c for c in columns if c in index.columns]]
     merged = scores[["clip_id", "probability", "model_id"]].merge(idx, on="clip_id", how="left", indicator=True)
     unknown = merged["_merge"] == "left_only"
     if unknown.any():
@@ -217,9 +231,19 @@ def join_index(scores: pd.DataFrame, index: pd.DataFrame, store: str = "the stor
             f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
         )
     for c in ("split", "licence_name", "licence_url"):
-        if c not in merged.columns:
+        if c in columns and c not in merged.columns:
             merged[c] = None
     return merged.drop(columns=["_merge"])
+
+
+def attach_index(kept: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """``kept`` (rows of :func:`join_index` with the key columns) with the store's other columns."""
+    extra = [c for c in INDEX_COLUMNS if c not in kept.columns]
+    out = kept.merge(index[["clip_id", *[c for c in extra if c in index.columns]]], on="clip_id", how="left")
+    for c in extra:
+        if c not in out.columns:
+            out[c] = None
+    return out
 
 
 # --------------------------------------------------------------------------- Df
@@ -230,17 +254,25 @@ def build_df(
     selection: Selection,
     splits: SplitSettings = SplitSettings(),
     published: Mapping[str, str] | None = None,
+    index: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Df as a DataFrame in the :data:`audioscope.schemas.tables.DF` column order.
 
     ``scored`` is the output of :func:`join_index`; ``published`` maps video
     ids to published splits (:func:`published_splits` of the store's index).
+    With ``index``, ``scored`` needs only the key columns: the store's other
+    columns are attached to the kept clips alone (less memory than joining
+    them to every scored clip).
     """
     from audioscope.schemas.tables import DF
 
     kept = select_clips(scored, selection)
-    split_of = assign_splits(sorted(set(kept["video_id"])), splits.ratios, splits.seed, published)
+    if index is not None:
+        kept = attach_index(kept, index)
+    split_of = assign_splits(sorted(kept["video_id"].unique().tolist()), splits.ratios, splits.seed, published)
     kept = kept.assign(split=kept["video_id"].map(split_of))
+    if isinstance(kept["model_id"].dtype, pd.CategoricalDtype):
+        kept["model_id"] = kept["model_id"].astype(kept["model_id"].cat.categories.dtype)
     kept["probability"] = kept["probability"].astype(np.float32)
     for c in ("start", "end"):
         kept[c] = kept[c].astype(np.float64)
@@ -269,127 +301,12 @@ def audioscope_csv(df: pd.DataFrame) -> str:
     """One split as an AudioScope clip list: ``video path,start,end`` per clip, no header."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for uri, start, end in zip(df["source_uri"], df["start"], df["end"]):
+    for uri, start, end in zip(df["source_uri"].tolist(), df["start"].tolist(), df["end"].tolist()):
         writer.writerow([uri, _fmt_seconds(start), _fmt_seconds(end)])
     return out.getvalue()
 
 
 # --------------------------------------------------------------------------- ground truth
-
-
-@dataclass(frozen=True)
-class TruthSource:
-    path: str | None
-    how: str  # a sentence for the report
-
-
-def _local_path(uri: str) -> str | None:
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return unquote(parts.path)
-    if parts.scheme == "" or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
-        return uri
-    return None
-
-
-def detect_truth(source_uris: Sequence[str]) -> TruthSource:
-    """The synthetic corpus all ``source_uris`` come from, if any.
-
-    Every source must be a local file directly in some ``X/videos/`` (one
-    ``X`` for all), and ``X/truth.parquet`` and ``X/corpus.json`` (made by
-    ``audioscope synth``) must exist.
-    """
-    uris = sorted(set(source_uris))
-    if not uris:
-        return TruthSource(None, "no ground truth: the store has no clips")
-    roots = set()
-    for uri in uris:
-        local = _local_path(uri)
-        if local is None:
-            return TruthSource(None, f"no ground truth found: {uri} is not a local file (give --truth)")
-        parent = os.path.dirname(os.path.abspath(local))
-        if os.path.basename(parent) != "videos":
-            return TruthSource(None, f"no ground truth found: {uri} is not in a synthetic corpus's videos/ folder")
-        roots.add(os.path.dirname(parent))
-    if len(roots) > 1:
-        return TruthSource(
-            None, f"no ground truth found: the videos come from {len(roots)} different folders (give --truth)"
-        )
-    root = roots.pop()
-    truth = os.path.join(root, "truth.parquet")
-    manifest = os.path.join(root, "corpus.json")
-    if not (os.path.isfile(truth) and os.path.isfile(manifest)):
-        return TruthSource(None, f"no ground truth found: {root} has no truth.parquet and corpus.json")
-    try:
-        with open(manifest, encoding="utf-8") as f:
-            generator = json.load(f).get("generator")
-    except (OSError, ValueError, AttributeError):
-        generator = None
-    if not generator:
-        return TruthSource(None, f"no ground truth found: {manifest} is not a synthetic corpus manifest")
-    return TruthSource(
-        truth, f"auto-detected: every video of the store comes from the synthetic corpus {root} ({generator})"
-    )
-
-
-def load_truth(path: str) -> pd.DataFrame:
-    """video_id, second, has_onscreen (and has_offscreen when present) of a truth.parquet."""
-    import pyarrow.parquet as pq
-
-    if not storage.exists(path):
-        raise UserError(f"ground truth {path} not found: give the truth.parquet of a synthetic corpus, or --no-truth")
-    with storage.open_file(path) as fh:
-        schema = pq.read_schema(fh)
-        missing = [c for c in TRUTH_COLUMNS if c not in schema.names]
-        if missing:
-            raise UserError(
-                f"{path} lacks the columns {missing}; give the truth.parquet written by `audioscope synth`"
-            )
-        cols = list(TRUTH_COLUMNS) + (["has_offscreen"] if "has_offscreen" in schema.names else [])
-        fh.seek(0)
-        return pq.read_table(fh, columns=cols).to_pandas()
-
-
-def _any_in_range(
-    key_video: np.ndarray, key_second: np.ndarray, clip_video: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> np.ndarray:
-    """For each clip: is there a (video, second) key with lo <= second < hi?"""
-    if key_video.size == 0:
-        return np.zeros(clip_video.shape, bool)
-    span = int(max(key_second.max(initial=0), hi.max(initial=0))) + 2
-    keys = np.sort(key_video.astype(np.int64) * span + key_second.astype(np.int64))
-    base = clip_video.astype(np.int64) * span
-    return np.searchsorted(keys, base + hi, "left") > np.searchsorted(keys, base + lo, "left")
-
-
-def clip_labels(clips: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """Per clip (video_id, start, end): ``has_truth``, ``onscreen`` and ``offscreen_only``.
-
-    ``onscreen``: some whole second s with start <= s < end has
-    ``has_onscreen``; ``offscreen_only``: no such second, and some second
-    has ``has_offscreen``. Clips of videos absent from ``truth`` get
-    ``has_truth`` False (and False labels, not to be used).
-    """
-    videos = pd.Index(sorted(set(truth["video_id"]) | set(clips["video_id"])))
-    cv = videos.get_indexer(clips["video_id"])
-    lo = np.ceil(clips["start"].to_numpy(np.float64)).astype(np.int64)
-    hi = np.ceil(clips["end"].to_numpy(np.float64)).astype(np.int64)
-    tv = videos.get_indexer(truth["video_id"])
-    sec = truth["second"].to_numpy(np.int64)
-    has_truth = np.isin(cv, np.unique(tv))
-
-    def labelled(column: str) -> np.ndarray:
-        if column not in truth.columns:
-            return np.zeros(cv.shape, bool)
-        m = truth[column].fillna(False).to_numpy(bool)
-        return _any_in_range(tv[m], sec[m], cv, lo, hi)
-
-    onscreen = labelled("has_onscreen")
-    offscreen = labelled("has_offscreen")
-    return pd.DataFrame(
-        {"has_truth": has_truth, "onscreen": onscreen & has_truth, "offscreen_only": offscreen & ~onscreen & has_truth},
-        index=clips.index,
-    )
 
 
 def _num(x: float) -> float | None:
@@ -425,30 +342,136 @@ def truth_metrics(probability: np.ndarray, kept: np.ndarray, labels: pd.DataFram
         "offscreen_only_rate_all": _num(float(off.mean()) if off.size else float("nan")),
         "offscreen_only_rate_df": _num(float(off[k].mean()) if k.any() else float("nan")),
         "threshold_table": table,
+        "pr_curve": pr_curve(p, y),
     }
+
+
+#: Thresholds of the precision/recall curve in report.json (0, 0.02, ..., 1).
+CURVE_THRESHOLDS: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(51))
+
+
+def pr_curve(probability: np.ndarray, positive: np.ndarray) -> list[dict[str, Any]]:
+    """Precision and recall of ``probability >= t`` for every t of :data:`CURVE_THRESHOLDS` (rounded to 4 places)."""
+    p = np.asarray(probability, np.float64)
+    y = np.asarray(positive, bool)
+    out = []
+    for t in CURVE_THRESHOLDS:
+        sel = p >= t
+        tp, tr = precision_recall(y, sel)
+        out.append({
+            "threshold": t, "clips": int(sel.sum()),
+            "precision": None if _num(tp) is None else round(float(tp), 4),
+            "recall": None if _num(tr) is None else round(float(tr), 4),
+        })  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- report
 
 
-def histogram_png(all_p: np.ndarray, kept_p: np.ndarray, threshold: float | None, title: str) -> bytes:
-    """The score histogram (20 bins over [0, 1], all vs kept), as deterministic PNG bytes."""
+#: Colours of the histogram's ground-truth classes (colour-blind safe: Okabe-Ito).
+_CLASS_COLOURS = {
+    "onscreen": ("#009E73", "on-screen sound"),
+    "offscreen_only": ("#E69F00", "off-screen sound only"),
+    "silent": ("#56B4E9", "no source audible"),
+    "unknown": ("#b0b0b0", "no ground truth"),
+}
+
+
+def clip_classes(labels: pd.DataFrame) -> np.ndarray:
+    """Per clip, its ground-truth class: onscreen, offscreen_only, silent (no source audible) or unknown."""
+    has = labels["has_truth"].to_numpy(bool)
+    on = labels["onscreen"].to_numpy(bool)
+    off = labels["offscreen_only"].to_numpy(bool)
+    return np.where(~has, "unknown", np.where(on, "onscreen", np.where(off, "offscreen_only", "silent")))
+
+
+def largest_bin(p_all: np.ndarray, classes: np.ndarray | None = None) -> dict[str, Any] | None:
+    """The most populated histogram bin: its range, clips, share of all clips, and (with truth) its classes.
+
+    With ground truth it also says how many of its clips have no audible
+    source, how many of ALL silent clips fall into it and the range of their
+    scores: silent clips get nearly one score (the model sees the same silent
+    audio whatever the frames), which is what piles up in one bin.
+    """
+    p = np.asarray(p_all, np.float64)
+    if p.size == 0:
+        return None
+    counts = np.histogram(p, bins=HIST_BINS, range=(0, 1))[0]
+    i = int(np.argmax(counts))
+    lo, hi = i / HIST_BINS, (i + 1) / HIST_BINS
+    inside = (p >= lo) & ((p < hi) if i < HIST_BINS - 1 else (p <= hi))
+    out: dict[str, Any] = {
+        "range": [round(lo, 2), round(hi, 2)],
+        "clips": int(counts[i]),
+        "share": round(float(counts[i]) / p.size, 4),
+        "distinct_scores": int(np.unique(np.round(p[inside], 4)).size),
+    }
+    if classes is not None:
+        c = np.asarray(classes)
+        out["classes"] = {k: int((c[inside] == k).sum()) for k in _CLASS_COLOURS}
+        silent = c == "silent"
+        out["silent_clips_in_bin_share_of_all_silent"] = (
+            round(float((silent & inside).sum()) / float(silent.sum()), 4) if silent.any() else None
+        )
+        out["silent_score_range"] = (
+            [round(float(p[silent].min()), 3), round(float(p[silent].max()), 3)] if silent.any() else None
+        )
+    return out
+
+
+def histogram_png(
+    all_p: np.ndarray,
+    kept_p: np.ndarray,
+    threshold: float | None,
+    title: str,
+    classes: np.ndarray | None = None,
+) -> bytes:
+    """The score histogram (20 bins over [0, 1]) as deterministic PNG bytes.
+
+    Without ground truth: all scored clips (grey) and the kept ones (blue).
+    With it (``classes`` per scored clip, from :func:`clip_classes`): all
+    scored clips stacked by class, the kept ones as a black outline, and the
+    largest bin annotated with what fills it.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     bins = np.linspace(0.0, 1.0, HIST_BINS + 1)
-    fig = Figure(figsize=(7, 4), dpi=100)
+    p = np.asarray(all_p, np.float64)
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.hist(np.asarray(all_p, np.float64), bins=bins, color="#b0b0b0", label=f"all scored clips ({len(all_p)})")
-    ax.hist(np.asarray(kept_p, np.float64), bins=bins, color="#1f77b4", label=f"kept in Df ({len(kept_p)})")
+    if classes is None:
+        ax.hist(p, bins=bins, color="#b0b0b0", label=f"all scored clips ({len(p)})")
+        ax.hist(np.asarray(kept_p, np.float64), bins=bins, color="#1f77b4", label=f"kept in Df ({len(kept_p)})")
+    else:
+        c = np.asarray(classes)
+        keys = [k for k in _CLASS_COLOURS if (c == k).any()]
+        ax.hist(
+            [p[c == k] for k in keys], bins=bins, stacked=True,
+            color=[_CLASS_COLOURS[k][0] for k in keys],
+            label=[f"{_CLASS_COLOURS[k][1]} ({int((c == k).sum())})" for k in keys],
+        )  # fmt: skip
+        ax.hist(
+            np.asarray(kept_p, np.float64), bins=bins, histtype="step", color="black", linewidth=1.5,
+            label=f"kept in Df ({len(kept_p)})",
+        )  # fmt: skip
+        big = largest_bin(p, c)
+        if big is not None and big["share"] >= 0.2 and big["classes"].get("silent"):
+            ax.annotate(
+                f"{100 * big['share']:.0f}% of clips; {big['classes']['silent']} of them\nhave no audible source",
+                xy=((big["range"][0] + big["range"][1]) / 2, big["clips"]), xytext=(0.78, 0.75),
+                textcoords="axes fraction", ha="center", fontsize=8,
+                arrowprops={"arrowstyle": "->", "color": "#444444"},
+            )  # fmt: skip
     if threshold is not None:
         ax.axvline(threshold, color="#d62728", linestyle="--", label=f"threshold {threshold:g}")
     ax.set_xlim(0, 1)
     ax.set_xlabel("coincidence probability")
     ax.set_ylabel("clips")
     ax.set_title(textwrap.fill(title, 70), fontsize=10)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
@@ -461,6 +484,33 @@ def _pct(x: float | None) -> str:
 
 def _f3(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def largest_bin_lines(big: Mapping[str, Any] | None) -> list[str]:
+    """A sentence on the most populated histogram bin when it holds a fifth of the clips or more."""
+    if not big or big["share"] < 0.2:
+        return []
+    text = (
+        f"The bin {big['range'][0]:.2f}-{big['range'][1]:.2f} holds {big['clips']} clips "
+        f"({_pct(big['share'])} of all scored clips, {big['distinct_scores']} distinct scores at 4 decimals)."
+    )
+    classes = big.get("classes")
+    if classes:
+        text += (
+            f" By ground truth: {classes['silent']} have no audible source, {classes['offscreen_only']} "
+            f"off-screen sound only, {classes['onscreen']} on-screen sound"
+            + (f", {classes['unknown']} no truth" if classes["unknown"] else "")
+            + "."
+        )
+        share = big.get("silent_clips_in_bin_share_of_all_silent")
+        lo_hi = big.get("silent_score_range")
+        if classes["silent"] and share is not None and lo_hi:
+            text += (
+                f" {_pct(share)} of all clips without audible sound fall in this bin, and all of them score "
+                f"between {lo_hi[0]:.3f} and {lo_hi[1]:.3f}: with silent audio the model sees (almost) the same "
+                "input whatever the frames, so it gives these clips nearly one score."
+            )
+    return [text, ""]
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -491,6 +541,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         c = report["splits"][split]
         lines.append(f"| {split} (`csv/{CSV_NAMES[split]}.csv`) | {c['clips']} | {c['videos']} |")
     lines += ["", f"![score histogram]({HISTOGRAM_PNG})", ""]
+    lines += largest_bin_lines(report["histogram"].get("largest_bin"))
     t = report.get("truth_metrics")
     lines += ["## Against ground truth", ""]
     if t is None:
@@ -528,6 +579,19 @@ def report_markdown(report: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- the step
 
 
+@dataclass(frozen=True, kw_only=True)
+class FilterConfig:
+    """What `audioscope filter` needs: where the scores, the store and the output are, and the rules."""
+
+    scores: str
+    store: str
+    out: str
+    selection: Selection = Selection()
+    splits: SplitSettings = SplitSettings()
+    truth: str | None = None
+    use_truth: bool = True
+
+
 @dataclass
 class FilterResult:
     df: pd.DataFrame
@@ -535,21 +599,23 @@ class FilterResult:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def run_filter(
-    scores_dir: str,
-    store: str,
-    out: str,
-    selection: Selection = Selection(),
-    splits: SplitSettings = SplitSettings(),
-    truth: str | None = None,
-    use_truth: bool = True,
-    index: pd.DataFrame | None = None,
-) -> FilterResult:
-    """Build Df and write every output into ``out``; see the module docstring.
+def _truth_source(config: FilterConfig, index: pd.DataFrame) -> TruthSource:
+    if not config.use_truth:
+        return TruthSource(None, "disabled (--no-truth)")
+    if config.truth is not None:
+        return TruthSource(config.truth, "given with --truth")
+    return detect_truth(index["source_uri"].unique().tolist())
 
-    ``index`` replaces the store's index (tests); ``store`` is then only named.
+
+def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> FilterResult:  # noqa: A001
+    """Build Df and write every output into ``config.out`` (see the module docstring).
+
+    ``index`` replaces the store's index (tests); ``config.store`` is then only named.
     """
-    scores, meta = load_scores(scores_dir)
+    scores_dir, store = config.scores, config.store
+    selection, splits = config.selection, config.splits
+    layout = DfLayout.of(config.out)
+    scores, meta = load_scores(scores_dir, columns=("clip_id", "probability", "model_id"))
     if index is None:
         from audioscope.clipstore.format import StoreError
         from audioscope.clipstore.reader import ClipStore
@@ -559,8 +625,9 @@ def run_filter(
         except StoreError as e:
             raise UserError(str(e)) from None
     warnings: list[str] = []
-    scored = join_index(scores, index, store)
-    models = sorted(set(scored["model_id"].dropna()))
+    scored = join_index(scores, index, store, columns=KEY_COLUMNS)
+    del scores
+    models = sorted(scored["model_id"].dropna().unique().tolist())
     if len(models) > 1:
         raise UserError(
             f"{scores_dir} holds scores of {len(models)} models ({', '.join(models)}); "
@@ -579,7 +646,7 @@ def run_filter(
             f"{len(conflicts)} videos have clips with different published splits (e.g. {conflicts[0]}); "
             "the split of their first clip is used"
         )
-    df = build_df(scored, selection, splits, published)
+    df = build_df(scored, selection, splits, published, index=index)
     if df.empty:
         hint = (
             f"{scores_dir} scores no clips; score the store again" if scored.empty
@@ -587,18 +654,14 @@ def run_filter(
         )
         warnings.append(f"no clip passes the selection ({selection.describe()}): Df is empty; {hint}")
 
-    # ground truth
-    if not use_truth:
-        source = TruthSource(None, "disabled (--no-truth)")
-    elif truth is not None:
-        source = TruthSource(truth, "given with --truth")
-    else:
-        source = detect_truth(list(index["source_uri"]))
+    source = _truth_source(config, index)
     metrics = None
+    classes = None
     if source.path is not None:
         labels = clip_labels(scored, load_truth(source.path))
-        kept_mask = scored["clip_id"].isin(set(df["clip_id"])).to_numpy()
+        kept_mask = scored["clip_id"].isin(df["clip_id"]).to_numpy()
         metrics = truth_metrics(scored["probability"].to_numpy(np.float64), kept_mask, labels)
+        classes = clip_classes(labels)
         if metrics["clips_without_truth"]:
             warnings.append(
                 f"{metrics['clips_without_truth']} scored clips belong to videos absent from {source.path}; "
@@ -626,7 +689,7 @@ def run_filter(
                 "rule": 'u = first 8 bytes of sha256(f"{seed}:{video_id}") / 2**64; '
                 "train if u < r_train, validation if u < r_train + r_validation, else test; "
                 "a published split in the store wins",
-                "videos_with_published_split": int(sum(1 for v in set(df["video_id"]) if v in published)),
+                "videos_with_published_split": int(sum(1 for v in df["video_id"].unique().tolist() if v in published)),
             },
             "truth": {"path": source.path, "how": source.how},
         },
@@ -642,34 +705,35 @@ def run_filter(
             "bins": [round(float(b), 2) for b in np.linspace(0, 1, HIST_BINS + 1)],
             "all": np.histogram(p_all, bins=HIST_BINS, range=(0, 1))[0].tolist(),
             "kept": np.histogram(df["probability"].to_numpy(np.float64), bins=HIST_BINS, range=(0, 1))[0].tolist(),
+            "by_class": None if classes is None else {
+                k: np.histogram(p_all[classes == k], bins=HIST_BINS, range=(0, 1))[0].tolist()
+                for k in _CLASS_COLOURS
+            },
+            "largest_bin": largest_bin(p_all, classes),
         },
         "threshold_counts": [{"threshold": t, "clips": int((p_all >= t).sum())} for t in TABLE_THRESHOLDS],
         "truth_metrics": metrics,
         "warnings": warnings,
         "files": {
             "df": DF_PARQUET,
-            "csv": {s: f"csv/{CSV_NAMES[s]}.csv" for s in SPLITS},
+            "csv": {s: layout.csv_name(s) for s in SPLITS},
             "histogram": HISTOGRAM_PNG,
             "report_md": REPORT_MD,
         },
     }
 
-    files = {
-        DF_PARQUET: storage.join(out, DF_PARQUET),
-        **{f"csv/{CSV_NAMES[s]}.csv": storage.join(out, "csv", f"{CSV_NAMES[s]}.csv") for s in SPLITS},
-        HISTOGRAM_PNG: storage.join(out, HISTOGRAM_PNG),
-        REPORT_JSON: storage.join(out, REPORT_JSON),
-        REPORT_MD: storage.join(out, REPORT_MD),
-    }
+    files = layout.files
     storage.atomic_write(files[DF_PARQUET], df_table_bytes(df))
     for s in SPLITS:
-        storage.atomic_write(files[f"csv/{CSV_NAMES[s]}.csv"], audioscope_csv(df[df["split"] == s]))
+        storage.atomic_write(layout.csv(s), audioscope_csv(df[df["split"] == s]))
     storage.atomic_write(
-        files[HISTOGRAM_PNG],
+        layout.histogram_png,
         histogram_png(
-            p_all, df["probability"].to_numpy(np.float64), selection.threshold, f"Df: {selection.describe()}"
+            p_all, df["probability"].to_numpy(np.float64), selection.threshold, f"Df: {selection.describe()}",
+            classes,
         ),
     )
-    storage.atomic_write(files[REPORT_JSON], json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    storage.atomic_write(files[REPORT_MD], report_markdown(report))
+    storage.atomic_write(layout.report_md, report_markdown(report))
+    # report.json last: its presence means the folder is finished (DfLayout.is_finished)
+    storage.atomic_write(layout.report_json, json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return FilterResult(df=df, report=report, files=files)

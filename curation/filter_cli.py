@@ -43,7 +43,9 @@ byte-identical files):
                          the base rate, precision and recall of Df for "has
                          on-screen sound", the ROC AUC of the probability and a
                          precision/recall table for thresholds 0.50-0.95
-  score_histogram.png    scores of all clips and of kept clips (20 bins)
+  score_histogram.png    scores of all clips and of kept clips (20 bins); with
+                         ground truth, coloured by it (on-screen sound,
+                         off-screen only, no audible source)
 
 Ground truth: --truth FILE, or found automatically when every video of the
 store comes from a synthetic corpus (`audioscope synth`: DIR/videos/ with
@@ -75,7 +77,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     p.add_argument(
         "--scores", required=True, metavar="SCORES_DIR",
-        help="folder written by `audioscope score` (scores.parquet, scores.json)",
+        help="folder written by `audioscope score`",
     )
     add_store_option(p, help="the clip store that was scored (path, gs://, s3://)")
     p.add_argument("--out", required=True, metavar="DF_DIR", help="folder to write Df, the CSVs and the report to")
@@ -122,10 +124,10 @@ def _fmt(x: float | None, pct: bool = True) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioscope import storage
-    from audioscope.errors import UserError
-    from audioscope.curation.filter import DEFAULT_THRESHOLD, REPORT_MD, Selection, SplitSettings, run_filter
+    from audioscope.curation.df import DfLayout
+    from audioscope.curation.filter import DEFAULT_THRESHOLD, FilterConfig, Selection, SplitSettings, filter
     from audioscope.curation.splits import CSV_NAMES, SPLITS
+    from audioscope.errors import UserError
     from audioscope.progress import print_summary
 
     try:
@@ -138,15 +140,15 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise UserError(f"{e}; see `audioscope filter --help`") from None
-    result = run_filter(
-        args.scores,
-        args.store,
-        args.out,
+    result = filter(FilterConfig(
+        scores=args.scores,
+        store=args.store,
+        out=args.out,
         selection=selection,
         splits=SplitSettings(ratios=tuple(args.split_ratios), seed=args.split_seed),  # type: ignore[arg-type]
         truth=args.truth,
         use_truth=not args.no_truth,
-    )
+    ))  # fmt: skip
     report = result.report
     for w in report["warnings"]:
         print(f"audioscope filter: warning: {w}", file=sys.stderr)
@@ -167,6 +169,6 @@ def run(args: argparse.Namespace) -> int:
         rows["ROC AUC"] = _fmt(t["roc_auc"], pct=False)
     else:
         rows["ground truth"] = report["inputs"]["truth"]["how"]
-    rows["report"] = storage.join(args.out, REPORT_MD)
+    rows["report"] = DfLayout.of(args.out).report_md
     print_summary("Filter finished", rows)
     return 0

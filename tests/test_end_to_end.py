@@ -77,3 +77,16 @@ def test_rerunning_score_and_filter_changes_nothing(job, capsys):
 def test_train_refuses_an_existing_model_dir(job, capsys):
     assert cli.main(["coincidence", "train", "--clips", str(job / "store"), "--out", str(job / "model"), "--tiny"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_report_of_the_run_folder(job, tmp_path):
+    """`audioscope report` on the run: the Df section with real clips cut from the store, the rest say what makes them."""
+    out = tmp_path / "report"
+    assert cli.main(["report", str(job), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Example clips per score band" in page and "<video" in page
+    assert (out / "media" / "score_histogram.png").is_file() and (out / "media" / "pr_curve.png").is_file()
+    clips = sorted((out / "media").glob("clip_*.mp4"))
+    assert clips and all(c.read_bytes()[4:8] == b"ftyp" for c in clips)
+    for command in ("audioscope annotate", "audioscope mix", "audioscope release publish", "audioscope evaluate"):
+        assert command in page

@@ -4,7 +4,7 @@
   TFRecord shards written with ``tf.io.TFRecordWriter`` (one contract-shaped
   ``tf.train.Example`` per shard), pair CSVs, examples.parquet (the EXAMPLES
   columns), summary.json, and a work/ folder that is not released;
-* the Df folder is written by the real ``run_filter``, with scores.json
+* the Df folder is written by the real ``filter``, with scores.json
   pointing at a model folder that holds a model card;
 * the annotation folder has votes.parquet, labels.parquet (the VOTES and
   LABELS schemas), the unanimous clip CSVs, status.json, and a media/ folder
@@ -164,7 +164,7 @@ def write_mix(root: Path, video_dir: str, seed: int = 7) -> Path:
 
 def write_df(root: Path) -> Path:
     """A Df folder made by the real filter step, scores pointing at a model folder with a card."""
-    from audioscope.curation.filter import Selection, run_filter
+    from audioscope.curation.filter import FilterConfig, Selection, filter
 
     frames = [
         index_rows({v: CLIPS_PER_VIDEO}, root / "videos", split={v: split}, licence=lic)
@@ -180,7 +180,10 @@ def write_df(root: Path) -> Path:
     (root / "scores" / "scores.json").write_text(
         json.dumps({"model_id": MODEL_ID, "model": str(model), "store": store})
     )
-    run_filter(scores, store, str(root / "df"), selection=Selection(threshold=0.5), index=index, use_truth=False)
+    config = FilterConfig(
+        scores=scores, store=store, out=str(root / "df"), selection=Selection(threshold=0.5), use_truth=False
+    )
+    filter(config, index=index)
     return root / "df"
 
 

@@ -13,11 +13,10 @@ import pytest
 from audioscope.errors import UserError
 from audioscope.curation.filter import (
     TABLE_THRESHOLDS,
+    FilterConfig,
     Selection,
     SplitSettings,
-    clip_labels,
-    detect_truth,
-    run_filter,
+    filter,
     select_clips,
 )
 from audioscope.curation.splits import hashed_split
@@ -39,6 +38,13 @@ def _scores(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
             "probability": np.array([p for _, _, p in rows], np.float32),
         }
     )
+
+
+def run_filter(scores, store, out, selection=Selection(), splits=SplitSettings(), truth=None, use_truth=True):
+    """The library entry with positional arguments, as these tests call it."""
+    return filter(FilterConfig(
+        scores=scores, store=store, out=out, selection=selection, splits=splits, truth=truth, use_truth=use_truth,
+    ))  # fmt: skip
 
 
 def _kept(df: pd.DataFrame) -> list[tuple[str, float]]:
@@ -280,30 +286,6 @@ def test_truth_metrics_match_an_independent_count(tmp_path):
     assert math.isclose(t["offscreen_only_rate_df"], off_only[kept].mean())
     md = (tmp_path / "df" / "report.md").read_text()
     assert "| 0.95 |" in md and "ROC AUC" in md
-
-
-def test_clip_labels_use_seconds_inside_the_clip():
-    truth = pd.DataFrame({
-        "video_id": ["a"] * 10, "second": range(10),
-        "has_onscreen": [s == 5 for s in range(10)], "has_offscreen": [s == 1 for s in range(10)],
-    })  # fmt: skip
-    clips = pd.DataFrame({"video_id": ["a", "a", "a", "a", "b"], "start": [0.0, 1.0, 5.0, 5.5, 0.0], "end": [5.0, 6.0, 10.0, 10.5, 5.0]})
-    got = clip_labels(clips, truth)
-    assert got["onscreen"].tolist() == [False, True, True, False, False]
-    assert got["offscreen_only"].tolist() == [True, False, False, False, False]
-    assert got["has_truth"].tolist() == [True, True, True, True, False]
-
-
-def test_truth_detection_rules(tmp_path):
-    corpus = make_corpus(tmp_path / "c", {}, {"x": 8})
-    v = str(corpus / "videos")
-    assert detect_truth([f"{v}/a.mp4", f"{v}/b.mp4"]).path == str(corpus / "truth.parquet")
-    assert detect_truth([f"file://{v}/a.mp4"]).path == str(corpus / "truth.parquet")
-    assert detect_truth([f"{v}/a.mp4", "https://example.com/videos/b.mp4"]).path is None
-    assert detect_truth([f"{v}/a.mp4", str(tmp_path / "other" / "videos" / "b.mp4")]).path is None
-    assert detect_truth([str(tmp_path / "c" / "a.mp4")]).path is None
-    (corpus / "corpus.json").unlink()
-    assert detect_truth([f"{v}/a.mp4"]).path is None
 
 
 def test_no_truth_and_explicit_truth(tmp_path):

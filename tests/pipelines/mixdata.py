@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from audioscope.curation.filter import clip_labels, detect_truth, load_truth
+from audioscope.synth.truth import clip_labels, detect_truth, load_truth
 from audioscope.schemas.tables import DF, LABEL_OFFSCREEN_ONLY, LABEL_ONSCREEN_ONLY, LABELS, to_table
 
 RATERS = ["rater-a", "rater-b", "rater-c"]
