@@ -41,6 +41,30 @@ file in process (FFmpeg's libraries through PyAV) with the same two
 whitelists. ffmpeg never reads stdin
 (``-nostdin``), and every run has a timeout that kills its whole process
 group.
+
+Limits on hostile media
+-----------------------
+A file cannot make a worker decode more than the limits allow, whatever its
+headers say:
+
+* **Picture size** (``max_pixels``, default :data:`DEFAULT_MAX_PIXELS`, 8K
+  UHD): FFmpeg's decoders refuse bigger pictures, in the probe (which so
+  never decodes one) and in the decode (a stream that grows midway), so a
+  5 MB file of 16000x16000 pictures is refused (``picture_too_large``)
+  before any of its 768 MB RGB pictures exists.
+* **Duration** (``max_duration_s``, default :data:`DEFAULT_MAX_DURATION_S`,
+  1 hour): a container that says it is longer is refused at once
+  (``too_long``). One that says it is shorter than its streams cannot force
+  a full decode: ffmpeg reads at most the limit plus one second of input
+  (``-t``), each output file stops at the bytes that span gives (``-fs``, a
+  watchdog for timestamps that never advance), and a decode that reaches
+  the limit is refused as ``too_long``.
+* **Memory**: Python holds one video's decoded output, 16000 x 2 bytes of
+  audio and one 128 x 128 x 3 frame per second (~80 KB per second of video,
+  0.28 GB per hour; :func:`output_bytes_per_second`), so the duration limit
+  bounds it; ffmpeg streams to files and holds a few pictures, bounded by
+  ``max_pixels``. Measured by ``benchmarks/decode_memory.py``: a 2-hour
+  video's decode peaked at 1.04x its output above the interpreter.
 """
 
 from __future__ import annotations
@@ -75,9 +99,11 @@ ALLOWED_FORMATS: tuple[str, ...] = (
 #: Default limit for one ffmpeg/ffprobe run, in seconds.
 DEFAULT_TIMEOUT_S = 600.0
 
-#: Longest video decoded by default (4 hours: ~1.2 GB of decoded output, which
-#: fits a Dataflow worker's memory per core).
-DEFAULT_MAX_DURATION_S = 4 * 3600.0
+#: Longest video decoded by default: 1 hour. Its decoded output is ~0.28 GB
+#: and the whole per-video ingest of it peaked at ~1 GB (benchmarks/
+#: decode_memory.py: 1.96 GB for 2 hours), so the two videos an ingest worker
+#: holds at a time fit Dataflow's default worker (n1-standard-1, 3.75 GB).
+DEFAULT_MAX_DURATION_S = 3600.0
 
 #: Largest picture decoded by default, in pixels (8K UHD, 7680 x 4320).
 DEFAULT_MAX_PIXELS = 7680 * 4320
