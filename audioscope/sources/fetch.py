@@ -346,6 +346,29 @@ def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
         raise
 
 
+def check_access(uri: str, limits: FetchLimits = FetchLimits()) -> None:
+    """Raise ``FetchError("access_denied")`` when ``uri`` (gs:// or s3://) cannot be
+    read with the credentials (or anonymous access) that :func:`fetch` would use.
+
+    For a launcher: one look at the first remote video of a list tells a
+    credentials problem once, in one line, before any worker starts. A missing
+    object or any other error is left to the per-video fetch (it is not a
+    credentials problem); other schemes are not checked.
+    """
+    if urlsplit(uri).scheme.lower() not in ("gs", "s3"):
+        return
+    from audioscope import storage
+
+    anonymous = _anonymous(limits)
+    try:
+        fs, obj = storage.url_to_fs(uri, anonymous=anonymous)
+        fs.info(obj)
+    except Exception as e:  # noqa: BLE001 - only a credentials problem is reported here
+        problem = _credentials_problem(e)
+        if problem is not None:
+            raise FetchError("access_denied", _access_message(uri, problem, anonymous)) from None
+
+
 # --------------------------------------------------------------------- pages
 
 
@@ -462,4 +485,4 @@ def fetch(uri: str, workdir: str, limits: FetchLimits = FetchLimits()) -> LocalM
     raise FetchError("unsafe_uri", f"{uri}: scheme {scheme!r} is not supported (use a local path, http(s)://, gs:// or s3://)")
 
 
-__all__ = ["FetchError", "FetchLimits", "LocalMedia", "fetch", "ytdlp_options"]
+__all__ = ["FetchError", "FetchLimits", "LocalMedia", "check_access", "fetch", "ytdlp_options"]

@@ -253,3 +253,71 @@ def test_gs_can_be_forced_anonymous(monkeypatch):
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     fs, path = storage.url_to_fs("gs://public-bucket/a.mp4", anonymous=True)
     assert fs.credentials.method == "anon" and path == "public-bucket/a.mp4"
+
+
+def _credential_errors():
+    import botocore.exceptions
+    from gcsfs.retry import HttpError
+    from google.auth.exceptions import DefaultCredentialsError, RefreshError
+
+    return [
+        ("gs://b/o.mp4", OSError("Forbidden: b/o.mp4\nanonymous caller does not have storage.objects.get access")),
+        ("gs://b/o.mp4", HttpError({"code": 401, "message": "Invalid Credentials"})),
+        ("gs://b/o.mp4", DefaultCredentialsError("File /nope.json was not found.")),
+        ("gs://b/o.mp4", RefreshError("invalid_grant: Token has been expired or revoked.")),
+        ("s3://b/o.mp4", PermissionError("The AWS Access Key Id you provided does not exist in our records.")),
+        ("s3://b/o.mp4", botocore.exceptions.NoCredentialsError()),
+        ("s3://b/o.mp4", botocore.exceptions.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY")),
+    ]
+
+
+@pytest.mark.parametrize("uri,error", _credential_errors(), ids=lambda x: type(x).__name__ if isinstance(x, Exception) else x)
+def test_every_credentials_error_of_gcsfs_s3fs_and_their_auth_libraries_is_access_denied(uri, error, tmp_path, monkeypatch):
+    """The errors each library raises for refused or missing credentials (as
+    their code raises them: gcsfs's 403 is an OSError("Forbidden: ..."), its
+    401 an HttpError) become one access_denied, tried once."""
+    from audioscope import storage
+
+    calls = []
+
+    class Refusing:
+        def info(self, path):
+            calls.append(path)
+            raise error
+
+    monkeypatch.setattr(storage, "url_to_fs", lambda u, anonymous=False: (Refusing(), u.split("://", 1)[1]))
+    with pytest.raises(FetchError) as e:
+        fetch(uri, str(tmp_path), FetchLimits(retries=3, backoff_s=0.01, timeout_s=30))
+    assert e.value.kind == "access_denied" and not e.value.transient and len(calls) == 1
+    assert "\n" not in e.value.message and e.value.message.startswith(f"{uri}: access denied (")
+    assert ("--anonymous" in e.value.message) or ("the request was anonymous" in e.value.message)
+
+
+def test_other_io_errors_are_still_retried_as_transient(tmp_path, monkeypatch):
+    from audioscope import storage
+
+    calls = []
+
+    class Flaky:
+        def info(self, path):
+            calls.append(path)
+            raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(storage, "url_to_fs", lambda u, anonymous=False: (Flaky(), u.split("://", 1)[1]))
+    with pytest.raises(FetchError) as e:
+        fetch("gs://b/o.mp4", str(tmp_path), FetchLimits(retries=2, backoff_s=0.01, timeout_s=30))
+    assert e.value.kind == "io_error" and e.value.transient and len(calls) == 3
+
+
+def test_check_access_tells_a_credentials_problem_once_before_any_download(public_s3, tmp_path):
+    from audioscope.sources.fetch import check_access
+
+    owner, _ = public_s3
+    owner.put_object(Bucket="commons", Key="a.mp4", Body=MEDIA, ACL="public-read")
+    owner.put_object(Bucket="private", Key="a.mp4", Body=MEDIA)
+    check_access("s3://commons/a.mp4")  # public: fine without credentials
+    check_access("s3://commons/missing.mp4")  # missing is the video's own failure, not the run's
+    check_access(str(tmp_path / "local.mp4"))  # not an object store: nothing to check
+    with pytest.raises(FetchError) as e:
+        check_access("s3://private/a.mp4")
+    assert e.value.kind == "access_denied" and "\n" not in e.value.message
