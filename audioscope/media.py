@@ -41,15 +41,42 @@ file in process (FFmpeg's libraries through PyAV) with the same two
 whitelists. ffmpeg never reads stdin
 (``-nostdin``), and every run has a timeout that kills its whole process
 group.
+
+Limits on hostile media
+-----------------------
+A file cannot make a worker decode more than the limits allow, whatever its
+headers say:
+
+* **Picture size** (``max_pixels``, default :data:`DEFAULT_MAX_PIXELS`, 8K
+  UHD): FFmpeg's decoders refuse bigger pictures, in the probe (which so
+  never decodes one) and in the decode (a stream that grows midway), so a
+  5 MB file of 16000x16000 pictures is refused (``picture_too_large``)
+  before any of its 768 MB RGB pictures exists.
+* **Duration** (``max_duration_s``, default :data:`DEFAULT_MAX_DURATION_S`,
+  1 hour): a container that says it is longer is refused at once
+  (``too_long``). One that says it is shorter than its streams cannot force
+  a full decode: ffmpeg reads at most the limit plus one second of input
+  (``-t``), each output file stops at the bytes that span gives (``-fs``, a
+  watchdog for timestamps that never advance), and a decode that reaches
+  the limit is refused as ``too_long``.
+* **Memory**: Python holds one video's decoded output, 16000 x 2 bytes of
+  audio and one 128 x 128 x 3 frame per second (~80 KB per second of video,
+  0.28 GB per hour; :func:`output_bytes_per_second`), so the duration limit
+  bounds it; ffmpeg streams to files and holds a few pictures, bounded by
+  ``max_pixels``. Measured by ``benchmarks/decode_memory.py``: a 2-hour
+  video's decode peaked at 1.04x its output above the interpreter.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -72,6 +99,21 @@ ALLOWED_FORMATS: tuple[str, ...] = (
 #: Default limit for one ffmpeg/ffprobe run, in seconds.
 DEFAULT_TIMEOUT_S = 600.0
 
+#: Longest video decoded by default: 1 hour. Its decoded output is ~0.28 GB
+#: and the whole per-video ingest of it peaked at ~1 GB (benchmarks/
+#: decode_memory.py: 1.96 GB for 2 hours), so the two videos an ingest worker
+#: holds at a time fit Dataflow's default worker (n1-standard-1, 3.75 GB).
+DEFAULT_MAX_DURATION_S = 3600.0
+
+#: Largest picture decoded by default, in pixels (8K UHD, 7680 x 4320).
+DEFAULT_MAX_PIXELS = 7680 * 4320
+
+
+
+def output_bytes_per_second(sample_rate: int = SAMPLE_RATE, frame_size: int = FRAME_SIZE) -> int:
+    """Bytes of decoded output per second of video: mono int16 audio and one RGB frame."""
+    return 2 * sample_rate + 3 * frame_size * frame_size
+
 SAFE_INPUT_ARGS: tuple[str, ...] = (
     "-protocol_whitelist", "file,pipe",
     "-format_whitelist", ",".join(ALLOWED_FORMATS),
@@ -82,8 +124,8 @@ class MediaError(Exception):
     """A video that cannot give clips.
 
     ``kind`` is a short machine-readable reason (``no_audio``, ``no_video``,
-    ``corrupt``, ``unsupported_format``, ``timeout``, ``too_long``), ``message``
-    says what happened in words.
+    ``corrupt``, ``unsupported_format``, ``timeout``, ``too_long``,
+    ``picture_too_large``), ``message`` says what happened in words.
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -224,7 +266,53 @@ def _first_frame_rotation(container: "av.container.InputContainer", stream: "av.
     return 0
 
 
-def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo:
+_MAX_PIXELS_RE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+
+#: PyAV's log level is process-wide: probes that capture FFmpeg's messages take turns.
+_LOG_LOCK = threading.Lock()
+
+
+def _too_large(width: int, height: int, max_pixels: int) -> MediaError:
+    return MediaError(
+        "picture_too_large",
+        f"pictures are {width}x{height} ({width * height / 1e6:.1f} Mpixel), more than the limit of "
+        f"{max_pixels / 1e6:.1f} Mpixel; such a video is not decoded",
+    )
+
+
+def _open_limited(path: str, options: dict[str, str], timeout_s: float, max_pixels: int) -> "av.container.InputContainer":
+    """``av.open`` with decoders that refuse pictures over ``max_pixels``.
+
+    Opening a file decodes its first picture to learn the pixel format
+    (``avformat_find_stream_info``); the limit stops a huge one there. FFmpeg
+    says so only in its log, which is captured (and kept off stderr) here.
+    """
+    import av
+    import av.logging
+
+    with _LOG_LOCK:
+        level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+        av.logging.set_level(av.logging.ERROR)
+        av.logging.set_skip_repeated(False)  # else a second look at the same file says nothing
+        try:
+            with av.logging.Capture(local=True) as logs:
+                container = av.open(
+                    "file:" + path, options={**options, "max_pixels": str(int(max_pixels))}, timeout=timeout_s,
+                )
+        finally:
+            av.logging.set_skip_repeated(skip)
+            av.logging.set_level(level)
+    for _level, _name, message in logs:
+        m = _MAX_PIXELS_RE.match(message)
+        if m and "more times)" not in message:  # not the tally of an earlier file's repeats
+            container.close()
+            raise _too_large(int(m.group(1)), int(m.group(2)), max_pixels)
+    return container
+
+
+def probe(
+    path: str | os.PathLike[str], *, timeout_s: float = 60.0, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ProbeInfo:
     """Read a local media file's container and stream facts, in process.
 
     Uses FFmpeg's libraries through PyAV (no ``ffprobe`` process: its start-up
@@ -234,7 +322,9 @@ def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo
 
     Raises :class:`MediaError` (``unsupported_format`` for playlists, text and
     containers outside :data:`ALLOWED_FORMATS`; ``corrupt`` for unreadable
-    files, or ``timeout`` when opening takes longer than ``timeout_s``).
+    files; ``picture_too_large`` for pictures over ``max_pixels``, found
+    without decoding one; or ``timeout`` when opening takes longer than
+    ``timeout_s``).
     """
     import av
 
@@ -245,7 +335,7 @@ def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo
         raise MediaError("corrupt", "the file is empty")
     options = {"protocol_whitelist": "file,pipe", "format_whitelist": ",".join(ALLOWED_FORMATS)}
     try:
-        container = av.open("file:" + path, options=options, timeout=timeout_s)
+        container = _open_limited(path, options, timeout_s, max_pixels)
     except av.ExitError:
         raise MediaError("timeout", f"opening the file took longer than {timeout_s:g} s") from None
     except (av.FFmpegError, ValueError, OSError) as e:
@@ -267,6 +357,9 @@ def probe(path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> ProbeInfo
         info = ProbeInfo(format_name=format_name, duration=duration, has_audio=bool(audio), has_video=bool(video))
         if video:
             v = video[0]
+            width, height = v.codec_context.width or 0, v.codec_context.height or 0
+            if width * height > max_pixels:  # a decoder that does not check (none known)
+                raise _too_large(width, height, max_pixels)
             info = dataclasses.replace(
                 info,
                 video_codec=v.codec_context.codec.canonical_name,
@@ -342,6 +435,7 @@ def decode(
     aspect: Aspect | str = "pad",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_duration_s: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     info: ProbeInfo | None = None,
     threads: int = 1,
 ) -> Decoded:
@@ -352,19 +446,38 @@ def decode(
     Ingest decodes one video per core at a time, and then ffmpeg's own
     threads only add overhead: one thread each uses ~25% less CPU per video
     (measured on the synthetic corpus with two videos at a time on two cores).
+    ``max_duration_s`` (None: :data:`DEFAULT_MAX_DURATION_S`; ``math.inf``:
+    no limit) and ``max_pixels`` are enforced while decoding (see "Limits on
+    hostile media" above).
     Raises :class:`MediaError` for videos that cannot give clips.
     """
     path = os.fspath(path)
-    info = info or probe(path, timeout_s=min(timeout_s, 60.0))
+    limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else float(max_duration_s)
+    if not limit > 0:
+        raise ValueError(f"max_duration_s must be positive, not {max_duration_s!r}")
+    info = info or probe(path, timeout_s=min(timeout_s, 60.0), max_pixels=max_pixels)
     if not info.has_video:
         raise MediaError("no_video", "the file has no video stream")
     if not info.has_audio:
         raise MediaError("no_audio", "the file has no audio stream, so it cannot give clips")
-    if max_duration_s is not None and info.duration and info.duration > max_duration_s:
+    if info.width and info.height and info.width * info.height > max_pixels:
+        raise _too_large(info.width, info.height, max_pixels)
+    if info.duration and info.duration > limit:
         raise MediaError(
             "too_long",
-            f"the video lasts {info.duration:.0f} s, more than the limit of {max_duration_s:g} s",
+            f"the video lasts {info.duration:.0f} s, more than the limit of {limit:g} s",
         )
+    frame_bytes = frame_size * frame_size * 3
+    read_limit: list[str] = []
+    audio_cap: list[str] = []
+    frames_cap: list[str] = []
+    if math.isfinite(limit):
+        # Read one second past the limit (so that reaching it shows), and cap
+        # each output at what that span can give, should timestamps not advance.
+        span = math.ceil(limit) + 1
+        read_limit = ["-t", str(span)]
+        audio_cap = ["-fs", str((span + 1) * sample_rate * 2)]
+        frames_cap = ["-fs", str((span + 2) * frame_bytes)]
     vf = video_filter(frame_size, aspect)
     with tempfile.TemporaryDirectory(prefix="audioscope-decode-") as tmp:
         audio_out = os.path.join(tmp, "audio.s16le")
@@ -372,22 +485,32 @@ def decode(
         cmd = [
             "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
             "-filter_threads", str(threads), "-threads", str(threads),
-            *SAFE_INPUT_ARGS, "-i", "file:" + path,
+            *SAFE_INPUT_ARGS, "-max_pixels", str(int(max_pixels)), *read_limit,
+            "-i", "file:" + path,
             "-map", f"0:{info.audio_stream}",
             "-af", audio_filter(info, sample_rate),
-            "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le",
+            "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le", *audio_cap,
             "file:" + audio_out,
             "-map", f"0:{info.video_stream}",
-            "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", *frames_cap,
             "file:" + frames_out,
         ]
         res = run_tool(cmd, timeout_s)
+        bomb = _MAX_PIXELS_RE.search(res.stderr.decode("utf-8", "replace"))
+        if bomb:  # the stream grew past the limit after its first picture
+            raise _too_large(int(bomb.group(1)), int(bomb.group(2)), max_pixels)
         if res.returncode != 0:
             raise MediaError("corrupt", f"ffmpeg could not decode the file: {stderr_tail(res.stderr)}")
         audio = np.fromfile(audio_out, dtype="<i2").astype(np.int16, copy=False)
         raw = np.fromfile(frames_out, dtype=np.uint8)
-    frame_bytes = frame_size * frame_size * 3
     n_frames = raw.size // frame_bytes
+    if audio.size > (limit + 0.5) * sample_rate or n_frames > limit + 1:
+        said = f"{info.duration:.0f} s" if info.duration else "no duration"
+        raise MediaError(
+            "too_long",
+            f"the streams run past the limit of {limit:g} s (the container says {said}); "
+            "decoding was stopped there",
+        )
     frames = raw[: n_frames * frame_bytes].reshape(n_frames, frame_size, frame_size, 3)
     if info.duration:
         # fps=1 may repeat the last picture past the end; no picture is shown

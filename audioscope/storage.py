@@ -10,6 +10,7 @@ run are never seen as results.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import uuid
@@ -24,8 +25,49 @@ Pathlike = str | os.PathLike[str]
 #: gcsfs sends every request to this address when it is set (a GCS emulator).
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
+#: Set to 1 (or true/yes) to read source media from gs:// and s3:// without
+#: credentials even when some are configured (public buckets such as
+#: ``s3://multimedia-commons``). Without it, anonymous access is used only
+#: when no credentials are found. It applies to media sources only
+#: (:func:`audioscope.sources.fetch.fetch`), never to writes to a store.
+ANONYMOUS_ENV = "AUDIOSCOPE_ANONYMOUS"
 
-def url_to_fs(uri: Pathlike) -> tuple[AbstractFileSystem, str]:
+#: The environment variables that decide which AWS credentials botocore finds.
+_AWS_CREDENTIAL_ENV = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_DISABLED",
+)
+
+
+def anonymous_from_env() -> bool:
+    """True when ``AUDIOSCOPE_ANONYMOUS`` asks for anonymous reads of media."""
+    return os.environ.get(ANONYMOUS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=8)
+def _aws_credentials_found(env: tuple[str | None, ...]) -> bool:
+    """Whether botocore finds any AWS credentials (for this environment).
+
+    The lookup walks botocore's whole chain (variables, files, SSO, container
+    and instance metadata), which can take a second off AWS, so its answer is
+    kept per process for each value of the variables that decide it.
+    """
+    del env  # the cache key
+    import botocore.session
+
+    try:
+        return botocore.session.get_session().get_credentials() is not None
+    except Exception:  # noqa: BLE001 - a broken profile: let the request say what is wrong
+        return True
+
+
+def aws_credentials_found() -> bool:
+    return _aws_credentials_found(tuple(os.environ.get(k) for k in _AWS_CREDENTIAL_ENV))
+
+
+def url_to_fs(uri: Pathlike, *, anonymous: bool = False) -> tuple[AbstractFileSystem, str]:
     """The file system of ``uri`` and the path inside it.
 
     A ``gs://`` URI while ``STORAGE_EMULATOR_HOST`` is set (a GCS emulator)
@@ -36,6 +78,12 @@ def url_to_fs(uri: Pathlike) -> tuple[AbstractFileSystem, str]:
     a listing always sees what other processes (Beam workers) wrote. Real
     GCS and S3 use fsspec's defaults: gcsfs and s3fs find credentials and
     endpoints (``AWS_ENDPOINT_URL``) by themselves.
+
+    Public buckets need no credentials: ``s3://`` goes anonymous (unsigned
+    requests) when botocore finds no AWS credentials, as gcsfs already does
+    for ``gs://``. ``anonymous=True`` forces it (``token="anon"`` for gcsfs,
+    ``anon=True`` for s3fs) even where credentials exist, e.g. when the
+    configured keys belong to another account or have expired.
     """
     uri_s = os.fspath(uri)
     if uri_s.startswith("gs://") and os.environ.get(EMULATOR_ENV):
@@ -43,6 +91,10 @@ def url_to_fs(uri: Pathlike) -> tuple[AbstractFileSystem, str]:
 
         fs = GCSFileSystem(token="anon", skip_instance_cache=True)
         return fs, fs._strip_protocol(uri_s)
+    if uri_s.startswith(("s3://", "s3a://")) and (anonymous or not aws_credentials_found()):
+        return fsspec.core.url_to_fs(uri_s, anon=True)  # type: ignore[no-any-return]
+    if uri_s.startswith(("gs://", "gcs://")) and anonymous:
+        return fsspec.core.url_to_fs(uri_s, token="anon")  # type: ignore[no-any-return]
     fs, path = fsspec.core.url_to_fs(uri_s)
     return fs, path
 

@@ -18,7 +18,11 @@ permanent failures are not retried unless asked).
 - **gs:// and s3://** go through fsspec (:func:`audioscope.storage.url_to_fs`:
   a GCS emulator named by ``STORAGE_EMULATOR_HOST`` is reached anonymously;
   s3fs/botocore honour ``AWS_ENDPOINT_URL`` and the usual credential
-  variables), with the same retries, size limit and deadline.
+  variables), with the same retries, size limit and deadline. Public
+  buckets need no credentials: without any (or with
+  ``FetchLimits(anonymous=True)`` / ``AUDIOSCOPE_ANONYMOUS=1``) requests go
+  anonymous. A credentials problem is one failure kind, ``access_denied``,
+  with a one-line message that says what to do; it is not retried.
 - **Pages** (Flickr, YouTube, any page with an embedded video) use yt-dlp as
   a library with options that cannot run commands: no config files, no exec
   or post-processors, no external downloader, no playlists, output confined
@@ -46,24 +50,33 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class FetchLimits:
-    """Limits for one item. ``max_duration_s`` is enforced after probing, by
-    the ingest code; it lives here so that all per-item limits are one config."""
+    """Limits and access settings for fetching one item.
+
+    ``anonymous`` reads gs:// and s3:// media without credentials (public
+    buckets such as ``s3://multimedia-commons``) even where credentials are
+    configured; ``AUDIOSCOPE_ANONYMOUS=1`` in the environment does the same.
+    Without either, anonymous access is used only when no credentials are
+    found (:func:`audioscope.storage.url_to_fs`). Limits on the media itself
+    (duration, picture size) are :func:`audioscope.media.decode`'s.
+    """
 
     max_bytes: int = 4 * 1024**3
-    max_duration_s: float = 4 * 3600
     timeout_s: float = 600.0
     connect_timeout_s: float = 20.0
     read_timeout_s: float = 60.0
     retries: int = 4
     backoff_s: float = 1.0
     backoff_max_s: float = 30.0
+    anonymous: bool = False
 
 
 class FetchError(Exception):
     """A source that could not be fetched.
 
-    kinds: ``not_found``, ``http_error``, ``timeout``, ``too_large``,
-    ``truncated``, ``unsafe_uri``, ``page_error``, ``io_error``.
+    kinds: ``not_found``, ``access_denied`` (credentials missing, wrong or
+    not allowed to read the object; never retried), ``http_error``,
+    ``timeout``, ``too_large``, ``truncated``, ``unsafe_uri``,
+    ``page_error``, ``io_error``.
     """
 
     def __init__(self, kind: str, message: str, transient: bool = False) -> None:
@@ -239,14 +252,73 @@ def _fetch_http(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
 # --------------------------------------------------------------- gs:// s3://
 
 
+def _credentials_problem(e: BaseException) -> str | None:
+    """What is wrong with the credentials when ``e`` is an access error, else None.
+
+    s3fs turns a 403 (access denied, unknown key id, bad signature) into
+    :class:`PermissionError`; gcsfs raises ``OSError("Forbidden: ...")`` for a
+    403 and ``HttpError`` with code 401 for refused credentials; botocore and
+    google-auth raise their own errors when credentials are missing or
+    broken.
+    """
+    if isinstance(e, PermissionError):
+        return str(e) or "access denied"
+    if isinstance(e, OSError) and str(e).startswith("Forbidden"):
+        return str(e).splitlines()[0]
+    if getattr(e, "code", None) in (401, 403) and type(e).__name__ == "HttpError":
+        return f"HTTP {e.code}: {str(e).splitlines()[0] if str(e) else 'unauthorized'}"  # type: ignore[attr-defined]
+    module = type(e).__module__ or ""
+    name = type(e).__name__
+    if module.startswith("botocore") and (
+        "Credential" in name or "Token" in name or "Sso" in name or "SSO" in name
+    ):
+        return f"{name}: {e}"
+    if module.startswith("google.auth") and name in ("DefaultCredentialsError", "RefreshError", "TransportError"):
+        return f"{name}: {e}"
+    return None
+
+
+def _access_message(uri: str, problem: str, anonymous: bool) -> str:
+    """One line that says what went wrong and what to do."""
+    from audioscope import storage
+
+    problem = " ".join(problem.split())[:200]
+    if uri.startswith("s3"):
+        anon = anonymous or not storage.aws_credentials_found()
+        if anon:
+            how = ("the request was anonymous (no AWS credentials found, or anonymous access asked for); "
+                   "if the bucket is private, configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                   "or AWS_PROFILE) and do not ask for anonymous access")
+        else:
+            how = ("the configured AWS credentials were refused or may not read it; fix them "
+                   f"(AWS_ACCESS_KEY_ID/AWS_PROFILE), or, for a public bucket, read it anonymously "
+                   f"(--anonymous, or {storage.ANONYMOUS_ENV}=1)")
+    else:
+        if anonymous:
+            how = ("the request was anonymous; if the bucket is private, configure Google credentials "
+                   "(gcloud auth application-default login or GOOGLE_APPLICATION_CREDENTIALS)")
+        else:
+            how = ("check the Google credentials (gcloud auth application-default login or "
+                   "GOOGLE_APPLICATION_CREDENTIALS), or, for a public bucket, read it anonymously "
+                   f"(--anonymous, or {storage.ANONYMOUS_ENV}=1)")
+    return f"{uri}: access denied ({problem}); {how}"
+
+
+def _anonymous(limits: FetchLimits) -> bool:
+    from audioscope import storage
+
+    return bool(limits.anonymous) or storage.anonymous_from_env()
+
+
 def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
     from audioscope import storage
 
     path = _temp_path(workdir, _suffix(uri))
+    anonymous = _anonymous(limits)
 
     def attempt(deadline: float) -> LocalMedia:
         try:
-            fs, obj = storage.url_to_fs(uri)
+            fs, obj = storage.url_to_fs(uri, anonymous=anonymous)
             info = fs.info(obj)
             if info.get("type") == "directory":
                 raise FetchError("not_found", f"{uri} is a folder, not an object")
@@ -257,18 +329,44 @@ def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
             return LocalMedia(path, n, True)
         except FileNotFoundError:
             raise FetchError("not_found", f"no such object: {uri}") from None
-        except PermissionError as e:
-            raise FetchError("http_error", f"{uri}: access denied ({e}); check credentials") from None
         except (FetchError, _Retry):
             raise
-        except (OSError, TimeoutError, ConnectionError) as e:
-            raise _Retry(FetchError("io_error", f"{uri}: {type(e).__name__}: {e}", transient=True)) from None
+        except Exception as e:  # noqa: BLE001 - sorted below; anything else is re-raised
+            problem = _credentials_problem(e)
+            if problem is not None:
+                raise FetchError("access_denied", _access_message(uri, problem, anonymous)) from None
+            if isinstance(e, (OSError, TimeoutError, ConnectionError)):
+                raise _Retry(FetchError("io_error", f"{uri}: {type(e).__name__}: {e}", transient=True)) from None
+            raise
 
     try:
         return _with_retries(attempt, limits, uri)
     except BaseException:
         _remove(path)
         raise
+
+
+def check_access(uri: str, limits: FetchLimits = FetchLimits()) -> None:
+    """Raise ``FetchError("access_denied")`` when ``uri`` (gs:// or s3://) cannot be
+    read with the credentials (or anonymous access) that :func:`fetch` would use.
+
+    For a launcher: one look at the first remote video of a list tells a
+    credentials problem once, in one line, before any worker starts. A missing
+    object or any other error is left to the per-video fetch (it is not a
+    credentials problem); other schemes are not checked.
+    """
+    if urlsplit(uri).scheme.lower() not in ("gs", "s3"):
+        return
+    from audioscope import storage
+
+    anonymous = _anonymous(limits)
+    try:
+        fs, obj = storage.url_to_fs(uri, anonymous=anonymous)
+        fs.info(obj)
+    except Exception as e:  # noqa: BLE001 - only a credentials problem is reported here
+        problem = _credentials_problem(e)
+        if problem is not None:
+            raise FetchError("access_denied", _access_message(uri, problem, anonymous)) from None
 
 
 # --------------------------------------------------------------------- pages
@@ -387,4 +485,4 @@ def fetch(uri: str, workdir: str, limits: FetchLimits = FetchLimits()) -> LocalM
     raise FetchError("unsafe_uri", f"{uri}: scheme {scheme!r} is not supported (use a local path, http(s)://, gs:// or s3://)")
 
 
-__all__ = ["FetchError", "FetchLimits", "LocalMedia", "fetch", "ytdlp_options"]
+__all__ = ["FetchError", "FetchLimits", "LocalMedia", "check_access", "fetch", "ytdlp_options"]
