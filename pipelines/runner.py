@@ -57,6 +57,63 @@ def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
     return [*beam_args, f"--direct_num_workers={n}", "--direct_running_mode=multi_threading"]
 
 
+#: Runners whose workers are other machines (or containers) whatever other flags say.
+REMOTE_RUNNERS = ("DataflowRunner", "dataflow")
+#: Portable environments whose workers may not see the launcher's disk (LOOPBACK and
+#: PROCESS workers run on the launcher's machine).
+REMOTE_ENVIRONMENTS = ("EXTERNAL", "DOCKER")
+
+
+def flag_value(beam_args: list[str], name: str) -> str | None:
+    """The last value of ``--name=V`` / ``--name V`` in the Beam flags (None when absent)."""
+    value = None
+    for i, a in enumerate(beam_args):
+        if a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+        elif a == f"--{name}" and i + 1 < len(beam_args):
+            value = beam_args[i + 1]
+    return value
+
+
+def remote_workers(beam_args: list[str]) -> bool:
+    """True when the Beam flags send the work to workers that may not see this machine's disk.
+
+    Dataflow always; any runner with ``--environment_type`` EXTERNAL or DOCKER
+    (a worker pool or containers elsewhere). The DirectRunner, and portable
+    runners with LOOPBACK or PROCESS workers, share the launcher's disk.
+    """
+    runner = (runner_name(beam_args) or "").rsplit(".", 1)[-1]
+    env = (flag_value(beam_args, "environment_type") or "").upper()
+    return runner in REMOTE_RUNNERS or env in REMOTE_ENVIRONMENTS
+
+
+def is_local_path(uri: str) -> bool:
+    """A path on this machine's disk (plain path or ``file://``), not a URI workers can reach."""
+    return "://" not in uri or uri.startswith("file://")
+
+
+def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -> dict[str, str | None]:
+    """Every path normalised (:func:`normalise`), local ones refused when the workers are remote.
+
+    ``paths`` maps the option as the user wrote it (``"--out"``) to its value
+    (None: not given, kept None). With remote workers (:func:`remote_workers`)
+    a local path would only fail later on a worker that cannot see it, so
+    all local paths are refused here in ONE :class:`UserError` naming them.
+    Returns the same keys with normalised values.
+    """
+    out = {k: (normalise(v) if v else v) for k, v in paths.items()}
+    if remote_workers(beam_args):
+        local = [f"{k} {v}" for k, v in out.items() if v and is_local_path(v)]
+        if local:
+            runner = runner_name(beam_args) or "the portable runner"
+            raise UserError(
+                f"{', '.join(local)}: local path{'s' if len(local) > 1 else ''} on this machine, but {runner} runs "
+                "its workers elsewhere and they cannot read it; give gs:// or s3:// locations the workers can "
+                "reach (or run on the local runner)"
+            )
+    return out
+
+
 def normalise(uri: str) -> str:
     """A local path made absolute (so `./x` and `/abs/x` are the same); URIs as given."""
     if "://" in uri and not uri.startswith("file://"):
