@@ -47,7 +47,6 @@ import json
 import logging
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from audioscope import storage
 from audioscope.errors import UserError
 from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
+from audioscope.pipelines.runner import RunnerConfig, to_stderr
 from audioscope.pipelines.work import WORK_SHARDS, ReadWork, write_work_shards
 from audioscope.progress import Poller, Progress
 
@@ -421,20 +421,17 @@ def summarise(layout: RenderLayout, clip_ids: Sequence[str], seconds: float) -> 
 
 
 @dataclass(frozen=True, kw_only=True)
-class RenderConfig:
+class RenderConfig(RunnerConfig):
     """What :func:`render` does: an MP4 per clip of the pools in ``annotations`` into ``media``.
 
     ``media_root``: the folder (or gs://, s3://, https:// prefix) the source
     videos must lie under (:func:`confine_source`); None takes the pools'
-    absolute sources as they are.
+    absolute sources as they are. ``beam_args`` and ``poll`` as in :class:`RunnerConfig`.
     """
 
     annotations: str
     media: str
     media_root: str | None = None
-    beam_args: Sequence[str] = ()
-    #: seconds between progress lines on stderr (None: no progress display)
-    poll: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -466,11 +463,7 @@ def read_pool_rows(annotations: str) -> Any:
         ) from None
 
 
-def _echo(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def render(config: RenderConfig, *, echo: Callable[[str], None] = _echo) -> RenderResult:
+def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> RenderResult:
     """Render every clip of the pools not rendered yet; write ``render.json``.
 
     Resumes (clips with an MP4 are skipped, failed ones retried). Bad pool

@@ -9,8 +9,28 @@ and local paths made absolute.
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
+from typing import Sequence
 
 from audioscope.errors import UserError
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig:
+    """The runner options every pipeline step's config shares (``add_runner_options`` on the command line).
+
+    ``beam_args``: Beam flags (``--runner`` ...); ``poll``: seconds between
+    progress lines on stderr (None: no progress display).
+    """
+
+    beam_args: Sequence[str] = ()
+    poll: float | None = None
+
+
+def to_stderr(message: str) -> None:
+    """The default ``echo`` of the library entries: one note for the user on stderr."""
+    print(message, file=sys.stderr)
 
 LOCAL_RUNNERS = (None, "DirectRunner", "direct")
 

@@ -49,7 +49,6 @@ import io
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from audioscope import storage
 from audioscope.errors import UserError
 from audioscope.ids import check_clip_id, check_video_id, file_in
+from audioscope.pipelines.runner import RunnerConfig, to_stderr
 from audioscope.pipelines.work import ReadWork, ShardTemplate, shortfalls
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -660,20 +660,17 @@ def run_pipeline(
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScoreConfig:
+class ScoreConfig(RunnerConfig):
     """What :func:`score` does: score every clip of ``store`` with ``model`` into ``out``.
 
     ``store``, ``model`` and ``out`` are local paths (made absolute) or
-    ``gs://``/``s3://`` URIs; ``beam_args`` are Beam flags (runner etc.).
+    ``gs://``/``s3://`` URIs; ``beam_args`` and ``poll`` as in :class:`RunnerConfig`.
     """
 
     store: str
     model: str
     out: str
     batch_size: int = 64
-    beam_args: Sequence[str] = ()
-    #: seconds between progress lines on stderr (None: no progress display)
-    poll: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -783,11 +780,7 @@ class ScorePoller:
         }
 
 
-def _echo(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def score(config: ScoreConfig, *, echo: Callable[[str], None] = _echo) -> ScoreResult:
+def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> ScoreResult:
     """Score every clip of ``config.store`` not scored yet into ``config.out``; rebuild scores.parquet.
 
     Resumes: videos with a part are not scored again; videos that failed
