@@ -256,20 +256,29 @@ class RenderVideo(beam.DoFn):
                 media = fetch(work["source_uri"], workdir)
                 info = probe(media.path)
             except (FetchError, MediaError) as e:
-                logger.warning("cannot read %s: %s", work["source_uri"], e)
+                kind, message = e.kind, e.message
+            except Exception as e:  # noqa: BLE001 - recorded per clip, naming the video; the run goes on
+                kind, message = "error", f"{type(e).__name__}: {e}"
+            else:
+                kind = message = None
+            if kind is not None:
+                logger.warning("cannot read %s (video %s): %s", work["source_uri"], work["video_id"], message)
                 self.counters["videos_failed"].inc()
                 for clip_id, _, _ in clips:
-                    self._fail(clip_id, work["video_id"], e.kind, e.message)
+                    self._fail(clip_id, work["video_id"], kind, f"{work['source_uri']}: {message}")
                 return
             self.counters["videos_read"].inc()
             done = 0
             for clip_id, start, end in clips:
                 try:
                     data = render_clip(media.path, info, float(start), float(end))
+                    storage.atomic_write(self.layout.clip(clip_id), data, content_type="video/mp4")
                 except MediaError as e:
                     self._fail(clip_id, work["video_id"], e.kind, e.message)
                     continue
-                storage.atomic_write(self.layout.clip(clip_id), data, content_type="video/mp4")
+                except Exception as e:  # noqa: BLE001 - recorded (retried by the next run); the run goes on
+                    self._fail(clip_id, work["video_id"], "error", f"{type(e).__name__}: {e}")
+                    continue
                 self.counters["clips_rendered"].inc()
                 done += 1
         yield done

@@ -351,8 +351,9 @@ class ReadClips(_Counted):
             audio, frames = self.store.video(video_id)
         except Exception as e:  # noqa: BLE001 - the caller records it; the message names the shard
             raise ValueError(
-                f"its media shard in {self.store_uri} cannot be read ({type(e).__name__}: {e}); "
-                "ingest the video again (`audioscope ingest ... --retry-failed`)"
+                f"its media shard {self.store.layout.media_rel(video_id)} in {self.store_uri} cannot be read "
+                f"({type(e).__name__}: {e}): the store's copy of the video is damaged; ingest it again into "
+                "a new store, or restore the file, and run score again"
             ) from None
         sr = self.store.params.sample_rate
         out = []
