@@ -367,12 +367,77 @@ def confine_source(raw: str, media_root: str | None) -> str:
     return value
 
 
-def plan(pools: Any, layout: RenderLayout, media_root: str | None = None) -> tuple[Todo, int, list[dict[str, Any]]]:
+@dataclass(frozen=True, kw_only=True)
+class SourcePolicy:
+    """Which source videos render may open for the pools' rows.
+
+    - ``media_root`` given: a source must lie inside it (:func:`confine_source`).
+    - else ``recorded`` (video id -> the source the clip store recorded when
+      it ingested the video, ``store`` its root): a row's source must be the
+      one the store recorded for its video; the store's ingest confined it.
+    - else: the sources are taken as the pools name them (ingest-list rules).
+    """
+
+    media_root: str | None = None
+    store: str | None = None
+    recorded: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def check(self, raw: Any, video_id: str) -> str:
+        from audioscope.sources.lists import RowError
+
+        if self.media_root is not None or self.recorded is None:
+            return confine_source(raw, self.media_root)
+        want = self.recorded.get(video_id)
+        if want is None:
+            raise RowError("unsafe_path", f"the video {video_id} is not in the clip store {self.store} the pools came from")
+        if raw != want:
+            raise RowError(
+                "unsafe_path",
+                f"{raw!r} is not the source the clip store {self.store} recorded for {video_id} ({want!r}); "
+                "give --media-root to render sources from elsewhere",
+            )
+        return confine_source(raw, None)
+
+    def describe(self) -> str:
+        if self.media_root is not None:
+            return f"sources confined to the media root {self.media_root}"
+        if self.recorded is not None:
+            return f"sources checked against those the clip store {self.store} recorded"
+        return "no --media-root and no clip store recorded with the pools: sources are opened where the pools say"
+
+
+def source_policy(annotations: str, media_root: str | None, video_ids: set[str]) -> SourcePolicy:
+    """The :class:`SourcePolicy` for a run: ``media_root``, else the store recorded in pools.json (if it opens)."""
+    from audioscope.annotation.pools import POOLS_JSON
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+
+    if media_root is not None:
+        return SourcePolicy(media_root=media_root)
+    path = storage.join(annotations, POOLS_JSON)
+    try:
+        store = json.loads(storage.read_text(path)).get("store") if storage.exists(path) else None
+    except (ValueError, AttributeError):
+        raise UserError(f"{path} is not valid JSON; draw the pools again with `audioscope annotate sample`") from None
+    if not isinstance(store, str) or not store:
+        return SourcePolicy()
+    try:
+        status = ClipStore.open(store).status
+    except (StoreError, OSError, ValueError) as e:
+        raise UserError(
+            f"the pools of {annotations} were drawn from the clip store {store}, which cannot be read ({e}); "
+            "give --media-root DIR (the folder the source videos lie under) to render without it"
+        ) from None
+    rows = status[status["video_id"].isin(video_ids)]
+    return SourcePolicy(store=store, recorded=dict(zip(rows["video_id"].astype(str), rows["source"].astype(str))))
+
+
+def plan(pools: Any, layout: RenderLayout, policy: SourcePolicy = SourcePolicy()) -> tuple[Todo, int, list[dict[str, Any]]]:
     """The clips still to render, grouped by source video; how many are already there; rows refused.
 
     Failure records of an earlier run are removed: those clips are retried.
     Every row's ids are checked (:mod:`audioscope.ids`) and its source
-    confined (:func:`confine_source`). A row with an invalid clip id is
+    by the ``policy`` (:class:`SourcePolicy`). A row with an invalid clip id is
     returned among the refused rows (it cannot name a file); a row with a
     valid clip id but an invalid video id or an unsafe source gets its
     failure record now. Neither is ever used as a path.
@@ -398,7 +463,7 @@ def plan(pools: Any, layout: RenderLayout, media_root: str | None = None) -> tup
             continue
         try:
             video_id = check_video_id(row.video_id, "pools.parquet")
-            source = confine_source(row.source_uri, media_root)
+            source = policy.check(row.source_uri, video_id)
         except (BadId, RowError) as e:
             kind = "invalid_id" if isinstance(e, BadId) else e.kind
             record = {"clip_id": clip_id, "video_id": str(row.video_id), "kind": kind, "message": str(e)}
@@ -434,8 +499,10 @@ class RenderConfig(RunnerConfig):
     """What :func:`render` does: an MP4 per clip of the pools in ``annotations`` into ``media``.
 
     ``media_root``: the folder (or gs://, s3://, https:// prefix) the source
-    videos must lie under (:func:`confine_source`); None takes the pools'
-    absolute sources as they are. ``beam_args`` and ``poll`` as in :class:`RunnerConfig`.
+    videos must lie under (:func:`confine_source`); None checks each source
+    against the one the clip store named in ``pools.json`` recorded for the
+    video, or, without one, takes the pools' absolute sources as they are
+    (:class:`SourcePolicy`). ``beam_args`` and ``poll`` as in :class:`RunnerConfig`.
     """
 
     annotations: str
@@ -492,16 +559,16 @@ def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> 
     if media_root is not None:
         media_root = _check_media_root(media_root)
     pools = read_pool_rows(config.annotations)
+    policy = source_policy(config.annotations, media_root, set(pools["video_id"].astype(str)))
     layout = RenderLayout(media)
     storage.makedirs(layout.clips_dir)
-    todo, have, refused = plan(pools, layout, media_root)
+    todo, have, refused = plan(pools, layout, policy)
     if refused:
         storage.atomic_write(layout.invalid_ids, "".join(json.dumps(r, sort_keys=True) + "\n" for r in refused))
         echo(f"render: {len(refused)} pool rows have invalid clip ids and are not rendered (see {layout.invalid_ids})")
     else:
         storage.remove(layout.invalid_ids)
-    if media_root is None:
-        echo("render: no --media-root: source videos are opened wherever the pools say (give --media-root to confine them)")
+    echo(f"render: {policy.describe()}")
     n_todo = sum(len(c) for c in todo.values())
     echo(f"render: {len(pools)} clips, {have} already rendered, {n_todo} to render from {len(todo)} videos")
     t0 = time.time()

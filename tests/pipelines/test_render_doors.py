@@ -152,3 +152,31 @@ def test_a_runner_that_loses_work_cannot_end_in_exit_0_and_a_rerun_completes(vid
     assert render(ws, "--media-root", str(ws / "videos")) == 0
     assert layout.is_finished() and len(layout.rendered()) == 4
     assert "2 already rendered, 2 to render" in capsys.readouterr().err
+
+
+def test_without_a_media_root_sources_must_be_those_the_store_recorded(videos, tmp_path, capsys):
+    """The pools name the clip store they were drawn from (pools.json): a tampered source is never opened."""
+    from tests.pipelines.test_score import make_store
+
+    store = make_store(tmp_path / "store", {"aa-one": 6, "bb-two": 6})  # records /videos/<id>.mp4 as sources
+    rows = [
+        {"clip_id": "aa-one-0000000", "video_id": "aa-one", "source_uri": "/videos/aa-one.mp4"},
+        {"clip_id": "bb-two-0000000", "video_id": "bb-two", "source_uri": str(videos / "outside.mp4")},
+        {"clip_id": "cc-new-0000000", "video_id": "cc-new", "source_uri": str(videos / "outside.mp4")},
+    ]
+    ws = _workspace(videos, tmp_path, rows)
+    (ws / "ann" / "pools.json").write_text(json.dumps({"store": str(store)}))
+    before = snapshot(ws, skip=(ws / "media",))
+    assert render(ws) == 0
+    assert snapshot(ws, skip=(ws / "media",)) == before
+    failures = json.loads((ws / "media" / "render.json").read_text())["failures"]
+    assert not failures["aa-one-0000000"].startswith("unsafe_path")  # allowed (and missing on this disk)
+    assert failures["bb-two-0000000"].startswith("unsafe_path") and "recorded" in failures["bb-two-0000000"]
+    assert failures["cc-new-0000000"].startswith("unsafe_path") and "not in the clip store" in failures["cc-new-0000000"]
+    assert not (ws / "media" / "clips").exists() or not list((ws / "media" / "clips").iterdir())
+    assert "recorded" in capsys.readouterr().err
+
+    (ws / "ann" / "pools.json").write_text(json.dumps({"store": str(tmp_path / "gone")}))
+    assert render(ws) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "--media-root" in line and "gone" in line
