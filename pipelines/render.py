@@ -421,15 +421,23 @@ def source_policy(annotations: str, media_root: str | None, video_ids: set[str])
         raise UserError(f"{path} is not valid JSON; draw the pools again with `audioscope annotate sample`") from None
     if not isinstance(store, str) or not store:
         return SourcePolicy()
+    import pyarrow as pa
+
+    from audioscope.schemas.tables import SchemaError
+
     try:
-        status = ClipStore.open(store).status
-    except (StoreError, OSError, ValueError) as e:
+        cs = ClipStore.open(store)
+        try:  # one row per video
+            table = cs.status[["video_id", "source"]]
+        except FileNotFoundError:  # a store written without its status table: the clip index has the sources too
+            table = cs.index[["video_id", "source_uri"]].drop_duplicates("video_id")
+    except (StoreError, OSError, ValueError, pa.ArrowException, SchemaError) as e:
         raise UserError(
             f"the pools of {annotations} were drawn from the clip store {store}, which cannot be read ({e}); "
             "give --media-root DIR (the folder the source videos lie under) to render without it"
         ) from None
-    rows = status[status["video_id"].isin(video_ids)]
-    return SourcePolicy(store=store, recorded=dict(zip(rows["video_id"].astype(str), rows["source"].astype(str))))
+    rows = table[table["video_id"].isin(video_ids)]
+    return SourcePolicy(store=store, recorded=dict(zip(rows.iloc[:, 0].astype(str), rows.iloc[:, 1].astype(str))))
 
 
 def plan(pools: Any, layout: RenderLayout, policy: SourcePolicy = SourcePolicy()) -> tuple[Todo, int, list[dict[str, Any]]]:
