@@ -3,7 +3,12 @@
 Every pipeline command (ingest, score, render, mix) takes the same runner
 options (``audioscope.options.add_runner_options``) and turns them into Beam
 flags here: the flags after ``--``, local parallelism on the DirectRunner,
-and local paths made absolute.
+and local paths made absolute. :func:`check_paths_for_runner` normalises a
+step's paths and refuses local ones when the workers are elsewhere
+(:func:`remote_workers`: Dataflow, or ``--environment_type`` EXTERNAL or
+DOCKER), in one message at launch instead of a failure on the workers.
+:class:`RunnerConfig` is the part of every step's typed config that these
+options fill.
 """
 
 from __future__ import annotations
