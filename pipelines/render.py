@@ -604,13 +604,12 @@ def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> 
         else:
             with Poller(Progress("render", total=n_todo, unit="clips"), poll, every=config.poll):
                 run_pipeline(media, work, beam_args)
+    summary = summarise(layout, list(pools["clip_id"]), time.time() - t0)
+    if todo:
         produced: dict[str, int] = {}
         for clip in accounted():
             produced[shard_of[clip]] = produced.get(shard_of[clip], 0) + 1
-        summary = summarise(layout, list(pools["clip_id"]), time.time() - t0)
         require_complete("render", "work shards", expected, produced, "Run the same command again to render the rest.")
-    else:
-        summary = summarise(layout, list(pools["clip_id"]), time.time() - t0)
     return RenderResult(
         layout=layout, clips=summary["clips"], rendered=summary["rendered"], failed=summary["failed"],
         failures=summary["failures"], summary=summary,

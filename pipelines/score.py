@@ -64,7 +64,7 @@ from audioscope import storage
 from audioscope.errors import UserError
 from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.pipelines.runner import RunnerConfig, to_stderr
-from audioscope.pipelines.work import ReadWork, ShardTemplate, shortfalls
+from audioscope.pipelines.work import IncompleteRun, ReadWork, ShardTemplate, shortfalls
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -179,6 +179,16 @@ class ScoresLayout:
 
     def read_summary(self) -> dict[str, Any]:
         return json.loads(storage.read_text(self.summary_json))
+
+    def clips_per_video(self) -> dict[str, int]:
+        """video id -> how many clips ``scores.parquet`` has of it (reads that one column)."""
+        import pyarrow.parquet as pq
+
+        if not storage.exists(self.scores_parquet):
+            return {}
+        with storage.open_file(self.scores_parquet) as fh:
+            counts = pq.read_table(fh, columns=["video_id"]).group_by("video_id").aggregate([("video_id", "count")])
+        return dict(zip(counts.column("video_id").to_pylist(), counts.column("video_id_count").to_pylist()))
 
     def read_scores(self, columns: Sequence[str] | None = None) -> "pd.DataFrame":
         """The scores table (``schemas.tables.SCORES``), validated; ``columns`` selects some.
@@ -866,6 +876,15 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
     )
     summary = layout.read_summary()
     if not summary.get("complete"):
+        # Parts short of their video's clips (left by an earlier version that wrote whatever came
+        # through) are not finished: they go, so that the next run scores those videos again.
+        failed = layout.failed_videos()
+        want = {v: len(c) for v, c in clips.items() if v not in failed}
+        short = shortfalls(want, layout.clips_per_video())
+        for s in short:
+            storage.remove(layout.part(s.unit))
+        if short:
+            raise IncompleteRun("score", "videos", short, "Their parts were removed; run the same command again to score them.")
         raise UserError(
             f"score ended short: {summary.get('missing_clips')} clips of the index have neither a score nor a "
             f"failure record in {layout.root}; run the same command again to complete it"

@@ -164,3 +164,19 @@ def test_the_typed_reader_gives_the_table_and_refuses_a_foreign_file(clean, tmp_
         ScoresLayout(str(bad)).read_scores()
     with pytest.raises(UserError, match="no scores"):
         ScoresLayout(str(tmp_path / "none")).read_scores()
+
+
+def test_a_short_part_left_by_an_earlier_version_is_found_and_scored_again(clean, model, tmp_path, capsys):
+    out = tmp_path / "scores"
+    shutil.copytree(clean["scores"], out)
+    part = out / "parts" / "bb" / "bb-three.parquet"
+    pq.write_table(pq.read_table(part).slice(0, 5), part)  # 5 of its 8 clips, as a lossy runner left it
+
+    assert score(clean["store"], model, out, "--batch-size", "3") == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "ended short" in line and "bb-three (5 of 8)" in line
+    assert not part.exists()
+    assert score(clean["store"], model, out, "--batch-size", "3") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True and summary["videos_scored"] == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scores.parquet"), pd.read_parquet(clean["scores"] / "scores.parquet"))
