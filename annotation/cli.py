@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import Any, Callable
 
 from audioscope.argtypes import positive_int
@@ -287,6 +286,13 @@ in MEDIA_DIR/failed/ and retried by the next run.
 
 MEDIA_DIR is a local folder (it must be under the server's document root to
 be served) or gs://. Output: MEDIA_DIR/clips/<clip_id>.mp4, render.json.
+Clip and video ids are checked (a bad id is recorded, never used as a file
+name); a pool row's source video is opened only if it lies under
+--media-root, or, without it, if it is the source the clip store the pools
+were drawn from recorded for that video; any other is recorded as failed
+(unsafe_path) and never opened. Exit status 2 with one line when the
+pools cannot be read or the run ended short (a runner lost clips: run it
+again to complete it).
 Beam flags go after `--` (e.g. -- --runner=DataflowRunner ...)."""
 
 
@@ -294,42 +300,32 @@ def _register_render(sub: Sub) -> None:
     p = _parser(sub, "render", "render a 5-second MP4 per sampled clip (Beam pipeline)", RENDER_DESCRIPTION, run_render)
     _annotations_arg(p)
     p.add_argument("--media", required=True, metavar="MEDIA_DIR", help="where the MP4s go (local folder or gs://)")
+    p.add_argument(
+        "--media-root", metavar="URI", default=None,
+        help="the folder (or gs://, s3://, https:// prefix) the source videos must lie under, as given to "
+        "`audioscope ingest`; a pool row whose source is outside it is recorded as failed (unsafe_path), "
+        "never opened (default: each source must be the one the clip store the pools were drawn from "
+        "recorded for its video; pools without a recorded store are taken as they name their sources)",
+    )
     add_runner_options(p, what="clips rendered")
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from audioscope import storage
-    from audioscope.annotation.pools import read_pools
-    from audioscope.pipelines.render import RenderLayout, clip_id_of, plan, rendered, run_pipeline, summarise, write_work
-    from audioscope.pipelines.runner import beam_flags, local_parallelism, normalise
-    from audioscope.progress import Poller, Progress, print_summary
+    from audioscope.pipelines.render import RenderConfig, render
+    from audioscope.pipelines.runner import beam_flags, local_parallelism
+    from audioscope.progress import print_summary
 
     beam_args = local_parallelism(beam_flags(args.rest), args.workers)
-    media = normalise(args.media)
-    pools = read_pools(args.annotations)
-    layout = RenderLayout(media)
-    storage.makedirs(layout.clips_dir)
-    todo, have = plan(pools, layout)
-    n_todo = sum(len(c) for c in todo.values())
-    print(f"render: {len(pools)} clips, {have} already rendered, {n_todo} to render from {len(todo)} videos", file=sys.stderr)
-    t0 = time.time()
-    if todo:
-        work = write_work(layout, todo)
-        wanted = {c for clips in todo.values() for c, _, _ in clips}
-        progress = Progress("render", total=n_todo, unit="clips")
-
-        def poll() -> tuple[int, dict[str, int]]:
-            done = len(rendered(layout) & wanted)
-            failed = len({clip_id_of(p, ".json") for p in storage.list_files(layout.failed_dir, ".json")} & wanted)
-            return done + failed, {"failed": failed}
-
-        with Poller(progress, poll, every=args.poll):
-            run_pipeline(media, work, beam_args)
-    summary = summarise(layout, list(pools["clip_id"]), time.time() - t0)
-    rows: dict[str, object] = {k: summary[k] for k in ("clips", "rendered", "failed", "missing")}
-    for clip_id, reason in list(summary["failures"].items())[:5]:
+    result = render(
+        RenderConfig(
+            annotations=args.annotations, media=args.media, media_root=args.media_root,
+            beam_args=beam_args, poll=args.poll,
+        )
+    )  # fmt: skip
+    rows: dict[str, object] = {k: result.summary[k] for k in ("clips", "rendered", "failed", "missing")}
+    for clip_id, reason in list(result.failures.items())[:5]:
         rows[f"  {clip_id}"] = reason
-    rows["media"] = layout.clips_dir
+    rows["media"] = result.layout.clips_dir
     print_summary("Render finished", rows)
     return 0
 

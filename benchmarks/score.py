@@ -19,6 +19,20 @@ prints clips/s, clips/s per core (os.sched_getaffinity) and the ratio score
 time / read time (how many times longer scoring takes than reading alone).
 
     .venv/bin/python benchmarks/score.py --store STORE --model MODEL_DIR --clips 2000
+
+``finalize`` measures the merge at the end of a run instead (no store or
+model needed): it writes --videos synthetic per-video parts of
+--clips-per-video scores each, then merges them into scores.parquet twice,
+each in a fresh process, and prints the peak memory (RSS above the process
+after its imports) and time of each:
+
+  baseline  every part read into one table, sorted and written at once
+            (what a single finalize worker held before: all scores)
+  chunked   the pipeline's merge: one sorted chunk per parts/<prefix>/
+            folder (WriteMergeChunk), then streamed in order into one file
+            (write_merged), one chunk in memory at a time
+
+    .venv/bin/python benchmarks/score.py finalize --videos 8000 --clips-per-video 60
 """
 
 from __future__ import annotations
@@ -60,7 +74,109 @@ def run_threads(chunks: list[list], fn: Callable[[list], int]) -> tuple[float, i
     return time.perf_counter() - t0, n
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (MB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def write_parts(scores_dir: str, videos: int, clips_per_video: int, seed: int = 0) -> int:
+    """Synthetic parts as the pipeline writes them (one Parquet file per video); returns the clips."""
+    import numpy as np
+
+    from audioscope.pipelines.score import ScoresLayout, parquet_bytes
+    from audioscope.schemas.tables import SCORES, to_table
+
+    rng = np.random.default_rng(seed)
+    layout = ScoresLayout(scores_dir)
+    for v in range(videos):
+        vid = f"{rng.integers(0, 2**40):010x}"
+        rows = [
+            {"clip_id": f"{vid}-{s * 1000:07d}", "video_id": vid, "start": float(s), "end": float(s + 5),
+             "probability": float(p), "model_id": "sha256:" + "0" * 64}
+            for s, p in enumerate(rng.random(clips_per_video, dtype=np.float32))
+        ]  # fmt: skip
+        path = layout.part(vid)  # plain writes: the parts' fsyncs are not what is measured
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(parquet_bytes(to_table(rows, SCORES)))
+    return videos * clips_per_video
+
+
+def finalize_child(mode: str, scores_dir: str, dest: str) -> None:
+    """One merge in this process; prints "seconds peak_mb_above_imports"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from audioscope import storage
+    from audioscope.pipelines.score import (
+        ScoresLayout, WriteMergeChunk, _list_part_dirs, _read_part_dir, parquet_bytes, sort_scores, write_merged,
+    )  # fmt: skip
+
+    layout = ScoresLayout(scores_dir)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    if mode == "baseline":
+        tables = [t for _, _, d in _list_part_dirs(layout.parts_dir, 0) if (t := _read_part_dir(d)) is not None]
+        storage.atomic_write(dest, parquet_bytes(sort_scores(pa.concat_tables(tables))))
+    else:
+        writer = WriteMergeChunk(scores_dir)
+        chunks = sorted(c for e in _list_part_dirs(layout.parts_dir, 0) for c in writer.process(e))
+        write_merged(dest, [path for _, path, _, _ in chunks])
+        for _, path, _, _ in chunks:
+            storage.remove(path)
+    seconds = time.perf_counter() - t0
+    assert pq.read_metadata(dest).num_rows > 0
+    print(f"{seconds:.3f} {_peak_mb() - base:.1f}")
+
+
+def finalize_main(argv: list[str]) -> int:
+    import subprocess
+
+    import pandas as pd
+
+    ap = argparse.ArgumentParser(prog="benchmarks/score.py finalize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--videos", type=int, default=8000, help="videos (parts) to merge (default 8000)")
+    ap.add_argument("--clips-per-video", type=int, default=60, help="scores per video (default 60)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-finalize-") as tmp:
+        scores_dir = os.path.join(tmp, "scores")
+        t0 = time.perf_counter()
+        clips = write_parts(scores_dir, args.videos, args.clips_per_video)
+        t_parts = time.perf_counter() - t0
+        results = {}
+        for mode in ("baseline", "chunked"):
+            dest = os.path.join(tmp, f"{mode}.parquet")
+            out = subprocess.run([sys.executable, __file__, "finalize-child", mode, scores_dir, dest],
+                                 check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+            results[mode] = (float(out[0]), float(out[1]))
+        same = pd.read_parquet(os.path.join(tmp, "baseline.parquet")).equals(
+            pd.read_parquet(os.path.join(tmp, "chunked.parquet"))
+        )
+    (tb, mb), (tc, mc) = results["baseline"], results["chunked"]
+    print_summary("score finalize benchmark", {
+        "scores": f"{clips} clips of {args.videos} videos (parts written in {t_parts:.1f} s)",
+        "baseline (all at once)": f"{tb:8.2f} s  peak {mb:8.1f} MB above imports",
+        "chunked (the pipeline's)": f"{tc:8.2f} s  peak {mc:8.1f} MB above imports",
+        "chunked / baseline": f"time {tc / tb:5.2f}x  memory {mc / mb if mb > 0 else float('nan'):5.2f}x",
+        "same table": same,
+    })  # fmt: skip
+    return 0 if same else 1
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "finalize":
+        return finalize_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "finalize-child":
+        finalize_child(*sys.argv[2:5])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", required=True, help="clip store (path, gs://, s3://)")
     ap.add_argument("--model", required=True, help="SavedModel directory with the coincidence signature")

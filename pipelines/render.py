@@ -21,8 +21,23 @@ Stages (labels as they show in the Beam / Dataflow UI)::
                            fails gets MEDIA_DIR/failed/<clip_id>.json with the
                            reason (retried by the next run) and a counter.
 
+Layout of MEDIA_DIR (owned by :class:`RenderLayout`)::
+
+    clips/<clip_id>.mp4                 one rendered clip (written whole)
+    failed/<clip_id>.json               a clip this run could not render (kind, message, video_id)
+    invalid-ids.jsonl                   pool rows whose clip id is not a valid id (never a file name)
+    work/work-NNNNN-of-MMMMM.jsonl      the videos this run renders
+    render.json                         counts and failures of the last run
+
 MEDIA_DIR is a local folder (served by Label Studio's local-files storage)
 or ``gs://`` (served through a GCS import storage with presigned URLs).
+Every clip and video id of the pools is checked (:mod:`audioscope.ids`),
+every source is confined to ``--media-root`` when one is given
+(:func:`confine_source`), and every file name is made by
+:func:`audioscope.ids.file_in`. Every clip sent to the workers must come
+back as an MP4 or a failure record: a run that ends with clips of a work
+shard unaccounted for raises :class:`~audioscope.pipelines.work.IncompleteRun`.
+:func:`render` is the library entry (``audioscope annotate render`` wraps it).
 Everything shipped to workers is a path or a number.
 """
 
@@ -32,17 +47,23 @@ import json
 import logging
 import math
 import os
-from fractions import Fraction
 import tempfile
-from typing import Any, Iterator, Mapping, Sequence
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
+from audioscope.errors import UserError
+from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
-from audioscope.pipelines.work import ReadWork
+from audioscope.pipelines.runner import RunnerConfig, to_stderr
+from audioscope.pipelines.work import WORK_SHARDS, ReadWork, write_work_shards
+from audioscope.progress import Poller, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +78,18 @@ MAX_FPS = 30
 DEFAULT_FPS = 25
 
 
+@dataclass(frozen=True)
 class RenderLayout:
-    """Where each part of a media folder lives (local path or URI)."""
+    """The one owner of a media folder (local path or URI): every path, "finished?", the readers.
 
-    def __init__(self, root: str) -> None:
-        self.root = root.rstrip("/") if "://" in root else root
+    Other steps (``annotate push``) ask it which clips are rendered
+    (:meth:`rendered`) instead of listing files by name.
+    """
+
+    root: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", self.root.rstrip("/") if "://" in self.root else self.root)
 
     def path(self, *parts: str) -> str:
         return storage.join(self.root, *parts)
@@ -82,14 +110,49 @@ class RenderLayout:
     def summary_json(self) -> str:
         return self.path("render.json")
 
+    @property
+    def invalid_ids(self) -> str:
+        """``invalid-ids.jsonl``: pool rows whose clip id is not a valid id (never used as a file name)."""
+        return self.path("invalid-ids.jsonl")
+
     def clip(self, clip_id: str) -> str:
-        return self.path("clips", f"{clip_id}.mp4")
+        """``clips/<clip_id>.mp4`` (:class:`~audioscope.ids.BadId` for an invalid clip id)."""
+        return file_in(self.clips_dir, clip_id, ".mp4", kind="clip id")
 
     def failed(self, clip_id: str) -> str:
-        return self.path("failed", f"{clip_id}.json")
+        return file_in(self.failed_dir, clip_id, ".json", kind="clip id")
 
     def work_shard(self, i: int, n: int) -> str:
-        return self.path("work", f"work-{i:05d}-of-{n:05d}.jsonl")
+        return self.path("work", WORK_SHARDS.name(i, n))
+
+    # ------------------------------------------------------------------ state and readers
+    def rendered(self) -> set[str]:
+        """The clip ids with an MP4 (each is written whole, atomically)."""
+        return {clip_id_of(p, ".mp4") for p in storage.list_files(self.clips_dir, ".mp4")}
+
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """clip id -> failure record (kind, message, video_id) of the clips the last run could not render."""
+        out = {}
+        for path in storage.list_files(self.failed_dir, ".json"):
+            record = json.loads(storage.read_text(path))
+            out[str(record["clip_id"])] = record
+        if storage.exists(self.invalid_ids):
+            for line in storage.read_lines(self.invalid_ids):
+                record = json.loads(line)
+                out[str(record["clip_id"])] = record
+        return dict(sorted(out.items()))
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(storage.read_text(self.summary_json))
+
+    def is_finished(self) -> bool:
+        """True when the last run ended with every clip of the pools rendered or recorded as failed."""
+        if not storage.exists(self.summary_json):
+            return False
+        try:
+            return self.read_summary().get("missing") == 0
+        except ValueError:
+            return False
 
 
 def clip_id_of(path: str, suffix: str) -> str:
@@ -193,20 +256,29 @@ class RenderVideo(beam.DoFn):
                 media = fetch(work["source_uri"], workdir)
                 info = probe(media.path)
             except (FetchError, MediaError) as e:
-                logger.warning("cannot read %s: %s", work["source_uri"], e)
+                kind, message = e.kind, e.message
+            except Exception as e:  # noqa: BLE001 - recorded per clip, naming the video; the run goes on
+                kind, message = "error", f"{type(e).__name__}: {e}"
+            else:
+                kind = message = None
+            if kind is not None:
+                logger.warning("cannot read %s (video %s): %s", work["source_uri"], work["video_id"], message)
                 self.counters["videos_failed"].inc()
                 for clip_id, _, _ in clips:
-                    self._fail(clip_id, work["video_id"], e.kind, e.message)
+                    self._fail(clip_id, work["video_id"], kind, f"{work['source_uri']}: {message}")
                 return
             self.counters["videos_read"].inc()
             done = 0
             for clip_id, start, end in clips:
                 try:
                     data = render_clip(media.path, info, float(start), float(end))
+                    storage.atomic_write(self.layout.clip(clip_id), data, content_type="video/mp4")
                 except MediaError as e:
                     self._fail(clip_id, work["video_id"], e.kind, e.message)
                     continue
-                storage.atomic_write(self.layout.clip(clip_id), data, content_type="video/mp4")
+                except Exception as e:  # noqa: BLE001 - recorded (retried by the next run); the run goes on
+                    self._fail(clip_id, work["video_id"], "error", f"{type(e).__name__}: {e}")
+                    continue
                 self.counters["clips_rendered"].inc()
                 done += 1
         yield done
@@ -239,60 +311,181 @@ def run_pipeline(media_dir: str, work_files: Sequence[str], beam_args: Sequence[
 
 # --------------------------------------------------------------------------- the launcher's part
 
+#: (source_uri, video_id) -> the clips to render from it: (clip_id, start, end)
+Todo = dict[tuple[str, str], list[tuple[str, float, float]]]
+
 
 def rendered(layout: RenderLayout) -> set[str]:
-    return {clip_id_of(p, ".mp4") for p in storage.list_files(layout.clips_dir, ".mp4")}
+    """The clip ids with an MP4 in ``layout`` (see :meth:`RenderLayout.rendered`)."""
+    return layout.rendered()
 
 
 def failures(layout: RenderLayout) -> dict[str, dict[str, Any]]:
-    out = {}
-    for path in storage.list_files(layout.failed_dir, ".json"):
-        record = json.loads(storage.read_text(path))
-        out[str(record["clip_id"])] = record
-    return dict(sorted(out.items()))
+    return layout.failures()
 
 
 def write_work(layout: RenderLayout, todo: Mapping[tuple[str, str], list[tuple[str, float, float]]]) -> list[str]:
     """Work shards, one line per (source_uri, video_id); stale shards of an earlier run go."""
     items = sorted(todo.items())
-    n = math.ceil(len(items) / VIDEOS_PER_WORK_SHARD)
-    paths = []
-    for i in range(n):
-        chunk = items[i * VIDEOS_PER_WORK_SHARD : (i + 1) * VIDEOS_PER_WORK_SHARD]
-        path = layout.work_shard(i, n)
-        storage.atomic_write(path, "".join(work_line(uri, vid, clips) + "\n" for (uri, vid), clips in chunk))
-        paths.append(path)
-    for path in storage.glob(storage.join(layout.work_dir, "work-*.jsonl")):
-        if path not in paths:
-            storage.remove(path)
-    return paths
+    return write_work_shards(
+        layout.work_dir, (work_line(uri, vid, clips) for (uri, vid), clips in items),
+        per_shard=VIDEOS_PER_WORK_SHARD, total=len(items),
+    )  # fmt: skip
 
 
-def plan(pools: Any, layout: RenderLayout) -> tuple[dict[tuple[str, str], list[tuple[str, float, float]]], int]:
-    """The clips still to render, grouped by source video, and how many are already there.
+def confine_source(raw: str, media_root: str | None) -> str:
+    """The source video a pool row names, checked; raises ``RowError`` (kind ``unsafe_path`` ...).
+
+    The same rules as an ingest list (:func:`audioscope.sources.lists.resolve_location`:
+    schemes http(s), gs, s3, file and plain paths; no ``..`` components or
+    control characters), and, with a ``media_root``, the source must lie
+    inside it: a local root takes local files whose real path (symlinks
+    followed) is under it, a ``gs://``/``s3://``/``https://`` root takes
+    URIs under its prefix. Without a media root, absolute local paths and
+    remote URIs are taken as they are (the pools are the user's own).
+    """
+    from audioscope.sources.lists import RowError, resolve_location
+
+    if not isinstance(raw, str):
+        raise RowError("unsafe_path", f"{raw!r} is not a location")
+    if media_root is None and "://" not in raw and not raw.startswith("/"):
+        raise RowError("unsafe_path", f"{raw!r} is a relative path; give --media-root to say what it is relative to")
+    value = resolve_location(raw, media_root or "/", media_root)
+    if media_root is None:
+        return value
+    if "://" in media_root and not media_root.startswith("file://"):
+        root = media_root.rstrip("/") + "/"
+        if not value.startswith(root):
+            raise RowError("unsafe_path", f"{raw!r} is outside the media root {media_root}")
+        return value
+    if "://" in value and not value.startswith("file://"):
+        raise RowError("unsafe_path", f"{raw!r} is not a file under the media root {media_root}")
+    root = os.path.realpath(media_root[len("file://"):] if media_root.startswith("file://") else media_root)
+    real = os.path.realpath(value)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise RowError("unsafe_path", f"{raw!r} is outside the media root {root}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourcePolicy:
+    """Which source videos render may open for the pools' rows.
+
+    - ``media_root`` given: a source must lie inside it (:func:`confine_source`).
+    - else ``recorded`` (video id -> the source the clip store recorded when
+      it ingested the video, ``store`` its root): a row's source must be the
+      one the store recorded for its video; the store's ingest confined it.
+    - else: the sources are taken as the pools name them (ingest-list rules).
+    """
+
+    media_root: str | None = None
+    store: str | None = None
+    recorded: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def check(self, raw: Any, video_id: str) -> str:
+        from audioscope.sources.lists import RowError
+
+        if self.media_root is not None or self.recorded is None:
+            return confine_source(raw, self.media_root)
+        want = self.recorded.get(video_id)
+        if want is None:
+            raise RowError("unsafe_path", f"the video {video_id} is not in the clip store {self.store} the pools came from")
+        if raw != want:
+            raise RowError(
+                "unsafe_path",
+                f"{raw!r} is not the source the clip store {self.store} recorded for {video_id} ({want!r}); "
+                "give --media-root to render sources from elsewhere",
+            )
+        return confine_source(raw, None)
+
+    def describe(self) -> str:
+        if self.media_root is not None:
+            return f"sources confined to the media root {self.media_root}"
+        if self.recorded is not None:
+            return f"sources checked against those the clip store {self.store} recorded"
+        return "no --media-root and no clip store recorded with the pools: sources are opened where the pools say"
+
+
+def source_policy(annotations: str, media_root: str | None, video_ids: set[str]) -> SourcePolicy:
+    """The :class:`SourcePolicy` for a run: ``media_root``, else the store recorded in pools.json (if it opens)."""
+    from audioscope.annotation.pools import POOLS_JSON
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+
+    if media_root is not None:
+        return SourcePolicy(media_root=media_root)
+    path = storage.join(annotations, POOLS_JSON)
+    try:
+        store = json.loads(storage.read_text(path)).get("store") if storage.exists(path) else None
+    except (ValueError, AttributeError):
+        raise UserError(f"{path} is not valid JSON; draw the pools again with `audioscope annotate sample`") from None
+    if not isinstance(store, str) or not store:
+        return SourcePolicy()
+    import pyarrow as pa
+
+    from audioscope.schemas.tables import SchemaError
+
+    try:
+        cs = ClipStore.open(store)
+        try:  # one row per video
+            table = cs.status[["video_id", "source"]]
+        except FileNotFoundError:  # a store written without its status table: the clip index has the sources too
+            table = cs.index[["video_id", "source_uri"]].drop_duplicates("video_id")
+    except (StoreError, OSError, ValueError, pa.ArrowException, SchemaError) as e:
+        raise UserError(
+            f"the pools of {annotations} were drawn from the clip store {store}, which cannot be read ({e}); "
+            "give --media-root DIR (the folder the source videos lie under) to render without it"
+        ) from None
+    rows = table[table["video_id"].isin(video_ids)]
+    return SourcePolicy(store=store, recorded=dict(zip(rows.iloc[:, 0].astype(str), rows.iloc[:, 1].astype(str))))
+
+
+def plan(pools: Any, layout: RenderLayout, policy: SourcePolicy = SourcePolicy()) -> tuple[Todo, int, list[dict[str, Any]]]:
+    """The clips still to render, grouped by source video; how many are already there; rows refused.
 
     Failure records of an earlier run are removed: those clips are retried.
+    Every row's ids are checked (:mod:`audioscope.ids`) and its source
+    by the ``policy`` (:class:`SourcePolicy`). A row with an invalid clip id is
+    returned among the refused rows (it cannot name a file); a row with a
+    valid clip id but an invalid video id or an unsafe source gets its
+    failure record now. Neither is ever used as a path.
     """
-    done = rendered(layout)
+    from audioscope.ids import BadId
+    from audioscope.sources.lists import RowError
+
+    done = layout.rendered()
     for path in storage.list_files(layout.failed_dir, ".json"):
         storage.remove(path)
-    todo: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
+    todo: Todo = {}
+    refused: list[dict[str, Any]] = []
     have = 0
     for row in pools.itertuples(index=False):
-        if row.clip_id in done:
+        clip_id = row.clip_id
+        try:
+            check_clip_id(clip_id, "pools.parquet")
+        except BadId as e:
+            refused.append({"clip_id": str(clip_id), "video_id": str(row.video_id), "kind": "invalid_id", "message": str(e)})
+            continue
+        if clip_id in done:
             have += 1
             continue
-        todo.setdefault((str(row.source_uri), str(row.video_id)), []).append(
-            (str(row.clip_id), float(row.start), float(row.end))
-        )
-    return todo, have
+        try:
+            video_id = check_video_id(row.video_id, "pools.parquet")
+            source = policy.check(row.source_uri, video_id)
+        except (BadId, RowError) as e:
+            kind = "invalid_id" if isinstance(e, BadId) else e.kind
+            record = {"clip_id": clip_id, "video_id": str(row.video_id), "kind": kind, "message": str(e)}
+            storage.atomic_write(layout.failed(clip_id), json.dumps(record, sort_keys=True) + "\n")
+            continue
+        todo.setdefault((source, video_id), []).append((clip_id, float(row.start), float(row.end)))
+    return todo, have, refused
 
 
 def summarise(layout: RenderLayout, clip_ids: Sequence[str], seconds: float) -> dict[str, Any]:
     """``render.json``: rendered and failed clips of the pools, written atomically."""
     wanted = set(clip_ids)
-    done = rendered(layout) & wanted
-    failed = {k: v for k, v in failures(layout).items() if k in wanted}
+    done = layout.rendered() & wanted
+    failed = {k: v for k, v in layout.failures().items() if k in wanted}
     summary = {
         "clips": len(wanted),
         "rendered": len(done),
@@ -304,3 +497,120 @@ def summarise(layout: RenderLayout, clip_ids: Sequence[str], seconds: float) -> 
     }
     storage.atomic_write(layout.summary_json, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+# --------------------------------------------------------------------------- the library entry
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderConfig(RunnerConfig):
+    """What :func:`render` does: an MP4 per clip of the pools in ``annotations`` into ``media``.
+
+    ``media_root``: the folder (or gs://, s3://, https:// prefix) the source
+    videos must lie under (:func:`confine_source`); None checks each source
+    against the one the clip store named in ``pools.json`` recorded for the
+    video, or, without one, takes the pools' absolute sources as they are
+    (:class:`SourcePolicy`). ``beam_args`` and ``poll`` as in :class:`RunnerConfig`.
+    """
+
+    annotations: str
+    media: str
+    media_root: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderResult:
+    """What a :func:`render` run left: the layout and the counts of ``render.json``."""
+
+    layout: RenderLayout
+    clips: int
+    rendered: int
+    failed: int
+    failures: Mapping[str, str]
+    summary: Mapping[str, Any] = field(repr=False)
+
+
+def read_pool_rows(annotations: str) -> Any:
+    """The pools table of an annotation folder; one clear line for a missing, non-Parquet or wrong-schema file."""
+    import pyarrow as pa
+
+    from audioscope.annotation.pools import POOLS_PARQUET, read_pools
+    from audioscope.schemas.tables import SchemaError
+
+    try:
+        return read_pools(annotations)
+    except (pa.ArrowException, SchemaError, OSError) as e:
+        path = storage.join(annotations, POOLS_PARQUET)
+        raise UserError(
+            f"{path} is not a pools table written by `audioscope annotate sample` ({e}); draw the pools again "
+            f"with `audioscope annotate sample --store STORE --df DF_DIR --annotations {annotations}`"
+        ) from None
+
+
+def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> RenderResult:
+    """Render every clip of the pools not rendered yet; write ``render.json``.
+
+    Resumes (clips with an MP4 are skipped, failed ones retried). Bad pool
+    rows (invalid ids, sources outside the media root) are recorded as
+    failures and the run goes on. Raises :class:`UserError` for bad inputs
+    and :class:`~audioscope.pipelines.work.IncompleteRun` when clips were
+    neither rendered nor recorded as failed (a runner lost work; a re-run
+    completes it).
+    """
+    from audioscope.pipelines.runner import check_paths_for_runner
+    from audioscope.pipelines.work import require_complete
+    from audioscope.sources.lists import _check_media_root
+
+    beam_args = list(config.beam_args)
+    paths = check_paths_for_runner(beam_args, {"--media": config.media, "--media-root": config.media_root})
+    media, media_root = str(paths["--media"]), paths["--media-root"]
+    if media_root is not None:
+        media_root = _check_media_root(media_root)
+    pools = read_pool_rows(config.annotations)
+    policy = source_policy(config.annotations, media_root, set(pools["video_id"].astype(str)))
+    layout = RenderLayout(media)
+    storage.makedirs(layout.clips_dir)
+    todo, have, refused = plan(pools, layout, policy)
+    if refused:
+        storage.atomic_write(layout.invalid_ids, "".join(json.dumps(r, sort_keys=True) + "\n" for r in refused))
+        echo(f"render: {len(refused)} pool rows have invalid clip ids and are not rendered (see {layout.invalid_ids})")
+    else:
+        storage.remove(layout.invalid_ids)
+    echo(f"render: {policy.describe()}")
+    n_todo = sum(len(c) for c in todo.values())
+    echo(f"render: {len(pools)} clips, {have} already rendered, {n_todo} to render from {len(todo)} videos")
+    t0 = time.time()
+    if todo:
+        work = write_work(layout, todo)
+        items = sorted(todo.items())
+        # what each work shard must produce: a rendered MP4 or a failure record per clip
+        shard_of = {
+            clip: work[i // VIDEOS_PER_WORK_SHARD].rsplit("/", 1)[-1]
+            for i, (_, clips) in enumerate(items) for clip, _, _ in clips
+        }  # fmt: skip
+        expected: dict[str, int] = {}
+        for shard in shard_of.values():
+            expected[shard] = expected.get(shard, 0) + 1
+
+        def accounted() -> set[str]:
+            return (layout.rendered() | set(layout.failures())) & shard_of.keys()
+
+        def poll() -> tuple[int, dict[str, int]]:
+            failed = len(set(layout.failures()) & shard_of.keys())
+            return len(accounted()), {"failed": failed}
+
+        if config.poll is None:
+            run_pipeline(media, work, beam_args)
+        else:
+            with Poller(Progress("render", total=n_todo, unit="clips"), poll, every=config.poll):
+                run_pipeline(media, work, beam_args)
+    summary = summarise(layout, list(pools["clip_id"]), time.time() - t0)
+    if todo:
+        produced: dict[str, int] = {}
+        for clip in accounted():
+            produced[shard_of[clip]] = produced.get(shard_of[clip], 0) + 1
+        require_complete("render", "work shards", expected, produced, "Run the same command again to render the rest.")
+    return RenderResult(
+        layout=layout, clips=summary["clips"], rendered=summary["rendered"], failed=summary["failed"],
+        failures=summary["failures"], summary=summary,
+    )

@@ -3,14 +3,39 @@
 Every pipeline command (ingest, score, render, mix) takes the same runner
 options (``audioscope.options.add_runner_options``) and turns them into Beam
 flags here: the flags after ``--``, local parallelism on the DirectRunner,
-and local paths made absolute.
+and local paths made absolute. :func:`check_paths_for_runner` normalises a
+step's paths and refuses local ones when the workers are elsewhere
+(:func:`remote_workers`: Dataflow, or ``--environment_type`` EXTERNAL or
+DOCKER), in one message at launch instead of a failure on the workers.
+:class:`RunnerConfig` is the part of every step's typed config that these
+options fill.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
+from typing import Sequence
 
 from audioscope.errors import UserError
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig:
+    """The runner options every pipeline step's config shares (``add_runner_options`` on the command line).
+
+    ``beam_args``: Beam flags (``--runner`` ...); ``poll``: seconds between
+    progress lines on stderr (None: no progress display).
+    """
+
+    beam_args: Sequence[str] = ()
+    poll: float | None = None
+
+
+def to_stderr(message: str) -> None:
+    """The default ``echo`` of the library entries: one note for the user on stderr."""
+    print(message, file=sys.stderr)
 
 LOCAL_RUNNERS = (None, "DirectRunner", "direct")
 
@@ -55,6 +80,63 @@ def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
     if n <= 1:
         return beam_args
     return [*beam_args, f"--direct_num_workers={n}", "--direct_running_mode=multi_threading"]
+
+
+#: Runners whose workers are other machines (or containers) whatever other flags say.
+REMOTE_RUNNERS = ("DataflowRunner", "dataflow")
+#: Portable environments whose workers may not see the launcher's disk (LOOPBACK and
+#: PROCESS workers run on the launcher's machine).
+REMOTE_ENVIRONMENTS = ("EXTERNAL", "DOCKER")
+
+
+def flag_value(beam_args: list[str], name: str) -> str | None:
+    """The last value of ``--name=V`` / ``--name V`` in the Beam flags (None when absent)."""
+    value = None
+    for i, a in enumerate(beam_args):
+        if a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+        elif a == f"--{name}" and i + 1 < len(beam_args):
+            value = beam_args[i + 1]
+    return value
+
+
+def remote_workers(beam_args: list[str]) -> bool:
+    """True when the Beam flags send the work to workers that may not see this machine's disk.
+
+    Dataflow always; any runner with ``--environment_type`` EXTERNAL or DOCKER
+    (a worker pool or containers elsewhere). The DirectRunner, and portable
+    runners with LOOPBACK or PROCESS workers, share the launcher's disk.
+    """
+    runner = (runner_name(beam_args) or "").rsplit(".", 1)[-1]
+    env = (flag_value(beam_args, "environment_type") or "").upper()
+    return runner in REMOTE_RUNNERS or env in REMOTE_ENVIRONMENTS
+
+
+def is_local_path(uri: str) -> bool:
+    """A path on this machine's disk (plain path or ``file://``), not a URI workers can reach."""
+    return "://" not in uri or uri.startswith("file://")
+
+
+def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -> dict[str, str | None]:
+    """Every path normalised (:func:`normalise`), local ones refused when the workers are remote.
+
+    ``paths`` maps the option as the user wrote it (``"--out"``) to its value
+    (None: not given, kept None). With remote workers (:func:`remote_workers`)
+    a local path would only fail later on a worker that cannot see it, so
+    all local paths are refused here in ONE :class:`UserError` naming them.
+    Returns the same keys with normalised values.
+    """
+    out = {k: (normalise(v) if v else v) for k, v in paths.items()}
+    if remote_workers(beam_args):
+        local = [f"{k} {v}" for k, v in out.items() if v and is_local_path(v)]
+        if local:
+            runner = runner_name(beam_args) or "the portable runner"
+            raise UserError(
+                f"{', '.join(local)}: local path{'s' if len(local) > 1 else ''} on this machine, but {runner} runs "
+                "its workers elsewhere and they cannot read it; give gs:// or s3:// locations the workers can "
+                "reach (or run on the local runner)"
+            )
+    return out
 
 
 def normalise(uri: str) -> str:

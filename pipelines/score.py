@@ -6,17 +6,21 @@ Stages (labels as they show in the Beam / Dataflow UI)::
                     (video id + its index clips), written by the launcher,
                     spread over workers (pipelines/work.py)
     ReadClips       per video: read its media shard ONCE, slice every clip;
-                    emits ((video_id, clip_id, start, end), (audio, frames)).
+                    emits ((video_id, n_clips, clip_id, start, end), (audio, frames)).
                     A video whose media cannot be read gets a marker in
                     SCORES_DIR/failed/ and a counter; the run goes on.
     RunInference    KeyedModelHandler(CoincidenceModelHandler): Beam batches
                     the clips (--batch-size), one model per worker process
     GroupByVideo    the probabilities of one video together
     WriteParts      SCORES_DIR/parts/<id[:2]>/<video_id>.parquet, atomically
-                    (its existence means the video is finished)
-    Merge           after every video: ALL parts (earlier runs' too), read in
-                    parallel per <id[:2]> folder -> scores.parquet (sorted by
-                    video_id, start) and then summary.json
+                    and only with all n_clips of the video (its existence
+                    means the video is finished; a video a runner lost
+                    clips of gets no part and is scored by the next run)
+    Merge           after every video: ALL parts (earlier runs' too), read,
+                    sorted and written per <id[:2]> folder by its own worker
+                    (merge/chunk-*.parquet), then streamed in order, one
+                    chunk at a time, into scores.parquet (sorted by
+                    video_id, start) and summary.json
 
 Layout of SCORES_DIR::
 
@@ -24,8 +28,14 @@ Layout of SCORES_DIR::
     work/work-NNNNN-of-MMMMM.jsonl       the videos this run scores
     parts/<id[:2]>/<video_id>.parquet    one video's scores (schemas.tables.SCORES)
     failed/<id[:2]>/<video_id>.json      a video this run could not read (retried next run)
+    invalid-ids.jsonl                    index videos whose video or clip ids are not valid ids
+                                         (audioscope.ids; recorded, never used as file names)
+    merge/chunk-NNNNN-of-MMMMM.parquet   the merge's sorted chunks (removed once merged)
     scores.parquet                       every scored clip (schemas.tables.SCORES)
-    summary.json                         counts, failures, model_id, timing
+    summary.json                         counts, failures, model_id, timing, complete
+
+:class:`ScoresLayout` owns these paths and reads them back; :func:`score` is
+the library entry (``audioscope score`` is a thin wrapper around it).
 
 Everything shipped to workers is small and picklable (paths, ints); the only
 state a worker keeps is the model (loaded once per worker process by
@@ -41,7 +51,8 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -50,7 +61,13 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
-from audioscope.pipelines.work import ReadWork
+from audioscope.errors import UserError
+from audioscope.ids import check_clip_id, check_video_id, file_in
+from audioscope.pipelines.runner import RunnerConfig, to_stderr
+from audioscope.pipelines.work import IncompleteRun, ReadWork, ShardTemplate, shortfalls
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +76,27 @@ METRICS_NAMESPACE = "audioscope.score"
 #: Videos per work shard (one JSON line each).
 VIDEOS_PER_WORK_SHARD = 10_000
 
-#: (video_id, clip_id, start, end)
-ClipKey = tuple[str, str, float, float]
+#: The merge chunks (one per parts/<prefix>/ folder).
+MERGE_CHUNKS = ShardTemplate(stem="chunk", suffix=".parquet")
+
+#: (video_id, clips the video has, clip_id, start, end)
+ClipKey = tuple[str, int, str, float, float]
 #: (audio float32 [80000], frames uint8 [5, 128, 128, 3])
 Example = tuple[np.ndarray, np.ndarray]
 
 
+@dataclass(frozen=True)
 class ScoresLayout:
-    """Where each part of a scores directory lives (local path or URI)."""
+    """The one owner of a scores folder (local path or URI): every path, "finished?", the readers.
 
-    def __init__(self, root: str) -> None:
-        self.root = root.rstrip("/") if "://" in root else root
+    Other steps read the scores through :meth:`read_scores` / :meth:`read_meta`,
+    never by file name.
+    """
+
+    root: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", self.root.rstrip("/") if "://" in self.root else self.root)
 
     def path(self, *parts: str) -> str:
         return storage.join(self.root, *parts)
@@ -87,6 +114,11 @@ class ScoresLayout:
         return self.path("summary.json")
 
     @property
+    def invalid_ids(self) -> str:
+        """``invalid-ids.jsonl``: index rows whose ids are not valid (never used as paths)."""
+        return self.path("invalid-ids.jsonl")
+
+    @property
     def work_dir(self) -> str:
         return self.path("work")
 
@@ -98,14 +130,94 @@ class ScoresLayout:
     def failed_dir(self) -> str:
         return self.path("failed")
 
-    def work_shard(self, i: int, n: int) -> str:
-        return self.path("work", f"work-{i:05d}-of-{n:05d}.jsonl")
+    @property
+    def merge_dir(self) -> str:
+        """Sorted chunks of the merge, one per parts/ prefix folder (removed once merged)."""
+        return self.path("merge")
+
+    def merge_chunk(self, i: int, n: int) -> str:
+        return self.path("merge", MERGE_CHUNKS.name(i, n))
 
     def part(self, video_id: str) -> str:
-        return self.path("parts", video_id[:2], f"{video_id}.parquet")
+        """``parts/<id[:2]>/<video_id>.parquet`` (:class:`~audioscope.ids.BadId` for an invalid id)."""
+        check_video_id(video_id)
+        return file_in(self.path("parts", video_id[:2]), video_id, ".parquet")
 
     def failed(self, video_id: str) -> str:
-        return self.path("failed", video_id[:2], f"{video_id}.json")
+        check_video_id(video_id)
+        return file_in(self.path("failed", video_id[:2]), video_id, ".json")
+
+    # ------------------------------------------------------------------ state
+    def scored_videos(self) -> set[str]:
+        """The videos with a (complete) part: a part is written only whole."""
+        return {video_id_of(p, ".parquet") for p in storage.list_files(self.parts_dir, ".parquet")}
+
+    def failed_videos(self) -> set[str]:
+        return {video_id_of(p, ".json") for p in storage.list_files(self.failed_dir, ".json")}
+
+    def is_finished(self) -> bool:
+        """True when the last run ended with every clip of the store's index accounted for."""
+        if not storage.exists(self.summary_json) or not storage.exists(self.scores_parquet):
+            return False
+        try:
+            return json.loads(storage.read_text(self.summary_json)).get("complete") is True
+        except ValueError:
+            return False
+
+    # ------------------------------------------------------------------ readers
+    def read_meta(self) -> dict[str, Any]:
+        """``scores.json`` (model_id, model, store, batch_size, format_version); {} when absent."""
+        if not storage.exists(self.scores_json):
+            return {}
+        try:
+            meta = json.loads(storage.read_text(self.scores_json))
+        except ValueError:
+            raise UserError(f"{self.scores_json} is not valid JSON; re-run `audioscope score` to rewrite it") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{self.scores_json} is not a scores description; re-run `audioscope score`")
+        return meta
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(storage.read_text(self.summary_json))
+
+    def clips_per_video(self) -> dict[str, int]:
+        """video id -> how many clips ``scores.parquet`` has of it (reads that one column)."""
+        import pyarrow.parquet as pq
+
+        if not storage.exists(self.scores_parquet):
+            return {}
+        with storage.open_file(self.scores_parquet) as fh:
+            counts = pq.read_table(fh, columns=["video_id"]).group_by("video_id").aggregate([("video_id", "count")])
+        return dict(zip(counts.column("video_id").to_pylist(), counts.column("video_id_count").to_pylist()))
+
+    def read_scores(self, columns: Sequence[str] | None = None) -> "pd.DataFrame":
+        """The scores table (``schemas.tables.SCORES``), validated; ``columns`` selects some.
+
+        A missing, non-Parquet or wrong-schema file is a :class:`UserError`
+        that names it and says what to do.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from audioscope.schemas.tables import SCORES, SchemaError, validate
+
+        path = self.scores_parquet
+        if not storage.exists(path):
+            raise UserError(
+                f"no scores in {self.root} (scores.parquet is missing): score the clip store first with "
+                f"`audioscope score --store STORE --model MODEL_DIR --out {self.root}`"
+            )
+        try:
+            with storage.open_file(path) as fh:
+                table = validate(pq.read_table(fh), SCORES)
+        except (pa.ArrowException, SchemaError, OSError) as e:
+            raise UserError(
+                f"{path} is not a scores table written by `audioscope score` ({e}); "
+                "re-run `audioscope score` into a fresh --out"
+            ) from None
+        if columns is not None:
+            table = table.select(list(columns))
+        return table.to_pandas()
 
 
 def video_id_of(path: str, suffix: str) -> str:
@@ -222,13 +334,17 @@ class _Counted(beam.DoFn):
         counters[name].inc(n)
 
 
-def work_line(video_id: str, clips: Iterable[tuple[str, float, float]]) -> str:
+def work_line(video_id: str, clips: Sequence[tuple[str, float, float]]) -> str:
     """One line of a work shard: a video and its index clips (clip_id, start, end)."""
     return json.dumps({"video_id": video_id, "clips": [[c, float(s), float(e)] for c, s, e in clips]})
 
 
 class ReadClips(_Counted):
-    """A work line -> the video's clips as keyed examples (its media read once)."""
+    """A work line -> the video's clips as keyed examples (its media read once).
+
+    Each key carries how many clips the video has (``n``), so the step that
+    writes the video's part knows whether all of them came through.
+    """
 
     def __init__(self, store: str, scores_dir: str) -> None:
         self.store_uri = store
@@ -241,9 +357,17 @@ class ReadClips(_Counted):
         self.layout = ScoresLayout(self.scores_dir)
 
     def _slice(self, video_id: str, clips: list[list[Any]]) -> list[tuple[ClipKey, Example]]:
-        audio, frames = self.store.video(video_id)
+        try:
+            audio, frames = self.store.video(video_id)
+        except Exception as e:  # noqa: BLE001 - the caller records it; the message names the shard
+            raise ValueError(
+                f"its media shard {self.store.layout.media_rel(video_id)} in {self.store_uri} cannot be read "
+                f"({type(e).__name__}: {e}): the store's copy of the video is damaged; ingest it again into "
+                "a new store, or restore the file, and run score again"
+            ) from None
         sr = self.store.params.sample_rate
         out = []
+        n = len(clips)
         for clip_id, start, end in clips:
             s, e = int(round(start)), int(round(end))
             a, f = audio[s * sr : e * sr], frames[s:e]
@@ -251,23 +375,21 @@ class ReadClips(_Counted):
                 raise ValueError(
                     f"clip {clip_id} ({start}-{end} s) is outside the {len(frames)} seconds stored for the video"
                 )
-            out.append(((video_id, str(clip_id), float(start), float(end)), (a, f)))
+            out.append(((video_id, n, str(clip_id), float(start), float(end)), (a, f)))
         return out
 
     def process(self, line: str) -> Iterator[tuple[ClipKey, Example]]:
         if not line.strip():
             return
         work = json.loads(line)
-        video_id = work["video_id"]
+        video_id = check_video_id(work["video_id"], "a score work shard")
         try:
             examples = self._slice(video_id, work["clips"])
         except Exception as e:  # noqa: BLE001 - recorded, the run goes on, retried next run
             logger.warning("cannot read the clips of %s: %s", video_id, e)
-            message = f"{type(e).__name__}: {e}"
-            storage.atomic_write(
-                self.layout.failed(video_id),
-                json.dumps({"video_id": video_id, "message": message}, sort_keys=True) + "\n",
-            )
+            message = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            record = {"video_id": video_id, "message": message, "clips": len(work["clips"])}
+            storage.atomic_write(self.layout.failed(video_id), json.dumps(record, sort_keys=True) + "\n")
             self._count("videos_failed")
             return
         self._count("videos_read")
@@ -275,9 +397,9 @@ class ReadClips(_Counted):
         yield from examples
 
 
-def _by_video(result: tuple[ClipKey, float]) -> tuple[str, tuple[str, float, float, float]]:
-    (video_id, clip_id, start, end), probability = result
-    return video_id, (clip_id, start, end, float(probability))
+def _by_video(result: tuple[ClipKey, float]) -> tuple[tuple[str, int], tuple[str, float, float, float]]:
+    (video_id, n, clip_id, start, end), probability = result
+    return (video_id, n), (clip_id, start, end, float(probability))
 
 
 def parquet_bytes(table: Any) -> bytes:
@@ -289,16 +411,26 @@ def parquet_bytes(table: Any) -> bytes:
 
 
 class WritePart(_Counted):
-    """(video_id, [(clip_id, start, end, p)]) -> ``parts/<id[:2]>/<id>.parquet``; yields the clip count."""
+    """((video_id, n), [(clip_id, start, end, p)]) -> ``parts/<id[:2]>/<id>.parquet``; yields the clip count.
+
+    A part is written only with all ``n`` clips of its video: a video that
+    came through short (a runner lost some of its clips) gets no part, so
+    the launcher reports it and the next run scores it again.
+    """
 
     def __init__(self, scores_dir: str, model_id: str) -> None:
         self.scores_dir = scores_dir
         self.model_id = model_id
 
-    def process(self, element: tuple[str, Iterable[tuple[str, float, float, float]]]) -> Iterator[int]:
+    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, float, float, float]]]) -> Iterator[int]:
         from audioscope.schemas.tables import SCORES, to_table
 
-        video_id, results = element
+        (video_id, n), results = element
+        results = list(results)
+        if shortfalls({video_id: n}, {video_id: len({r[0] for r in results})}):
+            logger.warning("%s: %d of its %d clips came through; not marked scored", video_id, len(results), n)
+            self._count("videos_short")
+            return
         rows = [
             {"clip_id": c, "video_id": video_id, "start": s, "end": e, "probability": p, "model_id": self.model_id}
             for c, s, e, p in sorted(results, key=lambda r: (r[1], r[0]))
@@ -310,16 +442,17 @@ class WritePart(_Counted):
 
 
 # --------------------------------------------------------------------------- #
-# merge
+# merge, in chunks: no worker holds more than one parts/<prefix>/ folder
 
 
-def _list_part_dirs(parts_dir: str, _n_written: int) -> list[str]:
-    """The parts/<prefix>/ folders (waits, through its side input, for every part)."""
-    return storage.list_dirs(parts_dir)
+def _list_part_dirs(parts_dir: str, _n_written: int) -> list[tuple[int, int, str]]:
+    """(i, n, folder) of the parts/<prefix>/ folders (waits, through its side input, for every part)."""
+    dirs = storage.list_dirs(parts_dir)
+    return [(i, len(dirs), d) for i, d in enumerate(dirs)]
 
 
-def _read_part_dir(directory: str) -> Iterator[bytes]:
-    """All parts of one prefix folder as one Arrow IPC stream (bytes)."""
+def _read_part_dir(directory: str) -> Any:
+    """All parts of one prefix folder as one validated SCORES table, sorted (None when empty)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -330,62 +463,115 @@ def _read_part_dir(directory: str) -> Iterator[bytes]:
         with storage.open_file(path) as fh:
             tables.append(validate(pq.read_table(fh), SCORES))
     if not tables:
-        return
-    table = pa.concat_tables(tables)
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    yield sink.getvalue()
+        return None
+    return sort_scores(pa.concat_tables(tables))
 
 
-def merge_tables(streams: Sequence[bytes]) -> Any:
-    """One SCORES table sorted by (video_id, start) from IPC streams (any order)."""
-    import pyarrow as pa
-
+def sort_scores(table: Any) -> Any:
+    """A SCORES table sorted by (video_id, start, clip_id), validated, in one chunk."""
     from audioscope.schemas.tables import SCORES, validate
 
-    tables = [pa.ipc.open_stream(s).read_all() for s in streams]
-    table = pa.concat_tables(tables) if tables else SCORES.empty_table()
     table = table.sort_by([("video_id", "ascending"), ("start", "ascending"), ("clip_id", "ascending")])
     return validate(table.combine_chunks(), SCORES)
 
 
-def read_failures(layout: ScoresLayout) -> dict[str, str]:
-    out = {}
+class WriteMergeChunk(beam.DoFn):
+    """(i, n, parts/<prefix>/) -> ``merge/chunk-i-of-n.parquet`` (sorted); yields (i, path, clips, videos)."""
+
+    def __init__(self, scores_dir: str) -> None:
+        self.scores_dir = scores_dir
+
+    def process(self, element: tuple[int, int, str]) -> Iterator[tuple[int, str, int, int]]:
+        i, n, directory = element
+        table = _read_part_dir(directory)
+        if table is None:
+            return
+        path = ScoresLayout(self.scores_dir).merge_chunk(i, n)
+        storage.atomic_write(path, parquet_bytes(table))
+        yield i, path, table.num_rows, len(set(table.column("video_id").to_pylist()))
+
+
+def write_merged(dest: str, chunk_paths: Sequence[str]) -> None:
+    """Concatenate sorted chunks (already in global order) into ``dest``, one chunk in memory at a time.
+
+    Written to a local temporary file first and then moved (local) or
+    uploaded as one object (gs://, s3://): readers see all of it or nothing.
+    """
+    import pyarrow.parquet as pq
+
+    from audioscope.schemas.tables import SCORES
+
+    fd, tmp = tempfile.mkstemp(prefix=".scores-", suffix=".parquet.tmp",
+                               dir=os.path.dirname(dest) if storage.is_local(dest) else None)  # fmt: skip
+    os.close(fd)
+    try:
+        with pq.ParquetWriter(tmp, SCORES, compression="zstd") as writer:
+            for path in chunk_paths:
+                with storage.open_file(path) as fh:
+                    writer.write_table(pq.read_table(fh).replace_schema_metadata(SCORES.metadata))
+        if storage.is_local(dest):
+            os.replace(tmp, dest)
+        else:
+            fs, remote = storage.url_to_fs(dest)
+            fs.put_file(tmp, remote)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_failures(layout: ScoresLayout) -> dict[str, dict[str, Any]]:
+    """Videos this run could not score: id -> {"message", "clips"} (invalid index ids included)."""
+    out: dict[str, dict[str, Any]] = {}
     for path in storage.list_files(layout.failed_dir, ".json"):
         record = json.loads(storage.read_text(path))
-        out[str(record["video_id"])] = str(record["message"])
+        out[str(record["video_id"])] = {"message": str(record["message"]), "clips": int(record.get("clips", 0))}
+    if storage.exists(layout.invalid_ids):
+        for line in storage.read_lines(layout.invalid_ids):
+            record = json.loads(line)
+            out[str(record["video_id"])] = {"message": str(record["message"]), "clips": int(record["clips"])}
     return dict(sorted(out.items()))
 
 
 class FinalizeScores(beam.DoFn):
-    """Writes ``scores.parquet`` and then ``summary.json``."""
+    """Writes ``scores.parquet`` from the merge chunks, in order, and then ``summary.json``."""
 
     def __init__(self, scores_dir: str, info: Mapping[str, Any], started_at: float | None) -> None:
         self.scores_dir = scores_dir
         self.info = dict(info)
         self.started_at = started_at
 
-    def process(self, _: Any, streams: list[bytes], clips_scored: int, videos_scored: int) -> Iterator[dict[str, Any]]:
+    def process(
+        self, _: Any, chunks: list[tuple[int, str, int, int]], clips_scored: int, videos_scored: int
+    ) -> Iterator[dict[str, Any]]:
         layout = ScoresLayout(self.scores_dir)
-        table = merge_tables(streams)
-        storage.atomic_write(layout.scores_parquet, parquet_bytes(table))
+        chunks = sorted(chunks)
+        write_merged(layout.scores_parquet, [path for _, path, _, _ in chunks])
+        clips = sum(c for _, _, c, _ in chunks)
+        videos = sum(v for _, _, _, v in chunks)
+        for path in storage.list_files(layout.merge_dir, ".parquet"):
+            storage.remove(path)
         seconds = time.time() - self.started_at if self.started_at else None
         failed = read_failures(layout)
+        index_clips = self.info.get("index_clips")
+        missing = None
+        if index_clips is not None:
+            missing = int(index_clips) - clips - sum(f["clips"] for f in failed.values())
         summary = {
             "format_version": FORMAT_VERSION,
             "model_id": self.info.get("model_id"),
             "model": self.info.get("model"),
             "store": self.info.get("store"),
             "scores": layout.scores_parquet,
-            "clips": table.num_rows,
-            "videos": len(set(table.column("video_id").to_pylist())),
-            "index_clips": self.info.get("index_clips"),
+            "clips": clips,
+            "videos": videos,
+            "index_clips": index_clips,
             "index_videos": self.info.get("index_videos"),
             "clips_scored": int(clips_scored),
             "videos_scored": int(videos_scored),
             "videos_failed": len(failed),
-            "failed": failed,
+            "failed": {k: v["message"] for k, v in failed.items()},
+            "missing_clips": missing,
+            "complete": missing == 0,
             "seconds": None if seconds is None else round(seconds, 2),
             "clips_per_second": round(clips_scored / seconds, 2) if seconds else None,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -395,7 +581,13 @@ class FinalizeScores(beam.DoFn):
 
 
 class MergeScores(beam.PTransform):
-    """After every part is written: scores.parquet and summary.json from ALL parts."""
+    """After every part is written: scores.parquet and summary.json from ALL parts.
+
+    Each parts/<prefix>/ folder is read, sorted and written as one merge
+    chunk by its own worker; the finalize step then streams the chunks (in
+    prefix order, which is video_id order) into scores.parquet, holding one
+    chunk at a time. Its side input is a few numbers per chunk, not scores.
+    """
 
     def __init__(self, scores_dir: str, info: Mapping[str, Any], started_at: float | None = None) -> None:
         super().__init__()
@@ -407,19 +599,19 @@ class MergeScores(beam.PTransform):
         layout = ScoresLayout(self.scores_dir)
         clips_scored = written | "SumClips" >> beam.CombineGlobally(sum)
         videos_scored = written | "CountVideos" >> beam.combiners.Count.Globally()
-        streams = (
+        chunks = (
             written.pipeline
             | "PartsRoot" >> beam.Create([layout.parts_dir])
             | "ListPartDirs" >> beam.FlatMap(_list_part_dirs, beam.pvalue.AsSingleton(videos_scored))
             | "SpreadPartDirs" >> beam.Reshuffle()
-            | "ReadPartDirs" >> beam.FlatMap(_read_part_dir)
+            | "WriteMergeChunks" >> beam.ParDo(WriteMergeChunk(self.scores_dir))
         )
         return (
             written.pipeline
             | "One" >> beam.Create([None])
             | "Finalize" >> beam.ParDo(
                 FinalizeScores(self.scores_dir, self.info, self.started_at),
-                beam.pvalue.AsList(streams),
+                beam.pvalue.AsList(chunks),
                 beam.pvalue.AsSingleton(clips_scored),
                 beam.pvalue.AsSingleton(videos_scored),
             )
@@ -472,3 +664,234 @@ def run_pipeline(
     result = p.run()
     result.wait_until_finish()
     return result
+
+
+# --------------------------------------------------------------------------- #
+# the library entry
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreConfig(RunnerConfig):
+    """What :func:`score` does: score every clip of ``store`` with ``model`` into ``out``.
+
+    ``store``, ``model`` and ``out`` are local paths (made absolute) or
+    ``gs://``/``s3://`` URIs; ``beam_args`` and ``poll`` as in :class:`RunnerConfig`.
+    """
+
+    store: str
+    model: str
+    out: str
+    batch_size: int = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreResult:
+    """What a :func:`score` run left: the layout, the counts of ``summary.json`` and the summary itself."""
+
+    layout: ScoresLayout
+    model_id: str
+    clips: int
+    videos: int
+    clips_scored: int
+    videos_scored: int
+    failed: Mapping[str, str]
+    summary: Mapping[str, Any] = field(repr=False)
+
+
+def open_store(uri: str, needs: str) -> Any:
+    """The clip store at ``uri``, checked to hold 5-s clips at 16 kHz with 128-px frames
+    (``needs`` names who needs them in the error, e.g. "the coincidence model takes")."""
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+    from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
+
+    try:
+        store = ClipStore.open(uri)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    p = store.params
+    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
+        raise UserError(
+            f"the store {uri} has {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px frames; "
+            f"{needs} {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames"
+        )
+    return store
+
+
+def check_scores_json(layout: ScoresLayout, wanted: Mapping[str, Any]) -> None:
+    """Create ``scores.json``, or refuse a SCORES_DIR that holds another model's or store's scores."""
+    have = layout.read_meta()
+    if have:
+        if have.get("format_version") != wanted["format_version"]:
+            raise UserError(
+                f"{layout.root} holds scores in format {have.get('format_version')}, this version writes "
+                f"format {wanted['format_version']}; pick a new --out"
+            )
+        if have.get("model_id") != wanted["model_id"]:
+            raise UserError(
+                f"{layout.root} holds the scores of another model ({have.get('model_id')}, from "
+                f"{have.get('model')}); the model {wanted['model']} is {wanted['model_id']}. "
+                "One scores directory holds one model's scores: pick a new --out for this model"
+            )
+        if have.get("store") != wanted["store"]:
+            raise UserError(
+                f"{layout.root} holds the scores of the store {have.get('store')}, not of {wanted['store']}; "
+                "pick a new --out for this store"
+            )
+        if have == dict(wanted):
+            return
+    storage.atomic_write(layout.scores_json, json.dumps(dict(wanted), indent=2, sort_keys=True) + "\n")
+
+
+def read_index_clips(store: Any) -> tuple[dict[str, list[tuple[str, float, float]]], dict[str, dict[str, Any]], int]:
+    """Per valid video of the store's index, its clips; the invalid videos (id -> record); index rows.
+
+    A video whose id, or any of whose clip ids, does not follow
+    :mod:`audioscope.ids` is not scored: it is recorded with the reason
+    (its id is never used as a file name) and the run goes on.
+    """
+    import pyarrow as pa
+
+    from audioscope.schemas.tables import SchemaError
+
+    try:
+        index = store.index
+    except (pa.ArrowException, SchemaError, OSError, ValueError) as e:
+        raise UserError(
+            f"the index of the clip store {store.root} (in {store.layout.index_dir}) cannot be read ({e}); "
+            f"run `audioscope ingest LIST --store {store.root}` again to rebuild it"
+        ) from None
+    clips: dict[str, list[tuple[str, float, float]]] = {}
+    for vid, cid, start, end in zip(index["video_id"], index["clip_id"], index["start"], index["end"]):
+        clips.setdefault(str(vid), []).append((str(cid), float(start), float(end)))
+    invalid: dict[str, dict[str, Any]] = {}
+    for vid in list(clips):
+        try:
+            check_video_id(vid, f"the index of {store.root}")
+            for cid, _, _ in clips[vid]:
+                check_clip_id(cid, f"the index of {store.root}")
+        except UserError as e:
+            invalid[vid] = {"video_id": vid, "message": f"not scored: {e}", "clips": len(clips.pop(vid))}
+    return clips, invalid, len(index)
+
+
+class ScorePoller:
+    """Progress read back from the part files (and failure markers) of this run's videos."""
+
+    def __init__(self, layout: ScoresLayout, clips_per_video: Mapping[str, int]) -> None:
+        self.layout = layout
+        self.clips_per_video = clips_per_video
+
+    def __call__(self) -> tuple[int, dict[str, int]]:
+        done = self.layout.scored_videos() & self.clips_per_video.keys()
+        failed = self.layout.failed_videos() & self.clips_per_video.keys()
+        return len(done) + len(failed), {
+            "clips": sum(self.clips_per_video[v] for v in done),
+            "failed": len(failed),
+        }
+
+
+def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> ScoreResult:
+    """Score every clip of ``config.store`` not scored yet into ``config.out``; rebuild scores.parquet.
+
+    Resumes: videos with a part are not scored again; videos that failed
+    before are retried. Raises :class:`UserError` for what the user can fix
+    (missing or incompatible store/model, another model's folder, local
+    paths with remote workers) and :class:`~audioscope.pipelines.work.IncompleteRun`
+    when the runner lost clips (nothing short is marked scored; a re-run
+    completes it). ``echo`` gets one-line notes for the user.
+    """
+    from audioscope.pipelines.runner import check_paths_for_runner
+    from audioscope.pipelines.work import require_complete, write_work_shards
+
+    if config.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    beam_args = list(config.beam_args)
+    paths = check_paths_for_runner(beam_args, {"--store": config.store, "--model": config.model, "--out": config.out})
+    store_uri, model_uri, out = str(paths["--store"]), str(paths["--model"]), str(paths["--out"])
+
+    store = open_store(store_uri, "the coincidence model takes")
+    if not storage.exists(model_uri):
+        raise UserError(f"the model {model_uri} does not exist; give a SavedModel directory")
+
+    echo(f"score: loading the model {model_uri}")
+    from audioscope.models.coincidence import SignatureError
+
+    try:
+        predictor = load_predictor(model_uri, config.batch_size)
+    except SignatureError as e:
+        raise UserError(str(e)) from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load the model {model_uri}: {e}") from None
+    model_id = predictor.model_id
+    del predictor
+
+    layout = ScoresLayout(out)
+    check_scores_json(
+        layout,
+        {"format_version": FORMAT_VERSION, "model_id": model_id, "model": model_uri, "store": store_uri,
+         "batch_size": config.batch_size},
+    )
+
+    clips, invalid, n_index = read_index_clips(store)
+    n_index_videos = len(clips) + len(invalid)
+    if invalid:
+        storage.atomic_write(layout.invalid_ids, "".join(json.dumps(r, sort_keys=True) + "\n" for r in invalid.values()))
+        echo(f"score: {len(invalid)} videos of the index have invalid ids and are not scored (see {layout.invalid_ids})")
+    else:
+        storage.remove(layout.invalid_ids)
+    todo = sorted(set(clips) - layout.scored_videos())
+    # Failed videos of an earlier run are retried: their markers go.
+    for path in storage.list_files(layout.failed_dir, ".json"):
+        storage.remove(path)
+    work_files = write_work_shards(
+        layout.work_dir, (work_line(v, clips[v]) for v in todo), per_shard=VIDEOS_PER_WORK_SHARD, total=len(todo)
+    )
+    expected = {v: len(clips[v]) for v in todo}
+    echo(
+        f"score: {n_index_videos} videos / {n_index} clips in {store_uri}; {len(clips) - len(todo)} videos already "
+        f"scored, {len(todo)} videos / {sum(expected.values())} clips to score with {model_id}"
+    )
+
+    from audioscope.progress import Poller, Progress
+
+    started = time.time()
+    run = lambda: run_pipeline(  # noqa: E731
+        store=store_uri, scores_dir=out, model_path=model_uri, model_id=model_id,
+        batch_size=config.batch_size, work_files=work_files,
+        info={"index_clips": n_index, "index_videos": n_index_videos},
+        beam_args=beam_args, started_at=started,
+    )  # fmt: skip
+    if config.poll is None:
+        run()
+    else:
+        with Poller(Progress("score", total=len(todo), unit="videos"), ScorePoller(layout, expected), every=config.poll):
+            run()
+
+    # Every video of this run has its part (all its clips) or a failure record.
+    accounted = layout.scored_videos() | layout.failed_videos()
+    require_complete(
+        "score", "videos", expected, {v: n for v, n in expected.items() if v in accounted},
+        "Run the same command again to score them.",
+    )
+    summary = layout.read_summary()
+    if not summary.get("complete"):
+        # Parts short of their video's clips (left by an earlier version that wrote whatever came
+        # through) are not finished: they go, so that the next run scores those videos again.
+        failed = layout.failed_videos()
+        want = {v: len(c) for v, c in clips.items() if v not in failed}
+        short = shortfalls(want, layout.clips_per_video())
+        for s in short:
+            storage.remove(layout.part(s.unit))
+        if short:
+            raise IncompleteRun("score", "videos", short, "Their parts were removed; run the same command again to score them.")
+        raise UserError(
+            f"score ended short: {summary.get('missing_clips')} clips of the index have neither a score nor a "
+            f"failure record in {layout.root}; run the same command again to complete it"
+        )
+    return ScoreResult(
+        layout=layout, model_id=model_id, clips=int(summary["clips"]), videos=int(summary["videos"]),
+        clips_scored=int(summary["clips_scored"]), videos_scored=int(summary["videos_scored"]),
+        failed=dict(summary.get("failed") or {}), summary=summary,
+    )
+

@@ -1,28 +1,16 @@
-"""`audioscope score`: score every clip of a clip store with the coincidence model (the launcher).
-
-The launcher does the small, serial part on the user's machine: it opens the
-store, checks that the model loads and has the coincidence signature, pins
-the model in ``SCORES_DIR/scores.json``, writes the list of videos still to
-score and runs the Beam pipeline (:mod:`audioscope.pipelines.score`) with any
-Beam flags given after ``--``. Progress is read back from the per-video part
-files, so the display is the same on the local runner and on Dataflow.
+"""`audioscope score`: argument parsing, the summary and the exit code around
+:func:`audioscope.pipelines.score.score` (the library entry, which opens the
+store, checks the model, pins it in ``SCORES_DIR/scores.json``, writes the
+work and runs the Beam pipeline with the Beam flags given after ``--``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import sys
-import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from audioscope.options import add_runner_options, add_store_option
 from audioscope.pipelines.runner import beam_flags, normalise  # noqa: F401 (re-exported)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from audioscope.pipelines.score import ScoresLayout
 
 DESCRIPTION = """\
 Score every clip of a clip store with the audio-visual coincidence model:
@@ -54,8 +42,15 @@ Beam flags go after `--`, e.g.
   audioscope score --store gs://b/store --model gs://b/model --out gs://b/scores \\
       -- --runner=DataflowRunner --project=P --region=R \\
       --temp_location=gs://b/tmp --sdk_container_image=IMAGE
-(on Dataflow, MODEL_DIR and SCORES_DIR must be readable by the workers:
-gs://). The default is Beam's local DirectRunner."""
+(with workers on other machines, Dataflow or --environment_type=EXTERNAL,
+STORE, MODEL_DIR and SCORES_DIR must be gs:// or s3://: local paths are
+refused at launch). The default is Beam's local DirectRunner.
+
+Exit status: 0 when every clip of the index has a score or its video a
+failure record (reasons in summary.json); 2 with one line saying what to do
+otherwise, including a run that ended short because the runner lost clips
+(no video is marked scored with fewer clips than it has; run the command
+again to complete it)."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
@@ -83,92 +78,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def open_store(uri: str, needs: str) -> Any:
-    """The clip store at ``uri``, checked to hold 5-s clips at 16 kHz with 128-px frames
-    (``needs`` names who needs them in the error, e.g. "the coincidence model takes")."""
-    from audioscope.errors import UserError
-    from audioscope.clipstore.format import StoreError
-    from audioscope.clipstore.reader import ClipStore
+    """Kept for the commands that still import it from here: see :func:`audioscope.pipelines.score.open_store`."""
+    from audioscope.pipelines.score import open_store as _open_store
 
-    try:
-        store = ClipStore.open(uri)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    p = store.params
-    from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
-
-    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
-        raise UserError(
-            f"the store {uri} has {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px frames; "
-            f"{needs} {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames"
-        )
-    return store
-
-
-def check_scores_json(layout: "ScoresLayout", wanted: Mapping[str, Any]) -> None:
-    """Create ``scores.json``, or refuse a SCORES_DIR that holds another model's or store's scores."""
-    from audioscope import storage
-    from audioscope.errors import UserError
-
-    if storage.exists(layout.scores_json):
-        have = json.loads(storage.read_text(layout.scores_json))
-        if have.get("format_version") != wanted["format_version"]:
-            raise UserError(
-                f"{layout.root} holds scores in format {have.get('format_version')}, this version writes "
-                f"format {wanted['format_version']}; pick a new --out"
-            )
-        if have.get("model_id") != wanted["model_id"]:
-            raise UserError(
-                f"{layout.root} holds the scores of another model ({have.get('model_id')}, from "
-                f"{have.get('model')}); the model {wanted['model']} is {wanted['model_id']}. "
-                "One scores directory holds one model's scores: pick a new --out for this model"
-            )
-        if have.get("store") != wanted["store"]:
-            raise UserError(
-                f"{layout.root} holds the scores of the store {have.get('store')}, not of {wanted['store']}; "
-                "pick a new --out for this store"
-            )
-        if have == dict(wanted):
-            return
-    storage.atomic_write(layout.scores_json, json.dumps(dict(wanted), indent=2, sort_keys=True) + "\n")
-
-
-def write_work(layout: "ScoresLayout", todo: list[str], clips: Mapping[str, list[tuple[str, float, float]]]) -> list[str]:
-    """Write the work shards (one JSON line per video to score); remove stale ones."""
-    from audioscope import storage
-    from audioscope.pipelines.score import VIDEOS_PER_WORK_SHARD, work_line
-
-    n = math.ceil(len(todo) / VIDEOS_PER_WORK_SHARD)
-    paths = []
-    for i in range(n):
-        chunk = todo[i * VIDEOS_PER_WORK_SHARD : (i + 1) * VIDEOS_PER_WORK_SHARD]
-        path = layout.work_shard(i, n)
-        storage.atomic_write(path, "".join(work_line(v, clips[v]) + "\n" for v in chunk))
-        paths.append(path)
-    for path in storage.glob(storage.join(layout.work_dir, "work-*.jsonl")):
-        if path not in paths:
-            storage.remove(path)
-    return paths
-
-
-class ScorePoller:
-    """Progress read back from the part files (and failure markers) of this run's videos."""
-
-    def __init__(self, layout: "ScoresLayout", clips_per_video: Mapping[str, int]) -> None:
-        self.layout = layout
-        self.clips_per_video = clips_per_video
-
-    def __call__(self) -> tuple[int, dict[str, int]]:
-        from audioscope import storage
-        from audioscope.pipelines.score import video_id_of
-
-        done = {video_id_of(p, ".parquet") for p in storage.list_files(self.layout.parts_dir, ".parquet")}
-        failed = {video_id_of(p, ".json") for p in storage.list_files(self.layout.failed_dir, ".json")}
-        done &= self.clips_per_video.keys()
-        failed &= self.clips_per_video.keys()
-        return len(done) + len(failed), {
-            "clips": sum(self.clips_per_video[v] for v in done),
-            "failed": len(failed),
-        }
+    return _open_store(uri, needs)
 
 
 def summary_rows(summary: Mapping[str, Any]) -> dict[str, object]:
@@ -192,9 +105,10 @@ def summary_rows(summary: Mapping[str, Any]) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioscope import storage
     from audioscope.errors import UserError
     from audioscope.pipelines.runner import local_parallelism
+    from audioscope.pipelines.score import ScoreConfig, score
+    from audioscope.progress import print_summary
 
     beam_args = local_parallelism(beam_flags(args.rest), args.workers)
     for name, what in (
@@ -204,68 +118,17 @@ def run(args: argparse.Namespace) -> int:
     ):
         if not getattr(args, name):
             raise UserError(what)
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    store_uri, model_uri, out = normalise(args.store), normalise(args.model), normalise(args.out)
-
-    store = open_store(store_uri, "the coincidence model takes")
-    if not storage.exists(model_uri):
-        raise UserError(f"the model {model_uri} does not exist; give a SavedModel directory")
-
-    print(f"score: loading the model {model_uri}", file=sys.stderr)
-    from audioscope.models.coincidence import SignatureError
-    from audioscope.pipelines.score import FORMAT_VERSION, ScoresLayout, load_predictor, run_pipeline, video_id_of
-
-    try:
-        predictor = load_predictor(model_uri, args.batch_size)
-    except SignatureError as e:
-        raise UserError(str(e)) from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load the model {model_uri}: {e}") from None
-    model_id = predictor.model_id
-    del predictor
-
-    layout = ScoresLayout(out)
-    check_scores_json(
-        layout,
-        {"format_version": FORMAT_VERSION, "model_id": model_id, "model": model_uri, "store": store_uri,
-         "batch_size": args.batch_size},
-    )
-
-    index = store.index
-    clips: dict[str, list[tuple[str, float, float]]] = {}
-    for vid, cid, start, end in zip(index["video_id"], index["clip_id"], index["start"], index["end"]):
-        clips.setdefault(str(vid), []).append((str(cid), float(start), float(end)))
-    done = {video_id_of(p, ".parquet") for p in storage.list_files(layout.parts_dir, ".parquet")}
-    todo = sorted(set(clips) - done)
-    # Failed videos of an earlier run are retried: their markers go.
-    for path in storage.list_files(layout.failed_dir, ".json"):
-        storage.remove(path)
-    work_files = write_work(layout, todo, clips)
-    n_todo_clips = sum(len(clips[v]) for v in todo)
-    print(
-        f"score: {len(clips)} videos / {len(index)} clips in {store_uri}; {len(clips) - len(todo)} videos already "
-        f"scored, {len(todo)} videos / {n_todo_clips} clips to score with {model_id}",
-        file=sys.stderr,
-    )
-
-    from audioscope.progress import Poller, Progress, print_summary
-
-    started = time.time()
-    progress = Progress("score", total=len(todo), unit="videos")
-    with Poller(progress, ScorePoller(layout, {v: len(clips[v]) for v in todo}), every=args.poll):
-        run_pipeline(
-            store=store_uri, scores_dir=out, model_path=model_uri, model_id=model_id,
-            batch_size=args.batch_size, work_files=work_files,
-            info={"index_clips": len(index), "index_videos": len(clips)},
-            beam_args=beam_args, started_at=started,
+    result = score(
+        ScoreConfig(
+            store=args.store, model=args.model, out=args.out, batch_size=args.batch_size,
+            beam_args=beam_args, poll=args.poll,
         )
-    summary = json.loads(storage.read_text(layout.summary_json))
-    print_summary("Scoring finished", summary_rows(summary))
-    if summary.get("failed"):
+    )  # fmt: skip
+    print_summary("Scoring finished", summary_rows(result.summary))
+    if result.failed:
         print(
-            f"\n{len(summary['failed'])} videos could not be read (reasons in {layout.summary_json}); "
+            f"\n{len(result.failed)} videos could not be read (reasons in {result.layout.summary_json}); "
             "run the same command again to retry them."
         )
-    print(f"\nScores: {layout.scores_parquet}")
+    print(f"\nScores: {result.layout.scores_parquet}")
     return 0

@@ -1,12 +1,94 @@
-"""The first steps every pipeline shares: its work shards in, one item per line, spread over workers."""
+"""What every pipeline step shares about its work: shards in, counts out.
+
+- :class:`ShardTemplate`: the one way a step names the shards of a folder
+  (``work-00003-of-00012.jsonl``), and finds its earlier ones again.
+- :func:`write_work_shards`: the launcher writes the items to do as JSON
+  lines into work shards and removes the stale shards of an earlier run, so
+  a worker never reads a shard the launcher did not write this run.
+- :class:`ReadWork`: the first Beam step, those lines spread over workers.
+- :func:`shortfalls` / :func:`require_complete`: every unit of work (a
+  video's scores, a shard's clips) knows how many items it must produce. A
+  step never marks a unit finished with fewer, and a run whose units came up
+  short ends with :class:`IncompleteRun` (exit status non-zero) instead of a
+  summary that looks whole. A runner that silently drops elements (Beam's
+  DaskRunner drops what a DoFn emits in ``finish_bundle``) then costs a
+  re-run, never data.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 
 from audioscope import storage
+from audioscope.errors import UserError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardTemplate:
+    """Shard names ``{stem}-{i:05d}-of-{n:05d}{suffix}`` (TFDS's sharded-file naming)."""
+
+    stem: str
+    suffix: str
+
+    def name(self, i: int, n: int) -> str:
+        if not 0 <= i < n:
+            raise ValueError(f"shard {i} of {n} does not exist")
+        return f"{self.stem}-{i:05d}-of-{n:05d}{self.suffix}"
+
+    def pattern(self) -> str:
+        """The glob pattern of every shard name of this template."""
+        return f"{self.stem}-*{self.suffix}"
+
+    def parse(self, name: str) -> tuple[int, int] | None:
+        """``(i, n)`` of a shard name made by :meth:`name`; None for any other name."""
+        m = re.fullmatch(rf"{re.escape(self.stem)}-(\d{{5,}})-of-(\d{{5,}}){re.escape(self.suffix)}", name)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+#: The work shards of every pipeline step (JSON lines, one item each).
+WORK_SHARDS = ShardTemplate(stem="work", suffix=".jsonl")
+
+
+def write_work_shards(
+    folder: str,
+    lines: Iterable[str],
+    *,
+    per_shard: int,
+    total: int | None = None,
+    template: ShardTemplate = WORK_SHARDS,
+) -> list[str]:
+    """Write ``lines`` (one item each, no newline) into shards of ``per_shard`` lines in ``folder``.
+
+    Each shard is written atomically; shards of the same template left by an
+    earlier run that this run did not write are removed. ``total`` (the
+    number of lines) lets a caller stream ``lines`` without holding them;
+    without it they are read into a list first. Returns the shard paths, in
+    order (none for no lines).
+    """
+    if per_shard < 1:
+        raise ValueError("per_shard must be >= 1")
+    if total is None:
+        lines = list(lines)
+        total = len(lines)
+    n = math.ceil(total / per_shard)
+    paths: list[str] = []
+    it: Iterator[str] = iter(lines)
+    for i in range(n):
+        chunk = [line for _, line in zip(range(per_shard), it)]
+        path = storage.join(folder, template.name(i, n))
+        storage.atomic_write(path, "".join(line + "\n" for line in chunk))
+        paths.append(path)
+    if next(it, None) is not None:
+        raise ValueError(f"more than total={total} lines were given")
+    for path in storage.glob(storage.join(folder, template.pattern())):
+        if path not in paths:
+            storage.remove(path)
+    return paths
 
 
 class ReadWork(beam.PTransform):
@@ -33,3 +115,55 @@ class ReadWork(beam.PTransform):
             | "Lines" >> beam.FlatMap(storage.read_lines)
             | "Reshuffle" >> beam.Reshuffle()
         )
+
+
+# --------------------------------------------------------------------------- expected counts
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shortfall:
+    """A unit of work that produced fewer items than it must (``got`` may be 0: nothing at all)."""
+
+    unit: str
+    expected: int
+    got: int
+
+
+def shortfalls(expected: Mapping[str, int], produced: Mapping[str, int]) -> list[Shortfall]:
+    """The units of ``expected`` (unit -> items it must produce) that ``produced`` falls short of, sorted.
+
+    A unit missing from ``produced`` got 0 items. Units of ``produced`` that
+    were not expected are ignored (earlier runs' work).
+    """
+    out = []
+    for unit in sorted(expected):
+        want, got = int(expected[unit]), int(produced.get(unit, 0))
+        if got < want:
+            out.append(Shortfall(unit=unit, expected=want, got=got))
+    return out
+
+
+class IncompleteRun(UserError):
+    """A run ended with units of work short of what they must produce; nothing short was marked finished."""
+
+    def __init__(self, step: str, what: str, missing: Sequence[Shortfall], rerun: str) -> None:
+        self.step, self.missing = step, list(missing)
+        shown = ", ".join(f"{s.unit} ({s.got} of {s.expected})" for s in self.missing[:3])
+        more = f" and {len(self.missing) - 3} more" if len(self.missing) > 3 else ""
+        super().__init__(
+            f"{step} ended short: {len(self.missing)} {what} have fewer outputs than they must: {shown}{more} "
+            f"(the runner lost work; nothing short was marked finished). {rerun}"
+        )
+
+
+def require_complete(
+    step: str, what: str, expected: Mapping[str, int], produced: Mapping[str, int], rerun: str
+) -> None:
+    """Raise :class:`IncompleteRun` when any unit of ``expected`` fell short in ``produced``.
+
+    ``what`` names the units in the message ("videos", "work shards");
+    ``rerun`` says what to do (e.g. "Run the same command again to complete it.").
+    """
+    missing = shortfalls(expected, produced)
+    if missing:
+        raise IncompleteRun(step, what, missing, rerun)
