@@ -159,7 +159,7 @@ def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tu
     """
     import pyarrow.parquet as pq
 
-    from audioscope.pipelines.score import ScoresLayout
+    from audioscope.pipelines.score_layout import ScoresLayout
 
     layout = ScoresLayout(scores_dir)
     path = layout.scores_parquet

@@ -402,7 +402,7 @@ def _band_examples(report: DfReport, run_dir: str, media: Media) -> str:
     """A few clips per score band as <video>, cut from the clip store."""
     import pandas as pd
 
-    from audioscope.pipelines.score import ScoresLayout
+    from audioscope.pipelines.score_layout import ScoresLayout
 
     scores_dir = _resolve(report.inputs.get("scores"), run_dir)
     store_dir = _resolve(report.store, run_dir)

@@ -1,7 +1,7 @@
 """What every pipeline step shares about its work: shards in, counts out.
 
-- :class:`ShardTemplate`: the one way a step names the shards of a folder
-  (``work-00003-of-00012.jsonl``), and finds its earlier ones again.
+- :data:`WORK_SHARDS`: the work shards names (``work-00003-of-00012.jsonl``,
+  from :class:`audioscope.shards.ShardTemplate`).
 - :func:`write_work_shards`: the launcher writes the items to do as JSON
   lines into work shards and removes the stale shards of an earlier run, so
   a worker never reads a shard the launcher did not write this run.
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -26,28 +25,7 @@ import apache_beam as beam
 
 from audioscope import storage
 from audioscope.errors import UserError
-
-
-@dataclass(frozen=True, kw_only=True)
-class ShardTemplate:
-    """Shard names ``{stem}-{i:05d}-of-{n:05d}{suffix}`` (TFDS's sharded-file naming)."""
-
-    stem: str
-    suffix: str
-
-    def name(self, i: int, n: int) -> str:
-        if not 0 <= i < n:
-            raise ValueError(f"shard {i} of {n} does not exist")
-        return f"{self.stem}-{i:05d}-of-{n:05d}{self.suffix}"
-
-    def pattern(self) -> str:
-        """The glob pattern of every shard name of this template."""
-        return f"{self.stem}-*{self.suffix}"
-
-    def parse(self, name: str) -> tuple[int, int] | None:
-        """``(i, n)`` of a shard name made by :meth:`name`; None for any other name."""
-        m = re.fullmatch(rf"{re.escape(self.stem)}-(\d{{5,}})-of-(\d{{5,}}){re.escape(self.suffix)}", name)
-        return (int(m.group(1)), int(m.group(2))) if m else None
+from audioscope.shards import ShardTemplate  # noqa: F401 (re-exported: the one template)
 
 
 #: The work shards of every pipeline step (JSON lines, one item each).
