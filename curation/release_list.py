@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from audioscope.curation.manifest import (
     MAX_MANIFEST_BYTES,
     Manifest,
+    check_name,
     latest,
     parse_spec,
     parse_version,
@@ -131,6 +132,10 @@ def list_versions(root_uri: str, name: str) -> Listing:
     A version whose manifest is not valid is listed in ``bad`` with the
     reason, and the listing goes on.
     """
+    try:
+        check_name(name)
+    except ValueError as e:
+        raise UserError(f"{e}; see `audioscope release list --root {root_uri}` for the names there") from None
     root = ReleaseRoot(root_uri)
     root.refresh()
     out = Listing()

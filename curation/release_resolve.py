@@ -24,6 +24,7 @@ from audioscope.curation.manifest import (
     VerificationError,
     check_dir,
     check_relative_path,
+    parse_spec,
     pulled_groups,
     read_local_manifest,
     release_files,
@@ -130,9 +131,15 @@ def resolve_source(source: str, *, root: str | None = None, dest: str | None = N
     if root is not None:
         spec, _, sub = source.partition("/")
         try:
+            parse_spec(spec)
+        except ValueError as e:
+            raise UserError(f"{source}: {e}; give NAME:VERSION/PATH such as audioscope:1.0.0/eval/test") from None
+        try:
             sub = check_relative_path(sub.rstrip("/")) if sub.strip("/") else ""
         except ValueError as e:
-            raise UserError(f"{source}: {e}; give NAME:VERSION/PATH with a path inside the release") from None
+            raise UserError(
+                f"{source}: the path after NAME:VERSION/ must stay inside the release ({e})"
+            ) from None
         group = sub.split("/", 1)[0] if sub.split("/", 1)[0] in SELECTABLE_GROUPS else None
         base = resolve(spec, root=root, dest=dest, only=group)
         return os.path.join(base, *sub.split("/")) if sub else base
