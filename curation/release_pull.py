@@ -176,6 +176,8 @@ def _download(root: ReleaseRoot, name: str, version: str, entry: FileEntry, layo
         )
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return "missing from the release root"
+    except OSError as e:
+        return f"could not be transferred from the release root ({e})"
     finally:
         if os.path.lexists(tmp):
             os.remove(tmp)

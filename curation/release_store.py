@@ -120,7 +120,8 @@ def copy_file(
     """
     h = hashlib.sha256()
     n = 0
-    with src_fs.open(src, "rb") as fin, open_write(dst_fs, dst, dst_local) as fout:
+    local_src = "file" in _protocols(src_fs)  # plain open: streams pipes and devices too (no seek)
+    with (open(src, "rb") if local_src else src_fs.open(src, "rb")) as fin, open_write(dst_fs, dst, dst_local) as fout:
         while True:
             want = CHUNK if max_bytes is None else min(CHUNK, max_bytes - n + 1)
             chunk = fin.read(want)
@@ -135,6 +136,11 @@ def copy_file(
             fout.flush()
             os.fsync(fout.fileno())
     return n, h.hexdigest()
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = getattr(fs, "protocol", ())
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def each_in_parallel(
