@@ -237,11 +237,44 @@ def check_standing(req: PublishRequest, summary: Mapping[str, Any], df: Any, exa
     return check
 
 
+def _load_inputs(req: PublishRequest) -> Any:
+    """The step outputs (:func:`datacard.load_inputs`); a table that is not Parquet is named in one line."""
+    import pyarrow as pa
+
+    from audioscope.curation import datacard
+
+    try:
+        return datacard.load_inputs(req.mix, req.df, req.labels)
+    except (pa.ArrowException, OSError, EOFError) as e:
+        tables = [
+            (storage.join(req.mix, "examples.parquet"), "`audioscope mix`"),
+            (storage.join(req.df, "df.parquet"), "`audioscope filter`"),
+        ] + ([(storage.join(req.labels, "labels.parquet"), "the annotation pull")] if req.labels else [])
+        for uri, step in tables:
+            if _unreadable_parquet(uri):
+                raise UserError(f"{uri} is not a readable Parquet table: re-run {step} to write it again") from None
+        raise UserError(f"cannot read the inputs of the release ({e}); re-run the step that wrote them") from None
+
+
+def _unreadable_parquet(uri: str) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with storage.open_file(uri) as fh:
+            pq.read_metadata(fh)
+    except FileNotFoundError:
+        return False
+    except (pa.ArrowException, OSError, EOFError):
+        return True
+    return False
+
+
 def prepare(req: PublishRequest) -> Prepared:
     """Read and check the inputs; build LICENSES.csv, README.md and the manifest fields (no upload)."""
     from audioscope.curation import datacard
 
-    inputs = datacard.load_inputs(req.mix, req.df, req.labels)
+    inputs = _load_inputs(req)
     df_check = check_standing(req, inputs.summary, inputs.df_table, inputs.examples)
     clips = datacard.clip_table(inputs)
     if bad := datacard.offending_examples(inputs, clips, req.exclude_licences):
