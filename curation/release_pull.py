@@ -12,6 +12,7 @@ for the first's lock, then finds the files there and keeps them.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -176,8 +177,8 @@ def _download(root: ReleaseRoot, name: str, version: str, entry: FileEntry, layo
         )
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return "missing from the release root"
-    except OSError as e:
-        return f"could not be transferred from the release root ({e})"
+    except io.UnsupportedOperation as e:  # not a file that can be read as a stream (a socket, a device)
+        return f"cannot be read as a file in the release root ({e})"
     finally:
         if os.path.lexists(tmp):
             os.remove(tmp)
