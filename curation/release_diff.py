@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from audioscope.curation.manifest import FileEntry, Manifest, read_local_manifest
+from audioscope.curation.release_layout import CROISSANT_JSON
 from audioscope.curation.release_list import pick_version, remote_manifest
 from audioscope.curation.release_store import ReleaseRoot
 from audioscope.errors import UserError
@@ -56,12 +57,23 @@ class ReleaseDiff:
     counts: list[Change] = field(default_factory=list)
     configs: list[Change] = field(default_factory=list)
     other: list[Change] = field(default_factory=list)
+    #: Files generated from the manifest (croissant.json) that differ: they change whenever anything does,
+    #: so they are not counted among the changed files.
+    derived: list[str] = field(default_factory=list)
+
+
+#: Files made from the manifest's other fields; a diff names them apart.
+DERIVED = (CROISSANT_JSON,)
 
 
 def diff(a: Manifest, b: Manifest, labels: tuple[str, str] = ("a", "b")) -> ReleaseDiff:
     """Files added, removed and changed (by SHA-256), and changed counts, configs and other fields."""
     fa, fb = a.by_path(), b.by_path()
     out = ReleaseDiff(a=labels[0], b=labels[1])
+    out.derived = [p for p in DERIVED if (fa.get(p) and fa[p].sha256) != (fb.get(p) and fb[p].sha256)]
+    for p in DERIVED:
+        fa.pop(p, None)
+        fb.pop(p, None)
     out.added = [fb[p] for p in sorted(set(fb) - set(fa))]
     out.removed = [fa[p] for p in sorted(set(fa) - set(fb))]
     both = sorted(set(fa) & set(fb))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from audioscope import __version__, storage
+from audioscope.curation import croissant
 from audioscope.curation import release_store as store
 from audioscope.curation.manifest import (
     FORMAT_VERSION,
@@ -180,6 +181,7 @@ class Prepared:
     sources: list[SourceFile]
     fields: dict[str, Any]
     warnings: list[str]
+    limitations: list[str] = field(default_factory=list)
 
 
 #: Example types whose clips all come from the Df (frames, audio and second mixture); in the others
@@ -285,6 +287,7 @@ def prepare(req: PublishRequest) -> Prepared:
         )
     rows, left_out = datacard.licence_rows(clips, req.exclude_licences)
     licences = datacard.licence_summary(rows, left_out, req.exclude_licences)
+    licences["urls"] = sorted({str(u) for u in rows["licence_url"].dropna() if str(u).strip()})
     labels = datacard.label_statistics(inputs.labels_table)
     warnings = list(inputs.warnings)
     if df_check["allowed"]:
@@ -335,7 +338,9 @@ def prepare(req: PublishRequest) -> Prepared:
         "licences": licences,
         "labels": labels,
     }
-    return Prepared(sources=sources, fields=fields, warnings=warnings)
+    return Prepared(
+        sources=sources, fields=fields, warnings=warnings, limitations=datacard.limitations(inputs, licences)
+    )
 
 
 def _check_request(req: PublishRequest) -> PublishRequest:
@@ -386,13 +391,19 @@ def publish(req: PublishRequest, *, show_progress: bool = True) -> PublishResult
     cleaned = clean_leftovers(root, req.name)
     staging = staging_name(req.version)
     progress = (
-        Progress(f"publish {req.name}:{req.version}", total=len(prepared.sources), unit="files")
+        Progress(f"publish {req.name}:{req.version}", total=len(prepared.sources) + 1, unit="files")
         if show_progress
         else None
     )
     try:
         entries = _upload(root, req.name, staging, prepared.sources, progress, req.jobs)
-        manifest = Manifest(name=req.name, version=req.version, created=store.now(), files=entries, **prepared.fields)
+        created = store.now()
+        draft = Manifest(name=req.name, version=req.version, created=created, files=entries, **prepared.fields)
+        doc = croissant.to_bytes(croissant.build(draft, limitations=prepared.limitations))
+        entries += _upload(
+            root, req.name, staging, [SourceFile(CROISSANT_JSON, len(doc), data=doc)], progress, 1, marker=False
+        )
+        manifest = Manifest(name=req.name, version=req.version, created=created, files=entries, **prepared.fields)
         data = manifest.to_json().encode("utf-8")
         _commit(root, req.name, req.version, staging, entries, data)
     except BaseException:
@@ -409,11 +420,15 @@ def publish(req: PublishRequest, *, show_progress: bool = True) -> PublishResult
 
 def _upload(
     root: ReleaseRoot, name: str, staging: str, sources: Sequence[SourceFile], progress: Progress | None,
-    jobs: int = store.DEFAULT_JOBS,
+    jobs: int = store.DEFAULT_JOBS, marker: bool = True,
 ) -> list[FileEntry]:
-    """Write every source under ``ROOT/<name>/<staging>/`` (``jobs`` at a time); their manifest entries."""
-    marker = {"started": store.now(), "host": socket.gethostname(), "pid": os.getpid()}
-    store.write_bytes(root.fs, root.p(name, staging, PUBLISH_MARKER), json.dumps(marker).encode(), root.local)
+    """Write every source under ``ROOT/<name>/<staging>/`` (``jobs`` at a time); their manifest entries.
+
+    ``marker``: first write the staging folder's marker (when it started, where), for ``list``.
+    """
+    if marker:
+        info = {"started": store.now(), "host": socket.gethostname(), "pid": os.getpid()}
+        store.write_bytes(root.fs, root.p(name, staging, PUBLISH_MARKER), json.dumps(info).encode(), root.local)
 
     def upload(s: SourceFile) -> FileEntry:
         dst = root.p(name, staging, *s.rel.split("/"))
