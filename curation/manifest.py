@@ -24,8 +24,9 @@ import os
 import posixpath
 import re
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from audioscope import ids
@@ -330,20 +331,24 @@ class Manifest:
         """The text of :meth:`to_json` in pieces, one per file entry: a release of millions of files is
         written (and hashed) as it streams, never held as one string. Same bytes as ``json.dumps(
         to_dict(), indent=2, sort_keys=True)``."""
-        head = {k: v for k, v in asdict(self).items() if k != "files"}
+        head = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "files"}
         head["total_bytes"] = self.total_bytes
-        head["files"] = []
+        token = f"files-{uuid.uuid4().hex}"  # a value nothing else in the manifest holds
+        head["files"] = token
         text = json.dumps(head, indent=2, sort_keys=True, allow_nan=False)
-        marker = '"files": []'
-        before, after = text.split(marker, 1)
+        before, after = text.split(f'"files": "{token}"', 1)
         files = sorted(self.files, key=lambda f: f.path)
         if not files:
-            yield text + "\n"
+            yield before + '"files": []' + after + "\n"
             return
         yield before + '"files": ['
         for i, f in enumerate(files):
-            entry = json.dumps(f.to_dict(), indent=2, sort_keys=True).replace("\n", "\n    ")
-            yield ("," if i else "") + "\n    " + entry
+            # json.dumps(entry, indent=2, sort_keys=True) spelled out: an indented dump runs the pure-Python
+            # encoder, about 50x slower per entry (the test checks the bytes are the same).
+            yield (
+                f'{"," if i else ""}\n    {{\n      "group": {json.dumps(f.group)},\n      "path": {json.dumps(f.path)},'
+                f'\n      "sha256": {json.dumps(f.sha256)},\n      "size": {int(f.size)}\n    }}'
+            )
         yield "\n  ]" + after + "\n"
 
     @classmethod
