@@ -18,13 +18,21 @@ training shards (train/), the evaluation sets and their pair lists (eval/),
 the curated lists (curated/: Df, votes and labels), manifest.json (every file
 with its size and SHA-256, example counts, schema versions, the configs and
 seeds of every step, toolkit version and git commit, model ids), README.md
-(the data card) and LICENSES.csv (licence and attribution per clip).
+(the data card), LICENSES.csv (licence and attribution per clip) and
+croissant.json (Croissant 1.1 metadata with its Responsible-AI fields, for
+mlcroissant and dataset hubs).
 
 Publishing writes everything under ROOT/NAME/.incomplete-VERSION-RANDOM/
 first; on a local file system the folder is then renamed in one step, on an
 object store the files are copied into VERSION/ and manifest.json is written
 last: a version without a manifest does not exist. A version is never
-overwritten. Pulls resume, and every file is checked against the manifest."""
+overwritten. Pulls resume, and every file is checked against the manifest.
+
+A release root is untrusted input: a manifest is validated before anything
+is done, a pull never writes more bytes for a file than the manifest says,
+never writes through a link or over a file it did not make, and two pulls
+into one folder take turns. Loaders hash every file of a copy (SHA-256, in
+parallel) in each process before reading it."""
 
 EPILOG = """\
 examples:
@@ -232,11 +240,18 @@ def run_publish(args: argparse.Namespace) -> int:
             "files": f"{len(m.files) + 1} ({_fmt_bytes(m.total_bytes)})",
             "examples": f"{m.counts.get('examples', 0)} in {len(m.counts.get('shards', {}))} shards",
             "licences": ", ".join(f"{k}: {v}" for k, v in m.licences.get("by_licence", {}).items()) or "none",
+            "Df check": _df_check(m.configs.get("df_check") or {}),
             "git commit": m.toolkit.get("git_commit"),
             "manifest sha256": result.manifest_sha256,
         },
     )
     return 0
+
+
+def _df_check(check: dict) -> str:
+    if not check.get("mismatch"):
+        return f"every clip the mixtures draw from the Df is in it ({check.get('clips_checked', 0)} clips)"
+    return f"{check.get('clips_not_in_df')} clips not in the Df (published with --allow-mismatch)"
 
 
 def run_list(args: argparse.Namespace) -> int:
