@@ -404,8 +404,7 @@ def publish(req: PublishRequest, *, show_progress: bool = True) -> PublishResult
             root, req.name, staging, [SourceFile(CROISSANT_JSON, len(doc), data=doc)], progress, 1, marker=False
         )
         manifest = Manifest(name=req.name, version=req.version, created=created, files=entries, **prepared.fields)
-        data = manifest.to_json().encode("utf-8")
-        _commit(root, req.name, req.version, staging, entries, data)
+        manifest_sha256 = _commit(root, req.name, req.version, staging, entries, manifest)
     except BaseException:
         root.remove_tree(req.name, staging)  # a killed publish leaves it: list reports it, a later publish removes it
         raise
@@ -414,7 +413,7 @@ def publish(req: PublishRequest, *, show_progress: bool = True) -> PublishResult
             progress.close()
     return PublishResult(
         name=req.name, version=req.version, uri=root.display(req.name, req.version), manifest=manifest,
-        manifest_sha256=store.sha(data), warnings=prepared.warnings, cleaned=cleaned,
+        manifest_sha256=manifest_sha256, warnings=prepared.warnings, cleaned=cleaned,
     )  # fmt: skip
 
 
@@ -456,19 +455,25 @@ def _exists_error(root: ReleaseRoot, name: str, version: str) -> UserError:
 
 
 def _commit(
-    root: ReleaseRoot, name: str, version: str, staging: str, entries: Sequence[FileEntry], manifest: bytes
-) -> None:
-    """Make the staged release visible as ``ROOT/<name>/<version>/`` (module docstring, "Commit")."""
+    root: ReleaseRoot, name: str, version: str, staging: str, entries: Sequence[FileEntry], manifest: Manifest
+) -> str:
+    """Make the staged release visible as ``ROOT/<name>/<version>/`` (module docstring, "Commit").
+
+    Returns the SHA-256 of ``manifest.json``. On a local disk the manifest is
+    streamed to its file (a release of millions of files is never one string
+    in memory); an object store gets it in one create-only ``put``.
+    """
     if root.local:
-        _commit_local(root, name, version, staging, manifest)
-    else:
-        _commit_object_store(root, name, version, staging, entries, manifest)
+        return _commit_local(root, name, version, staging, manifest)
+    data = manifest.to_json().encode("utf-8")
+    _commit_object_store(root, name, version, staging, entries, data)
+    return store.sha(data)
 
 
-def _commit_local(root: ReleaseRoot, name: str, version: str, staging: str, manifest: bytes) -> None:
+def _commit_local(root: ReleaseRoot, name: str, version: str, staging: str, manifest: Manifest) -> str:
     stage, final = root.p(name, staging), root.p(name, version)
     os.remove(os.path.join(stage, PUBLISH_MARKER))
-    store.write_bytes(root.fs, os.path.join(stage, MANIFEST_JSON), manifest, True)
+    digest = store.write_pieces(os.path.join(stage, MANIFEST_JSON), (p.encode("utf-8") for p in manifest.iter_json()))
     store.fsync_dir(stage)
     try:
         os.rename(stage, final)  # atomic; fails when `final` exists and is not an empty folder
@@ -479,6 +484,7 @@ def _commit_local(root: ReleaseRoot, name: str, version: str, staging: str, mani
             f"{final} exists but is not a release (it has no {MANIFEST_JSON}); move it away or choose another version"
         ) from None
     store.fsync_dir(root.p(name))
+    return digest
 
 
 def _commit_object_store(

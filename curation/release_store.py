@@ -12,7 +12,7 @@ import os
 import posixpath
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from audioscope import storage
 from audioscope.curation.manifest import CHUNK
@@ -182,6 +182,18 @@ def write_bytes(fs: Any, path: str, data: bytes, local: bool) -> None:
         if local:
             f.flush()
             os.fsync(f.fileno())
+
+
+def write_pieces(path: str, pieces: Iterable[bytes]) -> str:
+    """Write a new local file from ``pieces`` as they come (fsync'ed); the SHA-256 of its bytes."""
+    h = hashlib.sha256()
+    with open_write(None, path, True) as f:
+        for piece in pieces:
+            h.update(piece)
+            f.write(piece)
+        f.flush()
+        os.fsync(f.fileno())
+    return h.hexdigest()
 
 
 def fsync_dir(path: str) -> None:
