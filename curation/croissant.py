@@ -120,8 +120,8 @@ def _file_object(e: FileEntry, description: str) -> dict[str, Any]:
     ext = "." + e.path.rsplit(".", 1)[-1] if "." in e.path else ""
     return {
         "@type": "cr:FileObject", "@id": _file_id(e.path), "name": e.path, "description": description,
-        "contentUrl": e.path, "contentSize": f"{e.size} B", "encodingFormat": _FORMATS.get(ext, "application/octet-stream"),
-        "sha256": e.sha256,
+        "contentUrl": e.path, "contentSize": f"{e.size} B",
+        "encodingFormat": _FORMATS.get(ext, "application/octet-stream"), "sha256": e.sha256,
     }  # fmt: skip
 
 

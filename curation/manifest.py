@@ -346,7 +346,8 @@ class Manifest:
             # json.dumps(entry, indent=2, sort_keys=True) spelled out: an indented dump runs the pure-Python
             # encoder, about 50x slower per entry (the test checks the bytes are the same).
             yield (
-                f'{"," if i else ""}\n    {{\n      "group": {json.dumps(f.group)},\n      "path": {json.dumps(f.path)},'
+                f'{"," if i else ""}\n    {{\n      "group": {json.dumps(f.group)},'
+                f'\n      "path": {json.dumps(f.path)},'
                 f'\n      "sha256": {json.dumps(f.sha256)},\n      "size": {int(f.size)}\n    }}'
             )
         yield "\n  ]" + after + "\n"

@@ -63,7 +63,9 @@ def test_a_new_process_hashes_again_so_bit_rot_between_runs_is_caught(copy):
         "try:\n    release.release_files(sys.argv[1])\nexcept release.VerificationError as e:\n"
         "    print('REFUSED', *sorted(e.problems)); sys.exit(3)\nprint('OK')\n"
     )
-    run = lambda: subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True)  # noqa: E731
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True)
+
     first = run()
     assert first.returncode == 0 and "OK" in first.stdout, first.stderr[-2000:]
     _flip_keeping_times(copy / "curated/df/df.parquet")
