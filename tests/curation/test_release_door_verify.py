@@ -136,3 +136,15 @@ def test_verify_hashes_in_parallel_and_reports_every_file(copy, monkeypatch):
     report = check_dir(str(copy), jobs=4)
     assert report.ok and len(report.checked) == len(FILES)
     assert all(name.startswith("release-hash") for name in seen)
+
+
+def test_resolving_and_listing_a_release_needs_no_tensorflow_pandas_or_beam(copy):
+    script = (
+        "import sys\nfrom audioscope.curation.release import release_files, resolve\n"
+        "files = release_files(resolve(sys.argv[1], root=None))\n"
+        "heavy = sorted(m for m in ('tensorflow', 'pandas', 'apache_beam') if m in sys.modules)\n"
+        "print(len(files['train']), len(files['eval']), heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "2", "[]"]
