@@ -18,13 +18,21 @@ training shards (train/), the evaluation sets and their pair lists (eval/),
 the curated lists (curated/: Df, votes and labels), manifest.json (every file
 with its size and SHA-256, example counts, schema versions, the configs and
 seeds of every step, toolkit version and git commit, model ids), README.md
-(the data card) and LICENSES.csv (licence and attribution per clip).
+(the data card), LICENSES.csv (licence and attribution per clip) and
+croissant.json (Croissant 1.1 metadata with its Responsible-AI fields, for
+mlcroissant and dataset hubs).
 
 Publishing writes everything under ROOT/NAME/.incomplete-VERSION-RANDOM/
 first; on a local file system the folder is then renamed in one step, on an
 object store the files are copied into VERSION/ and manifest.json is written
 last: a version without a manifest does not exist. A version is never
-overwritten. Pulls resume, and every file is checked against the manifest."""
+overwritten. Pulls resume, and every file is checked against the manifest.
+
+A release root is untrusted input: a manifest is validated before anything
+is done, a pull never writes more bytes for a file than the manifest says,
+never writes through a link or over a file it did not make, and two pulls
+into one folder take turns. Loaders hash every file of a copy (SHA-256, in
+parallel) in each process before reading it."""
 
 EPILOG = """\
 examples:
@@ -46,23 +54,27 @@ ACTIONS: dict[str, tuple[str, str]] = {
         "publish a new version from mixtures, Df and labels",
         "Publish ROOT/NAME/VERSION from a finished mixtures folder (`audioscope mix`), the Df folder it was made "
         "from (`audioscope filter`) and, optionally, the annotation folder. Refuses an existing version (bump "
-        "it), and examples whose licence is excluded.",
+        "it), examples whose licence is excluded, an empty Df, 0 examples, and mixtures made from another Df "
+        "(unless --allow-mismatch).",
     ),
     "list": (
         "list published versions with sizes, dates and counts",
         "List the published versions in a release root (all names, or one), with their date, size, example "
-        "counts and manifest SHA-256, and report leftovers of killed publishes.",
+        "counts and manifest SHA-256; versions whose manifest is not valid are shown as BAD with the reason; "
+        "leftovers of killed publishes are reported.",
     ),
     "pull": (
         "download a version (or its evaluation sets) and verify it",
         "Download NAME:VERSION (NAME alone: the newest release) into a local folder. Files already there with "
         "the right size and SHA-256 are kept, so an interrupted pull resumes; every file is checked against "
-        "the manifest.",
+        "the manifest and never written beyond its size there. A second pull into the same folder waits for "
+        "the first; files the pull did not make are never overwritten or removed.",
     ),
     "verify": (
         "check a local copy file by file against its manifest",
-        "Check the size and SHA-256 of every file of a local release copy (the parts that were pulled there) "
-        "and name each missing or different file. Exits 1 when any file is bad.",
+        "Check the size and SHA-256 of every file of a local release copy (the parts that were pulled there), "
+        "hashing several files at once, and name each missing or different file or symbolic link. Exits 1 "
+        "when any file is bad.",
     ),
     "diff": (
         "what changed between two versions: files, counts, configs",
@@ -145,6 +157,11 @@ def _publish_parser(sub: SubParsers) -> None:
         help="refuse examples whose licence name or URL contains TEXT (ignoring case), e.g. NoDerivs; "
         "curated-list clips under it are left out of LICENSES.csv (repeatable)",
     )  # fmt: skip
+    p.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="publish even when the mixtures use clips that are not in --df (made from another Df); the "
+        "manifest records it (configs.df_check)",
+    )  # fmt: skip
     _jobs(p)
 
 
@@ -172,6 +189,10 @@ def _verify_parser(sub: SubParsers) -> None:
     p.add_argument(
         "--only", action="append", default=None, metavar="PART", help=PARTS_HELP.replace("all", "what was pulled")
     )
+    p.add_argument(
+        "--jobs", type=positive_int, default=None, metavar="N",
+        help="files hashed at the same time (default: one per core)",
+    )  # fmt: skip
 
 
 def _diff_parser(sub: SubParsers) -> None:
@@ -201,7 +222,7 @@ def run_publish(args: argparse.Namespace) -> int:
     result = publish(
         PublishRequest(
             mix=args.mix, df=args.df, labels=args.labels, name=args.name, version=args.version, root=args.root,
-            exclude_licences=tuple(args.exclude_licence), jobs=args.jobs,
+            exclude_licences=tuple(args.exclude_licence), jobs=args.jobs, allow_mismatch=args.allow_mismatch,
         )
     )  # fmt: skip
     for w in result.warnings:
@@ -219,11 +240,18 @@ def run_publish(args: argparse.Namespace) -> int:
             "files": f"{len(m.files) + 1} ({_fmt_bytes(m.total_bytes)})",
             "examples": f"{m.counts.get('examples', 0)} in {len(m.counts.get('shards', {}))} shards",
             "licences": ", ".join(f"{k}: {v}" for k, v in m.licences.get("by_licence", {}).items()) or "none",
+            "Df check": _df_check(m.configs.get("df_check") or {}),
             "git commit": m.toolkit.get("git_commit"),
             "manifest sha256": result.manifest_sha256,
         },
     )
     return 0
+
+
+def _df_check(check: dict) -> str:
+    if not check.get("mismatch"):
+        return f"every clip the mixtures draw from the Df is in it ({check.get('clips_checked', 0)} clips)"
+    return f"{check.get('clips_not_in_df')} clips not in the Df (published with --allow-mismatch)"
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -237,7 +265,8 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps({n: asdict(v) for n, v in listings.items()}, indent=2))
         return 0
     rows = [v for listing in listings.values() for v in listing.versions]
-    if not rows:
+    bad = [b for listing in listings.values() for b in listing.bad]
+    if not rows and not bad:
         print(f"no published release in {args.root}" + (f" named {args.name!r}" if args.name else ""))
     else:
         print(f"{'release':<28} {'created':<21} {'size':>10} {'files':>6} {'train':>8} {'eval':>6}  manifest sha256")
@@ -246,6 +275,14 @@ def run_list(args: argparse.Namespace) -> int:
                 f"{v.name + ':' + v.version:<28} {v.created:<21} {_fmt_bytes(v.total_bytes):>10} {v.files:>6} "
                 f"{v.train_examples:>8} {v.eval_examples:>6}  {v.manifest_sha256[:16]}"
             )
+        for b in bad:
+            print(f"{b.name + ':' + b.version:<28} BAD: {b.problem.splitlines()[0]}")
+    if bad:
+        print(
+            f"audioscope release list: {len(bad)} version(s) have a manifest that is not valid (BAD above): they "
+            "cannot be pulled; tell the owner of the release root",
+            file=sys.stderr,
+        )
     for listing in listings.values():
         for left in listing.leftovers:
             since = f", started {left.started}" if left.started else ""
@@ -283,7 +320,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     groups = parse_groups(args.only)
     progress = Progress(f"verify {args.directory}", unit="files")
-    report = check_dir(args.directory, groups, on_file=lambda entry, problem: progress.update(1))
+    report = check_dir(args.directory, groups, on_file=lambda entry, problem: progress.update(1), jobs=args.jobs)
     progress.close()
     for path, why in sorted(report.problems.items()):
         print(f"BAD {path}: {why}")

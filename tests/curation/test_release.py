@@ -17,7 +17,7 @@ import pytest
 
 from audioscope import storage
 from audioscope.errors import UserError
-from audioscope.curation import release
+from audioscope.curation import release, release_store
 from audioscope.curation.manifest import MANIFEST_JSON, VerificationError, check_dir, verify_files
 from audioscope.curation.release import PublishRequest
 from tests.curation.release_inputs import flip_byte, read_tree
@@ -61,18 +61,18 @@ def _versions(root: str) -> list[str]:
 
 
 class FailAfter:
-    """Replaces release.copy_file: lets ``n`` copies through, then raises (a dropped connection)."""
+    """Replaces release_store.copy_file: lets ``n`` copies through, then raises (a dropped connection)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.calls: list[str] = []
-        self.real = release.copy_file
+        self.real = release_store.copy_file
 
-    def __call__(self, src_fs, src, dst_fs, dst, dst_local):
+    def __call__(self, src_fs, src, dst_fs, dst, dst_local, **kw):
         if len(self.calls) >= self.n:
             raise ConnectionError("injected failure")
         self.calls.append(src.split("/audioscope/1.0.0/", 1)[-1])  # pull: the release path of the file
-        return self.real(src_fs, src, dst_fs, dst, dst_local)
+        return self.real(src_fs, src, dst_fs, dst, dst_local, **kw)
 
 
 # --------------------------------------------------------------------------- publish, pull, verify
@@ -145,13 +145,13 @@ def test_publishing_a_version_twice_fails_and_the_first_stays_intact(release_inp
 
 def test_a_publish_failing_midway_leaves_no_version(release_inputs, release_root, monkeypatch):
     failing = FailAfter(4)
-    monkeypatch.setattr(release, "copy_file", failing)
+    monkeypatch.setattr(release_store, "copy_file", failing)
     with pytest.raises(ConnectionError):
         _publish(release_inputs, release_root)
     assert len(failing.calls) == 4
     listing = release.list_versions(release_root, "audioscope")
     assert listing.versions == [] and listing.leftovers == []  # what it wrote is removed
-    monkeypatch.setattr(release, "copy_file", failing.real)
+    monkeypatch.setattr(release_store, "copy_file", failing.real)
     _publish(release_inputs, release_root)
     assert _versions(release_root) == ["1.0.0"]
 
@@ -162,13 +162,13 @@ def test_gs_publish_failing_while_copying_into_the_version_leaves_no_version(
     release_inputs, gs_release_root, monkeypatch
 ):
     release_root = gs_release_root
-    real = release.server_copy
+    real = release_store.server_copy
 
     def copy_some_then_fail(fs, sources, targets):
         real(fs, sources[:3], targets[:3])
         raise ConnectionError("injected failure")
 
-    monkeypatch.setattr(release, "server_copy", copy_some_then_fail)
+    monkeypatch.setattr(release_store, "server_copy", copy_some_then_fail)
     with pytest.raises(ConnectionError):
         _publish(release_inputs, release_root)
     listing = release.list_versions(release_root, "audioscope")
@@ -195,15 +195,15 @@ def test_a_version_without_manifest_does_not_exist(release_inputs, release_root,
 
 DRIVER = """
 import sys, time
-from audioscope.curation import release
-real, seen = release.copy_file, []
-def copy_then_hang(*args):
+from audioscope.curation import release_store
+real, seen = release_store.copy_file, []
+def copy_then_hang(*args, **kw):
     if len(seen) == 3:
         open(sys.argv[1], "w").close()
         time.sleep(600)
     seen.append(args)
-    return real(*args)
-release.copy_file = copy_then_hang
+    return real(*args, **kw)
+release_store.copy_file = copy_then_hang
 from audioscope import cli
 sys.exit(cli.main(sys.argv[2:]))
 """
@@ -251,14 +251,15 @@ def test_an_interrupted_pull_resumes_transferring_only_what_was_missing(publishe
     root, result = published
     dest = tmp_path / "copy"
     failing = FailAfter(5)
-    monkeypatch.setattr(release, "copy_file", failing)
+    monkeypatch.setattr(release_store, "copy_file", failing)
     with pytest.raises(ConnectionError):
         _pull(root, dest)
     assert not (dest / MANIFEST_JSON).exists()  # not a finished copy
-    (dest / "train" / ".half.tfrecord.0123456789ab.part").parent.mkdir(parents=True, exist_ok=True)
-    (dest / "train" / ".half.tfrecord.0123456789ab.part").write_bytes(b"left by a killed pull")
+    # a partial left by a killed pull (pulls keep theirs in the copy's .audioscope-pull/ folder)
+    (dest / ".audioscope-pull" / "0123456789ab-00001234.part").parent.mkdir(parents=True, exist_ok=True)
+    (dest / ".audioscope-pull" / "0123456789ab-00001234.part").write_bytes(b"left by a killed pull")
 
-    monkeypatch.setattr(release, "copy_file", failing.real)
+    monkeypatch.setattr(release_store, "copy_file", failing.real)
     resumed = _pull(root, dest)
     first = failing.calls
     assert sorted(resumed.kept) == sorted(first) and len(first) == 5

@@ -146,3 +146,13 @@ def test_verified_cache_skips_unchanged_files_and_catches_a_rewrite(tmp_path, mo
         f.write(b"y")
     assert "SHA-256 differs" in mf.file_problem(str(tmp_path), entry, cache)
     assert mf.file_problem(str(tmp_path), entry) is not None  # and without the cache too
+
+
+def test_the_streamed_manifest_is_the_same_bytes_as_one_json_dump():
+    m = _manifest({"train/a/a.tfrecord": b"aa", "eval/x/y.csv": b"y", "README.md": b"r"})
+    m.configs = {"mix": {"seed": 7, "nested": [1, {"a": None}], "files": []}, "zz": {"files": []}}
+    m.labels = {"validation": {"pool": {"clips": 3}}}
+    assert "".join(m.iter_json()) == json.dumps(m.to_dict(), indent=2, sort_keys=True) + "\n"
+    empty = Manifest(name="ds", version="1.0.0", created="2026-01-01T00:00:00Z", files=[])
+    assert empty.to_json() == json.dumps(empty.to_dict(), indent=2, sort_keys=True) + "\n"
+    assert Manifest.from_json(m.to_json()).to_json() == m.to_json()
