@@ -213,7 +213,7 @@ def build(manifest: Manifest, *, limitations: Sequence[str] = (), description: s
         "datePublished": manifest.created,
         "url": "README.md",
         "citeAs": CITATION,
-        "license": list(lic.get("urls") or []) or ["https://creativecommons.org/licenses/"],
+        "license": sorted(set((lic.get("urls") or {}).values())) or ["https://creativecommons.org/licenses/"],
         "keywords": ["audio-visual", "sound separation", "on-screen sound", "YFCC100M", "AudioScope"],
         "isLiveDataset": False,
         "rai:dataCollection": (

@@ -287,7 +287,6 @@ def prepare(req: PublishRequest) -> Prepared:
         )
     rows, left_out = datacard.licence_rows(clips, req.exclude_licences)
     licences = datacard.licence_summary(rows, left_out, req.exclude_licences)
-    licences["urls"] = sorted({str(u) for u in rows["licence_url"].dropna() if str(u).strip()})
     labels = datacard.label_statistics(inputs.labels_table)
     warnings = list(inputs.warnings)
     if df_check["allowed"]:
