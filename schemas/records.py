@@ -55,10 +55,10 @@ from audioscope.geometry import AUDIO_SAMPLES, CLIP_SECONDS, FRAMES_SHAPE, SAMPL
 #: int16 full scale: float audio is ``int16 / AUDIO_SCALE``.
 AUDIO_SCALE = 32768.0
 
-#: Training example types (SPEC.md 2.6).
+#: Training example types (docs/recipe.md).
 NON, SOFF, LON, LOFF = "NOn", "SOff", "LOn", "LOff"
 TRAIN_TYPES: tuple[str, ...] = (NON, SOFF, LON, LOFF)
-#: Evaluation sets (SPEC.md 2.7), also their example ``type``.
+#: Evaluation sets (docs/recipe.md), also their example ``type``.
 EVAL_SETS: tuple[str, ...] = ("onscreen_single", "offscreen_single", "onscreen_mom", "offscreen_mom")
 
 #: Feature name -> (value kind, "scalar" or "list"); the kinds are tf.train's
@@ -266,12 +266,14 @@ def estimated_bytes(metadata_bytes: int = 1024) -> int:
     return int(np.prod(FRAMES_SHAPE)) + 2 * 2 * AUDIO_SAMPLES + metadata_bytes
 
 
-def write_tfrecord(uri: str, serialized: Iterable[bytes]) -> int:
+def write_tfrecord(uri: str, serialized: Iterable[bytes], expected: int | None = None) -> int:
     """Write examples to a TFRecord file atomically; returns the file's size in bytes.
 
     The records go to a temporary name (in the same folder when local, in a
     local temporary folder for ``gs://``/``s3://``) and are moved into place
-    whole, so a reader never sees a partial shard.
+    whole, so a reader never sees a partial shard. With ``expected``, a file
+    that would hold another number of records is not moved into place
+    (:class:`RecordError`): a shard is never finished short.
     """
     import tensorflow as tf
 
@@ -284,9 +286,13 @@ def write_tfrecord(uri: str, serialized: Iterable[bytes]) -> int:
     else:
         tmp = os.path.join(tempfile.mkdtemp(prefix="audioscope-shard-"), os.path.basename(path))
     try:
+        count = 0
         with tf.io.TFRecordWriter(tmp) as writer:
             for data in serialized:
                 writer.write(data)
+                count += 1
+        if expected is not None and count != expected:
+            raise RecordError(f"{uri}: {count} examples were given for a shard planned to hold {expected}; not written")
         size = os.path.getsize(tmp)
         if local:
             os.replace(tmp, path)
