@@ -3,9 +3,12 @@
 One example of a mixture shard is a ``tf.train.Example`` with these features
 (the contract between ``audioscope mix``, the releases and the training job)::
 
-    frames            bytes   raw uint8, 5x128x128x3, C order (the frames clip)
+    frames            bytes   the 5 frames of the frames clip as ONE lossless PNG (8-bit
+                              RGB, the frames stacked top to bottom: 640x128), so the
+                              decoded uint8 5x128x128x3 array has exactly the store's pixels
     audio1, audio2    bytes   little-endian int16 PCM, 80,000 samples (5 s at 16 kHz
-                              mono); audio2 is all zeros for a single mixture
+                              mono), deflated (zlib stream, RFC 1950); audio2 is all
+                              zeros for a single mixture
     type              bytes   NOn, SOff, LOn, LOff, or an evaluation set name
     is_mom            int64   1 for a mixture of mixtures, 0 for a single mixture
     clip_id1, video_id1, clip_id2, video_id2
@@ -25,18 +28,28 @@ One example of a mixture shard is a ``tf.train.Example`` with these features
     schema_version    int64   :data:`SCHEMA_VERSION`
 
 Audio is stored as int16 so that a consumer gets the mixture of mixtures
-exactly as ``audio1 + audio2`` after ``x / 32768.0``. Everything here imports
-TensorFlow only inside the functions that need it; the constants and
-:class:`MixtureRecord` are plain Python and numpy.
+exactly as ``audio1 + audio2`` after ``x / 32768.0``. Both codecs are
+lossless and decodable inside a TensorFlow graph (``tf.io.decode_png``,
+``tf.io.decode_compressed(..., "ZLIB")``) and with the standard library /
+Pillow (:func:`decode`, :mod:`audioscope.schemas.tfrecord`).
+
+Schema versions: 1 stored raw frames and raw PCM (566 kB per example); 2 (this
+one) stores the codecs above (about 2.1x smaller on the synthetic corpus,
+``benchmarks/loader.py``). Readers read both (:func:`frames_from`,
+:func:`audio_from`). Only :func:`to_example`, :func:`encode`,
+:func:`feature_spec` and :func:`write_tfrecord` import TensorFlow, inside
+the function; decoding and reading need only numpy and Pillow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import tempfile
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -49,7 +62,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
 #: Version of the record layout; bump it when a feature changes meaning or type.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The oldest record version this version reads (1: raw frames and PCM).
+OLDEST_READABLE = 1
+#: Compression levels of the writer (PNG's deflate and the audio's zlib stream).
+PNG_LEVEL = 6
+AUDIO_ZLIB_LEVEL = 6
 
 from audioscope.geometry import AUDIO_SAMPLES, CLIP_SECONDS, FRAMES_SHAPE, SAMPLE_RATE  # noqa: E402,F401
 #: int16 full scale: float audio is ``int16 / AUDIO_SCALE``.
@@ -171,17 +189,57 @@ def video_of_clip(clip_id: str) -> str:
     return clip_id.rsplit("-", 1)[0]
 
 
+def frames_png(frames: np.ndarray) -> bytes:
+    """The 5 frames as one PNG, stacked top to bottom (lossless)."""
+    from audioscope.clipstore.format import png_rgb
+
+    n, h, w, c = frames.shape
+    return png_rgb(np.ascontiguousarray(frames).reshape(n * h, w, c), level=PNG_LEVEL)
+
+
+def audio_bytes(audio: np.ndarray | None) -> bytes:
+    """int16 PCM (zeros for None) as a zlib stream."""
+    pcm = np.zeros(AUDIO_SAMPLES, "<i2") if audio is None else audio.astype("<i2")
+    return zlib.compress(pcm.tobytes(), AUDIO_ZLIB_LEVEL)
+
+
+def frames_from(data: bytes, version: int) -> np.ndarray:
+    """Decoded frames uint8 [5, 128, 128, 3] of a record of ``version``."""
+    if version >= 2:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            array = np.asarray(img, dtype=np.uint8)
+        if img.mode != "RGB" or array.size != int(np.prod(FRAMES_SHAPE)):
+            raise RecordError(f"the frames are a {img.mode} {img.size} image, not an RGB PNG of {FRAMES_SHAPE}")
+        return array.reshape(FRAMES_SHAPE)
+    array = np.frombuffer(data, np.uint8)
+    if array.size != int(np.prod(FRAMES_SHAPE)):
+        raise RecordError(f"the raw frames hold {array.size} bytes, not {FRAMES_SHAPE}")
+    return array.reshape(FRAMES_SHAPE)
+
+
+def audio_from(data: bytes, version: int) -> np.ndarray:
+    """Decoded int16 samples [80000] of a record of ``version``."""
+    raw = zlib.decompress(data) if version >= 2 else data
+    if len(raw) != 2 * AUDIO_SAMPLES:
+        raise RecordError(f"the audio holds {len(raw)} bytes, not {AUDIO_SAMPLES} int16 samples")
+    return np.frombuffer(raw, "<i2").astype(np.int16)
+
+
 def _values(record: MixtureRecord) -> dict[str, Any]:
     """Each feature's value list, in :data:`FEATURES` order."""
-    zeros = np.zeros(AUDIO_SAMPLES, "<i2")
     arrays = {
-        "frames": np.ascontiguousarray(record.frames).tobytes(),
-        "audio1": record.audio1.astype("<i2").tobytes(),
-        "audio2": (zeros if record.audio2 is None else record.audio2.astype("<i2")).tobytes(),
+        "frames": frames_png(record.frames),
+        "audio1": audio_bytes(record.audio1),
+        "audio2": audio_bytes(record.audio2),
     }
     out: dict[str, Any] = {}
     for name, (kind, shape) in FEATURES.items():
         value = arrays[name] if name in arrays else getattr(record, name)
+        if name == "schema_version":
+            value = SCHEMA_VERSION  # the bytes are always written in this version's layout
         if kind == "bytes":
             value = value if isinstance(value, bytes) else str(value).encode("utf-8")
         elif kind == "int64":
@@ -214,10 +272,14 @@ def encode(record: MixtureRecord) -> bytes:
 
 
 def decode(data: bytes) -> MixtureRecord:
-    """A serialized example back as a :class:`MixtureRecord` (checked)."""
-    import tensorflow as tf
+    """A serialized example back as a :class:`MixtureRecord` (checked; any schema version since
+    :data:`OLDEST_READABLE`). Needs no TensorFlow (:func:`audioscope.schemas.tfrecord.parse_example`)."""
+    from audioscope.schemas.tfrecord import parse_example
 
-    feature = tf.train.Example.FromString(data).features.feature
+    try:
+        feature = parse_example(data)
+    except ValueError as e:
+        raise RecordError(f"not a tf.train.Example ({e}); it was not written by `audioscope mix`") from None
     missing = [n for n in FEATURES if n not in feature and n not in OPTIONAL]
     if missing:
         raise RecordError(f"the example lacks the features {missing}; it was not written by `audioscope mix`")
@@ -226,19 +288,34 @@ def decode(data: bytes) -> MixtureRecord:
         if name not in feature:
             values[name] = OPTIONAL[name]
             continue
-        got = list(getattr(feature[name], f"{kind}_list").value)
+        got_kind, got = feature[name]
+        if (got and got_kind != kind) or (shape == "scalar" and len(got) != 1):
+            raise RecordError(f"the feature {name} is not one {kind} value; it was not written by `audioscope mix`")
         values[name] = tuple(got) if shape == "list" else got[0]
     version = int(values["schema_version"])
-    if version > SCHEMA_VERSION:
-        raise RecordError(f"record schema version {version}; this version reads {SCHEMA_VERSION}: upgrade audioscope-data")
-    values["frames"] = np.frombuffer(values["frames"], np.uint8).reshape(FRAMES_SHAPE)
-    values["audio1"] = np.frombuffer(values["audio1"], "<i2").astype(np.int16)
+    check_version(version)
+    values["frames"] = frames_from(values["frames"], version)
+    values["audio1"] = audio_from(values["audio1"], version)
     values["is_mom"] = bool(values["is_mom"])
-    values["audio2"] = np.frombuffer(values["audio2"], "<i2").astype(np.int16) if values["is_mom"] else None
+    values["audio2"] = audio_from(values["audio2"], version) if values["is_mom"] else None
     for name, (kind, _shape) in FEATURES.items():
         if kind == "bytes" and name not in _ARRAYS:
-            values[name] = values[name].decode("utf-8")
+            values[name] = bytes(values[name]).decode("utf-8")
+        elif kind == "float":
+            values[name] = float(np.float32(values[name]))
     return check(MixtureRecord(**values))
+
+
+def check_version(version: int, where: str = "") -> None:
+    """Raise :class:`RecordError` for a record version this version cannot read."""
+    at = f"{where}: " if where else ""
+    if version > SCHEMA_VERSION:
+        raise RecordError(
+            f"{at}record schema version {version}; this version of audioscope-data reads {OLDEST_READABLE} to "
+            f"{SCHEMA_VERSION}: upgrade audioscope-data"
+        )
+    if version < OLDEST_READABLE:
+        raise RecordError(f"{at}record schema version {version} is older than any this version reads: write the shards again")
 
 
 def feature_spec(names: Iterable[str] | None = None) -> dict[str, Any]:
@@ -261,9 +338,15 @@ def record_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(MixtureRecord) if f.name not in _ARRAYS)
 
 
+#: Bytes of the compressed media of one example, as measured on the synthetic corpus
+#: (PNG frames ~52 kB, two deflated audio clips ~203 kB; ``benchmarks/loader.py --source``).
+ESTIMATED_MEDIA_BYTES = 256_000
+
+
 def estimated_bytes(metadata_bytes: int = 1024) -> int:
-    """Bytes one example takes in a TFRecord file (media plus a bound on the metadata)."""
-    return int(np.prod(FRAMES_SHAPE)) + 2 * 2 * AUDIO_SAMPLES + metadata_bytes
+    """Bytes one example takes in a TFRecord file (compressed media plus a bound on the metadata),
+    what shard sizes are planned with. Real corpora vary: audio compresses less than frames."""
+    return ESTIMATED_MEDIA_BYTES + metadata_bytes
 
 
 def write_tfrecord(uri: str, serialized: Iterable[bytes], expected: int | None = None) -> int:
@@ -306,7 +389,7 @@ def write_tfrecord(uri: str, serialized: Iterable[bytes], expected: int | None =
 
 
 def read_tfrecord(uri: str) -> list[bytes]:
-    """Every serialized example of a TFRecord file, in order (for checks and tools)."""
-    import tensorflow as tf
+    """Every serialized example of a TFRecord file, in order, checksums checked (no TensorFlow)."""
+    from audioscope.schemas.tfrecord import read_records
 
-    return [bytes(r.numpy()) for r in tf.data.TFRecordDataset([uri])]
+    return list(read_records(uri))
