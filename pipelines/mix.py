@@ -57,8 +57,9 @@ from audioscope.schemas import records
 logger = logging.getLogger(__name__)
 
 METRICS_NAMESPACE = "audioscope.mix"
-#: Shards per work file (one JSON line each).
-SHARDS_PER_WORK_FILE = 1000
+#: Shards per work file (one JSON line each, ~1 kB per planned example: ~100 MB
+#: per file for shards of ~1,000 examples; a worker reads a whole file).
+SHARDS_PER_WORK_FILE = 100
 
 
 class MediaError(ValueError):
@@ -358,23 +359,58 @@ def run_pipeline(*, store: str, mix_dir: str, work_files: Sequence[str], beam_ar
 # --------------------------------------------------------------------------- the run
 
 
-def write_work(layout: MixLayout, shards: Sequence[Shard]) -> list[str]:
-    """Work files for ``shards`` (one line each); stale work files of earlier runs are removed."""
-    n = math.ceil(len(shards) / SHARDS_PER_WORK_FILE)
-    paths = []
-    for i in range(n):
-        chunk = shards[i * SHARDS_PER_WORK_FILE : (i + 1) * SHARDS_PER_WORK_FILE]
-        paths.append(layout.work_file(i, n))
-        storage.atomic_write(paths[-1], "".join(s.work_line() + "\n" for s in chunk))
-    for path in layout.work_files():
-        if path not in paths:
-            storage.remove(path)
-    return paths
+class WorkWriter:
+    """Work lines of the shards still to write, streamed into local files of
+    :data:`SHARDS_PER_WORK_FILE` lines while the plan is scanned; :meth:`publish`
+    moves them to ``MIX_DIR/work/`` (stale work files of earlier runs removed)."""
+
+    def __init__(self, layout: MixLayout, todo: Sequence[str]) -> None:
+        import tempfile
+
+        self.layout = layout
+        self.todo = set(todo)
+        self.n = math.ceil(len(self.todo) / SHARDS_PER_WORK_FILE)
+        self._tmp = tempfile.TemporaryDirectory(prefix="audioscope-mix-work-")
+        self._files: list[str] = []
+        self._lines = 0
+        self._fh: Any = None
+
+    def add(self, shard: Shard, line: str) -> None:
+        if shard.path not in self.todo:
+            return
+        if self._lines % SHARDS_PER_WORK_FILE == 0:
+            if self._fh is not None:
+                self._fh.close()
+            self._files.append(f"{self._tmp.name}/work-{len(self._files):05d}.jsonl")
+            self._fh = open(self._files[-1], "w", encoding="utf-8")
+        self._fh.write(line + "\n")
+        self._lines += 1
+
+    def publish(self) -> list[str]:
+        """The work files in MIX_DIR/work/, one per local file."""
+        from audioscope.pipelines.mix_outputs import put_file
+
+        if self._fh is not None:
+            self._fh.close()
+        paths = []
+        for i, local in enumerate(self._files):
+            paths.append(self.layout.work_file(i, len(self._files)))
+            put_file(local, paths[-1])
+        for path in self.layout.work_files():
+            if path not in paths:
+                storage.remove(path)
+        self.close()
+        return paths
+
+    def close(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            self._fh.close()
+        self._tmp.cleanup()
 
 
-def pin_plan(layout: MixLayout, plan: Plan, config_json: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
     """Write ``mix.json``, or refuse a MIX_DIR that holds another plan."""
-    wanted = {"format_version": FORMAT_VERSION, "plan_sha256": plan.sha256(), "config": dict(config_json),
+    wanted = {"format_version": FORMAT_VERSION, "plan_sha256": plan_sha256, "config": dict(config_json),
               "inputs": dict(inputs)}  # fmt: skip
     have = layout.read_pin()
     if have is not None and have.get("plan_sha256") != wanted["plan_sha256"]:
@@ -389,9 +425,9 @@ def pin_plan(layout: MixLayout, plan: Plan, config_json: Mapping[str, Any], inpu
 class ShardPoller:
     """Progress read back from the shard files (and failure markers) of this run."""
 
-    def __init__(self, layout: MixLayout, todo: Sequence[Shard]) -> None:
+    def __init__(self, layout: MixLayout, todo: Mapping[str, int]) -> None:
         self.layout = layout
-        self.todo = {s.path: len(s.examples) for s in todo}
+        self.todo = dict(todo)
 
     def __call__(self) -> tuple[int, dict[str, int]]:
         done = set(self.layout.existing_shards()) & set(self.todo)
@@ -404,19 +440,32 @@ def _say(config: MixConfig, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def write_shards(layout: MixLayout, plan: Plan, config: MixConfig) -> dict[str, str]:
-    """Run the pipeline for the shards that do not exist yet; the shards missing at the end (path -> reason)."""
+def write_shards(layout: MixLayout, plan: Plan, config: MixConfig, options: PlanOptions, inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Pin the plan and run the pipeline for the shards that do not exist yet; the shards missing
+    at the end (path -> reason).
+
+    The plan is scanned once, shard by shard: its SHA-256, the counts and the
+    work lines of the missing shards (streamed to files) in one pass.
+    """
     from audioscope.progress import Poller, Progress
 
-    layout.clear_failures()  # failed shards of an earlier run are retried
+    planned = plan.shard_sizes()
     written = layout.existing_shards()
-    todo = [s for s in plan.shards if s.path not in written]
+    todo = {p: n for p, n in planned.items() if p not in written}
+    writer = WorkWriter(layout, list(todo))
+    try:
+        sha = plan.scan(writer.add)
+        pin_plan(layout, sha, options.to_json(), inputs)
+    except BaseException:
+        writer.close()
+        raise
+    layout.clear_failures()  # failed shards of an earlier run are retried
     _say(
         config,
-        f"mix: {len(plan.shards)} shards planned, {len(plan.shards) - len(todo)} already written, "
-        f"{len(todo)} to write ({sum(len(s.examples) for s in todo)} examples)",
+        f"mix: {len(planned)} shards planned, {len(planned) - len(todo)} already written, "
+        f"{len(todo)} to write ({sum(todo.values())} examples)",
     )
-    work_files = write_work(layout, todo)
+    work_files = writer.publish()
     if todo:
         kwargs = dict(store=config.store, mix_dir=layout.root, work_files=work_files, beam_args=config.beam_args)
         if config.progress:
@@ -428,8 +477,7 @@ def write_shards(layout: MixLayout, plan: Plan, config: MixConfig) -> dict[str, 
         storage.remove(path)
     failed = layout.read_failures()
     existing = layout.existing_shards()
-    failed.update({s.path: "not written (the pipeline stopped early?)" for s in plan.shards
-                   if s.path not in existing and s.path not in failed})  # fmt: skip
+    failed.update({p: "not written (the pipeline stopped early?)" for p in planned if p not in existing and p not in failed})
     return failed
 
 
@@ -458,8 +506,7 @@ def mix(config: MixConfig) -> MixResult:
     plan = make_plan(catalog, df, labels, loaded["pair_lists"], options)
     plan.notes["pair_problems"] = loaded["pair_problems"] + plan.notes["pair_problems"]
     layout = MixLayout(config.out)
-    pin_plan(layout, plan, options.to_json(), loaded["inputs"])
-    failed = write_shards(layout, plan, config)
+    failed = write_shards(layout, plan, config, options, loaded["inputs"])
     if failed:
         return MixResult(layout, None, failed, time.time() - started)
     summary = write_outputs(layout, plan, options, loaded["inputs"])

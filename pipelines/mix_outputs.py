@@ -3,10 +3,13 @@ summary.json (last). No Beam and no TensorFlow here."""
 
 from __future__ import annotations
 
-import io
+import itertools
 import json
 import math
-from typing import Any, Mapping
+import os
+import shutil
+import tempfile
+from typing import Any, Iterator, Mapping
 
 from audioscope import storage
 from audioscope.pipelines.mix_layout import FORMAT_VERSION, MixLayout, pairs_csv_path
@@ -25,14 +28,17 @@ def first_clip_info(e: Planned) -> tuple[str, tuple[int, ...], tuple[int, ...], 
     return first.label or "", first.votes_onscreen, first.votes_offscreen, math.nan if first.score is None else first.score
 
 
-def example_rows(plan: Plan) -> list[dict[str, Any]]:
-    """One EXAMPLES row per planned example, in (shard, index) order."""
-    rows = []
-    for shard in sorted(plan.shards, key=lambda s: s.path):
+#: Rows of examples.parquet held in memory at once (one row group each).
+ROWS_PER_GROUP = 100_000
+
+
+def example_rows(plan: Plan) -> Iterator[dict[str, Any]]:
+    """One EXAMPLES row per planned example, in (shard, index) order, planned shard by shard."""
+    for shard in plan.iter_shards(by_path=True):
         for i, e in enumerate(shard.examples):
             label, _, _, score = first_clip_info(e)
             second = e.second
-            rows.append({
+            yield {
                 "shard": shard.path, "index": i, "subset": e.subset, "split": e.split, "type": e.type,
                 "is_mom": e.is_mom, "frames_clip_id": e.frames.clip_id,
                 "clip_id1": e.first.clip_id, "video_id1": e.first.video_id, "start1": e.first.start,
@@ -44,29 +50,45 @@ def example_rows(plan: Plan) -> list[dict[str, Any]]:
                 "licence_name1": e.first.licence_name, "licence_url1": e.first.licence_url,
                 "licence_name2": second and second.licence_name, "licence_url2": second and second.licence_url,
                 "frames_licence_name": e.frames.licence_name, "frames_licence_url": e.frames.licence_url,
-            })  # fmt: skip
-    return rows
+            }  # fmt: skip
 
 
-def examples_parquet(plan: Plan) -> bytes:
-    """``examples.parquet`` bytes (schemas.tables.EXAMPLES; deterministic)."""
+def write_examples_parquet(plan: Plan, path: str) -> None:
+    """``examples.parquet`` (schemas.tables.EXAMPLES; deterministic), written a row group at a time
+    to a local temporary file and moved into place whole."""
     import pyarrow.parquet as pq
 
     from audioscope.schemas.tables import EXAMPLES, to_table
 
-    buf = io.BytesIO()
-    pq.write_table(to_table(example_rows(plan), EXAMPLES), buf, compression="zstd")
-    return buf.getvalue()
+    with tempfile.TemporaryDirectory(prefix="audioscope-examples-") as tmp:
+        local = os.path.join(tmp, "examples.parquet")
+        with pq.ParquetWriter(local, EXAMPLES, compression="zstd") as writer:
+            rows = example_rows(plan)
+            wrote = False
+            while chunk := list(itertools.islice(rows, ROWS_PER_GROUP)):
+                writer.write_table(to_table(chunk, EXAMPLES))
+                wrote = True
+            if not wrote:
+                writer.write_table(to_table([], EXAMPLES))
+        put_file(local, path)
+
+
+def put_file(local: str, uri: str) -> None:
+    """Move a finished local file to ``uri`` whole (a rename next to it when local, an upload else)."""
+    if storage.is_local(uri):
+        target = storage.url_to_fs(uri)[1]
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        tmp = os.path.join(os.path.dirname(target) or ".", f".{os.path.basename(target)}.tmp")
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, target)
+    else:
+        fs, remote = storage.url_to_fs(uri)
+        fs.put_file(local, remote)
 
 
 def eval_sets(plan: Plan) -> dict[tuple[str, str], list[Planned]]:
-    """The planned examples of each evaluation set (split, set), in shard order."""
-    out: dict[tuple[str, str], list[Planned]] = {}
-    for shard in plan.shards:
-        for e in shard.examples:
-            if e.split != "train":
-                out.setdefault((e.split, e.subset), []).append(e)
-    return out
+    """The planned examples of each evaluation set (split, set) that has any, in plan order."""
+    return plan.eval
 
 
 def summary(plan: Plan, config: PlanOptions, inputs: Mapping[str, Any], shard_bytes: Mapping[str, int]) -> dict[str, Any]:
@@ -85,7 +107,7 @@ def summary(plan: Plan, config: PlanOptions, inputs: Mapping[str, Any], shard_by
         "inputs": dict(inputs),
         "plan_sha256": plan.sha256(),
         "counts": plan.counts,
-        "shards": [{"path": s.path, "examples": len(s.examples), "bytes": int(shard_bytes[s.path])} for s in plan.shards],
+        "shards": [{"path": p, "examples": n, "bytes": int(shard_bytes[p])} for p, n in plan.shard_sizes().items()],
         "examples": "examples.parquet",
         "pairs": [pairs_csv_path(split, name) for split, name in eval_sets(plan)],
         "notes": plan.notes,
@@ -95,7 +117,7 @@ def summary(plan: Plan, config: PlanOptions, inputs: Mapping[str, Any], shard_by
 def write_outputs(layout: MixLayout, plan: Plan, config: PlanOptions, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """After every shard exists: examples.parquet, the pair CSVs, then summary.json (last)."""
     sizes = layout.existing_shards()
-    storage.atomic_write(layout.examples_parquet, examples_parquet(plan))
+    write_examples_parquet(plan, layout.examples_parquet)
     for (split, name), examples in eval_sets(plan).items():
         storage.atomic_write(layout.path(pairs_csv_path(split, name)), pairs_csv(examples))
     result = summary(plan, config, inputs, sizes)

@@ -27,7 +27,8 @@ import hashlib
 import heapq
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from functools import partial
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -176,6 +177,11 @@ def check_recipe(recipe: Recipe, pools: Pools) -> None:
 
 def plan_recipe(recipe: Recipe, pools: Pools, total: int, seed: int, per_shard: int) -> list[Shard]:
     """The shards of one training recipe (``train/<recipe>/``)."""
+    return list(iter_recipe(recipe, pools, total, seed, per_shard))
+
+
+def iter_recipe(recipe: Recipe, pools: Pools, total: int, seed: int, per_shard: int) -> Iterator[Shard]:
+    """The shards of one training recipe, planned one at a time (memory: one shard)."""
     check_recipe(recipe, pools)
     df = pools.df_train
     firsts = {
@@ -185,9 +191,13 @@ def plan_recipe(recipe: Recipe, pools: Pools, total: int, seed: int, per_shard: 
         LOFF: _Cycle(pools.label_pool("train", LABEL_OFFSCREEN_ONLY) or df, seed, recipe.name, LOFF),
     }
     sizes = shard_sizes(total, per_shard)
-    types = [t for size in sizes for t in type_schedule(size, recipe.proportions)]  # restarts at every shard
-    examples = [_training_example(recipe.name, t, firsts[t], df, seed, i) for i, t in enumerate(types)]
-    return cut_into_shards(train_folder(recipe.name), recipe.name, examples, sizes)
+    i = 0
+    for s, size in enumerate(sizes):
+        examples = []
+        for t in type_schedule(size, recipe.proportions):  # restarts at every shard
+            examples.append(_training_example(recipe.name, t, firsts[t], df, seed, i))
+            i += 1
+        yield Shard(shard_name(train_folder(recipe.name), recipe.name, s, len(sizes)), examples)
 
 
 def cut_into_shards(folder: str, stem: str, examples: Sequence[Planned], sizes: Sequence[int]) -> list[Shard]:
@@ -257,18 +267,65 @@ class PlanOptions:
 
 
 @dataclass
-class Plan:
-    """Every shard to write, the counts they hold and what was left out (``notes``)."""
+class Group:
+    """One folder of shards: a training recipe or an evaluation set, planned on demand."""
 
-    shards: list[Shard]
+    folder: str
+    sizes: list[int]
+    make: Callable[[], Iterator[Shard]]
+
+    def paths(self) -> list[str]:
+        stem = self.folder.rsplit("/", 1)[-1]
+        return [shard_name(self.folder, stem, i, len(self.sizes)) for i in range(len(self.sizes))]
+
+
+@dataclass
+class Plan:
+    """Every shard to write (planned on demand, shard by shard), the counts and what was left out.
+
+    The training shards are never all in memory: :meth:`iter_shards` plans
+    them again on every pass (the plan is a pure function of its inputs),
+    :meth:`scan` makes one pass for the plan's SHA-256 and the counts.
+    """
+
+    groups: list[Group]
     counts: dict[str, Any]
     notes: dict[str, Any]
+    eval: dict[tuple[str, str], list[Planned]] = field(default_factory=dict)
+    _sha256: str | None = None
+
+    def shard_sizes(self) -> dict[str, int]:
+        """Shard path -> planned examples, in plan order (nothing planned)."""
+        return {p: n for g in self.groups for p, n in zip(g.paths(), g.sizes)}
+
+    def iter_shards(self, by_path: bool = False) -> Iterator[Shard]:
+        """Every shard in plan order (training recipes, then evaluation sets), or sorted by path."""
+        for group in sorted(self.groups, key=lambda g: g.folder) if by_path else self.groups:
+            yield from group.make()
+
+    @property
+    def shards(self) -> list[Shard]:
+        """Every shard as a list (small plans and tests; big ones use :meth:`iter_shards`)."""
+        return list(self.iter_shards())
+
+    def scan(self, visit: Callable[[Shard, str], None] | None = None) -> str:
+        """One pass over the plan: its SHA-256 (of the work lines) and the training counts;
+        ``visit(shard, work_line)`` is called for every shard on the way."""
+        digest = hashlib.sha256()
+        train: dict[str, dict[str, int]] = {}
+        for shard in self.iter_shards():
+            line = shard.work_line()
+            digest.update(line.encode("utf-8") + b"\n")
+            if shard.path.startswith("train/"):
+                add_training_counts(train.setdefault(shard.path.split("/")[1], {}), shard)
+            if visit is not None:
+                visit(shard, line)
+        self.counts["train"] = {name: train.get(name, add_training_counts({}, None)) for name in self.counts["train"]}
+        self._sha256 = digest.hexdigest()
+        return self._sha256
 
     def sha256(self) -> str:
-        digest = hashlib.sha256()
-        for shard in self.shards:
-            digest.update(shard.work_line().encode("utf-8") + b"\n")
-        return digest.hexdigest()
+        return self._sha256 if self._sha256 is not None else self.scan()
 
 
 def build_pools(catalog: Catalog, df: pd.DataFrame, labels: pd.DataFrame | None) -> Pools:
@@ -284,11 +341,15 @@ def make_plan(
     catalog: Catalog, df: pd.DataFrame, labels: pd.DataFrame | None, pair_lists: Sequence[PairList] | None,
     config: PlanOptions,
 ) -> Plan:
-    """The whole plan: training shards of every recipe, then the evaluation sets."""
+    """The whole plan: training shards of every recipe, then the evaluation sets.
+
+    Training shards are planned on demand (:class:`Plan`); the evaluation
+    sets (unanimously labeled clips and their partners) are planned here.
+    """
     pools = build_pools(catalog, df, labels)
     per_shard = examples_per_shard(config.shard_bytes)
     total = config.examples if config.examples is not None else len(pools.df_train)
-    shards: list[Shard] = []
+    groups: list[Group] = []
     counts: dict[str, Any] = {"train": {}, "eval": {}}
     skipped: dict[str, str] = {}
     for recipe in config.recipes:
@@ -296,12 +357,14 @@ def make_plan(
             skipped[train_folder(recipe.name)] = "no --labels given: LOn/LOff examples need the annotation step's labels.parquet"
             continue
         try:
-            planned = plan_recipe(recipe, pools, total, config.seed, per_shard)
+            check_recipe(recipe, pools)
         except PlanError as e:
             skipped[train_folder(recipe.name)] = str(e)
             continue
-        shards += planned
-        counts["train"][recipe.name] = training_counts(planned)
+        sizes = shard_sizes(total, per_shard)
+        make = partial(iter_recipe, recipe, pools, total, config.seed, per_shard)
+        groups.append(Group(train_folder(recipe.name), sizes, make))
+        counts["train"][recipe.name] = {}
     notes: dict[str, Any] = {"skipped": skipped, "pair_problems": []}
     if pair_lists is not None:
         sets, notes["pair_problems"] = eval_from_pairs(catalog, pair_lists)
@@ -310,20 +373,32 @@ def make_plan(
     else:
         sets = {}
         skipped["eval"] = "no --labels given: the evaluation sets need unanimous validation and test labels"
-    for (split, name), examples in sorted(sets.items(), key=lambda kv: (EVAL_SPLITS.index(kv[0][0]), EVAL_SETS.index(kv[0][1]))):
-        shards += eval_shards(split, name, examples, per_shard)
+    ordered = sorted(sets.items(), key=lambda kv: (EVAL_SPLITS.index(kv[0][0]), EVAL_SETS.index(kv[0][1])))
+    for (split, name), examples in ordered:
+        shards = eval_shards(split, name, examples, per_shard)
+        groups.append(Group(eval_folder(split, name), [len(s.examples) for s in shards], partial(iter, shards)))
         counts["eval"].setdefault(split, {})[name] = len(examples)
     notes["left_out"] = catalog.left_out
-    return Plan(shards=shards, counts=counts, notes=notes)
+    return Plan(groups=groups, counts=counts, notes=notes, eval={k: v for k, v in ordered if v})
+
+
+def add_training_counts(counts: dict[str, int], shard: Shard | None) -> dict[str, int]:
+    """Add a shard's examples to total, one count per type, mixtures of mixtures and single mixtures."""
+    for key in ("total", *TRAIN_TYPES, "mom", "single"):
+        counts.setdefault(key, 0)
+    for e in shard.examples if shard is not None else ():
+        counts["total"] += 1
+        counts[e.type] += 1
+        counts["mom" if e.is_mom else "single"] += 1
+    return counts
 
 
 def training_counts(shards: Sequence[Shard]) -> dict[str, int]:
     """total, one count per type, and how many are mixtures of mixtures / single mixtures."""
-    examples = [e for s in shards for e in s.examples]
-    out = {"total": len(examples), **{t: sum(e.type == t for e in examples) for t in TRAIN_TYPES}}
-    out["mom"] = sum(e.is_mom for e in examples)
-    out["single"] = out["total"] - out["mom"]
-    return out
+    counts: dict[str, int] = add_training_counts({}, None)
+    for shard in shards:
+        add_training_counts(counts, shard)
+    return counts
 
 
 def eval_from_pairs(catalog: Catalog, pair_lists: Sequence[PairList]) -> tuple[dict[tuple[str, str], list[Planned]], list[str]]:
