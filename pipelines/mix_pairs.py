@@ -117,7 +117,11 @@ def read_pairs_dir(directory: str) -> tuple[list[PairList], list[str]]:
         if kind is None:
             problems.append(f"{path}: not a validation or test on-/off-screen list by its name; ignored")
             continue
-        rows, bad = parse_pairs(storage.read_text(path), path)
+        try:
+            rows, bad = parse_pairs(storage.read_text(path), path)
+        except (UnicodeDecodeError, csv.Error) as e:
+            problems.append(f"{path}: not a text CSV ({type(e).__name__}); ignored")
+            continue
         problems += bad
         lists.append(PairList(source=path, split=kind[0], name=kind[1], rows=tuple(rows)))
     return lists, problems

@@ -413,3 +413,29 @@ def test_the_library_entry_and_the_layout_readers(mixed, inputs, tmp_path):
     # a finished folder's layout readers agree with the CLI run's files
     big = MixLayout(str(mixed))
     assert len(big.read_examples()) == len(pd.read_parquet(mixed / "examples.parquet"))
+
+
+def test_a_runner_that_drops_a_shard_cannot_end_the_run_as_finished(inputs, tmp_path, monkeypatch, capsys):
+    from audioscope.pipelines import mix as mix_module
+
+    real = mix_module.run_pipeline
+
+    def dropping(*, work_files, **kw):  # a runner stand-in that loses the last element
+        last = work_files[-1]
+        lines = Path(last).read_text().splitlines()
+        Path(last).write_text("".join(line + "\n" for line in lines[:-1]))
+        return real(work_files=work_files, **kw)
+
+    monkeypatch.setattr(mix_module, "run_pipeline", dropping)
+    out = tmp_path / "out"
+    args = ["mix", "--store", str(inputs.store), "--df", str(inputs.df), "--out", str(out), "--examples", "24",
+            "--shard-bytes", "3M", "--recipes", "unsupervised", "--poll", "0.2"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "not written (the pipeline stopped early?)" in err and "run the same command again" in err
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(mix_module, "run_pipeline", real)
+    assert cli.main(args) == 0
+    summary = summary_of(out)
+    assert len(summary["shards"]) > 1 and sum(s["examples"] for s in summary["shards"]) == 24
+    assert "1 to write" in capsys.readouterr().err

@@ -210,3 +210,12 @@ def test_the_wire_decoder_agrees_with_tensorflow():
     assert parsed["negative"] == ("int64", [-5, 2**40])
     with pytest.raises(RecordError, match="not a tf.train.Example"):
         records.decode(b"\x0a\xff\xff")
+
+
+def test_a_shard_is_never_written_with_fewer_examples_than_planned(tmp_path):
+    path = tmp_path / "s" / "x-00000-of-00001.tfrecord"
+    data = [records.encode(make_record(i)) for i in range(2)]
+    with pytest.raises(RecordError, match="2 examples were given for a shard planned to hold 3; not written"):
+        records.write_tfrecord(str(path), data, expected=3)
+    assert os.listdir(tmp_path / "s") == []
+    assert records.write_tfrecord(str(path), data, expected=2) == path.stat().st_size
