@@ -12,10 +12,11 @@ int16 / 32768); ``type``, ``label1``, ``clip_id1``, ``clip_id2``,
 ``video_id1``, ``video_id2`` tf.string; ``is_mom`` tf.bool; ``score1``
 float32. Batched, every feature gets a leading batch dimension.
 
-Each record is parsed and decoded on its own (frames: one ``decode_png``;
-audio: ``decode_compressed`` + ``decode_raw``; records of schema version 1,
-raw frames and PCM, are read too), in parallel, then batched. Shards of a
-newer record version are refused before reading, naming the file.
+Each record is parsed on its own and its media decoded (zstd, numpy, in
+``tf.numpy_function``; records of schema version 1, raw frames and PCM, are
+read too), in parallel, then batched. Shards of a newer record version are
+refused before reading, naming the file (and the decoder refuses any
+record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
 module stays cheap. Without TensorFlow, :mod:`audioscope.models.numpy_data`
 gives the same examples as numpy arrays.
@@ -66,33 +67,23 @@ def _is_file(uri: str) -> bool:
 def decode_example(serialized: "tf.Tensor") -> dict[str, "tf.Tensor"]:
     """Parse and decode one serialized mixture record (see the module docstring).
 
-    Reads every record version since ``records.OLDEST_READABLE``: version 1
-    (raw frames and PCM) and version 2 (one PNG of the frames, deflated PCM),
-    chosen per record by its ``schema_version``.
+    Reads every record version since ``records.OLDEST_READABLE`` (version 1:
+    raw frames and PCM; 2: zstd, :mod:`audioscope.schemas.records`); the media
+    are decoded by ``records.decode_media`` in ``tf.numpy_function``.
     """
     import tensorflow as tf
 
     parsed = tf.io.parse_single_example(serialized, records.feature_spec(PARSED + ("schema_version",)))
-    version = parsed["schema_version"]
-    check = tf.debugging.assert_less_equal(
-        version, tf.constant(records.SCHEMA_VERSION, tf.int64),
-        message=f"a mixture record of a newer schema than {records.SCHEMA_VERSION}: upgrade audioscope-data",
+    frames, pcm1, pcm2 = tf.numpy_function(
+        lambda f, a1, a2, v: records.decode_media(f, a1, a2, int(v)),
+        [parsed["frames"], parsed["audio1"], parsed["audio2"], parsed["schema_version"]],
+        [tf.uint8, tf.int16, tf.int16], stateful=False,
     )  # fmt: skip
-    with tf.control_dependencies([check]):
-        compressed = tf.greater_equal(version, 2)
-    frames = tf.cond(
-        compressed,
-        lambda: tf.io.decode_png(parsed["frames"], channels=3),
-        lambda: tf.io.decode_raw(parsed["frames"], tf.uint8),
-    )
-    frames = tf.reshape(frames, records.FRAMES_SHAPE)
-
-    def pcm(data: "tf.Tensor") -> "tf.Tensor":
-        raw = tf.cond(compressed, lambda: tf.io.decode_compressed(data, "ZLIB"), lambda: data)
-        samples = tf.io.decode_raw(raw, tf.int16, little_endian=True)
-        return tf.reshape(tf.cast(samples, tf.float32) * (1.0 / records.AUDIO_SCALE), [records.AUDIO_SAMPLES])
-
-    audio = {name: pcm(parsed[name]) for name in ("audio1", "audio2")}
+    frames = tf.ensure_shape(frames, records.FRAMES_SHAPE)
+    audio = {
+        name: tf.ensure_shape(tf.cast(pcm, tf.float32) * (1.0 / records.AUDIO_SCALE), [records.AUDIO_SAMPLES])
+        for name, pcm in (("audio1", pcm1), ("audio2", pcm2))
+    }
     out = {name: parsed[name] for name in ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2", "score1")}
     return {
         **out, "frames": frames, **audio, "mixture": audio["audio1"] + audio["audio2"],

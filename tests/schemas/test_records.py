@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 
 import numpy as np
 import pytest
+import zstandard
 
 from audioscope.schemas import records
 from audioscope.schemas.records import AUDIO_SAMPLES, FRAMES_SHAPE, MixtureRecord, RecordError
@@ -56,7 +56,7 @@ def test_a_single_mixture_stores_zeros_and_no_second_clip():
     rec = single(type="LOn")
     data = records.encode(rec)
     feature = tf.train.Example.FromString(data).features.feature
-    assert zlib.decompress(feature["audio2"].bytes_list.value[0]) == bytes(2 * AUDIO_SAMPLES)  # zeros, deflated
+    assert zstandard.ZstdDecompressor().decompress(feature["audio2"].bytes_list.value[0]) == bytes(2 * AUDIO_SAMPLES)
     assert feature["clip_id2"].bytes_list.value[0] == b"" and feature["is_mom"].int64_list.value[0] == 0
     back = records.decode(data)
     assert back.audio2 is None and math.isnan(back.start2)
@@ -80,10 +80,11 @@ def test_the_feature_spec_parses_what_encode_writes():
     assert parsed["score1"].numpy() == np.float32(0.875)
     assert tf.sparse.to_dense(parsed["votes_onscreen1"]).numpy().tolist() == [1, 1, 1]
     assert parsed["schema_version"].numpy() == records.SCHEMA_VERSION
-    raw = tf.reshape(tf.io.decode_png(parsed["frames"], channels=3), FRAMES_SHAPE).numpy()
-    np.testing.assert_array_equal(raw, rec.frames)
-    pcm = tf.io.decode_raw(tf.io.decode_compressed(parsed["audio1"], "ZLIB"), tf.int16, little_endian=True).numpy()
+    frames, pcm, _ = records.decode_media(parsed["frames"].numpy(), parsed["audio1"].numpy(), parsed["audio2"].numpy(), 2)
+    np.testing.assert_array_equal(frames, rec.frames)
     np.testing.assert_array_equal(pcm, rec.audio1)
+    raw = zstandard.ZstdDecompressor().decompress(parsed["audio1"].numpy())  # the audio is plain PCM in zstd
+    np.testing.assert_array_equal(np.frombuffer(raw, "<i2"), rec.audio1)
 
 
 @pytest.mark.parametrize(
@@ -219,3 +220,21 @@ def test_a_shard_is_never_written_with_fewer_examples_than_planned(tmp_path):
         records.write_tfrecord(str(path), data, expected=3)
     assert os.listdir(tmp_path / "s") == []
     assert records.write_tfrecord(str(path), data, expected=2) == path.stat().st_size
+
+
+def test_the_pure_python_crc32c_fallback_agrees():
+    from audioscope.schemas.tfrecord import crc32c, crc32c_python
+
+    assert crc32c_python(b"123456789") == 0xE3069283  # the CRC-32C check value
+    data = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    assert crc32c_python(data) == crc32c(data)
+
+
+def test_a_decompression_bomb_or_garbage_media_is_refused():
+    example = records.to_example(make_record(1))
+    example.features.feature["audio1"].bytes_list.value[0] = zstandard.ZstdCompressor().compress(bytes(10 * 2**20))
+    with pytest.raises(RecordError, match="audio cannot be decompressed|audio hold"):
+        records.decode(example.SerializeToString())
+    example.features.feature["audio1"].bytes_list.value[0] = b"not zstd"
+    with pytest.raises(RecordError, match="audio cannot be decompressed"):
+        records.decode(example.SerializeToString())
