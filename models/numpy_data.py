@@ -75,9 +75,9 @@ def decode_example(data: bytes, where: str = "") -> dict[str, Any]:
         def one(name: str) -> Any:
             return feature[name][1][0]
 
-        frames = records.frames_from(one("frames"), version)
-        audio1 = records.audio_from(one("audio1"), version).astype(np.float32) * np.float32(1 / records.AUDIO_SCALE)
-        audio2 = records.audio_from(one("audio2"), version).astype(np.float32) * np.float32(1 / records.AUDIO_SCALE)
+        frames, pcm1, pcm2 = records.decode_media(one("frames"), one("audio1"), one("audio2"), version)
+        audio1 = np.multiply(pcm1, np.float32(1 / records.AUDIO_SCALE), dtype=np.float32)
+        audio2 = np.multiply(pcm2, np.float32(1 / records.AUDIO_SCALE), dtype=np.float32)
         out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
     except (KeyError, IndexError, ValueError) as e:
         if isinstance(e, records.RecordError) and where and where in str(e):

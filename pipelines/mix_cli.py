@@ -65,7 +65,8 @@ Output in MIX_DIR:
   eval/<split>/<set>/<set>-NNNNN-of-MMMMM.tfrecord and the pair CSVs
   examples.parquet   one row per example (shard, index, type, clips, ...)
   summary.json       written last: options, inputs, counts, shards
-Read them with audioscope.models.data.load_dataset(MIX_DIR/train/<recipe>).
+Read them with audioscope.models.data.load_dataset(MIX_DIR/train/<recipe>) (TensorFlow),
+or audioscope.models.numpy_data.MixtureArrays(...) (numpy only: PyTorch, JAX).
 
 The same inputs, options and --seed give byte-identical files on every run
 and runner. Re-running resumes: shards that exist are kept. A MIX_DIR holds
@@ -132,7 +133,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random choice (default: 0)")
     p.add_argument(
         "--shard-bytes", type=byte_size, default=None, metavar="SIZE",
-        help="target size of a shard, e.g. 256M (default: 256M, about 470 examples of ~566 kB)",
+        help="target size of a shard, e.g. 256M (default: 256M, about 1,000 examples of ~266 kB; shards are "
+        "planned with that estimate, so real sizes follow how well the media compress)",
     )
     p.add_argument(
         "--eval-mom-partners", type=positive_int, default=5, metavar="K",
