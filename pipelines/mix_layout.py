@@ -139,7 +139,18 @@ class MixLayout:
 
     def read_pin(self) -> dict[str, Any] | None:
         """``mix.json`` (the pinned plan), or None before the first run."""
-        return json.loads(storage.read_text(self.mix_json)) if storage.exists(self.mix_json) else None
+        if not storage.exists(self.mix_json):
+            return None
+        try:
+            pin = json.loads(storage.read_text(self.mix_json))
+        except (ValueError, UnicodeDecodeError):
+            pin = None
+        if not isinstance(pin, dict):
+            raise UserError(
+                f"{self.mix_json} is damaged (not the JSON object `audioscope mix` writes): pick a new --out, "
+                "or delete that folder and run again"
+            )
+        return pin
 
     def read_examples(self) -> "pd.DataFrame":
         """``examples.parquet`` checked against ``schemas.tables.EXAMPLES``: one row per example."""
