@@ -496,9 +496,12 @@ def mix(config: MixConfig) -> MixResult:
     options = config.plan_options()
     loaded = load_inputs(config)
     df, labels = loaded["df"], loaded["labels"]
+    keep = None
+    if loaded["pair_lists"] is None:  # pair lists may name any clip of the store
+        keep = set(df["clip_id"].astype(str)) | (set() if labels is None else set(labels["clip_id"].astype(str)))
     catalog = Catalog(
         loaded["index"], loaded["media"], options.exclude_licences, labels,
-        scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))),
+        scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))), keep=keep,
     )  # fmt: skip
     n_labels = 0 if labels is None else int(labels["label"].notna().sum())
     n_lists = len(loaded["pair_lists"] or ())

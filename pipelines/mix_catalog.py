@@ -53,14 +53,18 @@ class Catalog:
     """The store's clips that the plan may use: in the index, with media, licence not excluded.
 
     Everything else is counted in :attr:`left_out` (by use, then reason).
-    Labels and Df scores are attached to the clips it hands out.
+    Labels and Df scores are attached to the clips it hands out. With
+    ``keep``, only those clips' index rows are held (not the whole store's).
     """
 
     def __init__(
         self, index: pd.DataFrame, media_videos: set[str], exclude_licences: Sequence[str] = (),
         labels: pd.DataFrame | None = None, scores: Mapping[str, float] | None = None,
+        keep: Iterable[str] | None = None,
     ) -> None:
         cols = ["clip_id", "video_id", "start", "end", "source_uri", "licence_name", "licence_url"]
+        if keep is not None:  # only the clips the plan can name (pair lists can name any: keep None)
+            index = index[index["clip_id"].isin(set(keep))]
         self.index = index[cols].drop_duplicates("clip_id").set_index("clip_id")
         self.media = set(media_videos)
         self.exclude = tuple(exclude_licences)

@@ -262,3 +262,11 @@ def test_a_pair_list_that_is_not_text_is_a_problem_not_a_crash(tmp_path):
     lists, problems = mix_pairs.read_pairs_dir(str(tmp_path))
     assert [(pl.split, pl.name, len(pl.rows)) for pl in lists] == [("test", "offscreen_single", 1)]
     assert len(problems) == 1 and "validation_onscreen_single_pairs.csv: not a text CSV" in problems[0]
+
+
+def test_a_catalog_with_keep_holds_only_those_clips_and_gives_the_same_refs():
+    wanted = ["v1-0000000", "v1-0002000", "v3-0000000"]
+    small, full = catalog(keep=wanted), catalog()
+    assert sorted(small.index.index) == sorted(wanted) and len(full.index) == 7
+    assert small.refs(wanted, "df_train") == full.refs(wanted, "df_train")
+    assert small.left_out == full.left_out == {"df_train": {"no_media": 1}}
