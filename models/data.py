@@ -12,10 +12,14 @@ int16 / 32768); ``type``, ``label1``, ``clip_id1``, ``clip_id2``,
 ``video_id1``, ``video_id2`` tf.string; ``is_mom`` tf.bool; ``score1``
 float32. Batched, every feature gets a leading batch dimension.
 
-Records are parsed a batch at a time (``tf.io.parse_example`` on the batch of
-serialized records, then one ``decode_raw`` per feature), which is what keeps
-decoding cheaper than reading. TensorFlow is imported only when a function is
-called, so importing this module stays cheap.
+Each record is parsed on its own and its media decoded (zstd, numpy, in
+``tf.numpy_function``; records of schema version 1, raw frames and PCM, are
+read too), in parallel, then batched. Shards of a newer record version are
+refused before reading, naming the file (and the decoder refuses any
+record it cannot read).
+TensorFlow is imported only when a function is called, so importing this
+module stays cheap. Without TensorFlow, :mod:`audioscope.models.numpy_data`
+gives the same examples as numpy arrays.
 """
 
 from __future__ import annotations
@@ -60,26 +64,56 @@ def _is_file(uri: str) -> bool:
     return bool(fs.isfile(path))
 
 
-def decode_batch(serialized: "tf.Tensor") -> dict[str, "tf.Tensor"]:
-    """Parse and decode a 1-D batch of serialized mixture records (see the module docstring)."""
+def decode_example(serialized: "tf.Tensor") -> dict[str, "tf.Tensor"]:
+    """Parse and decode one serialized mixture record (see the module docstring).
+
+    Reads every record version since ``records.OLDEST_READABLE`` (version 1:
+    raw frames and PCM; 2: zstd, :mod:`audioscope.schemas.records`); the media
+    are decoded by ``records.decode_media`` in ``tf.numpy_function``.
+    """
     import tensorflow as tf
 
-    parsed = tf.io.parse_example(serialized, records.feature_spec(PARSED))
-    n = tf.shape(serialized)[0]
-    frames = tf.reshape(tf.io.decode_raw(parsed["frames"], tf.uint8), tf.concat([[n], records.FRAMES_SHAPE], 0))
+    parsed = tf.io.parse_single_example(serialized, records.feature_spec(PARSED + ("schema_version",)))
+    frames, pcm1, pcm2 = tf.numpy_function(
+        lambda f, a1, a2, v: records.decode_media(f, a1, a2, int(v)),
+        [parsed["frames"], parsed["audio1"], parsed["audio2"], parsed["schema_version"]],
+        [tf.uint8, tf.int16, tf.int16], stateful=False,
+    )  # fmt: skip
+    frames = tf.ensure_shape(frames, records.FRAMES_SHAPE)
     audio = {
-        name: tf.reshape(
-            tf.cast(tf.io.decode_raw(parsed[name], tf.int16, little_endian=True), tf.float32)
-            * (1.0 / records.AUDIO_SCALE),
-            [n, records.AUDIO_SAMPLES],
-        )
-        for name in ("audio1", "audio2")
+        name: tf.ensure_shape(tf.cast(pcm, tf.float32) * (1.0 / records.AUDIO_SCALE), [records.AUDIO_SAMPLES])
+        for name, pcm in (("audio1", pcm1), ("audio2", pcm2))
     }
     out = {name: parsed[name] for name in ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2", "score1")}
     return {
         **out, "frames": frames, **audio, "mixture": audio["audio1"] + audio["audio2"],
         "is_mom": tf.not_equal(parsed["is_mom"], 0),
     }  # fmt: skip
+
+
+def check_versions(files: Sequence[str]) -> None:
+    """Refuse shards of a record version this version cannot read, naming the file.
+
+    The first record of the first file of each folder is read (a folder's
+    shards are written by one run); the graph checks every record again.
+    """
+    from audioscope.errors import UserError
+    from audioscope.schemas.tfrecord import RecordFileError, parse_example, read_records
+
+    seen: set[str] = set()
+    for f in files:
+        folder = f.rsplit("/", 1)[0]
+        if folder in seen:
+            continue
+        seen.add(folder)
+        try:
+            first = next(iter(read_records(f)), None)
+            if first is None:
+                continue
+            kind, values = parse_example(first).get("schema_version", ("int64", [0]))
+            records.check_version(int(values[0]) if values else 0, f)
+        except (records.RecordError, RecordFileError, ValueError) as e:
+            raise UserError(f"{e}" if f in str(e) else f"{f}: {e}") from None
 
 
 def load_dataset(
@@ -117,6 +151,7 @@ def load_dataset(
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     items = [source] if isinstance(source, str) else list(source)
     files = shard_files([resolve_source(s, root=release_root, dest=release_dir) for s in items])
+    check_versions(files)
     if shuffle_buffer > 0:
         # Shuffled: files in a new order each epoch, read four at a time.
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -130,14 +165,7 @@ def load_dataset(
         ds = ds.repeat()
     if shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if batch_size is None:
-        ds = ds.map(lambda s: _unbatch(decode_batch(tf.expand_dims(s, 0))), num_parallel_calls=parallel,
-                    deterministic=deterministic)  # fmt: skip
-    else:
+    ds = ds.map(decode_example, num_parallel_calls=parallel, deterministic=deterministic)
+    if batch_size is not None:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(decode_batch, num_parallel_calls=parallel, deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _unbatch(batch: dict[str, "tf.Tensor"]) -> dict[str, "tf.Tensor"]:
-    return {k: v[0] for k, v in batch.items()}

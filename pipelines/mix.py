@@ -1,46 +1,43 @@
-"""The mix Beam pipeline: planned shards -> TFRecord files of mixture examples.
+"""The mix step: clip store + Df + labels -> mixture shards (``mix(config) -> MixResult``).
 
-The plan (:mod:`audioscope.pipelines.mix_plan`) decides every example on the
-launcher; this pipeline only reads media and writes, one shard per element,
-so a shard's bytes depend only on its planned examples and the clip store.
+One library entry, :func:`mix`, does the whole step end to end:
 
-Stages (labels as they show in the Beam / Dataflow UI)::
+1. **Inputs** (:func:`load_inputs`): the clip store (its index, through
+   :class:`audioscope.clipstore.reader.ClipStore`), the Df table, the labels
+   and any pair lists, each checked where it enters (a bad file is one
+   :class:`~audioscope.errors.UserError` naming it).
+2. **Plan** (:mod:`audioscope.pipelines.mix_plan`): every example of every
+   shard, decided on the launcher, pinned in ``mix.json`` (a folder holds one
+   plan).
+3. **Write** (the Beam pipeline below): the shards still missing, one work
+   line per shard, spread over workers; stages as they show in the Beam /
+   Dataflow UI::
 
-    ReadWork               the shards still to write: JSON lines in MIX_DIR/work/
-                           (one line = one shard's path and planned examples),
-                           spread over workers (pipelines/work.py)
-    WriteShards            per shard: each needed video's media read once (only
-                           the needed frames decoded), examples encoded
-                           (audioscope.schemas.records) and the file written
-                           atomically; a shard that exists is kept; one that
-                           cannot be written gets a marker in MIX_DIR/failed/
+       ReadWork      the shards to write: JSON lines in MIX_DIR/work/ (pipelines/work.py)
+       WriteShards   per shard: each needed video's clips read once through the
+                     clip store's reader, examples encoded (audioscope.schemas.records)
+                     and the file written atomically with exactly the planned number
+                     of examples; a shard that exists is kept; one that cannot be
+                     written gets a marker in MIX_DIR/failed/ naming the video
 
-The launcher (:mod:`audioscope.pipelines.mix_cli`) then writes
-``examples.parquet``, the pair CSVs and, last, ``summary.json``.
+4. **Finish** (:mod:`audioscope.pipelines.mix_outputs`): when every planned
+   shard exists, ``examples.parquet``, the pair CSVs and, last,
+   ``summary.json``.
 
-Layout of MIX_DIR::
-
-    mix.json                                the plan's identity (config, inputs, sha256)
-    work/work-NNNNN-of-MMMMM.jsonl          this run's shards to write
-    failed/<shard path, / as __>.json       a shard this run could not write (retried next run)
-    train/<recipe>/<recipe>-00000-of-00004.tfrecord
-    eval/<split>/<set>/<set>-00000-of-00001.tfrecord
-    eval/<split>/<set>/<split>_<set>_pairs.csv
-    examples.parquet                        schemas.tables.EXAMPLES
-    summary.json                            written last: its presence means complete
-
-Everything shipped to workers is small and picklable (two paths); TensorFlow
-is loaded once per worker in ``setup``.
+The folder is owned by :class:`audioscope.pipelines.mix_layout.MixLayout`.
+Everything shipped to workers is small and picklable (two paths);
+TensorFlow is loaded once per worker in ``setup``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
-import zipfile
-from typing import Any, Iterable, Iterator, Sequence
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -48,56 +45,153 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
-from audioscope.pipelines.mix_plan import ClipRef, MixLayout, Planned, Shard, first_clip_info
+from audioscope.errors import UserError
+from audioscope.pipelines.mix_catalog import ClipRef
+from audioscope.pipelines.mix_layout import FORMAT_VERSION, MixLayout
+from audioscope.pipelines.mix_outputs import first_clip_info
+from audioscope.pipelines.mix_plan import DEFAULT_MOM_PARTNERS, Plan, Planned, PlanOptions, Shard
+from audioscope.pipelines.mix_recipes import DEFAULT_SHARD_BYTES, RECIPES, Recipe
 from audioscope.pipelines.work import ReadWork
 from audioscope.schemas import records
 
 logger = logging.getLogger(__name__)
 
 METRICS_NAMESPACE = "audioscope.mix"
-#: Shards per work file (one JSON line each).
-SHARDS_PER_WORK_FILE = 1000
+#: Shards per work file (one JSON line each, ~1 kB per planned example: ~100 MB
+#: per file for shards of ~1,000 examples; a worker reads a whole file).
+SHARDS_PER_WORK_FILE = 100
+
+
+class MediaError(ValueError):
+    """A video's media cannot be read for a shard (the message names the video)."""
+
+
+# --------------------------------------------------------------------------- config and result
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixConfig:
+    """Everything a mix run needs. ``store``, ``df``, ``labels``, ``pairs_dir`` and ``out`` are
+    local paths or ``gs://``/``s3://`` URIs (``df``/``labels``: the file or its folder)."""
+
+    store: str
+    df: str
+    out: str
+    labels: str | None = None
+    pairs_dir: str | None = None
+    seed: int = 0
+    recipes: tuple[Recipe, ...] = tuple(Recipe(n, p) for n, p in RECIPES.items())
+    examples: int | None = None
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    mom_partners: int = DEFAULT_MOM_PARTNERS
+    exclude_licences: tuple[str, ...] = ()
+    #: Beam pipeline flags (runner, workers, ...).
+    beam_args: tuple[str, ...] = ()
+    #: Show progress lines on stderr, polled every ``poll`` seconds.
+    progress: bool = False
+    poll: float = 2.0
+
+    def plan_options(self) -> PlanOptions:
+        names = [r.name for r in self.recipes]
+        if len(set(names)) != len(names):
+            raise UserError(f"--recipes names a recipe twice ({', '.join(names)}): give each once")
+        return PlanOptions(
+            seed=self.seed, recipes=tuple(self.recipes), examples=self.examples, shard_bytes=self.shard_bytes,
+            mom_partners=self.mom_partners, exclude_licences=tuple(self.exclude_licences),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MixResult:
+    """How a run ended: ``summary`` (summary.json) when finished, else the shards it could not write."""
+
+    layout: MixLayout
+    summary: dict[str, Any] | None
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None and not self.failed
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _table_path(path: str, name: str) -> str:
+    """``path`` itself when it is a .parquet file, else ``path/name``."""
+    return path if path.endswith(".parquet") else storage.join(path, name)
+
+
+def read_table(path: str, schema: Any, what: str, fix: str) -> Any:
+    """A Parquet table checked against ``schema``; any bad file is one :class:`UserError` naming it."""
+    from audioscope.pipelines.mix_catalog import read_parquet
+    from audioscope.schemas.tables import SchemaError
+
+    if not storage.exists(path):
+        raise UserError(f"{what} {path} not found: {fix}")
+    try:
+        return read_parquet(path, schema)
+    except SchemaError as e:
+        raise UserError(f"{path} is not a valid {what}: {e}; {fix}") from None
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} is not a Parquet file ({reason}): {fix}") from None
+
+
+def open_store(uri: str) -> Any:
+    """The clip store, checked to hold the clip geometry mixture records need."""
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+    from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
+
+    try:
+        store = ClipStore.open(uri)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    p = store.params
+    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
+        raise UserError(
+            f"the clip store {uri} holds {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px "
+            f"frames; mixture records hold {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames: "
+            "ingest into a new store with the default parameters"
+        )
+    return store
+
+
+def load_inputs(config: MixConfig) -> dict[str, Any]:
+    """Store index, media, Df, labels and pair lists, each checked; the paths as given."""
+    from audioscope.pipelines.mix_catalog import media_videos
+    from audioscope.pipelines.mix_pairs import read_pairs_dir
+    from audioscope.schemas.tables import DF, LABELS
+
+    store = open_store(config.store)
+    df_path = _table_path(config.df, "df.parquet")
+    df = read_table(df_path, DF, "Df table", "give the folder `audioscope filter` wrote (df.parquet) with --df")
+    labels_path = _table_path(config.labels, "labels.parquet") if config.labels else None
+    labels = None
+    if labels_path:
+        labels = read_table(labels_path, LABELS, "labels table", "give the annotation step's labels.parquet with --labels")
+    pair_lists, problems = None, []
+    if config.pairs_dir:
+        pair_lists, problems = read_pairs_dir(config.pairs_dir)
+        if not pair_lists:
+            raise UserError(
+                f"no validation or test pair lists in {config.pairs_dir}: give a folder of pair CSVs named like "
+                "validation_onscreen_mom_pairs.csv or filtered_test_onscreen_unanimous_clips.csv"
+            )
+    model_ids = sorted({str(m) for m in df["model_id"].dropna()})
+    return {
+        "index": store.index, "media": media_videos(config.store), "df": df, "labels": labels,
+        "pair_lists": pair_lists, "pair_problems": problems,
+        "inputs": {
+            "store": config.store, "df": df_path, "labels": labels_path, "pairs_dir": config.pairs_dir,
+            "model_id": model_ids[0] if len(model_ids) == 1 else (model_ids or None),
+        },
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------- media and records
-
-
-def read_media(store_root: str, video_id: str, audio_starts: Iterable[int], frame_starts: Iterable[int]) -> tuple[
-    dict[int, np.ndarray], dict[int, np.ndarray]
-]:
-    """One video's clip audio (int16) and frames (uint8), read from its media shard once.
-
-    Only the frames of the asked clips are decoded (``clipstore.format.decode_media``
-    decodes every second; a shard needs a few clips of many videos). Raises ``ValueError`` when
-    a clip is not inside the stored seconds.
-    """
-    from PIL import Image
-
-    from audioscope.clipstore.format import FORMAT_VERSION, Layout
-
-    sr, n = records.SAMPLE_RATE, records.CLIP_SECONDS
-    with zipfile.ZipFile(io.BytesIO(storage.read_bytes(Layout(store_root).media(video_id)))) as z:
-        version = json.loads(z.read("meta.json")).get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"the media of {video_id} is in store format {version}; this reader reads {FORMAT_VERSION}")
-        audio = np.load(io.BytesIO(z.read("audio.npy")), allow_pickle=False)
-        offsets = np.load(io.BytesIO(z.read("frame_offsets.npy")), allow_pickle=False)
-        blob = np.load(io.BytesIO(z.read("frame_data.npy")), allow_pickle=False).tobytes()
-    audio_out, frames_out = {}, {}
-    for s in sorted(set(audio_starts)):
-        clip = audio[s * sr : (s + n) * sr]
-        if s < 0 or len(clip) != n * sr:
-            raise ValueError(f"the audio of {video_id} at {s}-{s + n} s is outside its {len(audio) / sr:g} stored seconds")
-        audio_out[s] = clip.astype(np.int16)
-    for s in sorted(set(frame_starts)):
-        if s < 0 or s + n > len(offsets) - 1:
-            raise ValueError(f"the frames of {video_id} at {s}-{s + n} s are outside its {len(offsets) - 1} stored seconds")
-        frames = []
-        for k in range(s, s + n):
-            with Image.open(io.BytesIO(blob[offsets[k] : offsets[k + 1]])) as img:
-                frames.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
-        frames_out[s] = np.stack(frames)
-    return audio_out, frames_out
 
 
 Media = tuple[dict[tuple[str, int], np.ndarray], dict[tuple[str, int], np.ndarray]]
@@ -107,7 +201,35 @@ def _key(clip: ClipRef) -> tuple[str, int]:
     return clip.video_id, int(round(clip.start))
 
 
-def read_shard_media(store_root: str, examples: Sequence[Planned]) -> Media:
+def read_video_clips(store: Any, video_id: str, audio_starts: Iterable[int], frame_starts: Iterable[int]) -> tuple[
+    dict[int, np.ndarray], dict[int, np.ndarray]
+]:
+    """One video's clip audio (int16) and frames (uint8), read once through the clip store's reader.
+
+    Raises :class:`MediaError` naming the video when its media cannot be read
+    (missing, truncated, another format) or a clip is not inside its stored seconds.
+    """
+    n = records.CLIP_SECONDS
+    sr = store.params.sample_rate
+    try:
+        audio, frames = store.video(video_id)
+    except Exception as e:  # noqa: BLE001 - any damage of one video's media is reported with its id
+        raise MediaError(f"the media of video {video_id} in {store.root} cannot be read ({type(e).__name__}: {e})") from e
+    pcm = np.round(audio * records.AUDIO_SCALE).astype(np.int16)  # the store's int16 samples, exactly
+    audio_out, frames_out = {}, {}
+    for s in sorted(set(audio_starts)):
+        clip = pcm[s * sr : (s + n) * sr]
+        if s < 0 or len(clip) != n * sr:
+            raise MediaError(f"the audio of video {video_id} at {s}-{s + n} s is outside its {len(pcm) / sr:g} stored seconds")
+        audio_out[s] = clip
+    for s in sorted(set(frame_starts)):
+        if s < 0 or s + n > len(frames):
+            raise MediaError(f"the frames of video {video_id} at {s}-{s + n} s are outside its {len(frames)} stored seconds")
+        frames_out[s] = np.ascontiguousarray(frames[s : s + n])
+    return audio_out, frames_out
+
+
+def read_shard_media(store: Any, examples: Sequence[Planned]) -> Media:
     """Audio and frames of every clip a shard needs, each video's media read once."""
     audio_need: dict[str, set[int]] = {}
     frame_need: dict[str, set[int]] = {}
@@ -119,7 +241,7 @@ def read_shard_media(store_root: str, examples: Sequence[Planned]) -> Media:
     audio: dict[tuple[str, int], np.ndarray] = {}
     frames: dict[tuple[str, int], np.ndarray] = {}
     for video in sorted(set(audio_need) | set(frame_need)):
-        a, f = read_media(store_root, video, audio_need.get(video, ()), frame_need.get(video, ()))
+        a, f = read_video_clips(store, video, audio_need.get(video, ()), frame_need.get(video, ()))
         audio.update({(video, s): v for s, v in a.items()})
         frames.update({(video, s): v for s, v in f.items()})
     return audio, frames
@@ -145,11 +267,16 @@ def to_record(e: Planned, media: Media) -> records.MixtureRecord:
     )  # fmt: skip
 
 
-def write_shard(store_root: str, mix_dir: str, shard: Shard) -> int:
-    """Read the shard's media, encode its examples and write the file atomically; its size."""
-    media = read_shard_media(store_root, shard.examples)
+def write_shard(store: Any, layout: MixLayout, shard: Shard) -> int:
+    """Read the shard's media, encode its examples and write the file atomically; its size.
+
+    The file is moved into place only when it holds exactly the planned
+    number of examples (``records.write_tfrecord(expected=...)``).
+    """
+    media = read_shard_media(store, shard.examples)
     return records.write_tfrecord(
-        MixLayout(mix_dir).path(shard.path), (records.encode(to_record(e, media)) for e in shard.examples)
+        layout.path(shard.path), (records.encode(to_record(e, media)) for e in shard.examples),
+        expected=len(shard.examples),
     )
 
 
@@ -170,7 +297,10 @@ class WriteShards(beam.DoFn):
     def setup(self) -> None:
         import tensorflow  # noqa: F401 - loaded once per worker, not per shard
 
+        from audioscope.clipstore.reader import ClipStore
+
         self.layout = MixLayout(self.mix_dir)
+        self.clips = ClipStore.open(self.store)
         self._counters: dict[str, Any] = {}
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -189,13 +319,10 @@ class WriteShards(beam.DoFn):
             yield {"path": shard.path, "examples": len(shard.examples), "bytes": storage.size(target)}
             return
         try:
-            size = write_shard(self.store, self.mix_dir, shard)
+            size = write_shard(self.clips, self.layout, shard)
         except Exception as e:  # noqa: BLE001 - recorded, the run goes on, retried next run
             logger.warning("cannot write %s: %s", shard.path, e)
-            message = f"{type(e).__name__}: {e}"
-            storage.atomic_write(
-                self.layout.failed(shard.path), json.dumps({"path": shard.path, "message": message}, sort_keys=True) + "\n"
-            )
+            self.layout.record_failure(shard.path, f"{type(e).__name__}: {e}")
             self._count("shards_failed")
             return
         self._count("shards_written")
@@ -229,27 +356,161 @@ def run_pipeline(*, store: str, mix_dir: str, work_files: Sequence[str], beam_ar
     return result
 
 
-# --------------------------------------------------------------------------- outputs
+# --------------------------------------------------------------------------- the run
 
 
-def write_work(layout: MixLayout, shards: Sequence[Shard]) -> list[str]:
-    """Work files for ``shards`` (one line each); stale work files of earlier runs are removed."""
-    n = math.ceil(len(shards) / SHARDS_PER_WORK_FILE)
-    paths = []
-    for i in range(n):
-        chunk = shards[i * SHARDS_PER_WORK_FILE : (i + 1) * SHARDS_PER_WORK_FILE]
-        paths.append(layout.work_file(i, n))
-        storage.atomic_write(paths[-1], "".join(s.work_line() + "\n" for s in chunk))
-    for path in storage.glob(storage.join(layout.work_dir, "work-*.jsonl")):
-        if path not in paths:
-            storage.remove(path)
-    return paths
+class WorkWriter:
+    """Work lines of the shards still to write, streamed into local files of
+    :data:`SHARDS_PER_WORK_FILE` lines while the plan is scanned; :meth:`publish`
+    moves them to ``MIX_DIR/work/`` (stale work files of earlier runs removed)."""
+
+    def __init__(self, layout: MixLayout, todo: Sequence[str]) -> None:
+        import tempfile
+
+        self.layout = layout
+        self.todo = set(todo)
+        self.n = math.ceil(len(self.todo) / SHARDS_PER_WORK_FILE)
+        self._tmp = tempfile.TemporaryDirectory(prefix="audioscope-mix-work-")
+        self._files: list[str] = []
+        self._lines = 0
+        self._fh: Any = None
+
+    def add(self, shard: Shard, line: str) -> None:
+        if shard.path not in self.todo:
+            return
+        if self._lines % SHARDS_PER_WORK_FILE == 0:
+            if self._fh is not None:
+                self._fh.close()
+            self._files.append(f"{self._tmp.name}/work-{len(self._files):05d}.jsonl")
+            self._fh = open(self._files[-1], "w", encoding="utf-8")
+        self._fh.write(line + "\n")
+        self._lines += 1
+
+    def publish(self) -> list[str]:
+        """The work files in MIX_DIR/work/, one per local file."""
+        from audioscope.pipelines.mix_outputs import put_file
+
+        if self._fh is not None:
+            self._fh.close()
+        paths = []
+        for i, local in enumerate(self._files):
+            paths.append(self.layout.work_file(i, len(self._files)))
+            put_file(local, paths[-1])
+        for path in self.layout.work_files():
+            if path not in paths:
+                storage.remove(path)
+        self.close()
+        return paths
+
+    def close(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            self._fh.close()
+        self._tmp.cleanup()
 
 
-def read_failures(layout: MixLayout) -> dict[str, str]:
-    """Shards this run could not write: path -> reason."""
-    out = {}
-    for path in storage.list_files(layout.failed_dir, ".json"):
-        record = json.loads(storage.read_text(path))
-        out[str(record["path"])] = str(record["message"])
-    return dict(sorted(out.items()))
+def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+    """Write ``mix.json``, or refuse a MIX_DIR that holds another plan."""
+    wanted = {"format_version": FORMAT_VERSION, "plan_sha256": plan_sha256, "config": dict(config_json),
+              "inputs": dict(inputs)}  # fmt: skip
+    have = layout.read_pin()
+    if have is not None and have.get("plan_sha256") != wanted["plan_sha256"]:
+        changed = [k for k in ("config", "inputs") if have.get(k) != wanted[k]] or ["the contents of the inputs"]
+        raise UserError(
+            f"{layout.root} holds mixtures of another plan (changed: {', '.join(changed)}); "
+            "a mixture folder holds one plan: pick a new --out, or delete the old one"
+        )
+    storage.atomic_write(layout.mix_json, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+
+
+class ShardPoller:
+    """Progress read back from the shard files (and failure markers) of this run."""
+
+    def __init__(self, layout: MixLayout, todo: Mapping[str, int]) -> None:
+        self.layout = layout
+        self.todo = dict(todo)
+
+    def __call__(self) -> tuple[int, dict[str, int]]:
+        done = set(self.layout.existing_shards()) & set(self.todo)
+        failed = set(self.layout.read_failures()) & set(self.todo)
+        return len(done) + len(failed), {"examples": sum(self.todo[p] for p in done), "failed": len(failed)}
+
+
+def _say(config: MixConfig, text: str) -> None:
+    if config.progress:
+        print(text, file=sys.stderr)
+
+
+def write_shards(layout: MixLayout, plan: Plan, config: MixConfig, options: PlanOptions, inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Pin the plan and run the pipeline for the shards that do not exist yet; the shards missing
+    at the end (path -> reason).
+
+    The plan is scanned once, shard by shard: its SHA-256, the counts and the
+    work lines of the missing shards (streamed to files) in one pass.
+    """
+    from audioscope.progress import Poller, Progress
+
+    planned = plan.shard_sizes()
+    written = layout.existing_shards()
+    todo = {p: n for p, n in planned.items() if p not in written}
+    writer = WorkWriter(layout, list(todo))
+    try:
+        sha = plan.scan(writer.add)
+        pin_plan(layout, sha, options.to_json(), inputs)
+    except BaseException:
+        writer.close()
+        raise
+    layout.clear_failures()  # failed shards of an earlier run are retried
+    _say(
+        config,
+        f"mix: {len(planned)} shards planned, {len(planned) - len(todo)} already written, "
+        f"{len(todo)} to write ({sum(todo.values())} examples)",
+    )
+    work_files = writer.publish()
+    if todo:
+        kwargs = dict(store=config.store, mix_dir=layout.root, work_files=work_files, beam_args=config.beam_args)
+        if config.progress:
+            with Poller(Progress("mix", total=len(todo), unit="shards"), ShardPoller(layout, todo), every=config.poll):
+                run_pipeline(**kwargs)
+        else:
+            run_pipeline(**kwargs)
+    for path in work_files:
+        storage.remove(path)
+    failed = layout.read_failures()
+    existing = layout.existing_shards()
+    failed.update({p: "not written (the pipeline stopped early?)" for p in planned if p not in existing and p not in failed})
+    return failed
+
+
+def mix(config: MixConfig) -> MixResult:
+    """The mix step: plan, write the missing shards, finish the folder (see the module docstring).
+
+    Resumes a folder that holds the same plan; refuses one of another plan
+    (:class:`UserError`). When shards could not be written the result lists
+    them (``finished`` False) and ``summary.json`` is not written.
+    """
+    from audioscope.pipelines.mix_catalog import Catalog
+    from audioscope.pipelines.mix_outputs import write_outputs
+    from audioscope.pipelines.mix_plan import make_plan
+
+    started = time.time()
+    options = config.plan_options()
+    loaded = load_inputs(config)
+    df, labels = loaded["df"], loaded["labels"]
+    keep = None
+    if loaded["pair_lists"] is None:  # pair lists may name any clip of the store
+        keep = set(df["clip_id"].astype(str)) | (set() if labels is None else set(labels["clip_id"].astype(str)))
+    catalog = Catalog(
+        loaded["index"], loaded["media"], options.exclude_licences, labels,
+        scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))), keep=keep,
+    )  # fmt: skip
+    n_labels = 0 if labels is None else int(labels["label"].notna().sum())
+    n_lists = len(loaded["pair_lists"] or ())
+    _say(config, f"mix: planning from {len(df)} Df clips, {n_labels} unanimous labels, {n_lists} pair lists")
+    plan = make_plan(catalog, df, labels, loaded["pair_lists"], options)
+    plan.notes["pair_problems"] = loaded["pair_problems"] + plan.notes["pair_problems"]
+    layout = MixLayout(config.out)
+    failed = write_shards(layout, plan, config, options, loaded["inputs"])
+    if failed:
+        return MixResult(layout, None, failed, time.time() - started)
+    summary = write_outputs(layout, plan, options, loaded["inputs"])
+    return MixResult(layout, summary, {}, time.time() - started)

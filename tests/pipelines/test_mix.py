@@ -87,7 +87,8 @@ def tfrecords(out: Path) -> dict[str, bytes]:
 
 def test_summary_and_examples_describe_every_shard(mixed, capsys):
     summary = summary_of(mixed)
-    assert summary["schema_versions"] == {"mixture_record": 1, "examples": 1, "pairs": 1}
+    assert summary["schema_versions"] == {"mixture_record": records.SCHEMA_VERSION, "examples": 1, "pairs": 1}
+    assert records.SCHEMA_VERSION == 2
     assert summary["config"]["seed"] == 0 and summary["config"]["recipes"]["semi-supervised"]["LOn"] == 0.125
     assert summary["inputs"]["model_id"] == MODEL_ID and summary["inputs"]["labels"].endswith("labels.parquet")
     assert set(summary["counts"]["train"]) == set(RECIPES)
@@ -328,3 +329,113 @@ def test_user_errors_say_what_to_do(inputs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["mix", "--store", "s", "--df", "d", "--out", out, "--recipes", "semi-supervised:NOn=2"])
     assert "sum to 1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "what,make,expect",
+    [
+        ("df", lambda d, i: (d / "df.parquet").write_text("clip_id,score\nx,1\n"), "is not a Parquet file"),
+        ("df", lambda d, i: (d / "df.parquet").write_bytes((i.df / "df.parquet").read_bytes()[:300]), "is not a Parquet file"),
+        ("df", lambda d, i: pd.DataFrame({"clip_id": ["a"]}).to_parquet(d / "df.parquet"), "is not a valid Df table"),
+        ("labels", lambda d, i: (d / "labels.parquet").write_bytes(b"PAR1\x00\x00garbage"), "is not a Parquet file"),
+        ("labels", lambda d, i: pd.DataFrame({"x": [1]}).to_parquet(d / "labels.parquet"), "is not a valid labels table"),
+    ],
+)
+def test_a_bad_table_is_one_line_naming_the_file_and_nothing_is_written(inputs, tmp_path, capsys, what, make, expect):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    make(bad, inputs)
+    before = file_bytes(inputs.root / "store")
+    out = tmp_path / "out"
+    args = ["mix", "--store", str(inputs.store), "--out", str(out)]
+    args += ["--df", str(bad), "--labels", str(inputs.labels)] if what == "df" else ["--df", str(inputs.df), "--labels", str(bad)]
+    assert cli.main(args) == 2
+    line = one_error_line(capsys.readouterr().err)
+    name = bad / f"{what}.parquet"
+    assert str(name) in line and expect in line, line
+    assert ("audioscope filter" if what == "df" else "labels.parquet") in line  # what to do
+    assert not out.exists() and file_bytes(inputs.root / "store") == before
+
+
+def test_a_truncated_media_shard_fails_naming_the_video(inputs, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(inputs.store, store)
+    broken = sorted((store / "media").rglob("*.npz"))
+    video = broken[0].stem
+    for b in broken:
+        if b.stem == video:
+            b.write_bytes(b.read_bytes()[: b.stat().st_size // 2])
+    out = tmp_path / "out"
+    args = ["mix", "--store", str(store), "--df", str(inputs.df), "--out", str(out), "--examples", "24",
+            "--shard-bytes", "6M", "--recipes", "unsupervised", "--poll", "0.2"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"video {video}" in err and "Traceback" not in err
+    markers = [json.loads(p.read_text()) for p in (out / "failed").glob("*.json")]
+    assert markers and all(f"video {video}" in m["message"] for m in markers)
+    assert not (out / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- library entry and layout
+
+
+def test_the_library_entry_and_the_layout_readers(mixed, inputs, tmp_path):
+    from audioscope.errors import UserError
+    from audioscope.pipelines.mix import MixConfig, mix
+    from audioscope.pipelines.mix_layout import MixLayout, is_mix_folder
+    from audioscope.pipelines.mix_recipes import parse_recipe
+
+    out = tmp_path / "lib"
+    config = MixConfig(store=str(inputs.store), df=str(inputs.df), out=str(out), examples=6,
+                       recipes=(parse_recipe("unsupervised"),), shard_bytes=2**20)  # fmt: skip
+    assert not is_mix_folder(str(out))
+    result = mix(config)
+    assert result.finished and result.failed == {} and result.layout.root == str(out)
+    layout = MixLayout(str(out))
+    assert layout.is_finished() and is_mix_folder(str(out)) and not is_mix_folder(str(inputs.df))
+    assert layout.read_summary() == result.summary == summary_of(out)
+    shards = layout.shard_list()
+    assert sum(shards.values()) == 6 and set(shards) == set(layout.existing_shards())
+    assert len(layout.read_examples()) == 6
+    assert set(layout.output_files()) == {*shards, "summary.json", "examples.parquet"}
+    assert layout.train_dir("unsupervised") == str(out / "train" / "unsupervised")
+    with pytest.raises(UserError, match="not a finished mixtures folder"):
+        MixLayout(str(tmp_path / "none")).read_summary()
+    # a finished folder's layout readers agree with the CLI run's files
+    big = MixLayout(str(mixed))
+    assert len(big.read_examples()) == len(pd.read_parquet(mixed / "examples.parquet"))
+
+
+def test_a_runner_that_drops_a_shard_cannot_end_the_run_as_finished(inputs, tmp_path, monkeypatch, capsys):
+    from audioscope.pipelines import mix as mix_module
+
+    real = mix_module.run_pipeline
+
+    def dropping(*, work_files, **kw):  # a runner stand-in that loses the last element
+        last = work_files[-1]
+        lines = Path(last).read_text().splitlines()
+        Path(last).write_text("".join(line + "\n" for line in lines[:-1]))
+        return real(work_files=work_files, **kw)
+
+    monkeypatch.setattr(mix_module, "run_pipeline", dropping)
+    out = tmp_path / "out"
+    args = ["mix", "--store", str(inputs.store), "--df", str(inputs.df), "--out", str(out), "--examples", "24",
+            "--shard-bytes", "3M", "--recipes", "unsupervised", "--poll", "0.2"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "not written (the pipeline stopped early?)" in err and "run the same command again" in err
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(mix_module, "run_pipeline", real)
+    assert cli.main(args) == 0
+    summary = summary_of(out)
+    assert len(summary["shards"]) > 1 and sum(s["examples"] for s in summary["shards"]) == 24
+    assert "1 to write" in capsys.readouterr().err

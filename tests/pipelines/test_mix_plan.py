@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audioscope.pipelines import mix_catalog, mix_pairs, mix_recipes
 from audioscope.pipelines import mix_plan as mp
-from audioscope.pipelines.mix_plan import ClipRef, Pools
+from audioscope.pipelines.mix_catalog import ClipRef
+from audioscope.pipelines.mix_plan import Pools
 from audioscope.schemas.records import TRAIN_TYPES
 from audioscope.schemas.tables import LABEL_OFFSCREEN_ONLY as OFF
 from audioscope.schemas.tables import LABEL_ONSCREEN_ONLY as ON
@@ -47,11 +49,11 @@ def within_rounding(types: list[str], proportions: dict[str, float]) -> bool:
 
 
 def test_recipes_by_name_and_with_proportions():
-    assert mp.parse_recipe("unsupervised").proportions == {"NOn": 1.0}
-    assert mp.parse_recipe("unsupervised-soff25").proportions == {"NOn": 0.75, "SOff": 0.25}
-    r = mp.parse_recipe("semi-supervised:non=0.4,SOff=0.2,LOn=0.2,LOff=0.2")
+    assert mix_recipes.parse_recipe("unsupervised").proportions == {"NOn": 1.0}
+    assert mix_recipes.parse_recipe("unsupervised-soff25").proportions == {"NOn": 0.75, "SOff": 0.25}
+    r = mix_recipes.parse_recipe("semi-supervised:non=0.4,SOff=0.2,LOn=0.2,LOff=0.2")
     assert r.name == "semi-supervised" and r.to_json() == {"NOn": 0.4, "SOff": 0.2, "LOn": 0.2, "LOff": 0.2}
-    assert mp.parse_recipe("mine:NOn=0.5,SOff=0.5").name == "mine"
+    assert mix_recipes.parse_recipe("mine:NOn=0.5,SOff=0.5").name == "mine"
 
 
 @pytest.mark.parametrize(
@@ -61,13 +63,13 @@ def test_recipes_by_name_and_with_proportions():
 )  # fmt: skip
 def test_bad_recipes_say_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
-        mp.parse_recipe(text)
+        mix_recipes.parse_recipe(text)
 
 
-@pytest.mark.parametrize("name", list(mp.RECIPES))
+@pytest.mark.parametrize("name", list(mix_recipes.RECIPES))
 def test_every_prefix_of_the_schedule_has_the_recipe_proportions_within_one(name):
-    props = mp.RECIPES[name]
-    schedule = mp.type_schedule(1000, props)
+    props = mix_recipes.RECIPES[name]
+    schedule = mix_recipes.type_schedule(1000, props)
     assert all(within_rounding(schedule[:k], props) for k in range(1, 1001))
     # interleaved, not sorted: no long runs of one type once a recipe mixes types
     if len(props) > 1:
@@ -80,24 +82,24 @@ def test_every_prefix_of_the_schedule_has_the_recipe_proportions_within_one(name
 def test_schedule_prefixes_hold_for_any_proportions(weights, n):
     total = sum(weights)
     props = {t: w / total for t, w in zip(TRAIN_TYPES, weights)}
-    schedule = mp.type_schedule(n, props)
+    schedule = mix_recipes.type_schedule(n, props)
     assert len(schedule) == n
     assert all(within_rounding(schedule[:k], props) for k in range(1, n + 1))
 
 
 def test_shard_sizes_follow_the_byte_target():
-    assert mp.shard_sizes(10, 4) == [4, 3, 3]
-    assert mp.shard_sizes(0, 4) == []
-    per = mp.examples_per_shard(256 * 2**20)
-    assert 400 < per < 500  # ~566 kB per example
-    assert mp.examples_per_shard(1) == 1
+    assert mix_recipes.shard_sizes(10, 4) == [4, 3, 3]
+    assert mix_recipes.shard_sizes(0, 4) == []
+    per = mix_recipes.examples_per_shard(256 * 2**20)
+    assert 950 < per < 1100  # ~266 kB per example (compressed media, records schema 2)
+    assert mix_recipes.examples_per_shard(1) == 1
 
 
 # --------------------------------------------------------------------------- training plan
 
 
 def plan(recipe: str = "semi-supervised", total: int = 120, seed: int = 0, per_shard: int = 50) -> list[mp.Shard]:
-    return mp.plan_recipe(mp.parse_recipe(recipe), pools(), total, seed, per_shard)
+    return mp.plan_recipe(mix_recipes.parse_recipe(recipe), pools(), total, seed, per_shard)
 
 
 def test_training_examples_follow_the_spec():
@@ -127,7 +129,7 @@ def test_training_examples_follow_the_spec():
 
 
 def test_each_shard_starts_with_the_recipe_proportions():
-    props = mp.RECIPES["semi-supervised"]
+    props = mix_recipes.RECIPES["semi-supervised"]
     for shard in plan(total=700, per_shard=300):
         types = [e.type for e in shard.examples]
         assert within_rounding(types[:256], props)
@@ -147,10 +149,10 @@ def test_the_plan_is_a_function_of_the_seed():
 def test_recipes_that_the_pools_cannot_give_are_refused():
     tiny = Pools(df_train=clips("a", 3) + clips("b", 3))
     with pytest.raises(mp.PlanError, match="at least 3 videos"):
-        mp.plan_recipe(mp.parse_recipe("unsupervised-soff25"), tiny, 10, 0, 5)
+        mp.plan_recipe(mix_recipes.parse_recipe("unsupervised-soff25"), tiny, 10, 0, 5)
     with pytest.raises(mp.PlanError, match="onscreen_only train clips"):
-        mp.plan_recipe(mp.parse_recipe("x:NOn=0.5,LOn=0.5"), tiny, 10, 0, 5)
-    assert mp.plan_recipe(mp.parse_recipe("unsupervised"), tiny, 10, 0, 5)
+        mp.plan_recipe(mix_recipes.parse_recipe("x:NOn=0.5,LOn=0.5"), tiny, 10, 0, 5)
+    assert mp.plan_recipe(mix_recipes.parse_recipe("unsupervised"), tiny, 10, 0, 5)
 
 
 # --------------------------------------------------------------------------- evaluation plan
@@ -191,44 +193,44 @@ def test_evaluation_sets_pair_each_clip_with_partners_from_other_videos():
     ],
 )
 def test_pair_list_names_say_split_and_set(name, kind):
-    assert mp.pair_list_kind(name) == kind
+    assert mix_pairs.pair_list_kind(name) == kind
 
 
 def test_pair_csv_is_the_published_six_column_format_and_reads_back():
     p = pools()
     examples = mp.plan_eval_set(p, "validation", "onscreen_mom", 0, 1) + mp.plan_eval_set(p, "validation", "onscreen_single", 0, 1)
-    text = mp.pairs_csv(examples)
+    text = mix_pairs.pairs_csv(examples)
     lines = text.splitlines()
     first = lines[0].split(",")
     assert first[:3] == ["/videos/von.mp4", "0.0", "5.0"] and first[3].startswith("/videos/voff") and len(first) == 6
     assert lines[-1] == "/videos/von.mp4,2.0,7.0,,,"
-    rows, problems = mp.parse_pairs(text, "x.csv")
+    rows, problems = mix_pairs.parse_pairs(text, "x.csv")
     assert problems == [] and len(rows) == len(examples)
     assert rows[-1] == ("/videos/von.mp4", 2.0, 7.0, None, None, None)
 
 
 def test_bad_pair_rows_are_reported_and_the_rest_kept():
     text = "path1,start1,end1,path2,start2,end2\na.mp4,0,5,b.mp4,1,6\na.mp4,zero,5,b.mp4,1,6\na.mp4,0,5,b.mp4\n\nc.mp4,2,7\n"
-    rows, problems = mp.parse_pairs(text, "l.csv")
+    rows, problems = mix_pairs.parse_pairs(text, "l.csv")
     assert rows == [("a.mp4", 0.0, 5.0, "b.mp4", 1.0, 6.0), ("c.mp4", 2.0, 7.0, None, None, None)]
     assert [p.split(":")[1] for p in problems] == ["3", "4"]
 
 
 def test_published_paths_keep_the_multimedia_commons_part():
-    assert mp.published_path("/m/data/videos/mp4/827/f6b/827f6b5.mp4") == "data/videos/mp4/827/f6b/827f6b5.mp4"
-    assert mp.published_path("gs://b/x.mp4") == "gs://b/x.mp4"
+    assert mix_pairs.published_path("/m/data/videos/mp4/827/f6b/827f6b5.mp4") == "data/videos/mp4/827/f6b/827f6b5.mp4"
+    assert mix_pairs.published_path("gs://b/x.mp4") == "gs://b/x.mp4"
 
 
 # --------------------------------------------------------------------------- catalog
 
 
-def catalog(**kw) -> mp.Catalog:
+def catalog(**kw) -> mix_catalog.Catalog:
     index = pd.concat([
         index_rows({"v1": 3}, "/m/data/videos/mp4/aaa/bbb"),
         index_rows({"v2": 2}, "/m/videos", licence=("CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/")),
         index_rows({"v3": 2}, "/m/videos"),
     ])  # fmt: skip
-    return mp.Catalog(index, {"v1", "v2"}, **kw)
+    return mix_catalog.Catalog(index, {"v1", "v2"}, **kw)
 
 
 def test_catalog_leaves_out_clips_it_cannot_use_with_reasons():
@@ -249,6 +251,22 @@ def test_catalog_finds_pair_list_clips_by_path_and_start():
 
 
 def test_licence_patterns_are_case_insensitive_substrings():
-    assert mp.licence_excluded("Attribution-NoDerivs License", None, ["noderivs"])
-    assert mp.licence_excluded(None, "https://creativecommons.org/licenses/by-nd/2.0/", ["/BY-ND/"])
-    assert not mp.licence_excluded("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/", ["NoDerivs"])
+    assert mix_catalog.licence_excluded("Attribution-NoDerivs License", None, ["noderivs"])
+    assert mix_catalog.licence_excluded(None, "https://creativecommons.org/licenses/by-nd/2.0/", ["/BY-ND/"])
+    assert not mix_catalog.licence_excluded("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/", ["NoDerivs"])
+
+
+def test_a_pair_list_that_is_not_text_is_a_problem_not_a_crash(tmp_path):
+    (tmp_path / "validation_onscreen_single_pairs.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
+    (tmp_path / "test_offscreen_single_pairs.csv").write_text("v.mp4,1.0,6.0\n")
+    lists, problems = mix_pairs.read_pairs_dir(str(tmp_path))
+    assert [(pl.split, pl.name, len(pl.rows)) for pl in lists] == [("test", "offscreen_single", 1)]
+    assert len(problems) == 1 and "validation_onscreen_single_pairs.csv: not a text CSV" in problems[0]
+
+
+def test_a_catalog_with_keep_holds_only_those_clips_and_gives_the_same_refs():
+    wanted = ["v1-0000000", "v1-0002000", "v3-0000000"]
+    small, full = catalog(keep=wanted), catalog()
+    assert sorted(small.index.index) == sorted(wanted) and len(full.index) == 7
+    assert small.refs(wanted, "df_train") == full.refs(wanted, "df_train")
+    assert small.left_out == full.left_out == {"df_train": {"no_media": 1}}

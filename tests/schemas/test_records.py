@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import zstandard
 
 from audioscope.schemas import records
 from audioscope.schemas.records import AUDIO_SAMPLES, FRAMES_SHAPE, MixtureRecord, RecordError
@@ -55,7 +56,7 @@ def test_a_single_mixture_stores_zeros_and_no_second_clip():
     rec = single(type="LOn")
     data = records.encode(rec)
     feature = tf.train.Example.FromString(data).features.feature
-    assert feature["audio2"].bytes_list.value[0] == bytes(2 * AUDIO_SAMPLES)
+    assert zstandard.ZstdDecompressor().decompress(feature["audio2"].bytes_list.value[0]) == bytes(2 * AUDIO_SAMPLES)
     assert feature["clip_id2"].bytes_list.value[0] == b"" and feature["is_mom"].int64_list.value[0] == 0
     back = records.decode(data)
     assert back.audio2 is None and math.isnan(back.start2)
@@ -79,8 +80,11 @@ def test_the_feature_spec_parses_what_encode_writes():
     assert parsed["score1"].numpy() == np.float32(0.875)
     assert tf.sparse.to_dense(parsed["votes_onscreen1"]).numpy().tolist() == [1, 1, 1]
     assert parsed["schema_version"].numpy() == records.SCHEMA_VERSION
-    raw = np.frombuffer(parsed["frames"].numpy(), np.uint8).reshape(FRAMES_SHAPE)
-    np.testing.assert_array_equal(raw, rec.frames)
+    frames, pcm, _ = records.decode_media(parsed["frames"].numpy(), parsed["audio1"].numpy(), parsed["audio2"].numpy(), 2)
+    np.testing.assert_array_equal(frames, rec.frames)
+    np.testing.assert_array_equal(pcm, rec.audio1)
+    raw = zstandard.ZstdDecompressor().decompress(parsed["audio1"].numpy())  # the audio is plain PCM in zstd
+    np.testing.assert_array_equal(np.frombuffer(raw, "<i2"), rec.audio1)
 
 
 @pytest.mark.parametrize(
@@ -139,3 +143,98 @@ def test_records_without_the_frames_licence_still_decode():
     back = records.decode(example.SerializeToString())
     assert back.frames_licence_name == "" and back.licence_name1 == "CC BY 2.0"
     assert isinstance(example, tf.train.Example)
+
+
+def v1_example(rec: MixtureRecord) -> bytes:
+    """``rec`` as schema version 1 wrote it: raw frames and raw PCM."""
+    example = records.to_example(rec)
+    f = example.features.feature
+    f["frames"].bytes_list.value[0] = rec.frames.tobytes()
+    f["audio1"].bytes_list.value[0] = rec.audio1.astype("<i2").tobytes()
+    f["audio2"].bytes_list.value[0] = (np.zeros(AUDIO_SAMPLES, "<i2") if rec.audio2 is None else rec.audio2).tobytes()
+    f["schema_version"].int64_list.value[0] = 1
+    return example.SerializeToString(deterministic=True)
+
+
+def test_version_1_records_still_decode_to_the_same_record():
+    rec = make_record(5)
+    back = records.decode(v1_example(rec))
+    assert back.schema_version == 1
+    np.testing.assert_array_equal(back.frames, rec.frames)
+    np.testing.assert_array_equal(back.audio2, rec.audio2)
+    assert records.SCHEMA_VERSION == 2
+
+
+def test_compressed_records_are_lossless_and_smaller_on_smooth_media():
+    rng = np.random.default_rng(0)
+    t = np.arange(AUDIO_SAMPLES)
+    frames = np.zeros(FRAMES_SHAPE, np.uint8)
+    frames[:, 32:96, 32:96] = rng.integers(0, 256, 3, dtype=np.uint8)  # a flat square on black
+    rec = make_record(frames=frames, audio1=(3000 * np.sin(t / 20)).astype(np.int16),
+                      audio2=(2000 * np.sin(t / 7)).astype(np.int16))  # fmt: skip
+    data = records.encode(rec)
+    assert len(data) * 4 < len(v1_example(rec))
+    back = records.decode(data)
+    np.testing.assert_array_equal(back.frames, rec.frames)
+    np.testing.assert_array_equal(back.audio1, rec.audio1)
+
+
+def test_the_standard_library_reader_checks_every_record(tmp_path):
+    from audioscope.schemas.tfrecord import RecordFileError, read_records
+
+    path = tmp_path / "x-00000-of-00001.tfrecord"
+    data = [records.encode(make_record(i)) for i in range(2)]
+    records.write_tfrecord(str(path), data)
+    assert list(read_records(str(path))) == data
+    blob = bytearray(path.read_bytes())
+    blob[40] ^= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(RecordFileError, match=f"{path.name} is damaged .record 0: bad data checksum"):
+        list(read_records(str(path)))
+    path.write_bytes(bytes(blob[: len(data[0]) // 2]))
+    with pytest.raises(RecordFileError, match="is truncated"):
+        list(read_records(str(path)))
+
+
+def test_the_wire_decoder_agrees_with_tensorflow():
+    import tensorflow as tf
+
+    from audioscope.schemas.tfrecord import parse_example
+
+    example = records.to_example(make_record(2, votes_onscreen1=(1, 0, 1), score1=-0.25))
+    example.features.feature["negative"].int64_list.value.extend([-5, 2**40])
+    data = example.SerializeToString()
+    parsed = parse_example(data)
+    for name, feature in tf.train.Example.FromString(data).features.feature.items():
+        kind = feature.WhichOneof("kind").removesuffix("_list")
+        assert parsed[name] == (kind, list(getattr(feature, f"{kind}_list").value)), name
+    assert parsed["negative"] == ("int64", [-5, 2**40])
+    with pytest.raises(RecordError, match="not a tf.train.Example"):
+        records.decode(b"\x0a\xff\xff")
+
+
+def test_a_shard_is_never_written_with_fewer_examples_than_planned(tmp_path):
+    path = tmp_path / "s" / "x-00000-of-00001.tfrecord"
+    data = [records.encode(make_record(i)) for i in range(2)]
+    with pytest.raises(RecordError, match="2 examples were given for a shard planned to hold 3; not written"):
+        records.write_tfrecord(str(path), data, expected=3)
+    assert os.listdir(tmp_path / "s") == []
+    assert records.write_tfrecord(str(path), data, expected=2) == path.stat().st_size
+
+
+def test_the_pure_python_crc32c_fallback_agrees():
+    from audioscope.schemas.tfrecord import crc32c, crc32c_python
+
+    assert crc32c_python(b"123456789") == 0xE3069283  # the CRC-32C check value
+    data = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    assert crc32c_python(data) == crc32c(data)
+
+
+def test_a_decompression_bomb_or_garbage_media_is_refused():
+    example = records.to_example(make_record(1))
+    example.features.feature["audio1"].bytes_list.value[0] = zstandard.ZstdCompressor().compress(bytes(10 * 2**20))
+    with pytest.raises(RecordError, match="audio cannot be decompressed|audio hold"):
+        records.decode(example.SerializeToString())
+    example.features.feature["audio1"].bytes_list.value[0] = b"not zstd"
+    with pytest.raises(RecordError, match="audio cannot be decompressed"):
+        records.decode(example.SerializeToString())

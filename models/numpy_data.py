@@ -1,0 +1,208 @@
+"""The loader without TensorFlow: mixture shards or a release -> dicts of numpy arrays.
+
+Same examples and the same fields as :func:`audioscope.models.data.load_dataset`
+(``frames`` uint8 [5,128,128,3]; ``audio1``, ``audio2``, ``mixture`` float32
+[80000] with ``mixture = audio1 + audio2``; ``type``, ``label1``,
+``clip_id1``, ``clip_id2``, ``video_id1``, ``video_id2`` bytes; ``is_mom``
+bool; ``score1`` float32; batched: a leading batch dimension, strings as
+object arrays), with only numpy, Pillow and the standard library: every
+record's checksums are checked (:mod:`audioscope.schemas.tfrecord`), and the
+files of a release are verified against its manifest first, as the TF
+loader does. Usable from PyTorch and JAX::
+
+    from audioscope.models.numpy_data import MixtureArrays
+
+    data = MixtureArrays("mix/train/semi-supervised", batch_size=32, shuffle_buffer=1024, seed=1)
+    for batch in data:                # one pass; repeat=True loops forever
+        batch["frames"]               # uint8 [32, 5, 128, 128, 3]
+        batch["mixture"]              # float32 [32, 80000]
+
+    # PyTorch: each DataLoader worker reads its own files
+    import torch
+
+    class Mixtures(torch.utils.data.IterableDataset):
+        def __init__(self, source, **kw):
+            self.source, self.kw = source, kw
+
+        def __iter__(self):
+            info = torch.utils.data.get_worker_info()
+            part = (info.id, info.num_workers) if info else (0, 1)
+            for ex in MixtureArrays(self.source, part=part, **self.kw):
+                yield {k: ex[k] for k in ("frames", "mixture", "audio1", "audio2", "is_mom")}
+
+    loader = torch.utils.data.DataLoader(Mixtures("mix/train/unsupervised", shuffle_buffer=512, seed=0),
+                                         batch_size=32, num_workers=4)
+
+    # JAX: batches are numpy arrays; jax.device_put(batch["mixture"]) moves one to the device.
+
+Without shuffling, examples come in file order, shard after shard (the same
+order as the TF loader). Shuffling (``shuffle_buffer`` > 0) shuffles files
+and examples with ``seed``, a new order each pass (not the TF loader's order).
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from audioscope.schemas import records
+from audioscope.schemas.tfrecord import parse_example, read_records
+
+#: The fields of every example (those of the TF loader).
+FIELDS: tuple[str, ...] = (
+    "type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2", "score1",
+    "frames", "audio1", "audio2", "mixture", "is_mom",
+)  # fmt: skip
+_STRINGS = ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2")
+
+Source = str | Sequence[str]
+
+
+def decode_example(data: bytes, where: str = "") -> dict[str, Any]:
+    """One serialized mixture record -> the loader's dict of numpy values.
+
+    Raises :class:`audioscope.schemas.records.RecordError` (naming ``where``)
+    for a record of an unreadable version or layout.
+    """
+    try:
+        feature = parse_example(data)
+        version = int(feature["schema_version"][1][0])
+        records.check_version(version, where)
+
+        def one(name: str) -> Any:
+            return feature[name][1][0]
+
+        frames, pcm1, pcm2 = records.decode_media(one("frames"), one("audio1"), one("audio2"), version)
+        audio1 = np.multiply(pcm1, np.float32(1 / records.AUDIO_SCALE), dtype=np.float32)
+        audio2 = np.multiply(pcm2, np.float32(1 / records.AUDIO_SCALE), dtype=np.float32)
+        out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
+    except (KeyError, IndexError, ValueError) as e:
+        if isinstance(e, records.RecordError) and where and where in str(e):
+            raise
+        raise records.RecordError(f"{where + ': ' if where else ''}not a mixture record ({e})") from None
+    out.update(
+        score1=np.float32(one("score1")), frames=frames, audio1=audio1, audio2=audio2, mixture=audio1 + audio2,
+        is_mom=np.bool_(one("is_mom") != 0),
+    )  # fmt: skip
+    return out
+
+
+def collate(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """A batch: arrays stacked; strings as object arrays of bytes (as TensorFlow's numpy output)."""
+    out: dict[str, np.ndarray] = {}
+    for name in FIELDS:
+        values = [e[name] for e in examples]
+        if name in _STRINGS:
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+            out[name] = arr
+        else:
+            out[name] = np.stack(values)
+    return out
+
+
+def resolve_files(source: Source, release_root: str | None = None, release_dir: str | None = None) -> list[str]:
+    """The shard files of ``source`` (file, glob, folder, list; with ``release_root``, ``NAME:VERSION[/path]``
+    of a release), release files verified against their manifest first (as the TF loader)."""
+    from audioscope.curation.release import resolve_source
+    from audioscope.models.data import shard_files
+
+    items = [source] if isinstance(source, str) else list(source)
+    return shard_files([resolve_source(s, root=release_root, dest=release_dir) for s in items])
+
+
+class MixtureArrays:
+    """An iterable of decoded mixture examples (dicts of numpy arrays); see the module docstring.
+
+    ``part=(i, n)`` reads every n-th file starting at i (one part per
+    DataLoader worker or host). ``threads`` > 1 decodes records on a thread
+    pool (zlib and PNG decoding release the GIL). ``verify`` checks every
+    record's CRC-32C.
+    """
+
+    def __init__(
+        self, source: Source, *, batch_size: int | None = None, shuffle_buffer: int = 0, seed: int | None = None,
+        repeat: bool = False, drop_remainder: bool = False, part: tuple[int, int] = (0, 1), threads: int = 1,
+        verify: bool = True, release_root: str | None = None, release_dir: str | None = None,
+    ) -> None:  # fmt: skip
+        index, count = part
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
+        self.files = resolve_files(source, release_root, release_dir)[index::count]
+        self.batch_size = batch_size
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.repeat = repeat
+        self.drop_remainder = drop_remainder
+        self.threads = max(1, threads)
+        self.verify = verify
+        self._epoch = 0
+
+    def _serialized(self, rng: random.Random | None) -> Iterator[tuple[bytes, str]]:
+        files = list(self.files)
+        if rng is not None:
+            rng.shuffle(files)
+        for f in files:
+            for data in read_records(f, verify=self.verify):
+                yield data, f
+
+    def _shuffled(self, items: Iterator[tuple[bytes, str]], rng: random.Random) -> Iterator[tuple[bytes, str]]:
+        buffer: list[tuple[bytes, str]] = []
+        for item in items:
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(item)
+                continue
+            k = rng.randrange(len(buffer))
+            yield buffer[k]
+            buffer[k] = item
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def _examples(self, pool: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
+        while True:
+            rng = None
+            if self.shuffle_buffer > 0:
+                rng = random.Random(f"{self.seed}-{self._epoch}")
+            self._epoch += 1
+            items = self._serialized(rng)
+            if rng is not None:
+                items = self._shuffled(items, rng)
+            if pool is None:
+                for data, f in items:
+                    yield decode_example(data, f)
+            else:
+                chunk: list[tuple[bytes, str]] = []
+                for item in items:
+                    chunk.append(item)
+                    if len(chunk) == 4 * self.threads:
+                        yield from pool.map(lambda it: decode_example(*it), chunk)
+                        chunk = []
+                yield from pool.map(lambda it: decode_example(*it), chunk)
+            if not self.repeat:
+                return
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        try:
+            if self.batch_size is None:
+                yield from self._examples(pool)
+                return
+            batch: list[dict[str, Any]] = []
+            for example in self._examples(pool):
+                batch.append(example)
+                if len(batch) == self.batch_size:
+                    yield collate(batch)
+                    batch = []
+            if batch and not self.drop_remainder:
+                yield collate(batch)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_arrays(source: Source, **kwargs: Any) -> MixtureArrays:
+    """:class:`MixtureArrays` of ``source`` (the same arguments)."""
+    return MixtureArrays(source, **kwargs)
