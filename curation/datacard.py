@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from audioscope import storage
-from audioscope.curation.df import DfLayout, read_df, read_report
+from audioscope.schemas.df import DfLayout, read_df, read_report
 from audioscope.curation.manifest import fmt_bytes
 from audioscope.errors import UserError
 from audioscope.pipelines.mix_plan import licence_excluded as licence_matches
@@ -146,7 +146,7 @@ def load_annotation(labels_dir: str) -> tuple[dict[str, Any] | None, pd.DataFram
 
 def find_model_card(report: Mapping[str, Any]) -> dict[str, Any] | None:
     """The coincidence model card named by the filter report (scores.json's ``model``), if it can be read."""
-    from audioscope.curation.df import DfReport
+    from audioscope.schemas.df import DfReport
 
     model = DfReport(report).model_folder
     if not model:

@@ -16,7 +16,7 @@ rules (docs/recipe.md, "filtering"):
 
 Splits are per video (:mod:`audioscope.curation.splits`); a published split
 in the store's index wins. The outputs and their layout are
-:class:`audioscope.curation.df.DfLayout`'s (all written atomically; the same
+:class:`audioscope.schemas.df.DfLayout`'s (all written atomically; the same
 inputs give byte-identical files). Ground truth of a synthetic corpus comes
 from :mod:`audioscope.synth.truth`.
 
@@ -41,7 +41,7 @@ import pandas as pd
 
 from audioscope import storage
 from audioscope.errors import UserError
-from audioscope.curation.df import DF_PARQUET, HISTOGRAM_PNG, REPORT_MD, DfLayout
+from audioscope.schemas.df import DF_PARQUET, HISTOGRAM_PNG, REPORT_MD, DfLayout
 from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS, assign_splits, normalise_split
 from audioscope.metrics import precision_recall, roc_auc
 from audioscope.synth.truth import TruthSource, clip_labels, detect_truth, load_truth

@@ -124,7 +124,7 @@ def _fmt(x: float | None, pct: bool = True) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioscope.curation.df import DfLayout
+    from audioscope.schemas.df import DfLayout
     from audioscope.curation.filter import DEFAULT_THRESHOLD, FilterConfig, Selection, SplitSettings, filter
     from audioscope.curation.splits import CSV_NAMES, SPLITS
     from audioscope.errors import UserError

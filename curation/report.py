@@ -5,7 +5,7 @@ writes ``df/``, ``annotation/``, ``mix/``, ``releases/``, ``evaluation/``...).
 Each step's folder is recognised by what its owner says a finished folder
 holds, whatever it is called, and becomes one section:
 
-* **Df** (:mod:`audioscope.curation.df`): counts, the score histogram
+* **Df** (:mod:`audioscope.schemas.df`): counts, the score histogram
   (coloured by ground truth when the filter had it), a precision/recall curve
   and, per score band, a few example clips as playable video, cut from the
   clip store through its reader and encoded with ffmpeg (H.264 + AAC, MP4);
@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from audioscope import storage
-from audioscope.curation.df import DfLayout, DfReport, read_report
+from audioscope.schemas.df import DfLayout, DfReport, read_report
 from audioscope.errors import UserError
 
 REPORT_HTML = "report.html"

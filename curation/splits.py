@@ -23,14 +23,9 @@ import hashlib
 import math
 from typing import Iterable, Mapping
 
-#: Split names, in order (the names of :data:`audioscope.sources.lists.SPLITS`).
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-
-#: The published file-name spelling of each split (``filtered_validate_clips.csv``).
-CSV_NAMES: dict[str, str] = {"train": "train", "validation": "validate", "test": "test"}
-
-#: The default ratios (train, validation, test).
-DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
+#: Split names, their published CSV spelling and the default ratios are part
+#: of the Df's contract (schemas.tables); re-exported here.
+from audioscope.schemas.tables import CSV_NAMES, DEFAULT_RATIOS, SPLITS  # noqa: E402,F401
 
 _ALIASES = {
     "train": "train",

@@ -165,8 +165,10 @@ def load_inputs(config: MixConfig) -> dict[str, Any]:
     from audioscope.pipelines.mix_pairs import read_pairs_dir
     from audioscope.schemas.tables import DF, LABELS
 
+    from audioscope.schemas.df import DfLayout
+
     store = open_store(config.store)
-    df_path = _table_path(config.df, "df.parquet")
+    df_path = DfLayout.of(config.df).df_parquet
     df = read_table(df_path, DF, "Df table", "give the folder `audioscope filter` wrote (df.parquet) with --df")
     labels_path = _table_path(config.labels, "labels.parquet") if config.labels else None
     labels = None

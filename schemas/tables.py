@@ -18,6 +18,14 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+
+#: Split names, in order: the values of every ``split`` column.
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: The published file-name spelling of each split (``filtered_validate_clips.csv``).
+CSV_NAMES: dict[str, str] = {"train": "train", "validation": "validate", "test": "test"}
+#: The default split ratios (train, validation, test).
+DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
 _META = {b"audioscope.schema_version": str(SCHEMA_VERSION).encode()}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from audioscope import storage
 from audioscope.curation import release
 from audioscope.curation.datacard import TERMS, licence_lines, settings_table, shown_path
-from audioscope.curation.df import DfLayout
+from audioscope.schemas.df import DfLayout
 from audioscope.curation.release import PublishRequest
 
 

@@ -1,4 +1,4 @@
-"""The Df folder's owner (audioscope.curation.df) and what the filter adds to its report: the histogram
+"""The Df folder's owner (audioscope.schemas.df) and what the filter adds to its report: the histogram
 by ground truth, the largest bin explained, the precision/recall curve (real files, real filter)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audioscope.curation.df import DfLayout, read_df, read_report, split_settings
+from audioscope.schemas.df import DfLayout, read_df, read_report, split_settings
 from audioscope.curation.filter import CURVE_THRESHOLDS, FilterConfig, Selection, SplitSettings, filter
 from audioscope.errors import UserError
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import pandas as pd
 
 from audioscope import storage
-from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS
+from audioscope.schemas.tables import CSV_NAMES, DEFAULT_RATIOS, SPLITS
 from audioscope.errors import UserError
 
 DF_PARQUET = "df.parquet"
