@@ -31,7 +31,7 @@ from audioscope import storage
 from audioscope.schemas.df import DfLayout, read_df, read_report
 from audioscope.curation.manifest import fmt_bytes
 from audioscope.errors import UserError
-from audioscope.pipelines.mix_plan import licence_excluded as licence_matches
+from audioscope.pipelines.mix_catalog import licence_excluded as licence_matches
 from audioscope.schemas.records import video_of_clip
 
 #: Files of a Df folder (written by `audioscope filter`) that a release carries.
@@ -103,14 +103,15 @@ _EXAMPLE_COLUMNS = (
 
 def load_mix(mix: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """``summary.json`` and ``examples.parquet`` of a finished mixtures folder."""
+    from audioscope.pipelines.mix_layout import MixLayout
+
+    layout = MixLayout(mix)
     fix = f"finish the mixtures first: run `audioscope mix ... --out {mix}` again until it prints its summary"
-    summary = _read_json(storage.join(mix, "summary.json"), "the mixtures step has not finished", fix)
+    summary = _read_json(layout.summary_json, "the mixtures step has not finished", fix)
     for key in ("counts", "shards", "config"):
         if key not in summary:
-            raise UserError(
-                f"{storage.join(mix, 'summary.json')} has no {key!r}: it was not written by `audioscope mix`"
-            )
-    uri = storage.join(mix, "examples.parquet")
+            raise UserError(f"{layout.summary_json} has no {key!r}: it was not written by `audioscope mix`")
+    uri = layout.examples_parquet
     if not storage.exists(uri):
         raise UserError(f"{uri} is missing; {fix}")
     examples = _read_parquet(uri, _EXAMPLE_COLUMNS)

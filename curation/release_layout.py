@@ -30,6 +30,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from audioscope.pipelines import mix_layout as _mix
+
 MANIFEST_JSON = "manifest.json"
 README_MD = "README.md"
 LICENSES_CSV = "LICENSES.csv"
@@ -51,10 +53,11 @@ SELECTABLE_GROUPS: tuple[str, ...] = ("train", "eval", "curated")
 INCOMPLETE_PREFIX = ".incomplete-"
 PUBLISH_MARKER = ".publish.json"
 
-#: Mixture-folder entries a release carries (besides train/ and eval/).
-MIX_TOP_FILES = ("summary.json", "examples.parquet")
-#: Working files of `audioscope mix` that a release leaves out silently.
-MIX_WORK = ("mix.json", "work", "failed")
+#: Mixture-folder entries a release carries (besides train/ and eval/), and the
+#: working files of `audioscope mix` that a release leaves out silently: the
+#: mixtures folder's layout says which are which.
+MIX_TOP_FILES = _mix.TOP_FILES
+MIX_WORK = ("mix.json", *_mix.WORK_FOLDERS)
 #: Where the Df folder and the annotation folder go inside a release.
 CURATED_DF = "curated/df"
 CURATED_LABELS = "curated/labels"

@@ -244,13 +244,15 @@ def _load_inputs(req: PublishRequest) -> Any:
     import pyarrow as pa
 
     from audioscope.curation import datacard
+    from audioscope.pipelines.mix_layout import MixLayout
+    from audioscope.schemas.df import DfLayout
 
     try:
         return datacard.load_inputs(req.mix, req.df, req.labels)
     except (pa.ArrowException, OSError, EOFError) as e:
         tables = [
-            (storage.join(req.mix, "examples.parquet"), "`audioscope mix`"),
-            (storage.join(req.df, "df.parquet"), "`audioscope filter`"),
+            (MixLayout(req.mix).examples_parquet, "`audioscope mix`"),
+            (DfLayout.of(req.df).df_parquet, "`audioscope filter`"),
         ] + ([(storage.join(req.labels, "labels.parquet"), "the annotation pull")] if req.labels else [])
         for uri, step in tables:
             if _unreadable_parquet(uri):

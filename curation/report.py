@@ -99,7 +99,7 @@ def _is_annotation(path: Path) -> bool:
 
 
 def _is_mix(path: Path) -> bool:
-    from audioscope.pipelines.mix_plan import MixLayout
+    from audioscope.pipelines.mix_layout import MixLayout
 
     layout = MixLayout(str(path))
     summary = read_json_file(Path(layout.summary_json))
@@ -516,7 +516,7 @@ def annotation_section(folder: str | None) -> Section:
 
 
 def mix_section(folder: str | None) -> Section:
-    from audioscope.pipelines.mix_plan import MixLayout
+    from audioscope.pipelines.mix_layout import MixLayout
 
     title = "Mixtures"
     if folder is None:

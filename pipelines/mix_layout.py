@@ -12,7 +12,7 @@ mixtures folder through :class:`MixLayout`, never by file names::
     examples.parquet                        schemas.tables.EXAMPLES
     summary.json                            written last: its presence means finished
 
-Shard names come from one template (:data:`SHARD_TEMPLATE`). No Beam and no
+Shard names come from one template (:func:`shard_name`, :mod:`audioscope.shards`). No Beam and no
 TensorFlow here.
 """
 
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from audioscope import storage
 from audioscope.errors import UserError
+from audioscope.shards import ShardTemplate
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Version of the folder's layout (``mix.json``, ``summary.json``).
 FORMAT_VERSION = 1
 #: Every shard's name, relative to the root: ``<folder>/<stem>-i-of-n.tfrecord``.
-SHARD_TEMPLATE = "{folder}/{stem}-{i:05d}-of-{n:05d}.tfrecord"
 SHARD_SUFFIX = ".tfrecord"
 #: Folders of the outputs a release carries (the rest is the run's bookkeeping).
 OUTPUT_FOLDERS: tuple[str, ...] = ("train", "eval")
@@ -39,8 +39,8 @@ WORK_FOLDERS: tuple[str, ...] = ("work", "failed")
 
 
 def shard_name(folder: str, stem: str, i: int, n: int) -> str:
-    """The relative path of shard ``i`` of ``n`` in ``folder``."""
-    return SHARD_TEMPLATE.format(folder=folder, stem=stem, i=i, n=n)
+    """The relative path of shard ``i`` of ``n`` in ``folder`` (the one shard template, :mod:`audioscope.shards`)."""
+    return f"{folder}/{ShardTemplate(stem=stem, suffix=SHARD_SUFFIX).name(i, n)}"
 
 
 def train_folder(recipe: str) -> str:
