@@ -140,3 +140,18 @@ def test_average_export_uses_every_evaluation_in_the_window(tmp_path: Path) -> N
     assert "averaged_from_step" not in last.validation
     assert r.model_id != last.model_id  # the averaged weights are not the last ones
     assert read_card(r.export_dir).training["exported_weights"].startswith("mean of the weights")
+
+
+def test_training_runs_under_a_mirrored_strategy_and_its_run_directory_refuses_other_options(tmp_path: Path) -> None:
+    """The tf.distribute path (strategy.run, cross-replica reduce) that GPUs take;
+    its run directory refuses a start with another configuration."""
+    videos = toy_videos(6, 10, seed=9)
+    cfg = C.CoincidenceConfig.tiny(steps=4, eval_every=2, checkpoint_every=2, validation_examples=16, batch_size=8)
+    r = C.train(videos, tmp_path / "m", cfg, validation_fraction=0.34, progress=False, strategy="mirrored")
+    assert (r.step, r.resumed_from, r.stopped_by) == (4, 0, "steps")
+    assert sorted(p.name for p in (tmp_path / "m.run" / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-2.index", "ckpt-4.index"]
+    with pytest.raises(C.RunDirError, match="steps"):  # another configuration in the same run directory
+        C.train(videos, tmp_path / "m2", C.CoincidenceConfig.tiny(steps=6, eval_every=2, checkpoint_every=2,
+                validation_examples=16, batch_size=8), validation_fraction=0.34, progress=False,
+                run_dir=tmp_path / "m.run")  # fmt: skip
