@@ -125,6 +125,8 @@ def test_peak_memory_stays_flat_when_the_store_grows_four_times(tmp_path: Path) 
     stream_small = _peak(small, tmp_path / "m1", "stream")
     stream_large = _peak(large, tmp_path / "m2", "stream")
     memory_large = _peak(large, tmp_path / "m3", "memory", steps=1)  # it loads every video before step 1
+    print(f"peak RSS MiB: stream 1x {stream_small / 2**20:.0f}, stream 4x {stream_large / 2**20:.0f}, "
+          f"memory 4x {memory_large / 2**20:.0f}; media added {extra / 2**20:.0f}")
     # streaming: the growth is a small part of the added media (a window of 3
     # videos + 2 read ahead is the same for both stores)
     assert stream_large - stream_small < 0.25 * extra, (stream_small, stream_large, extra)
