@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Callable, Sequence
 
-from audioscope import __version__
+from audioscope import __version__, quiet
 from audioscope.errors import UserError
 
 __all__ = ["UserError", "build_parser", "main", "run"]
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet.configure(args.verbose)  # before any command imports TensorFlow
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

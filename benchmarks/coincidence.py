@@ -20,8 +20,17 @@ how far the model carries to new videos.
     .venv/bin/python benchmarks/coincidence.py --workdir /tmp/bench-coincidence \\
         --videos 100 --seed 4711 --unseen-seed 4712
 
+With ``--data stream,memory`` it trains one model per way of reading the
+store (streamed from the clip store, the default; or every video loaded
+into memory first) with the same budget, scores and filters with each, and
+prints the trainer's examples/s of each against the first as the baseline
+(measured in the same run, one after the other), next to the quality:
+
+    .venv/bin/python benchmarks/coincidence.py --workdir /tmp/bench-coincidence \\
+        --videos 40 --budget 240 --data memory,stream
+
 Every step is resumable, so running it again with the same --workdir only
-does what is missing (delete WORKDIR/model to train again).
+does what is missing (delete WORKDIR/model-* to train again).
 """
 
 from __future__ import annotations
@@ -51,13 +60,17 @@ def corpus_and_store(root: Path, videos: int, seed: int) -> tuple[Path, Path]:
     return corpus, store
 
 
-def score_and_filter(root: Path, store: Path, model: Path, threshold: float) -> dict:
-    run("score", "--store", str(store), "--model", str(model), "--out", str(root / "scores"))
-    run(
-        "filter", "--scores", str(root / "scores"), "--store", str(store), "--out", str(root / "df"),
-        "--threshold", str(threshold),
-    )
-    return json.loads((root / "df" / "report.json").read_text())
+def score_and_filter(root: Path, store: Path, model: Path, threshold: float, tag: str = "") -> dict:
+    scores, df = root / f"scores{tag}", root / f"df{tag}"
+    run("score", "--store", str(store), "--model", str(model), "--out", str(scores))
+    run("filter", "--scores", str(scores), "--store", str(store), "--out", str(df), "--threshold", str(threshold))
+    return json.loads((df / "report.json").read_text())
+
+
+def examples_per_s(card: dict) -> float:
+    """The trainer's examples per second of training time, from a model card."""
+    tr = card["training"]
+    return tr["examples_seen"] / tr["seconds"] if tr["seconds"] else float("nan")
 
 
 def num(t: dict, key: str) -> float:
@@ -83,11 +96,17 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=480.0, help="seconds of training (default 480)")
     ap.add_argument("--threshold", type=float, default=0.8, help="Df threshold (default 0.8)")
     ap.add_argument("--unseen-seed", type=int, default=None, help="also measure on a fresh corpus with this seed")
+    ap.add_argument("--data", default="stream",
+                    help="comma-separated ways to read the store for training: stream, memory (default stream); "
+                    "the first is the baseline of the examples/s ratios")  # fmt: skip
     args = ap.parse_args()
+    modes = [m.strip() for m in args.data.split(",") if m.strip()]
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     corpus, store = corpus_and_store(work / "train", args.videos, args.seed)
+    if modes != ["stream"]:
+        return compare_modes(work, store, modes, args)
     model = work / "model"
     train_s = None
     if not (model / "saved_model.pb").exists():
@@ -116,6 +135,31 @@ def main() -> int:
         f"precision at {args.threshold} >= 0.9 (got {num(t, 'precision'):.3f}) "
         f"when the base rate < 0.6 (it is {num(t, 'base_rate'):.3f})"
     )
+    return 0
+
+
+def compare_modes(work: Path, store: Path, modes: list[str], args: argparse.Namespace) -> int:
+    """One model per way of reading the store, same budget; examples/s against the first."""
+    cards, reports = {}, {}
+    for mode in modes:
+        model = work / f"model-{mode}"
+        if not (model / "saved_model.pb").exists():
+            run("coincidence", "train", "--store", str(store), "--out", str(model), "--time-budget", str(args.budget),
+                "--data", mode)  # fmt: skip
+        cards[mode] = json.loads((model / "model_card.json").read_text())
+        reports[mode] = score_and_filter(work / "train", store, model, args.threshold, tag=f"-{mode}")
+    cores = len(os.sched_getaffinity(0))
+    base = examples_per_s(cards[modes[0]])
+    print(f"\ncoincidence training by way of reading the store ({cores} cores, budget {args.budget:g} s each, "
+          f"{args.videos} videos, seed {args.seed}); baseline: {modes[0]}")  # fmt: skip
+    print(f"{'data':<8} {'steps':>6} {'examples/s':>10} {'ratio':>6} {'val AUC':>7} {'Df AUC':>7} "
+          f"{'kept':>5} {'precision':>9} {'recall':>7}")  # fmt: skip
+    for mode in modes:
+        card, t = cards[mode], reports[mode]["truth_metrics"] or {}
+        rate = examples_per_s(card)
+        print(f"{mode:<8} {card['training']['steps']:>6} {rate:>10.1f} {rate / base:>6.2f} "
+              f"{card['validation']['auc']:>7.3f} {num(t, 'roc_auc'):>7.3f} {reports[mode]['kept']['clips']:>5} "
+              f"{num(t, 'precision'):>9.3f} {num(t, 'recall'):>7.3f}")  # fmt: skip
     return 0
 
 

@@ -28,8 +28,6 @@ TensorFlow is imported at module level: import this module lazily.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -115,28 +113,50 @@ class _Exportable(tf.Module):
         }
 
 
-def export_model(model: AudioScopeModel, out_dir: str | Path, info: Mapping[str, Any]) -> None:
-    """Write ``model`` as a SavedModel at ``out_dir`` with ``model.json`` (``info``).
+def signature_description(num_sources: int | None = None) -> dict[str, Any]:
+    """A canonical, JSON-able description of the exported signature (part of the model id)."""
+    m = num_sources
+    return {
+        "name": SIGNATURE_NAME,
+        "inputs": {"frames": {"dtype": "uint8", "shape": [None, FRAMES, FRAME_INPUT_SIZE, FRAME_INPUT_SIZE, 3]},
+                   "mixture": {"dtype": "float32", "shape": [None, None]}},
+        "outputs": {"on_screen": {"dtype": "float32", "shape": [None, None]},
+                    "probabilities": {"dtype": "float32", "shape": [None, m]},
+                    "sources": {"dtype": "float32", "shape": [None, m, None]}},
+    }  # fmt: skip
 
-    Written to a temporary sibling and renamed into place; an existing
-    export (an earlier one of the same run) is replaced only once the new one
-    is complete.
+
+def export_model(
+    model: AudioScopeModel, out_dir: str | Path, info: Mapping[str, Any], *, data: Mapping[str, Any] | None = None
+) -> str:
+    """Write ``model`` as a SavedModel at ``out_dir`` with ``model.json``
+    (``info`` plus the ``model_id``) and a model card; return the model id.
+
+    The spine's export convention (:func:`audioscope.models.spine.publish_export`):
+    written to a temporary sibling and renamed into place; an earlier export
+    of the same run is replaced only once the new one is complete.
     """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.incomplete-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    for stale in (tmp, old):
-        if stale.exists():
-            shutil.rmtree(stale)
-    module = _Exportable(model)
-    tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve})
-    (tmp / MODEL_INFO).write_text(json.dumps(dict(info), indent=2, sort_keys=True) + "\n")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old)
+    from audioscope.models.model_card import ModelCard
+    from audioscope.models.spine import content_id, publish_export
+
+    model_id = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal model_id
+        module = _Exportable(model)
+        tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve})
+        signature = signature_description(model.config.num_sources)
+        model_id = content_id(tmp, signature)
+        (tmp / MODEL_INFO).write_text(json.dumps({**dict(info), "model_id": model_id}, indent=2, sort_keys=True) + "\n")
+        training = {k: v for k, v in info.items() if k not in ("config", "model")}
+        ModelCard(
+            model_id=model_id, model_name="audioscope", signature=signature, training_data=dict(data or {}),
+            training=training, config=dict(info.get("config", {})), validation={},
+            notes=["`audioscope evaluate` measures this model on a release's evaluation set."],
+        ).write(tmp)  # fmt: skip
+
+    publish_export(out_dir, write, replace_own=True)
+    return model_id
 
 
 class ExportedModel:

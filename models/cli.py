@@ -32,6 +32,16 @@ directory holds the SavedModel, model_card.json / MODEL_CARD.md (training
 data, steps, validation metrics) and the model id (SHA-256) that
 `audioscope score` records next to every score.
 
+Training streams the clips from the store (local, gs:// or s3://): videos
+are read a few at a time and examples drawn from a rolling window of 16
+videos, so memory does not grow with the store. The run's state sits in
+MODEL_DIR.run next to the model folder (run.json, checkpoints/ every 250
+steps, history.json, tensorboard/): if training is killed, run the same
+command again and it resumes from the last checkpoint (the step count and
+the time budget are totals over both runs); other options are refused
+there. The model folder appears only when training ends, whole, and is
+never overwritten.
+
 Exported signature (any SavedModel with it can be used by `audioscope score`,
 e.g. a model trained elsewhere on AudioSet):
   serving_default(audio:  float32 [None, 80000]   16 kHz mono in [-1, 1], 5 s,
@@ -77,6 +87,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0); the same seed, store and --steps give the same model when "
         "training ends by --steps, not by the time budget")
     p.add_argument(
+        "--data", choices=("stream", "memory"), default="stream",
+        help="stream the clips from the store (default; memory independent of the store's size) or "
+        "load every video into memory first (small stores only)",
+    )
+    p.add_argument(
+        "--strategy", choices=("default", "mirrored"), default="default",
+        help="tf.distribute strategy: default (one device) or mirrored (all local GPUs) (default: default)",
+    )
+    p.add_argument(
         "--tiny", action="store_true",
         help="a very small model for smoke tests (seconds, not minutes; not for real scoring)",
     )
@@ -103,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
     if len(store) == 0:
         raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --out {args.store}`)")
 
-    from audioscope.models.coincidence import CoincidenceConfig, train
+    from audioscope.models.coincidence import CoincidenceConfig, RunDirError, train
 
     overrides: dict[str, object] = {"seed": args.seed}
     if args.steps is not None:
@@ -120,10 +139,14 @@ def run_train(args: argparse.Namespace) -> int:
             time_budget_s=args.time_budget,
             progress=True,
             data_description={"store": str(args.store), "clips": len(store)},
+            data=args.data,
+            strategy=args.strategy,
         )
+    except RunDirError as e:
+        raise UserError(f"{e} (delete {Path(str(args.out) + '.run')} to start afresh)") from None
     except ValueError as e:
         raise UserError(f"cannot train on {args.store}: {e}") from None
-    print(json.dumps({"model": result.model_dir, "model_id": result.model_id}))
+    print(json.dumps({"model": result.export_dir, "model_id": result.model_id}))
     print(
         f"\nNext: audioscope score --store {args.store} --model {args.out} --out SCORES_DIR",
         file=sys.stderr,

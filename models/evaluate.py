@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +167,36 @@ def check_targets(accs: Mapping[str, SetAccumulator]) -> dict[str, Any]:
         }  # fmt: skip
     on = accs.get("onscreen_mom")
     if on and on.examples:
-        gain = sm.median(on.si_snr) - sm.median(on.input_si_snr)
+        # The same statistic as the table's "median SI-SNRi" column: the
+        # median over examples of each example's improvement. (The
+        # difference of the two medians, which an earlier report used, is
+        # kept for comparison; the two differ when the examples do.)
+        gain = sm.median(np.subtract(on.si_snr, on.input_si_snr))
         out["onscreen_mom_median_si_snr_minus_input_db"] = {
             "value": _jsonable(gain), "target": TARGET_IMPROVEMENT_DB, "met": bool(gain >= TARGET_IMPROVEMENT_DB),
-            "first_clips": len(on.first_clips),
+            "first_clips": len(on.first_clips), "statistic": "median of per-example SI-SNR improvements",
+            "difference_of_medians": _jsonable(sm.median(on.si_snr) - sm.median(on.input_si_snr)),
         }  # fmt: skip
     return out
+
+
+#: What each column of the table means (printed under it and kept in report.md).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("set", "onscreen_single: one clip with on-screen sound; offscreen_single: one clip whose sound is off "
+     "screen; onscreen_mom / offscreen_mom: a mixture of mixtures (MoM), the on-screen (or off-screen) clip's "
+     "audio plus the audio of another, off-screen clip"),
+    ("SI-SNR x_on", "scale-invariant signal-to-noise ratio (dB) of the on-screen estimate x_on = sum_m p_m s_m "
+     "against the on-screen clip's own audio (higher is better)"),
+    ("input SI-SNR", "the same for the input mixture itself, before separation (MoMs only)"),
+    ("median SI-SNRi", "SI-SNR improvement: the median over examples of (SI-SNR x_on - input SI-SNR)"),
+    ("OSR", "off-screen suppression ratio, 10 log10(power of the input / power of x_on), dB: how much quieter "
+     "x_on is than an input with no on-screen sound (higher is better)"),
+    ("MixIT remix", "SI-SNR of the best MixIT remix of the separated sources against the first clip's audio: "
+     "how well the sources separate, whatever the on-screen classifier says"),
+    ("AUC", "ROC AUC of the on-screen probabilities p_m, each source weighted by its share of the input's power"),
+    ("mean p", "power-weighted mean on-screen probability p_m: near 1 is right on on-screen sets, near 0 on "
+     "off-screen sets"),
+)
 
 
 def _jsonable(x: float) -> float | str | None:
@@ -196,16 +221,33 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
     pooled = report.get("auc_pooled")
     lines.append("")
+    lines.append("Medians over the examples of each set (values can be +-inf). Columns:")
+    lines += [f"- {name}: {meaning}" for name, meaning in COLUMNS]
+    lines.append("")
     lines.append(f"power-weighted ROC AUC of p_m over all sets: {'n/a' if pooled is None else f'{pooled:.3f}'}")
     for key, t in report.get("targets", {}).items():
         value = t["value"]
         shown = f"{value:.2f} dB" if isinstance(value, float) else str(value)
         line = f"target {key}: {shown} (>= {t['target']:g} dB): {'met' if t['met'] else 'NOT met'}"
+        if key.startswith("onscreen_mom"):
+            line += " (the table's median SI-SNRi on onscreen_mom"
+            line += (f"; the difference of the two medians is {t['difference_of_medians']:.2f} dB)"
+                     if isinstance(t.get("difference_of_medians"), float) else ")")  # fmt: skip
+        else:
+            line += " (the table's OSR on offscreen_single)"
         clips = t.get("first_clips")
         if clips is not None and clips < MIN_TARGET_CLIPS:
             line += (f" (from only {clips} clip{'s' if clips != 1 else ''}: too few to judge; "
                      "more videos give a larger test split: DEMO_VIDEOS for make demo)")  # fmt: skip
         lines.append(line)
+    written = report.get("examples_written")
+    if written:
+        lines.append("")
+        lines.append(
+            f"example audio: {sum(written.values())} WAV files under examples/<set>/<n>/ in the report folder "
+            "(mixture, audio1 = on-screen or first clip, audio2 = the other clip, on_screen_estimate = x_on, "
+            "and every separated source with its p in the file name)"
+        )
     return "\n".join(lines)
 
 
@@ -267,6 +309,8 @@ def evaluate(
     from audioscope.models.data import load_dataset
     from audioscope.progress import Progress
 
+    if progress:
+        print(f"loading the model {export_path(model_dir)}", file=sys.stderr)
     model = ExportedModel(export_path(model_dir), batch_size=batch_size)
     set_dirs = find_sets(eval_dir, split)
     if not set_dirs:
@@ -280,6 +324,9 @@ def evaluate(
     report = evaluate_sets(model, sets, examples_dir=out / "examples", examples_per_set=examples_per_set, progress=bar)
     if bar:
         bar.close()
+    report["examples_written"] = {
+        name: len(list((out / "examples" / name).rglob("*.wav"))) for name in set_dirs if (out / "examples" / name).is_dir()
+    }
     report = {
         "model": str(model_dir), "model_info": {k: model.info.get(k) for k in ("step", "train_seconds")},
         "config": model.info.get("config", {}).get("name"), "data": {n: p for n, p in set_dirs.items()},

@@ -32,11 +32,13 @@ Reported per set (medians; values can be +-inf):
 eval/<split> folder, or any folder with the set folders (onscreen_single,
 offscreen_single, onscreen_mom, offscreen_mom) holding .tfrecord shards.
 
-REPORT_DIR gets report.json (every number, and the issue's targets: median
-OSR on off-screen single mixtures >= 6 dB, median SI-SNR of x_on on
-on-screen MoMs >= 3 dB above the input's), report.md (the table printed
-here) and examples/<set>/<n>/*.wav (mixture, audio1, audio2, x_on and every
-source with its probability in the file name). Running it again with the
+REPORT_DIR gets report.json (every number, and the two targets, each from
+the same statistic as its column of the table: the median OSR on off-screen
+single mixtures >= 6 dB, and the median SI-SNR improvement of x_on over
+the input on on-screen MoMs >= 3 dB), report.md (the table printed here,
+with what each column means) and examples/<set>/<n>/*.wav (mixture,
+audio1, audio2, x_on and every source with its probability in the file
+name). Running it again with the
 same model step and data prints the saved report without evaluating again."""
 
 EPILOG = """\

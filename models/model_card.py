@@ -1,4 +1,4 @@
-"""The model card written next to every exported coincidence model.
+"""The model card written into every exported model (coincidence and AudioScope).
 
 Why a card: the score table records which model produced each probability
 (by ``model_id``), and the Df threshold (0.8) is only meaningful for the
@@ -31,6 +31,8 @@ class ModelCard:
     config: Mapping[str, Any]
     validation: Mapping[str, Any]
     notes: list[str] = field(default_factory=list)
+    #: what the validation numbers were measured on
+    validation_note: str = "held-out videos, self-supervised task"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,10 +61,7 @@ class ModelCard:
             "",
             *_kv_lines(self.training),
             "",
-            "## Validation (held-out videos, self-supervised task)",
-            "",
-            *_kv_lines(self.validation),
-            "",
+            *([f"## Validation ({self.validation_note})", "", *_kv_lines(self.validation), ""] if self.validation else []),
             "## Configuration",
             "",
             "```json",

@@ -43,7 +43,6 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -55,16 +54,29 @@ from audioscope import storage
 from audioscope.models.audioscope_model import AudioScopeModel, build_model, export_model
 from audioscope.models.configs import AudioScopeConfig
 from audioscope.models.losses import classification_loss, mixit_loss, pseudo_labels, source_power_weights
+from audioscope.models.spine import (  # noqa: F401 - the spine's names, as this module's API
+    CHECKPOINT_DIR,
+    RUN_JSON,
+    STRATEGIES,
+    TENSORBOARD_DIR,
+    Checkpoints,
+    RunDirError,
+    TrainResult,
+    WeightAverage,
+    check_run_dir,
+    cosine_learning_rate,
+    in_average_window,
+    make_strategy,
+    read_run_json,
+    run_progress,
+    write_scalars,
+)
 from audioscope.schemas import records
 
 log = logging.getLogger(__name__)
 
-RUN_JSON = "run.json"
 SUMMARY_JSON = "train_summary.json"
 EXPORT_DIR = "export"
-CHECKPOINT_DIR = "checkpoints"
-TENSORBOARD_DIR = "tensorboard"
-STRATEGIES = ("default", "mirrored", "tpu")
 #: Per-step values logged and summarised (see :func:`example_losses`).
 STEP_VALUES = ("loss", "mixit_loss", "classification_loss", "mixit_snr_db")
 #: Example types whose first mixture is on screen (the rest: off screen).
@@ -72,49 +84,6 @@ ONSCREEN_FIRST_TYPES = (records.NON, records.LON, "onscreen_single", "onscreen_m
 
 DatasetFn = Callable[[int], tf.data.Dataset]
 """``dataset_fn(seed)``: an unbatched, endlessly repeated dataset of loader dicts."""
-
-
-class RunDirError(ValueError):
-    """The run directory belongs to a different run (another configuration)."""
-
-
-@dataclass
-class TrainResult:
-    """How one invocation of :func:`train` ended."""
-
-    run_dir: str
-    export_dir: str
-    step: int
-    steps_this_run: int
-    seconds: float  # training seconds over all invocations
-    stopped_by: str  # "steps", "time_budget", "interrupted" or "already_done"
-    steps_per_s: float
-    examples_per_s: float
-    resumed_from: int
-    # means over the last summary_every steps of this invocation (NaN for none)
-    loss: float
-    mixit_loss: float
-    classification_loss: float
-    mixit_snr_db: float
-    # what the export holds: "last" or "average of N snapshots, steps A-B"
-    exported_weights: str = "last"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
-    """``default`` (one device), ``mirrored`` (all local GPUs, or the CPU) or ``tpu``."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
 
 
 def training_example(
@@ -210,54 +179,13 @@ def example_losses(
 
 def learning_rate_at(config: AudioScopeConfig, progress: float) -> float:
     """Half-cosine from ``learning_rate`` to ``final_learning_rate_fraction`` of it."""
-    progress = min(max(progress, 0.0), 1.0)
-    floor = config.final_learning_rate_fraction
-    return config.learning_rate * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return cosine_learning_rate(config.learning_rate, config.final_learning_rate_fraction, progress)
 
 
 def read_run_config(run_dir: str | Path) -> AudioScopeConfig | None:
     """The configuration a run directory was started with (None for a new one)."""
-    path = Path(run_dir) / RUN_JSON
-    if not path.exists():
-        return None
-    return AudioScopeConfig.from_dict(json.loads(path.read_text())["config"])
-
-
-class WeightAverage(tf.Module):
-    """A running mean of a model's weights (batch-norm statistics included),
-    checkpointed with the run, with the steps and time budget of the run it
-    belongs to (a run resumed with other ones starts a new mean)."""
-
-    def __init__(self, weights: list[tf.Variable]) -> None:
-        super().__init__(name="weight_average")
-        self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="count")
-        self.first_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_step")
-        self.last_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="last_step")
-        self.target = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_steps")
-        self.budget = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="time_budget_s")
-        self.means = [tf.Variable(tf.zeros_like(w), trainable=False, name=f"mean_{i}") for i, w in enumerate(weights)]
-
-    def start(self, target: int, budget: float | None) -> None:
-        """Keep the mean of a resumed run of the same length; else start again."""
-        budget_value = -1.0 if budget is None else float(budget)
-        if int(self.target.numpy()) != target or float(self.budget.numpy()) != budget_value:
-            self.count.assign(0)
-            self.target.assign(target)
-            self.budget.assign(budget_value)
-
-    def add(self, weights: list[tf.Variable], step: int) -> None:
-        n = int(self.count.numpy()) + 1
-        for mean, w in zip(self.means, weights):
-            mean.assign_add((tf.convert_to_tensor(w) - mean) / float(n))
-        if n == 1:
-            self.first_step.assign(step)
-        self.last_step.assign(step)
-        self.count.assign(n)
-
-    def describe(self) -> dict[str, Any]:
-        """What an export of the averaged weights holds (``model.json``)."""
-        return {"kind": "average", "snapshots": int(self.count.numpy()),
-                "from_step": int(self.first_step.numpy()), "to_step": int(self.last_step.numpy())}  # fmt: skip
+    body = read_run_json(run_dir)
+    return None if body is None else AudioScopeConfig.from_dict(body["config"])
 
 
 class _Trainer:
@@ -271,25 +199,16 @@ class _Trainer:
             self.model = build_model(config)
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
             self.average = WeightAverage(self.model.weights) if config.export_weights == "average" else None
-        # The model's trainable variables are reached through the optimizer
-        # here (Keras 3): restore a checkpoint with both, never the model alone.
-        tracked: dict[str, Any] = {"average": self.average} if self.average is not None else {}
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, train_seconds=self.seconds, **tracked
-        )
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints
-        )
+            self.checkpoints = Checkpoints(run_dir, self.model, self.optimizer, config.keep_checkpoints, self.average)
+        self.step = self.checkpoints.step
+        self.seconds = self.checkpoints.seconds
+        self.manager = self.checkpoints.manager
         self._step_fn = tf.function(self._distributed_step)
 
     def restore(self) -> int:
         """Restore the latest checkpoint, if any; the step it was taken at."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        return int(self.step.numpy())
+        return self.checkpoints.restore()
 
     def _replica_step(self, batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         variables = self.model.trainable_variables
@@ -324,8 +243,7 @@ class _Trainer:
         if not self._averaged():
             yield
             return
-        trained = self.model.get_weights()
-        self.model.set_weights([m.numpy() for m in self.average.means])  # type: ignore[union-attr]
+        trained = self.average.swap_into(self.model)  # type: ignore[union-attr]
         try:
             yield
         finally:
@@ -351,7 +269,7 @@ def train(
     """
     run_dir = Path(run_dir)
     target = int(steps or config.steps)
-    _check_run_dir(run_dir, config, data_description)
+    check_run_dir(run_dir, config.to_dict(), data_description)
     keras.utils.set_random_seed(config.seed)
     strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
     if config.batch_size % strat.num_replicas_in_sync:
@@ -410,40 +328,32 @@ def _loop(
             if time_budget_s is not None and elapsed >= time_budget_s:
                 stopped_by = "time_budget"
                 break
-            trainer.optimizer.learning_rate.assign(learning_rate_at(config, _progress(step, target, elapsed, time_budget_s)))
+            trainer.optimizer.learning_rate.assign(learning_rate_at(config, run_progress(step, target, elapsed, time_budget_s)))
             window.append(trainer.train_step(next(batches)))
             step += 1
             if bar:
                 bar.update(1)
             if step % config.summary_every == 0:
                 _summaries(writer, trainer, step, window, time.monotonic() - t0, step - start_step)
-                if trainer.average is not None and _progress(
-                    step, target, used + time.monotonic() - t0, time_budget_s
-                ) >= 1.0 - config.average_fraction:
+                if trainer.average is not None and in_average_window(
+                    run_progress(step, target, used + time.monotonic() - t0, time_budget_s), config.average_fraction
+                ):
                     trainer.average.add(trainer.model.weights, step)
             if step % config.checkpoint_every == 0:
-                trainer.seconds.assign(used + time.monotonic() - t0)
-                trainer.manager.save(checkpoint_number=step)
+                trainer.checkpoints.save(step, used + time.monotonic() - t0)
     except KeyboardInterrupt:
         stopped_by = "interrupted"
     finally:
         if bar:
             bar.close()
     seconds = time.monotonic() - t0
-    trainer.seconds.assign(used + seconds)
-    if not trainer.manager.latest_checkpoint or not trainer.manager.latest_checkpoint.endswith(f"-{step}"):
-        trainer.manager.save(checkpoint_number=step)
+    trainer.checkpoints.save(step, used + seconds)
     writer.flush()
     last = _mean(window[-config.summary_every :])
     result = _finish(trainer, run_dir, step, step - start_step, seconds, stopped_by, last, progress)
     if stopped_by == "interrupted":
         raise KeyboardInterrupt
     return result
-
-
-def _progress(step: int, target: int, elapsed: float, budget: float | None) -> float:
-    p = step / target
-    return max(p, elapsed / budget) if budget else p
 
 
 def _mean(window: list[dict[str, float]]) -> dict[str, float]:
@@ -455,25 +365,7 @@ def _summaries(writer: Any, trainer: _Trainer, step: int, window: list, seconds:
     values = {f"train/{k}": v for k, v in _mean(window[-trainer.config.summary_every :]).items()}
     values["learning_rate"] = float(trainer.optimizer.learning_rate.numpy())
     values["steps_per_second"] = steps_done / max(seconds, 1e-9)
-    with writer.as_default(step=step):
-        for name, value in values.items():
-            write_scalar(name, value, step)
-
-
-def write_scalar(name: str, value: float, step: int) -> None:
-    """A TensorBoard scalar summary written with TensorFlow's own summary op.
-
-    ``tf.summary.scalar`` needs the tensorboard package, which tensorflow-cpu
-    does not install; the record written here (plugin "scalars", a float32
-    scalar tensor) is the same one TensorBoard's scalar plugin reads.
-    """
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-        data_class=summary_pb2.DATA_CLASS_SCALAR,
-    )
-    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=metadata)
+    write_scalars(writer, values, step)
 
 
 def _finish(
@@ -490,24 +382,26 @@ def _finish(
     config = trainer.config
     export_dir = run_dir / EXPORT_DIR
     info_path = export_dir / "model.json"
-    exported_step = json.loads(info_path.read_text()).get("step") if info_path.exists() else None
+    earlier = json.loads(info_path.read_text()) if info_path.exists() else {}
     described = trainer.exported_weights(step)
-    if exported_step != step:
+    model_id = earlier.get("model_id", "")
+    if earlier.get("step") != step:
         info = {
             "model": "audioscope", "config": config.to_dict(), "step": step,
             "train_seconds": float(trainer.seconds.numpy()), "num_sources": config.num_sources,
             "exported_weights": described, "tensorflow": tf.__version__, "keras": keras.__version__,
         }  # fmt: skip
+        data = (read_run_json(run_dir) or {}).get("data", {})
         with trainer.weights_to_export():
-            export_model(trainer.model, export_dir, info)
+            model_id = export_model(trainer.model, export_dir, info, data=data)
     rate = steps_this_run / seconds if seconds > 0 else math.nan
     result = TrainResult(
         run_dir=str(run_dir), export_dir=str(export_dir), step=step, steps_this_run=steps_this_run,
         seconds=float(trainer.seconds.numpy()), stopped_by=stopped_by, steps_per_s=rate,
-        examples_per_s=rate * config.batch_size, resumed_from=step - steps_this_run, **last,
-        exported_weights=describe_weights(described),
+        examples_per_s=rate * config.batch_size, resumed_from=step - steps_this_run, model_id=model_id,
+        exported_weights=describe_weights(described), metrics=dict(last),
     )  # fmt: skip
-    storage.atomic_write(str(run_dir / SUMMARY_JSON), json.dumps(_jsonable(result.to_dict()), indent=2) + "\n")
+    storage.atomic_write(str(run_dir / SUMMARY_JSON), json.dumps(result.to_dict(), indent=2) + "\n")
     if progress:
         from audioscope.progress import print_summary
 
@@ -537,23 +431,3 @@ def summary_rows(result: TrainResult, config: AudioScopeConfig) -> dict[str, obj
         "MixIT remix SNR": f"{result.mixit_snr_db:.2f} dB (last steps)",
         "exported weights": result.exported_weights,
     }
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-def _check_run_dir(run_dir: Path, config: AudioScopeConfig, data: Mapping[str, Any] | None) -> None:
-    """Write run.json on the first start; refuse a run directory of another configuration."""
-    existing = read_run_config(run_dir)
-    if existing is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        body = {"config": config.to_dict(), "data": dict(data or {}), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        storage.atomic_write(str(run_dir / RUN_JSON), json.dumps(body, indent=2) + "\n")
-        return
-    if existing != config:
-        diff = sorted(k for k, v in config.to_dict().items() if existing.to_dict().get(k) != v)
-        raise RunDirError(
-            f"{run_dir} was started with another configuration (differs in {', '.join(diff)}); "
-            "use a new run directory, or the same options as the first start"
-        )

@@ -30,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[C.TrainResult, di
 
 def test_short_training_learns_the_toy_correspondence(trained) -> None:
     result, _ = trained
-    assert result.steps == 200 and result.stopped_by == "steps"
+    assert result.step == 200 and result.stopped_by == "steps"
     assert result.train_videos == 45 and result.validation_videos == 15
     # chance is 0.5; ~6,400 examples on 45 videos take it well above
     assert result.validation["auc"] > 0.75, result.history
@@ -46,13 +46,13 @@ def test_exported_weights_are_the_mean_of_the_last_third(trained) -> None:
 
 def test_export_load_round_trip_is_identical(trained) -> None:
     result, videos = trained
-    predictor = C.load_model(result.model_dir, batch_size=5)
-    assert predictor.model_id == result.model_id == C.model_hash(result.model_dir)
+    predictor = C.load_model(result.export_dir, batch_size=5)
+    assert predictor.model_id == result.model_id == C.model_hash(result.export_dir)
     batch = C.ExampleSampler(videos, C.CoincidenceConfig.tiny(), seed=11).sample(12)
     got = predictor(batch.audio, batch.frames)
     assert got.dtype == np.float32 and got.shape == (12,)
     # the in-memory Keras model rebuilt from the SavedModel's own function
-    loaded = tf.saved_model.load(result.model_dir)
+    loaded = tf.saved_model.load(result.export_dir)
     direct = loaded.signatures["serving_default"](
         audio=tf.constant(batch.audio), frames=tf.constant(batch.frames)
     )["probability"].numpy()
@@ -64,21 +64,21 @@ def test_export_load_round_trip_is_identical(trained) -> None:
 
 def test_model_card_written_with_metrics(trained) -> None:
     result, _ = trained
-    card = read_card(result.model_dir)
+    card = read_card(result.export_dir)
     assert card is not None and card.model_id == result.model_id
     assert card.training["steps"] == 200
     assert card.training_data["store"] == "toy"
     assert card.validation["auc"] == pytest.approx(result.validation["auc"])
     assert card.signature["inputs"]["frames"]["dtype"] == "uint8"
-    md = (Path(result.model_dir) / "MODEL_CARD.md").read_text()
+    md = (Path(result.export_dir) / "MODEL_CARD.md").read_text()
     assert result.model_id in md and "Validation" in md
-    json.loads((Path(result.model_dir) / "model_card.json").read_text())
+    json.loads((Path(result.export_dir) / "model_card.json").read_text())
 
 
 def test_export_never_overwrites(trained, tmp_path: Path) -> None:
     result, _ = trained
     with pytest.raises(FileExistsError, match="choose a new output directory"):
-        C.train({}, result.model_dir, C.CoincidenceConfig.tiny(), progress=False)
+        C.train({}, result.export_dir, C.CoincidenceConfig.tiny(), progress=False)
 
 
 def test_foreign_model_with_same_signature_is_accepted(tmp_path: Path) -> None:
@@ -139,4 +139,19 @@ def test_average_export_uses_every_evaluation_in_the_window(tmp_path: Path) -> N
         validation_fraction=0.34, progress=False)
     assert "averaged_from_step" not in last.validation
     assert r.model_id != last.model_id  # the averaged weights are not the last ones
-    assert read_card(r.model_dir).training["exported_weights"].startswith("mean of the weights")
+    assert read_card(r.export_dir).training["exported_weights"].startswith("mean of the weights")
+
+
+def test_training_runs_under_a_mirrored_strategy_and_its_run_directory_refuses_other_options(tmp_path: Path) -> None:
+    """The tf.distribute path (strategy.run, cross-replica reduce) that GPUs take;
+    its run directory refuses a start with another configuration."""
+    videos = toy_videos(6, 10, seed=9)
+    cfg = C.CoincidenceConfig.tiny(steps=4, eval_every=2, checkpoint_every=2, validation_examples=16, batch_size=8)
+    r = C.train(videos, tmp_path / "m", cfg, validation_fraction=0.34, progress=False, strategy="mirrored")
+    assert (r.step, r.resumed_from, r.stopped_by) == (4, 0, "steps")
+    assert sorted(p.name for p in (tmp_path / "m.run" / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-2.index", "ckpt-4.index"]
+    with pytest.raises(C.RunDirError, match="steps"):  # another configuration in the same run directory
+        C.train(videos, tmp_path / "m2", C.CoincidenceConfig.tiny(steps=6, eval_every=2, checkpoint_every=2,
+                validation_examples=16, batch_size=8), validation_fraction=0.34, progress=False,
+                run_dir=tmp_path / "m.run")  # fmt: skip

@@ -1,0 +1,138 @@
+"""Quiet output: TensorFlow's and absl's start-up lines stay out of every
+command's output unless ``--verbose`` is given.
+
+TensorFlow (2.21) logs through absl before absl's logging is initialised,
+so its start-up lines (``WARNING: All log messages before
+absl::InitializeLog() ...``, ``oneDNN custom operations are on ...``,
+``cpu_feature_guard ... This TensorFlow binary is optimized ...``) go
+straight to the process's standard error whatever ``TF_CPP_MIN_LOG_LEVEL``
+says. :func:`configure` therefore does two things, before TensorFlow is
+imported:
+
+- sets the environment variables TensorFlow, absl and gRPC read (only
+  errors), which worker processes inherit;
+- in a command's own process (standard error is the real one), passes file
+  descriptor 2 through a filter that drops C++ INFO and WARNING log lines
+  (``I0000 ... file.cc:N] ...``) and the two lines above, and forwards
+  everything else unchanged (errors, tracebacks, progress lines).
+
+``audioscope.cli.main`` calls it once, after parsing the arguments.
+Values the user has set are kept; ``--verbose`` leaves everything as it is.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+import warnings
+
+#: environment variables read by TensorFlow, absl and gRPC at load time
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "ABSL_MIN_LOG_LEVEL": "2",
+    "GRPC_VERBOSITY": "ERROR",
+    "GLOG_minloglevel": "2",
+}
+
+#: Python loggers that TensorFlow and Keras print to
+NOISY_LOGGERS = ("tensorflow", "absl", "h5py")
+
+#: lines dropped from standard error (C++ INFO/WARNING in absl's and in
+#: TensorFlow's older format, and the start-up notes)
+NOISE = re.compile(
+    rb"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
+    rb"|\d{4}-\d\d-\d\d [\d:.]+: [IW] \S+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"
+)
+_PREFIXES = (b"I0", b"W0", b"WARNING: All log", b"To enable the following", b"20")
+
+_installed = False
+
+
+def configure(verbose: int = 0) -> None:
+    """Keep library start-up noise out of the output (``verbose`` 0), or let
+    it through (``verbose`` >= 1). Call it before TensorFlow is imported."""
+    if verbose:
+        return
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("keras", "tensorflow", "absl"):
+        warnings.filterwarnings("ignore", module=module)
+    if sys.stderr is sys.__stderr__:  # not under a test runner's capture
+        _filter_stderr()
+
+
+def is_noise(line: bytes) -> bool:
+    """Whether a line of standard error is library start-up noise."""
+    return NOISE.match(line) is not None
+
+
+def _maybe_noise(fragment: bytes) -> bool:
+    """Whether an unfinished line could still turn out to be noise."""
+    return any(p.startswith(fragment[: len(p)]) or fragment.startswith(p) for p in _PREFIXES)
+
+
+def _filter_stderr() -> None:
+    global _installed
+    if _installed:
+        return
+    try:
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        original = os.dup(2)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:  # no usable file descriptor 2: leave it alone
+        return
+    _installed = True
+    thread = threading.Thread(target=_pump, args=(read_end, original), name="stderr-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(original, 2)  # closes the pipe's last write end in this process
+        thread.join(timeout=2.0)
+
+    atexit.register(restore)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+        return True
+    except OSError:
+        return False
+
+
+def _pump(read_end: int, out: int) -> None:
+    """Forward what is written to standard error, less the noise lines."""
+    pending = b""
+    alive = True
+    while True:
+        try:
+            chunk = os.read(read_end, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        data = b"".join(line + b"\n" for line in lines if not is_noise(line))
+        if pending and not _maybe_noise(pending):
+            data, pending = data + pending, b""
+        if data and alive:
+            alive = _write_all(out, data)
+    if pending and alive and not is_noise(pending):
+        _write_all(out, pending)
+    os.close(read_end)

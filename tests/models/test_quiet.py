@@ -1,0 +1,63 @@
+"""No TensorFlow/absl start-up noise in a command's output unless --verbose."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audioscope import quiet
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import sys
+from audioscope import quiet
+quiet.configure(int(sys.argv[1]))
+import tensorflow as tf
+import keras
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+print("result", float(tf.reduce_sum(model(tf.ones((1, 3))))) == float(tf.reduce_sum(model(tf.ones((1, 3))))),
+      file=sys.stderr)
+sys.stderr.write("step 1/2\\r")
+sys.stderr.write("step 2/2\\n")
+raise SystemExit("a last error line")
+"""
+
+NOISE_MARKERS = ("oneDNN custom operations", "absl::InitializeLog", "cpu_feature_guard", "I0000")
+
+
+def test_noise_lines_are_recognised_and_others_are_not() -> None:
+    assert quiet.is_noise(b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR")
+    assert quiet.is_noise(b"I0000 00:00:1796398097.964522     911 port.cc:153] oneDNN custom operations are on.")
+    assert quiet.is_noise(b"W0000 00:00:1796398097.1     911 cpu_feature_guard.cc:227] This TensorFlow binary")
+    assert quiet.is_noise(b"2026-01-02 10:11:12.123456: I tensorflow/core/util/port.cc:113] oneDNN custom ops")
+    assert quiet.is_noise(b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+                          b"with the appropriate compiler flags.")  # fmt: skip
+    for kept in (b"E0000 00:00:1.2  9 x.cc:1] a real error", b"Traceback (most recent call last):",
+                 b"training: 10/200 steps", b"audioscope score: error: no such model", b"WARNING: low disk"):
+        assert not quiet.is_noise(kept), kept
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_tensorflow_start_up_lines_only_with_verbose(verbose: int) -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(verbose)], cwd=REPO, capture_output=True, timeout=300)
+    err = done.stderr.decode()
+    assert done.returncode == 1
+    # what the program itself writes comes through whole, progress lines included
+    assert "result True" in err and "step 1/2\rstep 2/2\n" in err and err.rstrip().endswith("a last error line")
+    noisy = [m for m in NOISE_MARKERS if m in err]
+    if verbose:
+        assert noisy, err  # the check sees the noise when it is there
+    else:
+        assert not noisy, err
+
+
+def test_command_help_is_quiet() -> None:
+    """(A command that trains a model is checked in test_coincidence_streaming.)"""
+    helped = subprocess.run([sys.executable, "-m", "audioscope", "coincidence", "train", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert helped.returncode == 0 and "--store" in helped.stdout
+    assert not [m for m in NOISE_MARKERS if m in helped.stdout + helped.stderr]
