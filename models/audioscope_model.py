@@ -137,7 +137,8 @@ def export_model(
     of the same run is replaced only once the new one is complete.
     """
     from audioscope.models.model_card import ModelCard
-    from audioscope.models.spine import content_id, publish_export
+    from audioscope.models.spine import publish_export
+    from audioscope.schemas.coincidence_signature import content_id
 
     model_id = ""
 

@@ -2,8 +2,10 @@
 card and content id, loading any SavedModel that meets it, and the metrics
 its evaluations report.
 
-Exported signature (any SavedModel with this signature can be plugged in,
-e.g. one trained on AudioSet elsewhere)::
+The signature, the content id and the loader are the contract with the
+score step and live in :mod:`audioscope.schemas.coincidence_signature`
+(re-exported here). Exported signature (any SavedModel with this signature
+can be plugged in, e.g. one trained on AudioSet elsewhere)::
 
     signature "serving_default"
       inputs:
@@ -14,7 +16,7 @@ e.g. one trained on AudioSet elsewhere)::
 
 The model directory also holds ``model_card.json`` / ``MODEL_CARD.md`` and
 its ``model_id``: SHA-256 over the variables files and a canonical
-description of the signature (:func:`audioscope.models.spine.content_id`),
+description of the signature (:func:`model_hash`),
 which the score table records.
 
 TensorFlow is imported at module level: import this module lazily.
@@ -23,31 +25,27 @@ TensorFlow is imported at module level: import this module lazily.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from audioscope.geometry import AUDIO_SAMPLES as CLIP_SAMPLES
-from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE
 from audioscope.metrics import roc_auc
 from audioscope.models.coincidence_data import KIND_NAMES, OTHER_VIDEO, POSITIVE, SHIFTED, ExampleBatch
-from audioscope.models.coincidence_model import OUTPUT_KEY
 from audioscope.models.model_card import ModelCard
-from audioscope.models.spine import content_id, publish_export
-
-SIGNATURE_NAME = "serving_default"
-
-#: The contract a plugged-in model must meet: name -> (dtype, shape).
-SIGNATURE_INPUTS: dict[str, tuple[tf.DType, tuple[int | None, ...]]] = {
-    "audio": (tf.float32, (None, CLIP_SAMPLES)),
-    "frames": (tf.uint8, (None, CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3)),
-}
-SIGNATURE_OUTPUTS: dict[str, tuple[tf.DType, tuple[int | None, ...]]] = {
-    OUTPUT_KEY: (tf.float32, (None,)),
-}
-
+from audioscope.models.spine import publish_export
+from audioscope.schemas.coincidence_signature import (  # noqa: F401 (re-exported: the contract)
+    OUTPUT_KEY,
+    SIGNATURE_INPUTS,
+    SIGNATURE_NAME,
+    SIGNATURE_OUTPUTS,
+    CoincidencePredictor,
+    SignatureError,
+    check_signature,
+    load_model,
+    model_hash,
+    signature_description,
+)
 
 # --------------------------------------------------------------------------- metrics
 
@@ -80,20 +78,6 @@ def self_supervised_metrics(batch: ExampleBatch, probs: np.ndarray) -> dict[str,
 
 
 # --------------------------------------------------------------------------- export / load
-
-
-def signature_description() -> dict[str, Any]:
-    """A canonical, JSON-able description of the exported signature."""
-    def d(spec: Mapping[str, tuple[tf.DType, tuple[int | None, ...]]]) -> dict[str, Any]:
-        return {k: {"dtype": t.name, "shape": list(s)} for k, (t, s) in sorted(spec.items())}
-
-    return {"name": SIGNATURE_NAME, "inputs": d(SIGNATURE_INPUTS), "outputs": d(SIGNATURE_OUTPUTS)}
-
-
-def model_hash(path: str | Path) -> str:
-    """Stable model id: SHA-256 over the variables files and the signature
-    (:func:`audioscope.models.spine.content_id`)."""
-    return content_id(path, signature_description())
 
 
 class _Exportable(tf.Module):
@@ -135,108 +119,4 @@ def export_model(model: keras.Model, out_dir: str | Path, card: ModelCard | None
     publish_export(out_dir, write)
     return model_id
 
-
-class SignatureError(ValueError):
-    """A SavedModel does not have the coincidence signature."""
-
-
-def check_signature(fn: Any) -> list[str]:
-    """Problems with a concrete signature function (empty list = fine)."""
-    problems = []
-    _, kwargs = fn.structured_input_signature
-    for name, (dtype, shape) in SIGNATURE_INPUTS.items():
-        spec = kwargs.get(name)
-        if spec is None:
-            problems.append(f"missing input {name!r} ({dtype.name} {list(shape)})")
-            continue
-        if spec.dtype != dtype:
-            problems.append(f"input {name!r} is {spec.dtype.name}, expected {dtype.name}")
-        if not tf.TensorShape(shape).is_compatible_with(spec.shape):
-            problems.append(f"input {name!r} has shape {spec.shape}, expected {list(shape)}")
-    extra = sorted(set(kwargs) - set(SIGNATURE_INPUTS))
-    if extra:
-        problems.append(f"unexpected inputs {extra} (the scorer only feeds audio and frames)")
-    outputs = fn.structured_outputs
-    if not isinstance(outputs, Mapping) or OUTPUT_KEY not in outputs:
-        got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
-        problems.append(f"missing output {OUTPUT_KEY!r} (outputs: {got})")
-    else:
-        spec = outputs[OUTPUT_KEY]
-        if spec.dtype != tf.float32:
-            problems.append(f"output {OUTPUT_KEY!r} is {spec.dtype.name}, expected float32")
-        if spec.shape.rank is not None and spec.shape.rank != 1:
-            problems.append(f"output {OUTPUT_KEY!r} has shape {spec.shape}, expected [None]")
-    return problems
-
-
-class CoincidencePredictor:
-    """``predictor(audio, frames) -> float32 probabilities [n]``, batched.
-
-    Wraps any SavedModel with the coincidence signature. ``model_id`` is
-    what the score table records.
-    """
-
-    def __init__(self, path: str | Path, fn: Any, batch_size: int) -> None:
-        self.path = str(path)
-        self._fn = fn
-        self.batch_size = batch_size
-        self.model_id = model_hash(path)
-
-    def __call__(self, audio: np.ndarray, frames: np.ndarray) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32)
-        frames = np.asarray(frames)
-        if audio.ndim == 1:
-            audio, frames = audio[None], frames[None]
-        if frames.dtype != np.uint8:
-            raise TypeError(f"frames must be uint8, got {frames.dtype}")
-        if audio.shape[1:] != (CLIP_SAMPLES,) or frames.shape[1:] != (CLIP_SECONDS, FRAME_SIZE, FRAME_SIZE, 3):
-            raise ValueError(
-                f"expected audio [n, {CLIP_SAMPLES}] and frames [n, {CLIP_SECONDS}, {FRAME_SIZE}, "
-                f"{FRAME_SIZE}, 3]; got {audio.shape} and {frames.shape}"
-            )
-        if len(audio) != len(frames):
-            raise ValueError(f"{len(audio)} audio rows but {len(frames)} frame rows")
-        out = np.empty(len(audio), np.float32)
-        for i in range(0, len(audio), self.batch_size):
-            res = self._fn(
-                audio=tf.constant(audio[i : i + self.batch_size]),
-                frames=tf.constant(frames[i : i + self.batch_size]),
-            )
-            out[i : i + self.batch_size] = np.asarray(res[OUTPUT_KEY]).reshape(-1)
-        return out
-
-
-def load_model(path: str | Path, *, batch_size: int = 64) -> CoincidencePredictor:
-    """Load ANY SavedModel with the coincidence signature for batched scoring.
-
-    Raises :class:`SignatureError` with every mismatch listed when the
-    model does not meet the contract in this module's docstring.
-    """
-    path = Path(path)
-    if not (path / "saved_model.pb").exists():
-        raise SignatureError(
-            f"{path} is not a SavedModel directory (no saved_model.pb); "
-            "pass the directory written by `train` or by tf.saved_model.save"
-        )
-    loaded = tf.saved_model.load(str(path))
-    sigs = getattr(loaded, "signatures", {})
-    if SIGNATURE_NAME not in sigs:
-        raise SignatureError(
-            f"{path} has no {SIGNATURE_NAME!r} signature (it has {sorted(sigs)}); "
-            "export it with signatures={'serving_default': fn} where fn takes "
-            "audio float32[None,80000] and frames uint8[None,5,128,128,3] and returns "
-            "{'probability': float32[None]}"
-        )
-    fn = sigs[SIGNATURE_NAME]
-    problems = check_signature(fn)
-    if problems:
-        raise SignatureError(
-            f"{path}: the {SIGNATURE_NAME!r} signature does not match the coincidence contract: "
-            + "; ".join(problems)
-            + ". Expected inputs audio float32[None,80000], frames uint8[None,5,128,128,3] "
-            "and output {'probability': float32[None]}."
-        )
-    predictor = CoincidencePredictor(path, fn, batch_size)
-    predictor._loaded = loaded  # keep the trackable objects alive  # type: ignore[attr-defined]
-    return predictor
 

@@ -18,7 +18,7 @@ their losses; everything around the step is here, once:
   seconds, the running mean; the last few kept) and ``tensorboard/``;
 - **export**: one convention, :func:`publish_export`: the model is written
   to a temporary sibling folder, its model card (with its content id,
-  :func:`content_id`) added, and the folder renamed into place, so a reader
+  :func:`audioscope.schemas.coincidence_signature.content_id`) added, and the folder renamed into place, so a reader
   sees a whole export or none. A finished export is never overwritten by
   another run; only a run trained further replaces its own earlier export;
 - **result**: :class:`TrainResult`, how one invocation ended.
@@ -28,7 +28,6 @@ TensorFlow is imported at module level: import this module lazily.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -237,29 +236,6 @@ def write_scalars(writer: Any, values: Mapping[str, float], step: int) -> None:
 
 
 # --------------------------------------------------------------------------- export
-
-
-def content_id(path: str | Path, signature: Mapping[str, Any]) -> str:
-    """A model's content id: SHA-256 over its variables files and a canonical
-    description of its signature.
-
-    ``saved_model.pb`` is left out on purpose: it embeds graph details that
-    change with the TensorFlow version while the model (weights + contract)
-    stays the same.
-    """
-    path = Path(path)
-    h = hashlib.sha256()
-    h.update(json.dumps(signature, sort_keys=True).encode())
-    var_dir = path / "variables"
-    files = sorted(p for p in var_dir.rglob("*") if p.is_file()) if var_dir.exists() else []
-    if not files:
-        raise ValueError(f"{path} has no variables/ files; is it a SavedModel directory?")
-    for p in files:
-        h.update(p.relative_to(path).as_posix().encode() + b"\0")
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def publish_export(out_dir: str | Path, write: Callable[[Path], None], *, replace_own: bool = False) -> None:

@@ -101,13 +101,13 @@ def _local_copy(uri: str) -> str:
 
 
 def load_predictor(model_path: str, batch_size: int = 64) -> Any:
-    """``models.coincidence.load_model`` for a local folder, ``gs://`` or ``s3://``.
+    """``schemas.coincidence_signature.load_model`` for a local folder, ``gs://`` or ``s3://``.
 
     A remote SavedModel is copied to a local temporary folder first (so the
     ``model_id`` is the same hash of the same files). Raises
     ``SignatureError`` when the model does not have the coincidence signature.
     """
-    from audioscope.models.coincidence import load_model
+    from audioscope.schemas.coincidence_signature import load_model
 
     local = model_path if storage.is_local(model_path) else _local_copy(model_path)
     if local.startswith("file://"):
@@ -670,7 +670,7 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
         raise UserError(f"the model {model_uri} does not exist; give a SavedModel directory")
 
     echo(f"score: loading the model {model_uri}")
-    from audioscope.models.coincidence import SignatureError
+    from audioscope.schemas.coincidence_signature import SignatureError
 
     try:
         predictor = load_predictor(model_uri, config.batch_size)
