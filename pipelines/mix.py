@@ -67,37 +67,13 @@ def read_media(store_root: str, video_id: str, audio_starts: Iterable[int], fram
 ]:
     """One video's clip audio (int16) and frames (uint8), read from its media shard once.
 
-    Only the frames of the asked clips are decoded (``clipstore.format.decode_media``
-    decodes every second; a shard needs a few clips of many videos). Raises ``ValueError`` when
-    a clip is not inside the stored seconds.
+    The clip store's own reader (:func:`audioscope.clipstore.reader.read_clip_media`)
+    does it: only the frames of the asked clips are decoded. Raises
+    ``ValueError`` when a clip is not inside the stored seconds.
     """
-    from PIL import Image
+    from audioscope.clipstore.reader import read_clip_media
 
-    from audioscope.clipstore.format import FORMAT_VERSION, Layout
-
-    sr, n = records.SAMPLE_RATE, records.CLIP_SECONDS
-    with zipfile.ZipFile(io.BytesIO(storage.read_bytes(Layout(store_root).media(video_id)))) as z:
-        version = json.loads(z.read("meta.json")).get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"the media of {video_id} is in store format {version}; this reader reads {FORMAT_VERSION}")
-        audio = np.load(io.BytesIO(z.read("audio.npy")), allow_pickle=False)
-        offsets = np.load(io.BytesIO(z.read("frame_offsets.npy")), allow_pickle=False)
-        blob = np.load(io.BytesIO(z.read("frame_data.npy")), allow_pickle=False).tobytes()
-    audio_out, frames_out = {}, {}
-    for s in sorted(set(audio_starts)):
-        clip = audio[s * sr : (s + n) * sr]
-        if s < 0 or len(clip) != n * sr:
-            raise ValueError(f"the audio of {video_id} at {s}-{s + n} s is outside its {len(audio) / sr:g} stored seconds")
-        audio_out[s] = clip.astype(np.int16)
-    for s in sorted(set(frame_starts)):
-        if s < 0 or s + n > len(offsets) - 1:
-            raise ValueError(f"the frames of {video_id} at {s}-{s + n} s are outside its {len(offsets) - 1} stored seconds")
-        frames = []
-        for k in range(s, s + n):
-            with Image.open(io.BytesIO(blob[offsets[k] : offsets[k + 1]])) as img:
-                frames.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
-        frames_out[s] = np.stack(frames)
-    return audio_out, frames_out
+    return read_clip_media(store_root, video_id, audio_starts, frame_starts)
 
 
 Media = tuple[dict[tuple[str, int], np.ndarray], dict[tuple[str, int], np.ndarray]]

@@ -116,7 +116,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from audioscope.pipelines.ingest_cli import summary_rows
+    from audioscope.clipstore.summary import summary_rows
     from audioscope.progress import print_summary
 
     store = _open(args.store)
