@@ -24,12 +24,10 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 import time
-import zlib
 from concurrent.futures import Future
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -40,7 +38,12 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
 from audioscope import storage
-from audioscope.clipstore.format import Layout
+from audioscope.clipstore.format import (  # noqa: F401 (index_shard_*: re-exported)
+    VIDEOS_PER_INDEX_SHARD,
+    Layout,
+    index_shard_count,
+    index_shard_of,
+)
 from audioscope.clipstore.summary import build_summary  # noqa: F401 (re-exported: the summary's builder)
 from audioscope.clipstore.writer import (
     STATUS_OK,
@@ -54,19 +57,7 @@ from audioscope.pipelines.work import ReadWork
 
 logger = logging.getLogger(__name__)
 
-#: Videos per index shard: 200,000 videos give 20 shards of ~360k clips.
-VIDEOS_PER_INDEX_SHARD = 10_000
 METRICS_NAMESPACE = "audioscope.ingest"
-
-
-def index_shard_count(n_videos: int) -> int:
-    return max(1, math.ceil(n_videos / VIDEOS_PER_INDEX_SHARD))
-
-
-def index_shard_of(video_id: str, n_shards: int) -> int:
-    """A stable shard for a video (crc32, the same on every machine and run)."""
-    return zlib.crc32(video_id.encode("utf-8")) % n_shards
-
 
 # --------------------------------------------------------------------------- #
 # per-video work

@@ -78,6 +78,19 @@ def _prefix(video_id: str) -> str:
     return video_id[:2]
 
 
+#: Videos per index shard: 200,000 videos give 20 shards of ~360k clips.
+VIDEOS_PER_INDEX_SHARD = 10_000
+
+
+def index_shard_count(n_videos: int) -> int:
+    return max(1, math.ceil(n_videos / VIDEOS_PER_INDEX_SHARD))
+
+
+def index_shard_of(video_id: str, n_shards: int) -> int:
+    """A video's index shard: a stable hash of its id (crc32, the same on every machine and run)."""
+    return zlib.crc32(video_id.encode("utf-8")) % n_shards
+
+
 def shard_name(stem: str, i: int, n: int, suffix: str) -> str:
     """The one template of the store's sharded files: ``{stem}-NNNNN-of-MMMMM{suffix}``."""
     return f"{stem}-{i:05d}-of-{n:05d}{suffix}"

@@ -251,12 +251,62 @@ class ClipStore:
         )
 
     def clip(self, clip_id: str) -> Clip:
-        idx = self.index
-        rows = idx[idx["clip_id"] == clip_id]
+        """One clip; only the index shard of its video is read (unless the index is loaded already)."""
+        rows = self._rows_of(clip_id)
         if rows.empty:
             raise KeyError(f"no clip {clip_id!r} in {self.root}; `audioscope clips list --store {self.root}` lists them")
         r = rows.iloc[0]
         return self._clip(str(r["clip_id"]), str(r["video_id"]), float(r["start"]), float(r["end"]))
+
+    def _rows_of(self, clip_id: str) -> "pd.DataFrame":
+        from audioscope.ids import BadId, split_clip_id
+
+        if self._index is not None:
+            return self._index[self._index["clip_id"] == clip_id]
+        files = self.index_files()
+        try:
+            video_id, _ = split_clip_id(clip_id)
+        except BadId:
+            return self.index.iloc[0:0]
+        import pyarrow.parquet as pq
+
+        from audioscope.clipstore.format import index_shard_of
+        from audioscope.schemas.tables import CLIP_INDEX, validate
+
+        if not files:
+            return self.index.iloc[0:0]
+        path = self.layout.index_shard(index_shard_of(video_id, len(files)), len(files))
+        if path not in files:  # a store whose shards are named otherwise: read them all
+            idx = self.index
+            return idx[idx["clip_id"] == clip_id]
+        with storage.open_file(path) as fh:
+            table = validate(pq.read_table(fh, filters=[("clip_id", "=", clip_id)]), CLIP_INDEX)
+        return table.to_pandas()
+
+    def iter_index_rows(self, columns: "list[str]", video_id: str | None = None) -> Iterator[tuple[Any, ...]]:
+        """Index rows as tuples of ``columns``, in (video_id, start) order over the whole store.
+
+        A streaming merge of the shards (each sorted by (video_id, start)):
+        memory is one batch per shard, whatever the store's size.
+        """
+        import heapq
+
+        keys = list(dict.fromkeys(["video_id", "start", *columns]))
+        pos = [keys.index(c) for c in columns]
+
+        def rows_of(path: str) -> Iterator[tuple[Any, ...]]:
+            import pyarrow.parquet as pq
+
+            with storage.open_file(path) as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=65_536, columns=keys):
+                    cols = [batch.column(i).to_pylist() for i in range(len(keys))]
+                    for row in zip(*cols):
+                        if video_id is None or row[0] == video_id:
+                            yield row
+
+        merged = heapq.merge(*(rows_of(f) for f in self.index_files()), key=lambda r: (r[0], r[1]))
+        for row in merged:
+            yield tuple(row[i] for i in pos)
 
     def iter_clips(self, video_ids: Iterable[str] | None = None) -> Iterator[Clip]:
         """Clips in (video_id, start) order; each video shard is read once."""
