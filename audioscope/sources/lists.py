@@ -32,6 +32,7 @@ are opened through fsspec, imported when needed.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -319,9 +320,17 @@ def resolve_location(raw: str, list_dir: str, media_root: str | None, *, allow_o
     return joined
 
 
+@functools.lru_cache(maxsize=65_536)
+def _real_dir(directory: str) -> str:
+    # Cached: a list names many files of few folders (one lstat per file, not per path component).
+    return os.path.realpath(directory)
+
+
 def _check_links(path: str, raw: str, root: str) -> None:
     """Refuse a local path whose symbolic links lead out of ``root``."""
-    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    head, name = os.path.split(path)
+    real = os.path.realpath(path) if os.path.islink(path) else os.path.join(_real_dir(head), name)
+    real_root = _real_dir(root)
     if not _inside(real, real_root):
         raise RowError(
             "unsafe_path",
@@ -751,6 +760,12 @@ class _SpanGroups:
         self.table.close()
 
 
+@functools.lru_cache(maxsize=4096)
+def _resolve_cached(raw: str, list_dir: str, media_root: str | None, allow_outside: bool) -> str:
+    # A clip list repeats each video's path once per clip, usually on consecutive rows.
+    return resolve_location(raw, list_dir, media_root, allow_outside=allow_outside)
+
+
 def _read_audioscope_csv(path: str, media_root: str | None, opts: _ReadOptions) -> Iterator[VideoRequest | BadRow]:
     """Group the clip rows of each video into one request (see module docstring)."""
     list_dir = _list_dir(path)
@@ -771,10 +786,7 @@ def _read_audioscope_csv(path: str, media_root: str | None, opts: _ReadOptions) 
                 if "\ufffd" in line:
                     raise RowError("bad_row", "the row is not valid UTF-8")
                 cells = _clip_cells(row, opts.clip_seconds)
-                resolved = [
-                    (resolve_location(p, list_dir, media_root, allow_outside=opts.allow_outside), s, e)
-                    for p, s, e in cells
-                ]
+                resolved = [(_resolve_cached(p, list_dir, media_root, opts.allow_outside), s, e) for p, s, e in cells]
             except RowError as err:
                 yield _bad(origin, err, line)
                 continue
