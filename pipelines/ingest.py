@@ -8,10 +8,20 @@ Stages (labels as they show in the Beam / Dataflow UI)::
                        once, slice clips, write media then status (never
                        raises for a bad item; Metrics counters per outcome);
                        a worker decodes the next video while it writes one
-    BuildIndex         after all videos: read ALL status records of the store
-                       (parallel over status/<prefix>/ folders), write
-                       status.parquet, the index shards (in parallel), then
-                       summary.json
+    BuildIndex         after all videos (a global count, no element held
+                       under one key): read ALL status records of the store
+                       in parallel, one status/<prefix>/ folder per work
+                       item, writing its status part and sending its index
+                       rows to their shard; shards are written in parallel
+                       (GroupByKey by shard); a last combine of small totals
+                       lets FinalizeStore stream the parts into
+                       status.parquet and write summary.json
+
+The library entry is :func:`ingest` (an :class:`IngestConfig` in, an
+:class:`IngestResult` out): it holds the store's lock, reads the list as a
+stream into request shards, runs the pipeline and checks that every
+requested video was finished. ``audioscope ingest`` (ingest_cli) only parses
+options, shows progress and sets the exit code.
 
 Everything shipped to workers is a small frozen dataclass or a module-level
 function, so the pipeline runs unchanged on DirectRunner (in-process or

@@ -309,12 +309,19 @@ class ClipStore:
             yield tuple(row[i] for i in pos)
 
     def iter_clips(self, video_ids: Iterable[str] | None = None) -> Iterator[Clip]:
-        """Clips in (video_id, start) order; each video shard is read once."""
-        idx = self.index
-        if video_ids is not None:
-            idx = idx[idx["video_id"].isin(set(video_ids))]
-        for row in idx.itertuples(index=False):
-            yield self._clip(str(row.clip_id), str(row.video_id), float(row.start), float(row.end))
+        """Clips in (video_id, start) order; each video shard is read once.
+
+        The index is streamed (see :meth:`iter_index_rows`) unless it was loaded already.
+        """
+        wanted = None if video_ids is None else set(video_ids)
+        if self._index is not None:
+            idx = self._index if wanted is None else self._index[self._index["video_id"].isin(wanted)]
+            rows: Iterator[tuple[Any, ...]] = idx[["clip_id", "video_id", "start", "end"]].itertuples(index=False, name=None)
+        else:
+            rows = self.iter_index_rows(["clip_id", "video_id", "start", "end"])
+        for clip_id, video_id, start, end in rows:
+            if wanted is None or video_id in wanted:
+                yield self._clip(str(clip_id), str(video_id), float(start), float(end))
 
     def __len__(self) -> int:
         return len(self.index)
