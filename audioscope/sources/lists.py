@@ -320,10 +320,16 @@ def resolve_location(raw: str, list_dir: str, media_root: str | None, *, allow_o
     return joined
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=262_144)
 def _real_dir(directory: str) -> str:
-    # Cached: a list names many files of few folders (one lstat per file, not per path component).
-    return os.path.realpath(directory)
+    """``os.path.realpath`` of a folder, folder by folder with every parent cached:
+    a list naming files of many folders costs one ``lstat`` per new folder."""
+    parent, name = os.path.split(directory)
+    if not name or parent == directory:
+        return os.path.realpath(directory)
+    if os.path.islink(directory):
+        return os.path.realpath(directory)
+    return os.path.join(_real_dir(parent), name)
 
 
 def _check_links(path: str, raw: str, root: str) -> None:
