@@ -320,7 +320,7 @@ def resolve_location(raw: str, list_dir: str, media_root: str | None, *, allow_o
     return joined
 
 
-@functools.lru_cache(maxsize=262_144)
+@functools.lru_cache(maxsize=32_768)
 def _real_dir(directory: str) -> str:
     """``os.path.realpath`` of a folder, folder by folder with every parent cached:
     a list naming files of many folders costs one ``lstat`` per new folder."""
@@ -608,7 +608,7 @@ class DiskTable:
         os.close(fd)
         # One thread at a time (SeenIds locks): a progress thread may ask too.
         self.con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", "cache_size=-16000"):
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", "cache_size=-4000"):
             self.con.execute(f"PRAGMA {pragma}")
         self.con.execute("BEGIN")
 
