@@ -141,7 +141,7 @@ class ClipStore:
         params = load_params(layout)
         if params is None:
             raise StoreError(f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --out {uri}`")
-        if not storage.exists(layout.summary_json):
+        if not layout.is_finished():
             raise StoreError(
                 f"{uri} has no index yet (no summary.json): an ingest has not finished; "
                 f"run `audioscope ingest LIST --out {uri}` again to complete it"
