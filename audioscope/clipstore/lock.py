@@ -22,6 +22,7 @@ import errno
 import json
 import os
 import socket
+import uuid
 from typing import Any
 
 from audioscope import storage
@@ -46,6 +47,11 @@ def create_if_absent(uri: str, data: bytes) -> bool:
             f.write(data)
         return True
     fs, path = storage.url_to_fs(uri)
+    # The conditional write makes this atomic on GCS and S3. Some stand-ins
+    # (the GCS emulator) ignore the condition, so an existing object is also
+    # looked for first and the object read back after the write.
+    if fs.exists(path):
+        return False
     try:
         fs.pipe_file(path, data, mode="create")
     except FileExistsError:
@@ -54,7 +60,8 @@ def create_if_absent(uri: str, data: bytes) -> bool:
         if e.errno == errno.EEXIST or "412" in str(e) or "PreconditionFailed" in str(e):
             return False
         raise
-    return True
+    fs.invalidate_cache(path)
+    return bool(fs.cat_file(path) == data)
 
 
 def _alive(pid: int) -> bool:
@@ -81,6 +88,7 @@ class StoreLock:
             "pid": os.getpid(),
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "list": self.what,
+            "token": uuid.uuid4().hex,  # tells this run's lock from any other's
         }
         return (json.dumps(info, sort_keys=True) + "\n").encode("utf-8")
 
