@@ -718,12 +718,16 @@ def check_span(start: float, end: float, clip_seconds: int = 5) -> None:
 class _SpanGroups:
     """The spans of each video of a clip list, grouped on disk (any list size)."""
 
+    #: videos whose group is also kept in memory (~200 bytes each)
+    KNOWN = 50_000
+
     def __init__(self, workdir: str | None) -> None:
         self.table = DiskTable(workdir)
         con = self.table.con
         con.execute("CREATE TABLE videos (vid TEXT PRIMARY KEY, seq INTEGER, uri TEXT, origin TEXT) WITHOUT ROWID")
         con.execute("CREATE TABLE spans (seq INTEGER, start REAL, stop REAL)")
         self._last: tuple[str, int, str, str] | None = None  # rows of one video are usually together
+        self._known: dict[str, tuple[int, str, str]] = {}  # recent videos, at most KNOWN
         self._n = 0
         self._pending: list[tuple[int, float, float]] = []
 
@@ -731,11 +735,16 @@ class _SpanGroups:
         """(seq, uri, origin) of the video's group; a new group if the id is new."""
         if self._last is not None and self._last[0] == vid:
             return self._last[1:]  # type: ignore[return-value]
-        row = self.table.con.execute("SELECT seq, uri, origin FROM videos WHERE vid = ?", (vid,)).fetchone()
+        row = self._known.get(vid)
         if row is None:
-            row = (self._n, uri, origin)
-            self._n += 1
-            self.table.con.execute("INSERT INTO videos VALUES (?, ?, ?, ?)", (vid, *row))
+            row = self.table.con.execute("SELECT seq, uri, origin FROM videos WHERE vid = ?", (vid,)).fetchone()
+            if row is None:
+                row = (self._n, uri, origin)
+                self._n += 1
+                self.table.con.execute("INSERT INTO videos VALUES (?, ?, ?, ?)", (vid, *row))
+            if len(self._known) >= self.KNOWN:
+                self._known.clear()  # bounded: beyond it, SQLite answers
+            self._known[vid] = row
         self._last = (vid, int(row[0]), str(row[1]), str(row[2]))
         return self._last[1:]  # type: ignore[return-value]
 
@@ -766,7 +775,7 @@ class _SpanGroups:
         self.table.close()
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=32_768)
 def _resolve_cached(raw: str, list_dir: str, media_root: str | None, allow_outside: bool) -> str:
     # A clip list repeats each video's path once per clip, usually on consecutive rows.
     return resolve_location(raw, list_dir, media_root, allow_outside=allow_outside)
