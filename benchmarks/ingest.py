@@ -116,13 +116,75 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+_READ_LIST = """
+import resource, sys, time
+from audioscope.clipstore.format import Layout, StoreParams, init_store
+from audioscope.pipelines.ingest import write_requests
+layout = Layout(sys.argv[2])
+init_store(layout, StoreParams())
+t = time.time()
+written = write_requests(layout, sys.argv[1], None, "/media", workdir=sys.argv[3])
+written.ids.close()
+print(written.requested, written.bad_rows, round(time.time() - t, 1),
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def list_memory(megabytes: float, workdir: str | None) -> int:
+    """Peak RSS of the launcher's list step (read, group, write request shards) on a big clip list.
+
+    The list names 40 clips per video, rows of one video spread over the
+    whole file (the worst case for grouping). The same step on an empty
+    list is the baseline (interpreter and imports).
+    """
+    import random
+
+    root = Path(workdir or tempfile.mkdtemp(prefix="bench-list-"))
+    root.mkdir(parents=True, exist_ok=True)
+    big, small = root / "filtered_train_clips.csv", root / "empty_train_clips.csv"
+    rng = random.Random(5)
+    n_videos = max(1, int(megabytes * 1e6 / 80 / 40))
+    keys = ["%032x" % rng.getrandbits(128) for _ in range(n_videos)]
+    with open(big, "w") as f:
+        for k in range(40):
+            f.write("".join(f"data/videos/mp4/{h[:3]}/{h[3:6]}/{h}.mp4,{5 * k}.0,{5 * k + 5}.0\n" for h in keys))
+    small.write_text("")
+    out = {}
+    for name, path in (("empty list", small), ("big list", big)):
+        store = root / f"store-{path.stem}"
+        shutil.rmtree(store, ignore_errors=True)
+        res = subprocess.run([sys.executable, "-c", _READ_LIST, str(path), str(store), str(root)],
+                             capture_output=True, text=True, check=True)
+        req, bad, secs, peak = res.stdout.split()
+        out[name] = (int(req), float(secs), int(peak))
+    size = big.stat().st_size
+    base, peak = out["empty list"][2], out["big list"][2]
+    print_summary("ingest list memory", {
+        "list": f"{size / 1e6:.0f} MB, {n_videos * 40:,} clip rows, {n_videos:,} videos",
+        "read + group + write requests": f"{out['big list'][1]:.1f} s",
+        "peak RSS, empty list": f"{base / 1e6:.0f} MB (interpreter and imports)",
+        "peak RSS, big list": f"{peak / 1e6:.0f} MB",
+        "peak / list size": f"{peak / size:.2f}x",
+        "above the empty list": f"{(peak - base) / 1e6:.0f} MB",
+    })
+    if not workdir:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None, help="where to put the corpus and stores (default: a temp dir, removed after)")
     ap.add_argument("--minutes", type=float, default=20.0, help="minutes of video in the corpus (default 20)")
     ap.add_argument("--seed", type=int, default=90210, help="corpus seed (default 90210)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="parallel workers for every contestant (default: CPU count)")
+    ap.add_argument(
+        "--list-mb", type=float, default=None, metavar="MB",
+        help="instead: measure the launcher's peak memory reading a generated clip list of about MB megabytes",
+    )
     args = ap.parse_args()
+    if args.list_mb is not None:
+        return list_memory(args.list_mb, args.workdir)
 
     tmp = None
     if args.workdir:
@@ -147,7 +209,9 @@ def main() -> int:
 
         import pandas as pd  # after ours ran, so its import time is not in any measurement
 
-        index = pd.concat(pd.read_parquet(p) for p in sorted((store / "index").glob("clips-*.parquet")))
+        from audioscope.clipstore import ClipStore
+
+        index = ClipStore.open(str(store)).index
         by_id = {v["stem"]: str(corpus / v["file"]) for v in videos}
         clips = [(by_id[r.video_id], float(r.start)) for r in index.itertuples() if r.video_id in by_id]
         decodable = sorted({c[0] for c in clips})

@@ -8,10 +8,20 @@ Stages (labels as they show in the Beam / Dataflow UI)::
                        once, slice clips, write media then status (never
                        raises for a bad item; Metrics counters per outcome);
                        a worker decodes the next video while it writes one
-    BuildIndex         after all videos: read ALL status records of the store
-                       (parallel over status/<prefix>/ folders), write
-                       status.parquet, the index shards (in parallel), then
-                       summary.json
+    BuildIndex         after all videos (a global count, no element held
+                       under one key): read ALL status records of the store
+                       in parallel, one status/<prefix>/ folder per work
+                       item, writing its status part and sending its index
+                       rows to their shard; shards are written in parallel
+                       (GroupByKey by shard); a last combine of small totals
+                       lets FinalizeStore stream the parts into
+                       status.parquet and write summary.json
+
+The library entry is :func:`ingest` (an :class:`IngestConfig` in, an
+:class:`IngestResult` out): it holds the store's lock, reads the list as a
+stream into request shards, runs the pipeline and checks that every
+requested video was finished. ``audioscope ingest`` (ingest_cli) only parses
+options, shows progress and sets the exit code.
 
 Everything shipped to workers is a small frozen dataclass or a module-level
 function, so the pipeline runs unchanged on DirectRunner (in-process or
@@ -20,14 +30,14 @@ multi-processing), PortableRunner and Dataflow.
 
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
+import hashlib
 import json
 import logging
-import math
+import os
 import shutil
 import tempfile
 import time
-import zlib
 from concurrent.futures import Future
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -38,10 +48,14 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
 from audioscope import storage
-from audioscope.clipstore.format import FORMAT_VERSION, Layout, naive_bytes_per_clip
+from audioscope.clipstore.format import (  # noqa: F401 (index_shard_*: re-exported)
+    VIDEOS_PER_INDEX_SHARD,
+    Layout,
+    index_shard_count,
+    index_shard_of,
+)
+from audioscope.clipstore.summary import build_summary  # noqa: F401 (re-exported: the summary's builder)
 from audioscope.clipstore.writer import (
-    STATUS_BAD_ROW,
-    STATUS_FAILED,
     STATUS_OK,
     STATUS_PARTIAL,
     IngestSettings,
@@ -53,19 +67,7 @@ from audioscope.pipelines.work import ReadWork
 
 logger = logging.getLogger(__name__)
 
-#: Videos per index shard: 200,000 videos give 20 shards of ~360k clips.
-VIDEOS_PER_INDEX_SHARD = 10_000
 METRICS_NAMESPACE = "audioscope.ingest"
-
-
-def index_shard_count(n_videos: int) -> int:
-    return max(1, math.ceil(n_videos / VIDEOS_PER_INDEX_SHARD))
-
-
-def index_shard_of(video_id: str, n_shards: int) -> int:
-    """A stable shard for a video (crc32, the same on every machine and run)."""
-    return zlib.crc32(video_id.encode("utf-8")) % n_shards
-
 
 # --------------------------------------------------------------------------- #
 # per-video work
@@ -141,158 +143,178 @@ class IngestVideo(beam.DoFn):
 
 # --------------------------------------------------------------------------- #
 # index
-
-#: The one key under which a GroupByKey gathers a whole PCollection.
-_ALL = "all"
-
-
-def _under_one_key(element: Any) -> tuple[str, Any]:
-    return _ALL, element
-
-
-def _list_status_dirs(everything: tuple[str, Iterable[str]], status_dir: str) -> list[str]:
-    """The status/<prefix>/ folders, once every video is finished (the group holds them all)."""
-    del everything  # its only job was to wait
-    return storage.list_dirs(status_dir)
+#
+# After every video is finished (a global count, combined per worker: no
+# element waits under one key), the status folders are listed once and read
+# in parallel, one status/<prefix>/ folder per work item. Each folder gives
+# its part of the status table (a Parquet part), running totals for the
+# summary, and its clips' index rows keyed by index shard; a GroupByKey by
+# shard (many keys) writes the shards in parallel. A last combine gathers
+# the totals and shard names (small), and FinalizeStore streams the parts
+# into status.parquet and writes summary.json. No worker holds all records.
 
 
-def _read_status_dir(directory: str) -> Iterator[dict[str, Any]]:
-    for path in storage.glob(storage.join(directory, "*.json")):
-        yield json.loads(storage.read_text(path))
+def _list_jobs(_count: int, store: str) -> Iterator[tuple[str, Any, int]]:
+    """("dir", status folder, n shards) per folder and ("shard", i, n) per index shard."""
+    layout = Layout(store)
+    dirs = storage.list_dirs(layout.status_dir)
+    n_videos = sum(len(storage.list_files(d, ".json")) for d in dirs)
+    n = index_shard_count(n_videos)
+    for d in dirs:
+        yield "dir", d, n
+    for i in range(n):
+        yield "shard", i, n
 
 
-def _bad_rows(layout: Layout) -> list[str]:
-    """The JSON lines of every recorded bad list row (BadRow.from_json takes a line)."""
-    paths = storage.glob(storage.join(layout.bad_rows_dir, "*.jsonl"))
-    return [line for path in paths for line in storage.read_lines(path)]
+def _route(job: tuple[str, Any, int], n_outputs: int) -> int:
+    return 0 if job[0] == "dir" else 1
 
 
-def build_summary(
-    status_rows: Sequence[dict[str, Any]], index_files: Sequence[str], params_json: dict[str, Any],
-    wall_seconds: float | None,
-) -> dict[str, Any]:
-    """The store's ``summary.json`` from its status rows."""
-    from audioscope.clipstore.format import StoreParams
+class ReadStatusDir(beam.DoFn):
+    """One status/<prefix>/ folder -> its status part, (shard, index rows) and running totals."""
 
-    params = StoreParams.from_json(params_json)
-    videos = [r for r in status_rows if r["status"] != STATUS_BAD_ROW]
-    done = [r for r in videos if r["status"] in (STATUS_OK, STATUS_PARTIAL)]
-    failed = [r for r in status_rows if r["status"] in (STATUS_FAILED, STATUS_BAD_ROW)]
-    by_kind: dict[str, int] = {}
-    for r in failed:
-        by_kind[str(r["kind"])] = by_kind.get(str(r["kind"]), 0) + 1
-    clips = sum(int(r["n_clips"]) for r in done)
-    media_bytes = sum(int(r["media_bytes"]) for r in done)
-    media_seconds = sum(int(r["media_seconds"]) for r in done)
-    clip_seconds = clips * params.clip_seconds
-    naive_per_clip_second = naive_bytes_per_clip(params) / params.clip_seconds
-    per_clip_second = media_bytes / clip_seconds if clip_seconds else None
-    per_media_second = media_bytes / media_seconds if media_seconds else None
-    return {
-        "format_version": FORMAT_VERSION,
-        "params": params.to_json(),
-        "videos": len(videos),
-        "videos_ok": sum(r["status"] == STATUS_OK for r in videos),
-        "videos_partial": sum(r["status"] == STATUS_PARTIAL for r in videos),
-        "videos_failed": sum(r["status"] == STATUS_FAILED for r in videos),
-        "bad_rows": sum(r["status"] == STATUS_BAD_ROW for r in status_rows),
-        "failures_by_kind": dict(sorted(by_kind.items())),
-        "clips": clips,
-        "hours": round(sum(float(r["duration"] or 0.0) for r in done) / 3600.0, 4),
-        "media_bytes": media_bytes,
-        "bytes_per_clip_second": round(per_clip_second, 1) if per_clip_second else None,
-        "naive_bytes_per_clip_second": naive_per_clip_second,
-        # naive bytes / store bytes for these clips (short videos lower it:
-        # their last seconds are shared by fewer clips)
-        "compression_vs_naive": (
-            round(naive_per_clip_second / per_clip_second, 2) if per_clip_second else None
-        ),
-        "media_seconds": media_seconds,
-        "bytes_per_media_second": round(per_media_second, 1) if per_media_second else None,
-        # the same ratio for long videos (one clip per stored second)
-        "compression_vs_naive_long_videos": (
-            round(naive_bytes_per_clip(params) / per_media_second, 2) if per_media_second else None
-        ),
-        "index_files": sorted(index_files),
-        "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-class WriteStatusTable(beam.DoFn):
-    """All status records -> ``index/status.parquet``; yields one job per index shard.
-
-    Each job is ``(shard, n_shards, records of its videos, summary)``; every
-    shard gets one, empty or not, so that a shard of an earlier run is always
-    replaced. The summary (small) rides along to :class:`FinalizeStore`.
-    """
+    TOTALS = "totals"
 
     def __init__(self, store: str) -> None:
         self.store = store
 
-    def process(self, everything: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[tuple[int, int, list, dict]]:
+    def process(self, job: tuple[str, str, int]) -> Iterator[Any]:
         import io
 
         import pyarrow.parquet as pq
 
-        from audioscope.clipstore.format import load_params
-        from audioscope.clipstore.writer import bad_row_status
+        from audioscope.clipstore.summary import SummaryCounts
         from audioscope.schemas.tables import STATUS, to_table
-        from audioscope.sources.lists import BadRow
 
+        _, directory, n = job
         layout = Layout(self.store)
-        records = [r for r in everything[1] if r is not None]
-        rows = [StatusRecord.from_json(r).status_row() for r in records]
-        rows += [bad_row_status(BadRow.from_json(b)) for b in _bad_rows(layout)]
-        rows.sort(key=lambda r: (r["video_id"] is None, r["video_id"] or "", r["origin"] or "", r["source"]))
+        records = [StatusRecord.from_json(json.loads(storage.read_text(p))) for p in storage.glob(storage.join(directory, "*.json"))]
+        rows = sorted((r.status_row() for r in records), key=lambda r: (r["video_id"] or "", r["origin"] or "", r["source"]))
         buf = io.BytesIO()
         pq.write_table(to_table(rows, STATUS), buf, compression="zstd")
-        storage.atomic_write(layout.status_table, buf.getvalue())
-
-        params = load_params(layout)
-        assert params is not None, "store.json is written by the launcher before the pipeline"
-        n = index_shard_count(len(records))
-        names = [layout.index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
-        summary = build_summary(rows, names, params.to_json(), None)
-        jobs: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        prefix = directory.rstrip("/").rsplit("/", 1)[-1]
+        storage.atomic_write(layout.status_part(prefix), buf.getvalue())
+        totals = SummaryCounts()
+        for r in rows:
+            totals.add(r)
+        yield beam.pvalue.TaggedOutput(self.TOTALS, ("totals", prefix, totals))
+        by_shard: dict[int, list[dict[str, Any]]] = {}
         for r in records:
-            jobs[index_shard_of(r["video_id"], n)].append(r)
-        for i, shard_records in enumerate(jobs):
-            yield i, n, shard_records, summary
+            if r.clips:
+                by_shard.setdefault(index_shard_of(r.video_id, n), []).extend(r.index_rows())
+        for i, shard_rows in by_shard.items():
+            yield i, (n, shard_rows)
 
 
-def write_index_shard(job: tuple[int, int, list, dict], store: str) -> tuple[str, dict[str, Any]]:
-    """Writes ``index/clips-NNNNN-of-MMMMM.parquet`` for one job; returns the summary on."""
+def write_index_shard(job: tuple[int, Iterable[tuple[int, list]]], store: str) -> tuple[str, str, Any]:
+    """Writes ``index/clips-NNNNN-of-MMMMM.parquet`` from its rows; returns its name."""
     import io
 
     import pyarrow.parquet as pq
 
     from audioscope.schemas.tables import CLIP_INDEX, to_table
 
-    shard, n, records, summary = job
-    rows = [row for r in records for row in StatusRecord.from_json(r).index_rows()]
+    shard, parts = job
+    n = 0
+    rows: list[dict[str, Any]] = []
+    for part_n, part_rows in parts:
+        n = part_n
+        rows.extend(part_rows)
     rows.sort(key=lambda r: (r["video_id"], r["start"]))
     buf = io.BytesIO()
     pq.write_table(to_table(rows, CLIP_INDEX), buf, compression="zstd")
-    storage.atomic_write(Layout(store).index_shard(shard, n), buf.getvalue())
-    return _ALL, summary
+    path = Layout(store).index_shard(shard, n)
+    storage.atomic_write(path, buf.getvalue())
+    return "shard", path.rsplit("/", 1)[-1], n
+
+
+class _Gather(beam.CombineFn):
+    """Totals of every status folder and the names of the written shards (all small)."""
+
+    def create_accumulator(self) -> dict[str, Any]:
+        return {"totals": None, "prefixes": [], "shards": [], "n": None}
+
+    def add_input(self, acc: dict[str, Any], item: tuple[str, Any, Any]) -> dict[str, Any]:
+        if item[0] == "totals":
+            acc["prefixes"].append(item[1])
+            acc["totals"] = item[2] if acc["totals"] is None else acc["totals"].merge(item[2])
+        elif item[0] == "shard":
+            acc["shards"].append(item[1])
+            acc["n"] = item[2]
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        out = self.create_accumulator()
+        for acc in accs:
+            out["prefixes"] += acc["prefixes"]
+            out["shards"] += acc["shards"]
+            out["n"] = acc["n"] if acc["n"] is not None else out["n"]
+            if acc["totals"] is not None:
+                out["totals"] = acc["totals"] if out["totals"] is None else out["totals"].merge(acc["totals"])
+        return out
+
+    def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
+        return acc
 
 
 class FinalizeStore(beam.DoFn):
-    """Once every index shard is written: ``summary.json``, and stale shards removed."""
+    """Once every shard and status part is written: status.parquet, summary.json, stale shards removed.
+
+    Refuses (the run fails, nothing says finished) when a shard is missing:
+    a runner that dropped work must not leave a store that looks complete.
+    """
 
     def __init__(self, store: str, started_at: float | None) -> None:
         self.store = store
         self.started_at = started_at
 
-    def process(self, written: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    def process(self, gathered: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        from audioscope.clipstore.format import load_params
+        from audioscope.clipstore.summary import SummaryCounts, build_summary
+        from audioscope.clipstore.writer import bad_row_status
+        from audioscope.schemas.tables import STATUS, to_table, validate
+        from audioscope.sources.lists import BadRow
+
         layout = Layout(self.store)
-        summary = dict(next(iter(written[1])))
-        if self.started_at:
-            summary["wall_seconds"] = round(time.time() - self.started_at, 1)
+        n = gathered["n"] or 1
+        names = sorted(gathered["shards"])
+        expected = [layout.index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
+        if names != expected:
+            raise RuntimeError(
+                f"only {len(names)} of {n} index shards were written (the runner lost work); "
+                "run the same ingest again to complete the store"
+            )
+        totals: SummaryCounts = gathered["totals"] or SummaryCounts()
+        tmp = layout.status_table + ".partial" if storage.is_local(layout.status_table) else None
+        with storage.open_file(tmp or layout.status_table, "wb") as fh:
+            writer = pq.ParquetWriter(fh, STATUS, compression="zstd")
+            try:
+                for prefix in sorted(gathered["prefixes"]):
+                    with storage.open_file(layout.status_part(prefix)) as part:
+                        writer.write_table(validate(pq.read_table(part), STATUS))
+                for path in sorted(storage.glob(storage.join(layout.conflicts_dir, "*", "*.json"))):
+                    row = json.loads(storage.read_text(path))
+                    totals.add(row)
+                    writer.write_table(to_table([row], STATUS))
+                for path in sorted(storage.glob(layout.bad_rows_glob())):
+                    rows = [bad_row_status(BadRow.from_json(line)) for line in storage.read_lines(path)]
+                    for row in rows:
+                        totals.add(row)
+                    if rows:
+                        writer.write_table(to_table(rows, STATUS))
+            finally:
+                writer.close()
+        if tmp is not None:
+            os.replace(tmp, layout.status_table)
+        params = load_params(layout)
+        assert params is not None, "store.json is written by the launcher before the pipeline"
+        wall = round(time.time() - self.started_at, 1) if self.started_at else None
+        summary = build_summary(totals, names, params.to_json(), wall)
         storage.atomic_write(layout.summary_json, json.dumps(summary, indent=2) + "\n")
-        keep = set(summary["index_files"])
-        for path in storage.glob(storage.join(layout.index_dir, "clips-*.parquet")):
+        keep = set(names)
+        for path in storage.glob(layout.index_shard_glob()):
             if path.rsplit("/", 1)[-1] not in keep:
                 storage.remove(path)
         yield summary
@@ -302,9 +324,7 @@ class BuildIndex(beam.PTransform):
     """After every video is finished: status table, index shards, then summary.
 
     Every status record of the store is read again (videos of earlier runs
-    and lists included), in parallel over the status/<prefix>/ folders. Each
-    "wait for everything" is a GroupByKey under one key, the cheapest barrier
-    on every runner.
+    and lists included), in parallel over the status/<prefix>/ folders.
     """
 
     def __init__(self, store: str, started_at: float | None = None) -> None:
@@ -313,27 +333,27 @@ class BuildIndex(beam.PTransform):
         self.started_at = started_at
 
     def expand(self, finished: beam.PCollection[str]) -> beam.PCollection[dict[str, Any]]:
-        layout = Layout(self.store)
-        # One None joins each barrier, so that it fires on an empty list too.
-        none = finished.pipeline | "None" >> beam.Create([None])
-        records = (
-            (finished, none)
-            | "FinishedOrNone" >> beam.Flatten()
-            | "KeyFinished" >> beam.Map(_under_one_key)
-            | "AllFinished" >> beam.GroupByKey()
-            | "ListStatusDirs" >> beam.FlatMap(_list_status_dirs, layout.status_dir)
-            | "SpreadStatusDirs" >> beam.Reshuffle()
-            | "ReadStatusRecords" >> beam.FlatMap(_read_status_dir)
+        jobs = (
+            finished
+            | "AllFinished" >> beam.combiners.Count.Globally()
+            | "ListStatusDirs" >> beam.FlatMap(_list_jobs, self.store)
+            | "SpreadJobs" >> beam.Reshuffle()
+        )
+        dirs, seeds = jobs | "DirsOrShards" >> beam.Partition(_route, 2)
+        read = dirs | "ReadStatusDirs" >> beam.ParDo(ReadStatusDir(self.store)).with_outputs(
+            ReadStatusDir.TOTALS, main="rows"
+        )
+        empty = seeds | "EveryShard" >> beam.Map(lambda job: (job[1], (job[2], [])))
+        shards = (
+            (read.rows, empty)
+            | "RowsAndSeeds" >> beam.Flatten()
+            | "ByShard" >> beam.GroupByKey()
+            | "WriteIndexShards" >> beam.Map(write_index_shard, self.store)
         )
         return (
-            (records, none)
-            | "RecordsOrNone" >> beam.Flatten()
-            | "KeyRecords" >> beam.Map(_under_one_key)
-            | "AllRecords" >> beam.GroupByKey()
-            | "WriteStatusTable" >> beam.ParDo(WriteStatusTable(self.store))
-            | "SpreadIndexShards" >> beam.Reshuffle()
-            | "WriteIndexShards" >> beam.Map(write_index_shard, self.store)
-            | "AllShardsWritten" >> beam.GroupByKey()
+            (shards, read[ReadStatusDir.TOTALS])
+            | "ShardsAndTotals" >> beam.Flatten()
+            | "Gather" >> beam.CombineGlobally(_Gather())
             | "FinalizeStore" >> beam.ParDo(FinalizeStore(self.store, self.started_at))
         )
 
@@ -387,3 +407,231 @@ def metric_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
         value = c.committed if c.committed is not None else c.attempted
         out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
     return out
+
+
+# --------------------------------------------------------------------------- #
+# the library entry: a list in, a finished store out
+
+#: Requests per ``STORE/requests`` shard.
+REQUESTS_PER_SHARD = 10_000
+#: Bad list rows per ``STORE/bad_rows`` file.
+BAD_ROWS_PER_FILE = 100_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """Everything one ingest needs (``audioscope ingest`` builds it from its options)."""
+
+    list_path: str
+    store: str
+    media_root: str | None = None
+    list_format: str | None = None
+    allow_outside_root: bool = False
+    aspect: str = "pad"
+    frame_codec: str = "png"
+    retry_failed: bool = False
+    max_bytes: int | None = None
+    timeout_s: float | None = None
+    decode_timeout_s: float = 600.0
+    max_duration_s: float | None = None
+    ffmpeg_threads: int = 1
+    beam_args: tuple[str, ...] = ()
+    #: where the list reader keeps its temporary SQLite files (default: the system's)
+    workdir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    store: str
+    requested: int
+    bad_rows: int
+    summary: dict[str, Any]
+    #: requested videos without a status record after the run (a runner lost them)
+    unfinished: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenRequests:
+    requested: int
+    bad_rows: int
+    files: list[str]
+    ids: Any  # audioscope.sources.lists.SeenIds of the requested video ids (close() when done)
+
+
+def list_key(list_path: str) -> str:
+    """A list's key: SHA-1 of its name and content, read as a stream (any size)."""
+    h = hashlib.sha1(os.fspath(list_path).encode() + b"\0")
+    with storage.open_file(list_path) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def write_requests(
+    layout: Layout, list_path: str, fmt: str | None, media_root: str | None, *,
+    allow_outside_root: bool = False, clip_seconds: int = 5, workdir: str | None = None,
+) -> WrittenRequests:
+    """Read the list as a stream; write request shards and bad rows into the store.
+
+    Memory stays flat whatever the list's size: requests go to shards of
+    :data:`REQUESTS_PER_SHARD` lines as they come, the ids seen are kept in
+    a temporary SQLite file. Stale shards of an earlier list are removed
+    after the new ones are written; bad rows are kept per list (keyed by the
+    list's name and content), so lists ingested one after the other all
+    keep theirs and re-running a list replaces its own files.
+    """
+    from audioscope.sources.lists import BadRow, SeenIds, read_video_list
+
+    ids = SeenIds(workdir)
+    key = list_key(list_path)
+    files: list[str] = []
+    bad_files: list[str] = []
+    chunk: list[str] = []
+    bad: list[str] = []
+    n_req = n_bad = 0
+
+    def flush_requests() -> None:
+        # named -i-of-?????: renamed below once the count is known
+        path = layout.path("requests", f".writing-{len(files):05d}.jsonl")
+        storage.atomic_write(path, "".join(c + "\n" for c in chunk))
+        files.append(path)
+        chunk.clear()
+
+    def flush_bad() -> None:
+        path = layout.bad_rows_file(key, len(bad_files))
+        storage.atomic_write(path, "".join(b + "\n" for b in bad))
+        bad_files.append(path)
+        bad.clear()
+
+    try:
+        items = read_video_list(
+            list_path, fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
+            clip_seconds=clip_seconds, workdir=workdir,
+        )
+        for item in items:
+            if isinstance(item, BadRow):
+                n_bad += 1
+                bad.append(item.to_json())
+                if len(bad) >= BAD_ROWS_PER_FILE:
+                    flush_bad()
+                continue
+            first = ids.first(item.video_id, item.origin)
+            if first is not None:  # the readers dedupe already; kept as a guard
+                n_bad += 1
+                bad.append(BadRow(
+                    origin=item.origin, kind="duplicate_video",
+                    message=f"video {item.video_id} is already requested by {first}; this row is ignored",
+                    raw=item.uri,
+                ).to_json())
+                continue
+            n_req += 1
+            chunk.append(item.to_json())
+            if len(chunk) >= REQUESTS_PER_SHARD:
+                flush_requests()
+        if chunk or not files:
+            flush_requests()
+        if bad:
+            flush_bad()
+    except BaseException:
+        ids.close()
+        for path in files:
+            storage.remove(path)
+        raise
+    n = len(files)
+    final = []
+    for i, tmp in enumerate(files):
+        target = layout.request_shard(i, n)
+        storage.atomic_write(target, storage.read_bytes(tmp))
+        storage.remove(tmp)
+        final.append(target)
+    for path in storage.glob(layout.request_shard_glob()):
+        if path not in final and path.rsplit("/", 1)[-1] not in {f.rsplit("/", 1)[-1] for f in final}:
+            storage.remove(path)
+    for path in storage.glob(layout.bad_rows_glob(key)):
+        if path.rsplit("/", 1)[-1] not in {b.rsplit("/", 1)[-1] for b in bad_files}:
+            storage.remove(path)  # this list's rows of an earlier run (or the older single-file name)
+    return WrittenRequests(requested=n_req, bad_rows=n_bad, files=final, ids=ids)
+
+
+def unfinished_count(layout: Layout, ids: Any) -> int:
+    """How many of the requested ids have no row in the status table (read as a stream)."""
+    import pyarrow.parquet as pq
+
+    with ids.lock:
+        return _unfinished(layout, ids.table.con)
+
+
+def _unfinished(layout: Layout, con: Any) -> int:
+    import pyarrow.parquet as pq
+
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS finished (id TEXT PRIMARY KEY) WITHOUT ROWID")
+    with storage.open_file(layout.status_table) as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(columns=["video_id", "status"], batch_size=65_536):
+            vids = batch.column(0).to_pylist()
+            statuses = batch.column(1).to_pylist()
+            con.executemany(
+                "INSERT OR IGNORE INTO finished VALUES (?)",
+                [(v,) for v, s in zip(vids, statuses) if v is not None and s not in ("conflict", "bad_row")],
+            )
+    row = con.execute("SELECT COUNT(*) FROM seen WHERE id NOT IN (SELECT id FROM finished)").fetchone()
+    return int(row[0])
+
+
+def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
+    """Ingest one list into a clip store (created, resumed or grown); the library entry.
+
+    Holds the store's lock for the whole run (a second ingest into the same
+    store is refused at once), writes the requests, runs the Beam pipeline
+    with ``config.beam_args`` and checks that every requested video got a
+    status record. ``watch(layout, n_requested, ids)``, if given, returns a
+    context manager kept open while the pipeline runs (the CLI's progress).
+    Raises :class:`~audioscope.errors.UserError` for what the user can fix;
+    :class:`IngestResult.unfinished` > 0 says the run ended short.
+    """
+    import contextlib
+
+    from audioscope.clipstore.format import StoreError, StoreParams, init_store
+    from audioscope.clipstore.lock import StoreLock
+    from audioscope.errors import UserError
+    from audioscope.sources.fetch import FetchLimits
+
+    if not storage.exists(config.list_path):
+        raise UserError(f"the list {config.list_path} does not exist; give the path of a video list")
+    layout = Layout(config.store)
+    params = StoreParams(aspect=config.aspect, frame_codec=config.frame_codec)
+    try:
+        init_store(layout, params)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    with StoreLock(layout, what=os.fspath(config.list_path)):
+        try:
+            written = write_requests(
+                layout, config.list_path, config.list_format, config.media_root,
+                allow_outside_root=config.allow_outside_root, clip_seconds=params.clip_seconds,
+                workdir=config.workdir,
+            )
+        except ValueError as e:
+            raise UserError(f"cannot read the list {config.list_path}: {e}; check --format") from None
+        try:
+            limit_kw: dict[str, Any] = {}
+            if config.max_bytes is not None:
+                limit_kw["max_bytes"] = config.max_bytes
+            if config.timeout_s is not None:
+                limit_kw["timeout_s"] = config.timeout_s
+            settings = IngestSettings(
+                store=config.store, params=params, limits=FetchLimits(**limit_kw),
+                decode_timeout_s=config.decode_timeout_s, ffmpeg_threads=config.ffmpeg_threads,
+                max_duration_s=config.max_duration_s, retry_failed=config.retry_failed,
+            )
+            started = time.time()
+            ctx = watch(layout, written.requested, written.ids) if watch is not None else contextlib.nullcontext()
+            with ctx:
+                run_pipeline(settings, written.files, config.beam_args, started_at=started)
+            summary = json.loads(storage.read_text(layout.summary_json))
+            unfinished = unfinished_count(layout, written.ids)
+        finally:
+            written.ids.close()
+    return IngestResult(
+        store=config.store, requested=written.requested, bad_rows=written.bad_rows, summary=summary,
+        unfinished=unfinished,
+    )

@@ -206,29 +206,20 @@ def _key(clip: ClipRef) -> tuple[str, int]:
 def read_video_clips(store: Any, video_id: str, audio_starts: Iterable[int], frame_starts: Iterable[int]) -> tuple[
     dict[int, np.ndarray], dict[int, np.ndarray]
 ]:
-    """One video's clip audio (int16) and frames (uint8), read once through the clip store's reader.
+    """One video's clip audio (int16) and frames (uint8), read once through the clip store's reader
+    (only the asked clips' frames are decoded; stores that keep only the listed clips' seconds work too).
 
     Raises :class:`MediaError` naming the video when its media cannot be read
     (missing, truncated, another format) or a clip is not inside its stored seconds.
     """
-    n = records.CLIP_SECONDS
-    sr = store.params.sample_rate
+    from audioscope.clipstore.reader import read_clip_media
+
     try:
-        audio, frames = store.video(video_id)
+        return read_clip_media(store.root, video_id, audio_starts, frame_starts)
+    except ValueError as e:  # a clip outside the stored seconds, or a shard of an unknown version
+        raise MediaError(f"video {video_id} in {store.root}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any damage of one video's media is reported with its id
         raise MediaError(f"the media of video {video_id} in {store.root} cannot be read ({type(e).__name__}: {e})") from e
-    pcm = np.round(audio * records.AUDIO_SCALE).astype(np.int16)  # the store's int16 samples, exactly
-    audio_out, frames_out = {}, {}
-    for s in sorted(set(audio_starts)):
-        clip = pcm[s * sr : (s + n) * sr]
-        if s < 0 or len(clip) != n * sr:
-            raise MediaError(f"the audio of video {video_id} at {s}-{s + n} s is outside its {len(pcm) / sr:g} stored seconds")
-        audio_out[s] = clip
-    for s in sorted(set(frame_starts)):
-        if s < 0 or s + n > len(frames):
-            raise MediaError(f"the frames of video {video_id} at {s}-{s + n} s are outside its {len(frames)} stored seconds")
-        frames_out[s] = np.ascontiguousarray(frames[s : s + n])
-    return audio_out, frames_out
 
 
 def read_shard_media(store: Any, examples: Sequence[Planned]) -> Media:

@@ -76,9 +76,16 @@ STATUS = pa.schema(
         pa.field("format_name", pa.string()),
         pa.field("video_codec", pa.string()),
         pa.field("audio_codec", pa.string()),
+        # version 2: the video's split, the clips its list asked for (all
+        # clips of the video when the list names none) and those stored.
+        pa.field("split", pa.string()),
+        pa.field("clips_requested", pa.int64()),
+        pa.field("clips_produced", pa.int64()),
     ],
-    metadata={**_META, b"audioscope.table": b"status"},
+    metadata={**_META, b"audioscope.schema_version": b"2", b"audioscope.table": b"status"},
 )
+#: The STATUS columns that version 1 tables lack (readers add them as nulls).
+STATUS_V2_COLUMNS: tuple[str, ...] = ("split", "clips_requested", "clips_produced")
 
 
 def table_name(schema: pa.Schema) -> str | None:

@@ -16,7 +16,14 @@ Layout (``STORE`` is a local path, ``gs://...`` or ``s3://...``)::
     STORE/status/<id[:2]>/<video_id>.json   per-video status record, written AFTER its media
     STORE/index/clips-NNNNN-of-MMMMM.parquet clip index (schemas.tables.CLIP_INDEX)
     STORE/index/status.parquet              per-video status table (schemas.tables.STATUS)
-    STORE/summary.json                      counts, failures by kind, bytes, index file list
+    STORE/index/parts/status-<prefix>.parquet
+                                            the status rows of one status/<prefix>/ folder
+                                            (merged into status.parquet)
+    STORE/conflicts/<id[:2]>/<id>--<hash>.json
+                                            a request naming a stored id with another source
+    STORE/ingest.lock                       held by the one ingest writing the store
+    STORE/summary.json                      counts, failures by kind, clips requested and not
+                                            produced by reason, bytes, index file list
 
 **Media shards.** A zip of ``.npy`` members, readable with
 ``numpy.load(path, allow_pickle=False)`` and never with pickle: ``audio``
@@ -41,6 +48,17 @@ the summary that names the shards), deterministically (rows sorted by
 its id), from *all* status records in the store, so re-running gives the
 same index.
 
+**A store that grows.** Lists ingested one after the other add to the
+store: a later list naming new spans of a stored video gets them (the video
+is decoded again and its shard holds the clips of every list); spans past a
+stored video's known length are recorded without a download; the same
+video id from another source is a recorded ``conflict`` (the stored video is
+kept). One ingest at a time writes a store (:mod:`audioscope.clipstore.lock`).
+
+**Sparse shards.** When a list names clips, a shard stores only the seconds
+those clips cover (a ``seconds`` member lists them; media version 2), not
+every second up to the last clip.
+
 **Clip windows.** Clip k covers [k, k+5) s while k + 5 <= the whole seconds
 that have both audio and a frame (``floor(D - 5) + 1`` clips for D whole
 seconds); when the list gives spans, exactly those clips (spans that do not
@@ -50,7 +68,8 @@ fit are recorded on the video's status). ``clip_id`` is
 Reading::
 
     store = ClipStore.open("gs://bucket/store")
-    store.index                    # pandas DataFrame, one row per clip
+    store.index                    # pandas DataFrame, one row per clip (all in memory)
+    for frame in store.iter_index():  # the same rows, one index shard batch at a time
     clip = store.clip(store.index.clip_id[0])
     clip.audio                     # float32 [80000] in [-1, 1]
     clip.frames                    # uint8 [5, 128, 128, 3]

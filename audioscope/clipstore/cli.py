@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from audioscope.options import add_store_option
 
@@ -68,24 +68,63 @@ def _open(uri: str) -> "ClipStore":
         raise UserError(str(e)) from None
 
 
+INDEX_COLUMNS = ("clip_id", "video_id", "start", "end", "split", "licence_name", "source_uri")
+STATUS_COLUMNS = ("video_id", "source", "status", "kind", "message")
+_TABLE_BLOCK = 1000  # rows whose widths set the table's columns
+_MAX_WIDTH = 60
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "None" if value is None else "NaN"
+    text = str(value)
+    return text if len(text) <= _MAX_WIDTH else text[: _MAX_WIDTH - 3] + "..."
+
+
+def _print_table(header: list[str], rows: "Iterator[tuple[object, ...]]", limit: int | None) -> None:
+    """Rows as an aligned text table, streamed: the first block of rows sets the widths."""
+    import itertools
+
+    if limit is not None:
+        rows = itertools.islice(rows, limit)
+    first = [tuple(_cell(v) for v in r) for r in itertools.islice(rows, _TABLE_BLOCK)]
+    if not first:
+        print("(no rows)")
+        return
+    widths = [max([len(h), *(len(r[i]) for r in first)]) for i, h in enumerate(header)]
+
+    def line(cells: "tuple[str, ...] | list[str]") -> str:
+        return " ".join(c.rjust(w) for c, w in zip(cells, widths))
+
+    out = sys.stdout
+    out.write(line(header) + "\n")
+    for r in first:
+        out.write(line(r) + "\n")
+    for r in rows:
+        out.write(line(tuple(_cell(v) for v in r)) + "\n")
+
+
 def run_list(args: argparse.Namespace) -> int:
-    import pandas as pd
+    """Streams the rows (one batch per index shard in memory), whatever the store's size."""
+    import csv
 
     store = _open(args.store)
     if args.status:
-        df = store.status[["video_id", "source", "status", "kind", "message"]]
+        header = list(STATUS_COLUMNS)
+        rows: "Iterator[tuple[object, ...]]" = (
+            r for frame in store.iter_status() for r in frame[header].itertuples(index=False, name=None)
+            if args.video is None or r[0] == args.video
+        )
     else:
-        df = store.index[["clip_id", "video_id", "start", "end", "split", "licence_name", "source_uri"]]
-        df = df.rename(columns={"source_uri": "source"})
-    if args.video:
-        df = df[df["video_id"] == args.video]
+        header = [("source" if c == "source_uri" else c) for c in INDEX_COLUMNS]
+        rows = store.iter_index_rows(list(INDEX_COLUMNS), video_id=args.video)
     if args.format == "csv":
-        df.to_csv(sys.stdout, index=False)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        for r in rows:
+            writer.writerow(["" if v is None else v for v in r])
     else:
-        if args.limit is not None:
-            df = df.head(args.limit)
-        with pd.option_context("display.max_rows", None, "display.max_colwidth", 60, "display.width", 200):
-            print(df.to_string(index=False) if len(df) else "(no rows)")
+        _print_table(header, rows, args.limit)
     return 0
 
 
@@ -116,7 +155,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from audioscope.pipelines.ingest_cli import summary_rows
+    from audioscope.clipstore.summary import summary_rows
     from audioscope.progress import print_summary
 
     store = _open(args.store)

@@ -22,6 +22,12 @@ import numpy as np
 from audioscope import storage
 
 FORMAT_VERSION = 1
+#: A media shard that stores only some seconds of its video (a ``seconds``
+#: member says which) has this version in its ``meta.json``; shards of every
+#: second from 0 keep version 1, so older readers refuse the new kind
+#: instead of misreading it.
+SPARSE_MEDIA_VERSION = 2
+MEDIA_VERSIONS: tuple[int, ...] = (FORMAT_VERSION, SPARSE_MEDIA_VERSION)
 FRAME_CODECS: tuple[str, ...] = ("png", "jpeg")
 
 
@@ -72,8 +78,30 @@ def _prefix(video_id: str) -> str:
     return video_id[:2]
 
 
+#: Videos per index shard: 200,000 videos give 20 shards of ~360k clips.
+VIDEOS_PER_INDEX_SHARD = 10_000
+
+
+def index_shard_count(n_videos: int) -> int:
+    return max(1, math.ceil(n_videos / VIDEOS_PER_INDEX_SHARD))
+
+
+def index_shard_of(video_id: str, n_shards: int) -> int:
+    """A video's index shard: a stable hash of its id (crc32, the same on every machine and run)."""
+    return zlib.crc32(video_id.encode("utf-8")) % n_shards
+
+
+def shard_name(stem: str, i: int, n: int, suffix: str) -> str:
+    """The one template of the store's sharded files: ``{stem}-NNNNN-of-MMMMM{suffix}``."""
+    return f"{stem}-{i:05d}-of-{n:05d}{suffix}"
+
+
 class Layout:
-    """Where each part of a store lives (local path or URI)."""
+    """Where each part of a store lives (local path or URI): the one owner of the store's folder.
+
+    Other steps use these paths and the typed readers of
+    :mod:`audioscope.clipstore.reader`, never file names of their own.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/") if "://" in root else root
@@ -122,7 +150,48 @@ class Layout:
         return self.path("status", "*", "*.json")
 
     def index_shard(self, i: int, n: int) -> str:
-        return self.path("index", f"clips-{i:05d}-of-{n:05d}.parquet")
+        return self.path("index", shard_name("clips", i, n, ".parquet"))
+
+    def status_part(self, prefix: str) -> str:
+        """The status rows of the videos under ``status/<prefix>/`` (merged into ``status_table``)."""
+        return self.path("index", "parts", f"status-{prefix}.parquet")
+
+    def index_shard_glob(self) -> str:
+        return self.path("index", "clips-*.parquet")
+
+    def request_shard(self, i: int, n: int) -> str:
+        return self.path("requests", shard_name("requests", i, n, ".jsonl"))
+
+    def request_shard_glob(self) -> str:
+        return self.path("requests", "requests-*.jsonl")
+
+    def bad_rows_file(self, key: str, i: int) -> str:
+        """Part ``i`` of the bad rows of the list whose key is ``key``."""
+        return self.path("bad_rows", f"{key}-{i:05d}.jsonl")
+
+    def bad_rows_glob(self, key: str | None = None) -> str:
+        """Every bad-rows file, or those of one list (``<key>-NNNNN.jsonl``; older stores: ``<key>.jsonl``)."""
+        return self.path("bad_rows", "*.jsonl" if key is None else f"{key}*.jsonl")
+
+    @property
+    def conflicts_dir(self) -> str:
+        return self.path("conflicts")
+
+    def conflict(self, video_id: str, source: str) -> str:
+        """Where a request that names ``video_id`` with another source than the store's is recorded."""
+        import hashlib
+
+        digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
+        return self.path("conflicts", _prefix(video_id), f"{video_id}--{digest}.json")
+
+    @property
+    def lock(self) -> str:
+        """Held by the one ingest that writes the store (see :mod:`audioscope.clipstore.lock`)."""
+        return self.path("ingest.lock")
+
+    def is_finished(self) -> bool:
+        """Whether an ingest finished: ``summary.json`` (written last) exists."""
+        return storage.exists(self.summary_json)
 
 
 def load_params(layout: Layout) -> StoreParams | None:
@@ -270,7 +339,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def encode_media(
-    audio: np.ndarray, frames: np.ndarray, params: StoreParams, *, video_id: str
+    audio: np.ndarray, frames: np.ndarray, params: StoreParams, *, video_id: str,
+    seconds: "np.ndarray | None" = None,
 ) -> bytes:
     """One video's shard: each second once (int16 audio + one encoded frame).
 
@@ -279,7 +349,14 @@ def encode_media(
     matching only, see :data:`AUDIO_DEFLATE`), ``frame_data`` (the encoded
     frames concatenated, stored: they are compressed already) and
     ``frame_offsets`` (int64, n+1 byte offsets into ``frame_data``).
+
+    ``seconds`` (sorted int64, one per stored second) says which seconds of
+    the video ``audio`` and ``frames`` hold when they are not all seconds
+    from 0: a list that names a few clips of a long video stores those
+    clips' seconds only. Such a shard has a ``seconds`` member and media
+    version :data:`SPARSE_MEDIA_VERSION`.
     """
+    sparse = seconds is not None and not np.array_equal(seconds, np.arange(len(frames)))
     encoded = [_encode_frame(f, params) for f in frames]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(e) for e in encoded])
@@ -289,14 +366,25 @@ def encode_media(
         "frame_size": params.frame_size,
         "frame_codec": params.frame_codec,
         "n_seconds": int(len(frames)),
-        "format_version": FORMAT_VERSION,
+        "format_version": SPARSE_MEDIA_VERSION if sparse else FORMAT_VERSION,
     }
-    return zip_bytes([
+    members = [
         ("meta.json", json.dumps(meta, sort_keys=True).encode("utf-8"), DEFAULT_DEFLATE),
         ("audio.npy", _npy_bytes(audio.astype("<i2")), AUDIO_DEFLATE),
         ("frame_offsets.npy", _npy_bytes(offsets), DEFAULT_DEFLATE),
         ("frame_data.npy", _npy_bytes(np.frombuffer(b"".join(encoded), dtype=np.uint8)), None),
-    ])
+    ]
+    if sparse:
+        assert seconds is not None and len(seconds) == len(frames)
+        members.append(("seconds.npy", _npy_bytes(np.asarray(seconds, dtype=np.int64)), DEFAULT_DEFLATE))
+    return zip_bytes(members)
+
+
+def needed_seconds(windows: "list[tuple[int, int]]") -> np.ndarray:
+    """The sorted seconds that the clip ``windows`` cover (each second once)."""
+    if not windows:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate([np.arange(s, e, dtype=np.int64) for s, e in windows]))
 
 
 #: zlib (level, strategy) of a shard's small members.
@@ -340,9 +428,19 @@ def zip_bytes(members: list[tuple[str, bytes, tuple[int, int] | None]]) -> bytes
 
 
 def decode_media(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(audio int16, frames uint8 [n, size, size, 3], meta) of a media shard."""
+    """(audio int16, frames uint8 [n, size, size, 3], meta) of a media shard.
+
+    ``meta["seconds"]`` is the list of the video seconds the rows hold (all
+    seconds from 0 unless the shard is sparse).
+    """
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         meta = json.loads(z.read("meta.json"))
+        if meta.get("format_version") not in MEDIA_VERSIONS:
+            raise StoreError(f"media shard of format {meta.get('format_version')}; this version reads {MEDIA_VERSIONS}")
+        if "seconds.npy" in z.namelist():
+            meta["seconds"] = np.load(io.BytesIO(z.read("seconds.npy")), allow_pickle=False).tolist()
+        else:
+            meta["seconds"] = list(range(int(meta["n_seconds"])))
         audio = np.load(io.BytesIO(z.read("audio.npy")), allow_pickle=False)
         offsets = np.load(io.BytesIO(z.read("frame_offsets.npy")), allow_pickle=False)
         blob = np.load(io.BytesIO(z.read("frame_data.npy")), allow_pickle=False).tobytes()

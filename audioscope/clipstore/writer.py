@@ -28,6 +28,7 @@ from audioscope.clipstore.format import (
     clip_id,
     encode_media,
     fit_spans,
+    needed_seconds,
     sliding_windows,
 )
 
@@ -42,6 +43,9 @@ STATUS_OK = "ok"
 STATUS_PARTIAL = "partial"  # some requested spans did not fit the media
 STATUS_FAILED = "failed"
 STATUS_BAD_ROW = "bad_row"
+#: A request whose video id the store already holds from another source
+#: (``STORE/conflicts/``); the store's video is kept as it is.
+STATUS_CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +77,32 @@ class StatusRecord:
     span_problems: tuple[dict[str, Any], ...] = ()
     decode_seconds: float = 0.0
     finished_at: str = ""
+    #: The spans the lists asked for (all lists that named this video, so a
+    #: store that grows keeps them all); None: every clip of the video.
+    requested: tuple[tuple[float, float], ...] | None = None
 
     @property
     def n_clips(self) -> int:
         return len(self.clips)
+
+    @property
+    def clips_requested(self) -> int | None:
+        """Clips the lists asked for: the named spans, or every window of the
+        usable seconds when no list named spans (None while that is unknown)."""
+        if self.requested is not None:
+            return len(self.requested)
+        if self.status in (STATUS_OK, STATUS_PARTIAL) or self.usable_seconds:
+            return len(sliding_windows(self.usable_seconds))
+        return None
+
+    def missing_spans(self, spans: "tuple[tuple[float, float], ...] | None") -> list[tuple[float, float]]:
+        """The spans of a new request that this finished record neither stored nor refused."""
+        if spans is None:
+            have = {(float(a), float(b)) for a, b in self.clips}
+            return [(float(a), float(b)) for a, b in sliding_windows(self.usable_seconds) if (a, b) not in have]
+        done = {(float(a), float(b)) for a, b in self.clips}
+        done |= {(float(p["start"]), float(p["end"])) for p in self.span_problems}
+        return [s for s in spans if (float(s[0]), float(s[1])) not in done]
 
     def is_done(self, retry_failed: bool = False) -> bool:
         """Whether a re-run should skip this video."""
@@ -88,6 +114,7 @@ class StatusRecord:
         d = dataclasses.asdict(self)
         d["clips"] = [list(c) for c in self.clips]
         d["span_problems"] = list(self.span_problems)
+        d["requested"] = None if self.requested is None else [list(c) for c in self.requested]
         return d
 
     @classmethod
@@ -96,6 +123,8 @@ class StatusRecord:
         kw = {k: v for k, v in d.items() if k in names}
         kw["clips"] = tuple((float(a), float(b)) for a, b in d.get("clips", ()))
         kw["span_problems"] = tuple(d.get("span_problems", ()))
+        req = d.get("requested")
+        kw["requested"] = None if req is None else tuple((float(a), float(b)) for a, b in req)
         return cls(**kw)
 
     def index_rows(self) -> list[dict[str, Any]]:
@@ -132,7 +161,41 @@ class StatusRecord:
             "format_name": self.probe.get("format_name"),
             "video_codec": self.probe.get("video_codec"),
             "audio_codec": self.probe.get("audio_codec"),
+            "split": self.split,
+            "clips_requested": self.clips_requested,
+            "clips_produced": self.n_clips,
         }
+
+
+def conflict_status(video_id: str, source: str, origin: str, store_source: str) -> dict[str, Any]:
+    """A status-table row for a request whose id the store has from another source."""
+    return {
+        "video_id": video_id,
+        "source": source,
+        "origin": origin,
+        "status": STATUS_CONFLICT,
+        "kind": "id_conflict",
+        "message": (
+            f"the store already has video {video_id!r} from {store_source}; this list names {source} "
+            "with the same id. The store's video is kept: give this video another id (a uris CSV with a "
+            "video_id column), or ingest the list into another store"
+        ),
+        "transient": False,
+        "n_clips": 0,
+        "duration": None,
+        "media_bytes": 0,
+        "media_seconds": 0,
+        "format_name": None,
+        "video_codec": None,
+        "audio_codec": None,
+        "split": None,
+        "clips_requested": 0,
+        "clips_produced": 0,
+    }
+
+
+def write_conflict(layout: Layout, row: dict[str, Any]) -> None:
+    storage.atomic_write(layout.conflict(row["video_id"], row["source"]), json.dumps(row, sort_keys=True) + "\n")
 
 
 def bad_row_status(row: "BadRow") -> dict[str, Any]:
@@ -152,6 +215,9 @@ def bad_row_status(row: "BadRow") -> dict[str, Any]:
         "format_name": None,
         "video_codec": None,
         "audio_codec": None,
+        "split": None,
+        "clips_requested": None,
+        "clips_produced": 0,
     }
 
 
@@ -236,8 +302,30 @@ def decode_video(
     layout = Layout(settings.store)
     params = settings.params
     existing = read_status(layout, request.video_id)
-    if existing is not None and existing.is_done(settings.retry_failed):
+    if existing is not None and existing.source != request.uri:
+        # The same id from another source: the store's video stays, the
+        # request is recorded as a conflict (never silently skipped).
+        write_conflict(layout, conflict_status(request.video_id, request.uri, request.origin, existing.source))
         return existing, True
+    if existing is not None and existing.is_done(settings.retry_failed):
+        if existing.status not in (STATUS_OK, STATUS_PARTIAL):
+            return existing, True
+        missing = existing.missing_spans(request.spans)
+        if not missing:
+            return existing, True
+        # A later list asks for spans the store does not have yet. Those that
+        # cannot fit the known length are recorded without any download; the
+        # others make the video be decoded again with all its spans.
+        fit, impossible = fit_spans(tuple(missing), existing.usable_seconds, params.clip_seconds)
+        requested = _union(existing.requested, request.spans)
+        if not fit:
+            problems = existing.span_problems + tuple(dataclasses.asdict(p) for p in impossible)
+            record = dataclasses.replace(
+                existing, requested=requested, span_problems=problems, status=STATUS_PARTIAL,
+                kind=problems[0]["kind"], message=_skipped_message(problems),
+            )
+            return _finish(layout, record, time.monotonic()), False
+        request = dataclasses.replace(request, spans=requested)
 
     base = StatusRecord(
         video_id=request.video_id,
@@ -246,6 +334,7 @@ def decode_video(
         split=request.split,
         licence_name=request.licence_name,
         licence_url=request.licence_url,
+        requested=request.spans,
     )
     t0 = time.monotonic()
     local = None
@@ -322,16 +411,23 @@ def store_video(video: DecodedVideo, settings: IngestSettings) -> StatusRecord:
         )
         return _finish(layout, record, t0)
 
-    keep = usable if request.spans is None else max(end for _, end in windows)
     sr = params.sample_rate
-    shard = encode_media(
-        decoded.audio[: keep * sr], decoded.frames[:keep], params, video_id=request.video_id
-    )
+    if request.spans is None:
+        seconds = None
+        keep = usable
+        audio, frames = decoded.audio[: keep * sr], decoded.frames[:keep]
+    else:
+        # Only the seconds the listed clips need (each second once).
+        seconds = needed_seconds(windows)
+        keep = len(seconds)
+        audio = decoded.audio[: usable * sr].reshape(usable, sr)[seconds].reshape(-1)
+        frames = decoded.frames[seconds]
+    shard = encode_media(audio, frames, params, video_id=request.video_id, seconds=seconds)
     storage.atomic_write(layout.media(request.video_id), shard)
     status, kind, message = STATUS_OK, None, None
     if problems:
         status, kind = STATUS_PARTIAL, problems[0]["kind"]
-        message = f"{len(problems)} requested span(s) skipped: " + "; ".join(p["message"] for p in problems)
+        message = _skipped_message(problems)
     record = dataclasses.replace(
         base,
         status=status,
@@ -344,6 +440,19 @@ def store_video(video: DecodedVideo, settings: IngestSettings) -> StatusRecord:
         span_problems=tuple(problems),
     )
     return _finish(layout, record, t0)
+
+
+def _union(
+    a: "tuple[tuple[float, float], ...] | None", b: "tuple[tuple[float, float], ...] | None"
+) -> "tuple[tuple[float, float], ...] | None":
+    """Spans asked by two lists together; None (every clip) wins."""
+    if a is None or b is None:
+        return None
+    return tuple(sorted(set(a) | set(b)))
+
+
+def _skipped_message(problems: "tuple[dict[str, Any], ...] | list[dict[str, Any]]") -> str:
+    return f"{len(problems)} requested span(s) skipped: " + "; ".join(p["message"] for p in problems)
 
 
 def _finish(layout: Layout, record: StatusRecord, t0: float) -> StatusRecord:

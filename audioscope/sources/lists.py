@@ -32,6 +32,7 @@ are opened through fsspec, imported when needed.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -40,7 +41,6 @@ import os
 import posixpath
 import re
 import sqlite3
-from array import array
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, TextIO
 from urllib.parse import quote, unquote, unquote_plus, urlsplit
@@ -155,6 +155,10 @@ def mmcommons_key(download_url: str) -> str:
     return "".join(format(b, "x") for b in digest)
 
 
+def _padded_md5(download_url: str) -> str:
+    return hashlib.md5(download_url.encode("utf-8")).hexdigest()
+
+
 def mmcommons_path(key: str) -> str:
     """Where the video of ``key`` lives under the multimedia-commons root."""
     return f"data/videos/mp4/{key[0:3]}/{key[3:6]}/{key}.mp4"
@@ -245,17 +249,33 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def resolve_location(raw: str, list_dir: str, media_root: str | None) -> str:
+def _under_remote_root(value: str, media_root: str) -> bool:
+    """Whether URI ``value`` lies under the remote root ``media_root`` (same
+    scheme and host or bucket, path below the root's, no ``..``)."""
+    v, r = urlsplit(value), urlsplit(media_root)
+    if (v.scheme.lower(), v.netloc.lower()) != (r.scheme.lower(), r.netloc.lower()):
+        return False
+    if ".." in unquote(v.path).split("/"):
+        return False
+    root_path = r.path.rstrip("/")
+    return v.path == root_path or v.path.startswith(root_path + "/")
+
+
+def resolve_location(raw: str, list_dir: str, media_root: str | None, *, allow_outside: bool = False) -> str:
     """Resolve and check one location from a list; raises :class:`RowError`.
 
     * ``http(s)://``, ``gs://``, ``s3://`` URIs are kept (object keys must not
-      have ``..`` components).
+      have ``..`` components). Under a remote ``media_root`` they must lie
+      below it (same scheme, host or bucket and path prefix): an entry
+      ``http://127.0.0.1/...`` or ``s3://other-bucket/...`` under a root of
+      ``https://host/data`` is ``unsafe_path`` unless ``allow_outside``.
     * Relative paths go under ``media_root`` (a local dir, ``gs://``,
       ``s3://`` or ``https://`` root), or the list file's own directory when
       no media root is given. A ``..`` component is refused (``unsafe_path``).
     * Absolute paths and ``file://`` URIs must lie inside ``media_root`` when
       one is given (``unsafe_path`` otherwise); without one they are the
-      user's own files and are kept.
+      user's own files and are kept. Under a local root, a path whose
+      symbolic links lead out of the root is refused too.
     * Control characters (NUL included) and any other scheme are refused.
     """
     value = raw.strip()
@@ -276,6 +296,13 @@ def resolve_location(raw: str, list_dir: str, media_root: str | None) -> str:
             raise RowError("unsupported_uri", f"{value!r} has no host or bucket")
         if scheme in ("gs", "s3"):
             _check_components(parts.path, value)
+        if media_root is not None and _is_remote(media_root) and not allow_outside:
+            if not _under_remote_root(value, media_root):
+                raise RowError(
+                    "unsafe_path",
+                    f"{value!r} is outside the media root {media_root}; list paths relative to the root, "
+                    "or allow URIs elsewhere with --allow-outside-root",
+                )
         return value
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
@@ -283,17 +310,44 @@ def resolve_location(raw: str, list_dir: str, media_root: str | None) -> str:
         local = unquote(parts.path)
         if _CONTROL.search(local):
             raise RowError("unsafe_path", f"{value!r} contains control characters")
-        return _check_absolute(local, value, media_root)
+        return _check_absolute(local, value, media_root, allow_outside)
     if value.startswith("/"):
-        return _check_absolute(value, value, media_root)
+        return _check_absolute(value, value, media_root, allow_outside)
     _check_components(value, value)
-    return _join(media_root if media_root is not None else list_dir, value)
+    joined = _join(media_root if media_root is not None else list_dir, value)
+    if media_root is not None and not _is_remote(media_root) and not allow_outside:
+        _check_links(joined, value, _local_root(media_root))
+    return joined
 
 
-def _check_absolute(path: str, raw: str, media_root: str | None) -> str:
+@functools.lru_cache(maxsize=32_768)
+def _real_dir(directory: str) -> str:
+    """``os.path.realpath`` of a folder, folder by folder with every parent cached:
+    a list naming files of many folders costs one ``lstat`` per new folder."""
+    parent, name = os.path.split(directory)
+    if not name or parent == directory:
+        return os.path.realpath(directory)
+    if os.path.islink(directory):
+        return os.path.realpath(directory)
+    return os.path.join(_real_dir(parent), name)
+
+
+def _check_links(path: str, raw: str, root: str) -> None:
+    """Refuse a local path whose symbolic links lead out of ``root``."""
+    head, name = os.path.split(path)
+    real = os.path.realpath(path) if os.path.islink(path) else os.path.join(_real_dir(head), name)
+    real_root = _real_dir(root)
+    if not _inside(real, real_root):
+        raise RowError(
+            "unsafe_path",
+            f"{raw!r} is a symbolic link (or lies under one) that leads outside the media root {root}",
+        )
+
+
+def _check_absolute(path: str, raw: str, media_root: str | None, allow_outside: bool = False) -> str:
     _check_components(path, raw)
     path = os.path.normpath(path)
-    if media_root is None:
+    if media_root is None or allow_outside:
         return path
     if _is_remote(media_root):
         raise RowError(
@@ -303,6 +357,7 @@ def _check_absolute(path: str, raw: str, media_root: str | None) -> str:
     root = _local_root(media_root)
     if not _inside(path, root):
         raise RowError("unsafe_path", f"{raw!r} is outside the media root {root}")
+    _check_links(path, raw, root)
     return path
 
 
@@ -325,7 +380,57 @@ def _list_dir(path: str) -> str:
     return path.rsplit("/", 1)[0]
 
 
+#: Magic bytes of the compressions a list may come in, read as streams.
+_COMPRESSIONS: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def compression_of(head: bytes) -> str | None:
+    """``gzip``, ``bz2``, ``xz`` or ``zstd`` from a file's first bytes; None for plain files."""
+    for magic, name in _COMPRESSIONS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _decompressing(raw: io.BufferedIOBase, path: str) -> io.BufferedIOBase:
+    """``raw`` itself, or a stream that decompresses it (chosen by magic bytes, not the name)."""
+    peek = raw.peek(8)[:8] if hasattr(raw, "peek") else b""
+    if not peek:
+        raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+        peek = raw.peek(8)[:8]
+    kind = compression_of(peek)
+    if kind is None:
+        return raw
+    if kind == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind == "bz2":
+        import bz2
+
+        return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
+    if kind == "xz":
+        import lzma
+
+        return lzma.LZMAFile(raw, mode="rb")  # type: ignore[return-value]
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise UserError(f"{path} is zstd-compressed: install the zstandard package, or decompress it first") from None
+    return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[return-value]
+
+
 def _open_binary(path: str) -> io.BufferedIOBase:
+    """The list's bytes, decompressed when it is a .gz/.bz2/.xz/.zst file (by content)."""
+    return _decompressing(_open_raw(path), path)
+
+
+def _open_raw(path: str) -> io.BufferedIOBase:
     if _is_local(path):
         local = _local_path(path)
         try:
@@ -345,7 +450,9 @@ def _open_binary(path: str) -> io.BufferedIOBase:
 
 
 def _open_text(path: str) -> TextIO:
-    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace", newline="")
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read
+    # as part of the first path or header name.
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors="replace", newline="")
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
@@ -355,10 +462,25 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
             yield n, line.rstrip("\r\n")
 
 
+def is_comment(line: str) -> bool:
+    """A comment line: ``#`` followed by a space, a tab or nothing.
+
+    Only that: a line such as ``#holiday.mp4,0,5`` names a file whose name
+    begins with ``#`` and is read as data (a list row must never vanish
+    because of its first letter).
+    """
+    text = line.strip()
+    return text == "#" or text.startswith(("# ", "#\t"))
+
+
+def _skip(line: str) -> bool:
+    return not line.strip() or is_comment(line)
+
+
 def _first_lines(path: str, n: int = 5) -> list[str]:
     out: list[str] = []
     for _, line in _lines(path):
-        if line.strip() and not line.lstrip().startswith("#"):
+        if not _skip(line):
             out.append(line)
             if len(out) >= n:
                 break
@@ -407,7 +529,9 @@ def detect_format(path: str) -> str:
     if not lines:
         return "uris"
     first = lines[0]
-    if first.lower().startswith("photoid") or first.count("\t") == len(YFCC_COLUMNS) - 1:
+    if first.lower().startswith(("photoid", "linenumber", "line_number")) or first.count("\t") in (
+        len(YFCC_COLUMNS) - 1, len(YFCC_COLUMNS) + 1,
+    ):
         return "yfcc"
     if "uri" in _header_fields(first):
         return "uris"
@@ -417,12 +541,29 @@ def detect_format(path: str) -> str:
     return "uris"
 
 
-def read_video_list(path: str, fmt: str | None = None, media_root: str | None = None) -> Iterator[VideoRequest | BadRow]:
+def read_video_list(
+    path: str,
+    fmt: str | None = None,
+    media_root: str | None = None,
+    *,
+    allow_outside_root: bool = False,
+    clip_seconds: int = 5,
+    workdir: str | None = None,
+) -> Iterator[VideoRequest | BadRow]:
     """Read a video list of any supported format (detected when ``fmt`` is None).
 
-    Raises :class:`audioscope.cli.UserError` when the list as a whole cannot
-    be read (missing file, unknown format, wrong SQLite table); every problem
-    with one row is yielded as a :class:`BadRow` instead.
+    Raises :class:`audioscope.errors.UserError` when the list as a whole
+    cannot be read (missing file, unknown format, wrong SQLite table); every
+    problem with one row is yielded as a :class:`BadRow` instead.
+
+    Memory stays flat whatever the list's size: rows are read as a stream
+    (compressed lists too), and what must be remembered across rows (the
+    clip spans of each video, the ids already seen) goes to a temporary
+    SQLite file in ``workdir`` (the system's temporary folder by default).
+    A span that can never become a clip (not ``clip_seconds`` long, or not
+    starting on a whole second) is a ``bad_span`` row here, before anything
+    is downloaded. ``allow_outside_root`` lets URIs outside a remote
+    ``media_root`` through (see :func:`resolve_location`).
     """
     if fmt is None:
         fmt = detect_format(path)
@@ -430,8 +571,16 @@ def read_video_list(path: str, fmt: str | None = None, media_root: str | None = 
         raise UserError(f"unknown list format {fmt!r}: use one of {', '.join(FORMATS)}")
     if media_root is not None:
         media_root = _check_media_root(media_root)
+    opts = _ReadOptions(allow_outside=allow_outside_root, clip_seconds=clip_seconds, workdir=workdir)
     readers = {"audioscope-csv": _read_audioscope_csv, "yfcc": _read_yfcc, "uris": _read_uris}
-    return _dedupe(readers[fmt](path, media_root))
+    return _dedupe(readers[fmt](path, media_root, opts), opts)
+
+
+@dataclass(frozen=True)
+class _ReadOptions:
+    allow_outside: bool = False
+    clip_seconds: int = 5
+    workdir: str | None = None
 
 
 def _check_media_root(media_root: str) -> str:
@@ -445,25 +594,81 @@ def _check_media_root(media_root: str) -> str:
     return _local_root(media_root)
 
 
-def _dedupe(items: Iterable[VideoRequest | BadRow]) -> Iterator[VideoRequest | BadRow]:
+class DiskTable:
+    """A temporary SQLite file: the readers' memory for lists of any size.
+
+    SQLite keeps a few MB of pages in memory and the rest on disk, so a
+    list of 100 million rows costs disk, not RAM. Removed on :meth:`close`.
+    """
+
+    def __init__(self, workdir: str | None = None) -> None:
+        import tempfile
+
+        fd, self.path = tempfile.mkstemp(prefix="audioscope-list-", suffix=".sqlite", dir=workdir)
+        os.close(fd)
+        # One thread at a time (SeenIds locks): a progress thread may ask too.
+        self.con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", "cache_size=-4000"):
+            self.con.execute(f"PRAGMA {pragma}")
+        self.con.execute("BEGIN")
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            if os.path.exists(self.path):
+                os.remove(self.path)
+
+
+class SeenIds:
+    """A set of ids kept on disk (``add`` says whether the id was new), with its first origin."""
+
+    def __init__(self, workdir: str | None = None) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.table = DiskTable(workdir)
+        self.table.con.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, origin TEXT) WITHOUT ROWID")
+
+    def first(self, key: str, origin: str) -> str | None:
+        """None if ``key`` is new (and remember it), else the origin that had it first."""
+        con = self.table.con
+        with self.lock:
+            row = con.execute("SELECT origin FROM seen WHERE id = ?", (key,)).fetchone()
+            if row is not None:
+                return str(row[0])
+            con.execute("INSERT INTO seen VALUES (?, ?)", (key, origin))
+        return None
+
+    def __contains__(self, key: str) -> bool:
+        with self.lock:
+            return self.table.con.execute("SELECT 1 FROM seen WHERE id = ?", (key,)).fetchone() is not None
+
+    def close(self) -> None:
+        self.table.close()
+
+
+def _dedupe(items: Iterable[VideoRequest | BadRow], opts: _ReadOptions) -> Iterator[VideoRequest | BadRow]:
     """First request of a video id wins; later ones become ``duplicate_id`` rows."""
-    seen: dict[str, str] = {}
-    for item in items:
-        if isinstance(item, VideoRequest):
-            first = seen.get(item.video_id)
-            if first is not None:
-                yield BadRow(
-                    origin=item.origin,
-                    kind="duplicate_id",
-                    message=(
-                        f"video id {item.video_id!r} is already used by {first}; give every video its own id "
-                        "with an explicit video_id column (a CSV list with header uri,video_id)"
-                    ),
-                    raw=item.uri[:_MAX_RAW],
-                )
-                continue
-            seen[item.video_id] = item.origin
-        yield item
+    seen = SeenIds(opts.workdir)
+    try:
+        for item in items:
+            if isinstance(item, VideoRequest):
+                first = seen.first(item.video_id, item.origin)
+                if first is not None:
+                    yield BadRow(
+                        origin=item.origin,
+                        kind="duplicate_id",
+                        message=(
+                            f"video id {item.video_id!r} is already used by {first}; give every video its own id "
+                            "with an explicit video_id column (a CSV list with header uri,video_id)"
+                        ),
+                        raw=item.uri[:_MAX_RAW],
+                    )
+                    continue
+            yield item
+    finally:
+        seen.close()
 
 
 # --------------------------------------------------------------------------- audioscope-csv
@@ -479,7 +684,7 @@ def _parse_time(s: str, what: str) -> float:
     return v
 
 
-def _clip_cells(row: list[str]) -> list[tuple[str, float, float]]:
+def _clip_cells(row: list[str], clip_seconds: int) -> list[tuple[str, float, float]]:
     if len(row) not in (3, 4, 6, 8):
         raise RowError(
             "bad_row",
@@ -492,73 +697,164 @@ def _clip_cells(row: list[str]) -> list[tuple[str, float, float]]:
         end = _parse_time(row[i + 2].strip(), "end")
         if end <= start:
             raise RowError("bad_row", f"end {end:g} is not after start {start:g}")
+        check_span(start, end, clip_seconds)
         out.append((row[i].strip(), start, end))
     return out
 
 
-@dataclass
-class _Group:
-    uri: str
-    origin: str
-    spans: array  # flat (start, end, start, end, ...): 16 bytes a span, millions of rows fit
+def check_span(start: float, end: float, clip_seconds: int = 5) -> None:
+    """Raise ``bad_span`` for a span that can never be a clip of the store.
+
+    Frames are one per second, so a clip starts on a whole second, and it
+    lasts exactly ``clip_seconds``. (Whether it fits the video is known only
+    once the video's length is known.)
+    """
+    if abs(start - round(start)) > 1e-3:
+        raise RowError("bad_span", f"span {start:g}-{end:g} s does not start on a whole second; clips start on whole seconds")
+    if abs((end - start) - clip_seconds) > 1e-3:
+        raise RowError("bad_span", f"span {start:g}-{end:g} s does not last {clip_seconds} s, the clip length")
 
 
-def _read_audioscope_csv(path: str, media_root: str | None) -> Iterator[VideoRequest | BadRow]:
+class _SpanGroups:
+    """The spans of each video of a clip list, grouped on disk (any list size)."""
+
+    #: videos whose group is also kept in memory (~200 bytes each)
+    KNOWN = 50_000
+
+    def __init__(self, workdir: str | None) -> None:
+        self.table = DiskTable(workdir)
+        con = self.table.con
+        con.execute("CREATE TABLE videos (vid TEXT PRIMARY KEY, seq INTEGER, uri TEXT, origin TEXT) WITHOUT ROWID")
+        con.execute("CREATE TABLE spans (seq INTEGER, start REAL, stop REAL)")
+        self._last: tuple[str, int, str, str] | None = None  # rows of one video are usually together
+        self._known: dict[str, tuple[int, str, str]] = {}  # recent videos, at most KNOWN
+        self._n = 0
+        self._pending: list[tuple[int, float, float]] = []
+
+    def group_of(self, vid: str, uri: str, origin: str) -> tuple[int, str, str]:
+        """(seq, uri, origin) of the video's group; a new group if the id is new."""
+        if self._last is not None and self._last[0] == vid:
+            return self._last[1:]  # type: ignore[return-value]
+        row = self._known.get(vid)
+        if row is None:
+            row = self.table.con.execute("SELECT seq, uri, origin FROM videos WHERE vid = ?", (vid,)).fetchone()
+            if row is None:
+                row = (self._n, uri, origin)
+                self._n += 1
+                self.table.con.execute("INSERT INTO videos VALUES (?, ?, ?, ?)", (vid, *row))
+            if len(self._known) >= self.KNOWN:
+                self._known.clear()  # bounded: beyond it, SQLite answers
+            self._known[vid] = row
+        self._last = (vid, int(row[0]), str(row[1]), str(row[2]))
+        return self._last[1:]  # type: ignore[return-value]
+
+    def add(self, seq: int, start: float, end: float) -> None:
+        self._pending.append((seq, start, end))
+        if len(self._pending) >= 50_000:
+            self.flush()
+
+    def flush(self) -> None:
+        self.table.con.executemany("INSERT INTO spans VALUES (?, ?, ?)", self._pending)
+        self._pending = []
+
+    def groups(self) -> Iterator[tuple[str, str, str, tuple[tuple[float, float], ...]]]:
+        """(video id, uri, origin, sorted distinct spans) in the order videos first appeared."""
+        self.flush()
+        con = self.table.con
+        videos = con.execute("SELECT vid, uri, origin FROM videos ORDER BY seq")
+        spans = self.table.con.cursor().execute("SELECT DISTINCT seq, start, stop FROM spans ORDER BY seq, start, stop")
+        nxt = spans.fetchone()
+        for seq, (vid, uri, origin) in enumerate(videos):
+            out = []
+            while nxt is not None and nxt[0] == seq:
+                out.append((float(nxt[1]), float(nxt[2])))
+                nxt = spans.fetchone()
+            yield vid, uri, origin, tuple(out)
+
+    def close(self) -> None:
+        self.table.close()
+
+
+@functools.lru_cache(maxsize=32_768)
+def _resolve_cached(raw: str, list_dir: str, media_root: str | None, allow_outside: bool) -> str:
+    # A clip list repeats each video's path once per clip, usually on consecutive rows.
+    return resolve_location(raw, list_dir, media_root, allow_outside=allow_outside)
+
+
+def _read_audioscope_csv(path: str, media_root: str | None, opts: _ReadOptions) -> Iterator[VideoRequest | BadRow]:
     """Group the clip rows of each video into one request (see module docstring)."""
     list_dir = _list_dir(path)
     split = split_from_name(path)
-    groups: dict[str, _Group] = {}
-    seen_data = False
-    for n, line in _lines(path):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        origin = f"{path}:{n}"
-        row = _csv_row(line)
-        if not seen_data and not _looks_like_clip_row(row) and len(row) in (3, 4, 6, 8) and not _is_number(row[1]):
-            seen_data = True  # a header row
-            continue
-        seen_data = True
-        try:
-            if "\ufffd" in line:
-                raise RowError("bad_row", "the row is not valid UTF-8")
-            cells = _clip_cells(row)
-            resolved = [(resolve_location(p, list_dir, media_root), s, e) for p, s, e in cells]
-        except RowError as err:
-            yield _bad(origin, err, line)
-            continue
-        for uri, start, end in resolved:
-            vid = video_id_for(uri)
-            group = groups.get(vid)
-            if group is None:
-                groups[vid] = _Group(uri=uri, origin=origin, spans=array("d", (start, end)))
-            elif group.uri != uri:
-                yield BadRow(
-                    origin=origin,
-                    kind="duplicate_id",
-                    message=(
-                        f"{uri} has the same video id {vid!r} as {group.uri} ({group.origin}); "
-                        "give the videos distinct file names, or list them in a uris CSV with a video_id column"
-                    ),
-                    raw=line[:_MAX_RAW],
-                )
-            else:
-                group.spans.extend((start, end))
-    for vid, group in groups.items():
-        flat = group.spans
-        spans = tuple(sorted({(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)}))
-        yield VideoRequest(
-            video_id=vid, uri=group.uri, spans=spans, split=split,
-            licence_name=None, licence_url=None, origin=group.origin,
-        )  # fmt: skip
+    groups = _SpanGroups(opts.workdir)
+    try:
+        seen_data = False
+        for n, line in _lines(path):
+            if _skip(line):
+                continue
+            origin = f"{path}:{n}"
+            row = _csv_row(line)
+            if not seen_data and not _looks_like_clip_row(row) and len(row) in (3, 4, 6, 8) and not _is_number(row[1]):
+                seen_data = True  # a header row
+                continue
+            seen_data = True
+            try:
+                if "\ufffd" in line:
+                    raise RowError("bad_row", "the row is not valid UTF-8")
+                cells = _clip_cells(row, opts.clip_seconds)
+                resolved = [(_resolve_cached(p, list_dir, media_root, opts.allow_outside), s, e) for p, s, e in cells]
+            except RowError as err:
+                yield _bad(origin, err, line)
+                continue
+            for uri, start, end in resolved:
+                vid = video_id_for(uri)
+                seq, group_uri, group_origin = groups.group_of(vid, uri, origin)
+                if group_uri != uri:
+                    yield BadRow(
+                        origin=origin,
+                        kind="duplicate_id",
+                        message=(
+                            f"{uri} has the same video id {vid!r} as {group_uri} ({group_origin}); "
+                            "give the videos distinct file names, or list them in a uris CSV with a video_id column"
+                        ),
+                        raw=line[:_MAX_RAW],
+                    )
+                else:
+                    groups.add(seq, start, end)
+        for vid, uri, origin, spans in groups.groups():
+            yield VideoRequest(
+                video_id=vid, uri=uri, spans=spans, split=split,
+                licence_name=None, licence_url=None, origin=origin,
+            )  # fmt: skip
+    finally:
+        groups.close()
 
 
 # --------------------------------------------------------------------------- yfcc
 
 
-def _yfcc_request(values: list[str], origin: str, list_dir: str, media_root: str | None) -> VideoRequest | None:
-    """A request from one 23-field metadata row; None for photos (marker 0)."""
+def _yfcc_request(
+    values: list[str], origin: str, list_dir: str, media_root: str | None
+) -> VideoRequest | None:
+    """A request from one metadata row; None for photos (marker 0).
+
+    A row has the 23 YFCC100M columns, or 25 (``yfcc100m_dataset`` as
+    shipped in the multimedia-commons bucket): line number, photo id, photo
+    hash, then the other 22 columns (user id ... marker; downloadurl is the
+    17th field). The hash names the item's files there; our
+    key (:func:`mmcommons_key` of ``downloadurl``) must equal it, else the
+    row is a ``hash_mismatch`` (the metadata and the bucket would disagree
+    about which file is this video).
+    """
+    official_hash = None
+    if len(values) == len(YFCC_COLUMNS) + 2:
+        official_hash = values[2].strip().lower()
+        values = [values[1], *values[3:]]
     if len(values) != len(YFCC_COLUMNS):
-        raise RowError("bad_row", f"expected {len(YFCC_COLUMNS)} columns of YFCC100M metadata, got {len(values)}")
+        raise RowError(
+            "bad_row",
+            f"expected {len(YFCC_COLUMNS)} columns of YFCC100M metadata (or {len(YFCC_COLUMNS) + 2} with "
+            f"line number, photo id and hash first), got {len(values)}",
+        )
     marker = values[_YFCC["marker"]].strip()
     if marker == "0":
         return None
@@ -569,6 +865,12 @@ def _yfcc_request(values: list[str], origin: str, list_dir: str, media_root: str
     if parts.scheme not in ("http", "https") or not parts.netloc or _CONTROL.search(url):
         raise RowError("bad_row", f"downloadurl {url!r} is not an http(s) URL, so the video has no key")
     key = mmcommons_key(url)
+    if official_hash is not None and official_hash not in (key, _padded_md5(url)):
+        raise RowError(
+            "hash_mismatch",
+            f"the row's hash {official_hash!r} is not the key of its downloadurl ({key!r}); "
+            "the metadata row is damaged or from another release",
+        )
     uri = _join(media_root if media_root is not None else list_dir, mmcommons_path(key))
     name = unquote_plus(values[_YFCC["licensename"]]).strip() or None
     lurl = unquote(values[_YFCC["licenseurl"]]).strip() or None
@@ -577,7 +879,7 @@ def _yfcc_request(values: list[str], origin: str, list_dir: str, media_root: str
     )
 
 
-def _read_yfcc(path: str, media_root: str | None) -> Iterator[VideoRequest | BadRow]:
+def _read_yfcc(path: str, media_root: str | None, opts: _ReadOptions) -> Iterator[VideoRequest | BadRow]:
     """YFCC100M metadata, as the TSV dump or the SQLite file; videos only.
 
     ``downloadurl`` is hashed exactly as stored (the multimedia-commons keys
@@ -587,6 +889,10 @@ def _read_yfcc(path: str, media_root: str | None) -> Iterator[VideoRequest | Bad
     list_dir = _list_dir(path)
     with _open_binary(path) as f:
         is_sqlite = f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    if is_sqlite:
+        with _open_raw(path) as f:
+            if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+                raise UserError(f"{path} is a compressed SQLite file: decompress it first (SQLite is read in place)")
     rows = _sqlite_rows(path) if is_sqlite else _tsv_rows(path)
     for origin, values, raw in rows:
         try:
@@ -604,7 +910,7 @@ def _tsv_rows(path: str) -> Iterator[tuple[str, list[str], str | None]]:
     for n, line in _lines(path):
         if not line.strip():
             continue
-        if n == 1 and line.lower().startswith("photoid"):
+        if n == 1 and line.lower().startswith(("photoid", "linenumber", "line_number")):
             continue  # the real dump has no header; tolerate one
         yield f"{path}:{n}", line.split("\t"), line
 
@@ -616,9 +922,10 @@ def _sqlite_rows(path: str) -> Iterator[tuple[str, list[str], str | None]]:
     con = sqlite3.connect(f"file:{quote(os.path.abspath(local))}?mode=ro", uri=True)
     try:
         cols = [r[1] for r in con.execute(f"PRAGMA table_info({YFCC_TABLE})")]
-        if len(cols) != len(YFCC_COLUMNS):
+        if len(cols) not in (len(YFCC_COLUMNS), len(YFCC_COLUMNS) + 2):
             raise UserError(
-                f"{path}: expected a table {YFCC_TABLE} with the {len(YFCC_COLUMNS)} YFCC100M columns, "
+                f"{path}: expected a table {YFCC_TABLE} with the {len(YFCC_COLUMNS)} YFCC100M columns "
+                f"(or {len(YFCC_COLUMNS) + 2} with line number, photo id and hash first), "
                 f"found {len(cols)} columns; is this the yfcc100m_dataset.sql file?"
             )
         marker = cols[-1].replace('"', '""')  # by position: the 23rd column, whatever its name
@@ -643,14 +950,14 @@ _URI_COLUMNS = {
 }  # fmt: skip
 
 
-def _read_uris(path: str, media_root: str | None) -> Iterator[VideoRequest | BadRow]:
+def _read_uris(path: str, media_root: str | None, opts: _ReadOptions) -> Iterator[VideoRequest | BadRow]:
     """One location per line, or a CSV/TSV with a header naming a ``uri`` column."""
     list_dir = _list_dir(path)
     header: dict[str, int] | None = None
     delimiter = ","
     first = True
     for n, line in _lines(path):
-        if not line.strip() or line.lstrip().startswith("#"):
+        if _skip(line):
             continue
         origin = f"{path}:{n}"
         if first:
@@ -663,20 +970,27 @@ def _read_uris(path: str, media_root: str | None) -> Iterator[VideoRequest | Bad
         try:
             if "\ufffd" in line:
                 raise RowError("bad_row", "the row is not valid UTF-8")
-            yield _uris_request(line, header, delimiter, origin, list_dir, media_root)
+            yield _uris_request(line, header, delimiter, origin, list_dir, media_root, opts.allow_outside)
         except RowError as err:
             yield _bad(origin, err, line)
 
 
 def _uris_request(
-    line: str, header: dict[str, int] | None, delimiter: str, origin: str, list_dir: str, media_root: str | None
+    line: str, header: dict[str, int] | None, delimiter: str, origin: str, list_dir: str, media_root: str | None,
+    allow_outside: bool = False,
 ) -> VideoRequest:
     if header is None:
-        values = {"uri": line.strip()}
+        text = line.strip()
+        if text.startswith('"'):  # a quoted location (a spreadsheet quotes names with commas)
+            cells = _csv_row(text, delimiter)
+            if len(cells) != 1:
+                raise RowError("bad_row", "a quoted location must be the only field of its line")
+            text = cells[0]
+        values = {"uri": text}
     else:
         row = _csv_row(line, delimiter)
         values = {k: row[i].strip() for k, i in header.items() if i < len(row)}
-    uri = resolve_location(values.get("uri", ""), list_dir, media_root)
+    uri = resolve_location(values.get("uri", ""), list_dir, media_root, allow_outside=allow_outside)
     vid = values.get("video_id") or video_id_for(uri)
     if not is_safe_id(vid):
         raise RowError("bad_row", f"video_id {vid!r} must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most 100 characters)")

@@ -32,3 +32,28 @@ def test_ffmpeg_gets_the_cores_left_per_local_worker(monkeypatch):
     assert ffmpeg_threads(3, None, ["--runner=DataflowRunner"]) == 3
     with pytest.raises(UserError, match="--ffmpeg-threads"):
         ffmpeg_threads(-1, None, [])
+
+
+def test_ingest_options_after_the_list_reach_the_library_config(tmp_path, monkeypatch):
+    """The CLI only parses: every option lands in the IngestConfig the library gets."""
+    from audioscope import cli
+    from audioscope.pipelines import ingest as ingest_lib
+
+    seen = {}
+
+    def fake_ingest(config, watch=None):
+        seen["config"] = config
+        raise UserError("stop here")
+
+    monkeypatch.setattr(ingest_lib, "ingest", fake_ingest)
+    rc = cli.main([
+        "ingest", "list.csv", "--store", str(tmp_path / "s"), "--media-root", "https://media.example/data",
+        "--allow-outside-root", "--format", "uris", "--max-duration", "60", "--", "--runner=DataflowRunner",
+    ])
+    assert rc == 2
+    config = seen["config"]
+    assert isinstance(config, ingest_lib.IngestConfig)
+    assert (config.list_path, config.media_root, config.allow_outside_root, config.list_format) == (
+        "list.csv", "https://media.example/data", True, "uris")
+    assert config.max_duration_s == 60.0 and "--runner=DataflowRunner" in config.beam_args
+    assert config.ffmpeg_threads == 1  # remote runner: one thread per video
