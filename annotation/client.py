@@ -251,3 +251,33 @@ class Client:
             yield self.export(project_id, task_ids[i : i + page_size])
 
 
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``audioscope annotate server`` wrote into ``SERVER_DIR/server.json``."""
+
+    url: str
+    document_root: str | None = None
+
+    @classmethod
+    def read(cls, server_dir: str) -> "ServerInfo | None":
+        path = os.path.join(server_dir, "server.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+        return cls(str(d["url"]), d.get("document_root"))
+
+
+def connection_settings(
+    server_dir: str, url: str | None, secrets_file: str | None, env: Mapping[str, str] = os.environ
+) -> tuple[str, str, str | None]:
+    """(url, secrets file, document root) from the flags, the environment and ``SERVER_DIR``."""
+    info = ServerInfo.read(server_dir)
+    secrets_path = secrets_file or os.path.join(server_dir, "secrets.json")
+    resolved = url or env.get("LABEL_STUDIO_URL") or (info.url if info else None)
+    if not resolved:
+        raise LabelStudioError(
+            f"no Label Studio URL: {server_dir}/server.json does not exist. Start the server with "
+            f"`audioscope annotate server --data-dir {server_dir} --detach`, or give --url (or LABEL_STUDIO_URL)"
+        )
+    return resolved, secrets_path, info.document_root if info else None

@@ -409,7 +409,10 @@ def pull(
             f"{len(gone)} votes of the last pull are no longer on the server (deleted annotations, tasks or "
             f"projects: {_who(gone)}). Nothing was written. Find out why, then run pull with --allow-fewer to accept it"
         )
-    clip_rows = [pools.loc[c].to_dict() for c in sorted(set(assignment["clip_id"])) if c in pools.index]
+    clip_rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in pools.loc[c].to_dict().items()}
+        for c in sorted(set(assignment["clip_id"])) if c in pools.index
+    ]  # fmt: skip
     votes_t, labels = _tables(votes, clip_rows)
     unsure_t = pd.DataFrame(unsure, columns=CANT_TELL_SCHEMA.names)
     by_split = {
