@@ -1,7 +1,7 @@
 """`audioscope annotate`: three-rater on/off-screen annotation in Label Studio.
 
-Subcommands, in the order of the loop: server, sample, render, push,
-demo-raters (demo and tests only), pull, status. Standard library only at
+Subcommands, in the order of the loop: server, onboard, sample, render,
+push, demo-raters (demo and tests only), pull, status. Standard library only at
 import time; each ``run_*`` imports what it needs.
 """
 
@@ -20,30 +20,37 @@ DEFAULT_SERVER_DIR = "labelstudio"
 
 DESCRIPTION = """\
 Label clips as "on-screen only" / "off-screen only" with three independent
-raters per clip in Label Studio (SPEC.md 2.5), end to end:
+raters per clip in Label Studio (docs/recipe.md), end to end:
 
   server       run Label Studio on 127.0.0.1 from its own virtualenv
-               (`make labelstudio`), with admin and rater accounts
+               (`make labelstudio`), with admin and rater accounts (each
+               rater alone in an organization of their own)
+  onboard      write each rater's login into an owner-only file
   sample       draw the pools: unfiltered train, filtered train, filtered
                validation/test clips (deterministic, no clip twice)
   render       a 5-second MP4 per sampled clip (Beam pipeline)
-  push         create/update the project and import the tasks (idempotent)
+  push         give each clip to 3 distinct raters and import it into their
+               own projects (idempotent)
   demo-raters  let demo accounts label from the synthetic ground truth
   pull         votes and labels (unanimous of 3), AudioScope CSVs per split
   status       progress, per-rater counts, Fleiss' kappa, agreement, picture
 
-Secrets (admin password, API tokens, rater passwords) come from the
+Isolation: a rater sees only their own project (their clips, their own
+answers): never another rater's answers, the pools, splits or source paths.
+
+Secrets (admin password, access tokens, rater passwords) come from the
 environment or the secrets file (mode 0600) that `annotate server` writes;
 they are never command-line arguments and never printed."""
 
 EPILOG = """\
 example (the demo's loop):
-  audioscope annotate server --data-dir ls --document-root . --raters rater1,rater2,rater3 --detach
+  audioscope annotate server --data-dir ls --document-root ann/media --raters rater1,rater2,rater3,rater4,rater5 --detach
+  audioscope annotate onboard --server-dir ls
   audioscope annotate sample --store clipstore --df df --annotations ann --unfiltered-train 40 \\
       --filtered-train 40 --filtered-eval 40
   audioscope annotate render --annotations ann --media ann/media
   audioscope annotate push --annotations ann --media ann/media --server-dir ls
-  audioscope annotate demo-raters --annotations ann --server-dir ls --error-rates 0.05,0.1,0.15
+  audioscope annotate demo-raters --annotations ann --server-dir ls --error-rates 0.05,0.1,0.15,0.05,0.1
   audioscope annotate pull --annotations ann --server-dir ls
   audioscope annotate status --annotations ann
   audioscope annotate server --data-dir ls --stop"""
@@ -93,6 +100,7 @@ def register(subparsers: Sub) -> argparse.ArgumentParser:
     _register_demo_raters(sub)
     _register_pull(sub)
     _register_status(sub)
+    _register_onboard(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     return p
 
@@ -102,8 +110,10 @@ def register(subparsers: Sub) -> argparse.ArgumentParser:
 SERVER_DESCRIPTION = """\
 Run Label Studio (installed by `make labelstudio` into .venv-labelstudio) on
 127.0.0.1, SQLite by default. Creates the admin account and the rater
-accounts asked for (--raters), writes their passwords and API tokens into the
-secrets file (mode 0600), prints the URL. Runs in the foreground until Ctrl-C
+accounts asked for (--raters), each rater alone in an organization of their
+own (they see only their own project and answers), writes their passwords
+and personal access tokens into the secrets file (mode 0600), prints the
+URL. The signup form is closed: only these accounts can log in. Runs in the foreground until Ctrl-C
 unless --detach, which returns once the server answers (pid in
 DATA_DIR/server.pid; stop it with --stop). Starting a server that runs
 already only adds missing rater accounts.
@@ -135,7 +145,8 @@ def _register_server(sub: Sub) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.add_argument(
         "--document-root", default=None, metavar="DIR",
-        help="folder the server may serve local media from (rendered clips must be under it; default: the current folder)",
+        help="folder the server may serve local media from: the rendered clips' MEDIA_DIR, nothing more (a rater can "
+        "read any file under it through a storage of their own project; default: the current folder)",
     )
     p.add_argument("--admin-email", default="admin@audioscope.local", metavar="EMAIL", help="the admin account's email")
     p.add_argument(
@@ -227,7 +238,7 @@ def server_call(what: str, fn: Callable[[], Any]) -> Any:
 # --------------------------------------------------------------------------- sample
 
 SAMPLE_DESCRIPTION = """\
-Draw the three annotation pools (SPEC.md 2.5) from a clip store and its Df:
+Draw the three annotation pools (docs/recipe.md) from a clip store and its Df:
 unfiltered_train (clips of train videos of the whole store), filtered_train
 (Df train clips) and filtered_eval (Df validation and test clips). A fourth
 pool, unfiltered_eval (clips of validation and test videos of the whole
@@ -253,7 +264,7 @@ def _register_sample(sub: Sub) -> None:
     p.add_argument(
         "--unfiltered-eval", type=int, default=0, metavar="N",
         help="clips in the unfiltered-eval pool (validation and test clips of the whole store, drawn last; "
-        "default: 0, as in SPEC.md)",
+        "default: 0, as in the recipe, docs/recipe.md)",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default: 0)")
 
@@ -630,4 +641,32 @@ def run_status(args: argparse.Namespace) -> int:
     rows["picture"] = os.path.join(args.annotations, STATUS_PNG)
     print_summary("Annotation status", rows)
     print_problems("annotate status", status)
+    return 0
+
+
+# --------------------------------------------------------------------------- onboard
+
+ONBOARD_DESCRIPTION = """\
+Write each rater's login (the login page's URL, their email and password)
+into an owner-only file (mode 0600; default SERVER_DIR/rater-logins.txt), to
+hand out one block per rater by a private channel, with the rater guide
+(docs/rater-guide.md). Nothing secret is printed. Each rater logs in to a
+project of their own: they see their clips and their own answers only."""
+
+
+def _register_onboard(sub: Sub) -> None:
+    p = _parser(sub, "onboard", "write each rater's login into an owner-only file (mode 0600)", ONBOARD_DESCRIPTION, run_onboard)
+    p.add_argument("--out", default=None, metavar="FILE", help="where to write the logins (default: SERVER_DIR/rater-logins.txt)")
+    _connection_args(p)
+
+
+def run_onboard(args: argparse.Namespace) -> int:
+    from audioscope.annotation.onboard import LOGINS_FILE, write_logins
+    from audioscope.progress import print_summary
+
+    url, secrets, _ = connect(args)
+    out = args.out or os.path.join(args.server_dir, LOGINS_FILE)
+    n = write_logins(out, url, secrets)
+    print_summary("Rater logins written", {"raters": f"{n} ({', '.join(sorted(secrets.raters))})", "file": f"{out} (mode 0600)",
+                                           "send with": "docs/rater-guide.md"})  # fmt: skip
     return 0

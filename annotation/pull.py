@@ -52,7 +52,7 @@ VOTES_PARQUET = "votes.parquet"
 LABELS_PARQUET = "labels.parquet"
 PULL_JSON = "pull.json"
 CSV_DIR = "csv"
-#: Raters per clip in the protocol (SPEC.md 2.5).
+#: Raters per clip in the protocol (docs/recipe.md).
 RATERS_PER_CLIP = 3
 
 

@@ -72,29 +72,29 @@ LABEL_CONFIG = f"""<View>
   </Choices>
 </View>"""
 
-_OL = 'style="list-style: decimal outside; padding-left: 1.5em; margin: 0.5em 0"'
-_UL = 'style="list-style: disc outside; padding-left: 1.5em; margin: 0.5em 0"'
-_LI = 'style="display: list-item; margin-bottom: 0.3em"'
-# Label Studio's stylesheet resets list styles inside the instructions: each list says its own.
+# Label Studio strips style attributes and its stylesheet hides list markers inside the
+# instructions (checked in chromium): each item carries its own number or bullet as text.
+_OL = _UL = 'class="audioscope-list"'
+_LI = ""
 INSTRUCTIONS = f"""<h3>What to do</h3>
 <p>Each clip is 5 seconds of video <b>with sound</b>. Play it to the end with the sound on
 (replay as often as you like), then answer both questions. Both answers are required.</p>
 <ol {_OL}>
-<li {_LI}><b>Sound from something visible on screen?</b> Answer <i>Yes</i> if, at any moment of the
+<li>1. <b>Sound from something visible on screen?</b> Answer <i>Yes</i> if, at any moment of the
 clip, you hear a sound made by something you can see in the picture at that moment (a person
 talking with moving lips, a dog barking in view, a guitar being played in view, a car passing
 in view). Answer <i>No</i> otherwise.</li>
-<li {_LI}><b>Sound from something not visible?</b> Answer <i>Yes</i> if, at any moment, you hear a
+<li>2. <b>Sound from something not visible?</b> Answer <i>Yes</i> if, at any moment, you hear a
 sound whose source is not in the picture: narration or music added later, a voice of someone
 off camera, traffic behind the camera, wind noise on the microphone. Answer <i>No</i> otherwise.</li>
 </ol>
 <h3>Examples</h3>
 <ul {_UL}>
-<li {_LI}>A person talks to the camera, nothing else is heard: <b>Yes / No</b>.</li>
-<li {_LI}>A landscape with background music: <b>No / Yes</b>.</li>
-<li {_LI}>A dog barks in view while someone off camera laughs: <b>Yes / Yes</b>.</li>
-<li {_LI}>A silent clip, or only a faint hum you cannot place: <b>No / No</b>.</li>
-<li {_LI}>A bird sings while it is visible for the first two seconds, then it flies away and the
+<li>&bull; A person talks to the camera, nothing else is heard: <b>Yes / No</b>.</li>
+<li>&bull; A landscape with background music: <b>No / Yes</b>.</li>
+<li>&bull; A dog barks in view while someone off camera laughs: <b>Yes / Yes</b>.</li>
+<li>&bull; A silent clip, or only a faint hum you cannot place: <b>No / No</b>.</li>
+<li>&bull; A bird sings while it is visible for the first two seconds, then it flies away and the
 singing goes on: <b>Yes / Yes</b> (both happened in the clip).</li>
 </ul>
 <p>Judge what you hear and see, not what you guess. If a sound is too faint to hear, ignore it.

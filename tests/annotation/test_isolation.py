@@ -88,11 +88,14 @@ def test_what_label_studio_cannot_prevent_is_detected_and_pull_keeps_what_it_had
     projects = _projects(answered)
     client = labelstudio.client("rater2")
     pid = projects["rater2"]["project_id"]
-    # Label Studio refuses a config that drops answered questions (that much it prevents) ...
+    # Label Studio refuses a config that drops an answered question (that much it prevents) ...
     from audioscope.annotation.push import LABEL_CONFIG
 
     with pytest.raises(LabelStudioError, match="incompatible"):
-        client.update_project(pid, {"label_config": '<View><Video name="video" value="$video"/></View>'})
+        client.update_project(pid, {"label_config": (
+            '<View><Video name="video" value="$video"/><Choices name="onscreen" toName="video">'
+            '<Choice value="Yes"/><Choice value="No"/></Choices></View>'
+        )})  # fmt: skip
     # ... but takes one that still has them (here: the player back at 24 fps) and any instructions
     client.update_project(pid, {"label_config": LABEL_CONFIG.replace(' frameRate="$fps"', ""), "expert_instruction": "anything"})
     before = {p.name: p.read_bytes() for p in answered.iterdir() if p.is_file()}
