@@ -1,35 +1,41 @@
-"""`audioscope annotate pull`: votes and labels from the Label Studio project.
+"""`audioscope annotate pull`: votes and labels from the raters' projects.
 
-Pull reads every task of the project with its annotations, in pages: the
-JSON export of ``--page-size`` task ids at a time (the export serializes
-tasks about 1.5 times as fast as the task list, measured here). The ids are those push recorded
-in ``task_ids.json`` when the project has exactly that many tasks (listing
-10,000 ids costs seconds), else they are listed from the server; ids that
-turned out stale are listed and read again, so nothing is missed. Pull keeps,
-per task and per rater (``completed_by``), the **latest** annotation that is
-completed and not cancelled:
+Pull reads every rater's project (``projects.json``, each with that rater's
+own token): the task ids are listed, the project's annotation count read,
+and the tasks exported ``--page-size`` ids at a time (:func:`read_project`).
+An export that gives fewer tasks than listed or fewer annotations than
+counted is read again, then refused (:class:`ExportShrank`). Per clip and
+rater, the **latest** annotation that is completed and not cancelled counts,
+across all tasks of the clip in that rater's project:
 
 * cancelled (skipped) annotations are dropped;
-* an annotation without a yes/no answer to both questions is incomplete and
+* an annotation without an answer to both questions is incomplete and
   dropped;
-* of one rater's remaining annotations on one task, the one with the latest
-  ``updated_at`` (then the highest id) counts; the others are superseded.
+* an answer "can't tell / clip does not play" is not a vote: it goes to
+  ``cant_tell.parquet`` (the next push gives the clip to one more rater);
+* answers by another account than the project's rater, and answers to clips
+  not assigned to that rater, are dropped; duplicate tasks are merged; each
+  repair is counted in ``pull.json`` ("repairs") and printed by status.
 
-Outputs in ANNOTATION_DIR (written only after every page was read, each
-atomically, so a pull cut short by a stopped server leaves the previous
-outputs as they were, and the next pull starts again from the first page):
+It also reports what changed on the server that Label Studio cannot
+prevent (settings, deleted tasks or projects, other projects): "problems"
+in ``pull.json``. Votes of the last pull that are gone from the server stop
+the pull unless ``allow_fewer``.
+
+Outputs in ANNOTATION_DIR (written only after every project was read, each
+atomically, so a pull cut short or refused leaves the previous outputs byte
+for byte as they were):
 
     votes.parquet   one row per counted vote (schemas.tables.VOTES)
-    labels.parquet  one row per task (schemas.tables.LABELS): the votes as
+    labels.parquet  one row per assigned clip (schemas.tables.LABELS): the votes as
                     parallel lists, raters sorted by name, and the label
                     "onscreen_only" / "offscreen_only" when exactly three
                     raters voted and all agree, else null
+    cant_tell.parquet  "can't tell" answers (CANT_TELL_SCHEMA)
     csv/<split>_onscreen_unanimous_clips.csv, csv/<split>_offscreen_unanimous_clips.csv
                     AudioScope clip lists (video path, start, end) per split
                     (train, validate, test)
-    pull.json       counts: tasks, annotations, counted, cancelled,
-                    incomplete, superseded, labels per split
-    task_ids.json   the project's task ids (for the next pull)
+    pull.json       counts, repairs, problems, labels per split
 """
 
 from __future__ import annotations

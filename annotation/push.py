@@ -1,23 +1,51 @@
-"""`audioscope annotate push`: the Label Studio project and its tasks.
+"""`audioscope annotate push`: one Label Studio project per rater, three raters per clip.
 
-The project (created once, then updated; its id is kept in
-``ANNOTATION_DIR/project.json``) has:
+Isolation (why one project per rater, each in an organization of its own)
+-------------------------------------------------------------------------
+Label Studio Community has no roles: every member of an organization sees
+every project of it, opens any task's other answers ("Compare All"),
+exports all answers and may change or delete anything; and it puts every
+account in one organization. Three votes are only independent if no rater
+can see another's. So ``annotate server`` puts each rater alone in an
+organization of their own (``ls_provision.py``), and push gives each rater a
+project of their own there, made and filled with that rater's own personal
+access token. A rater then sees (checked on server 1.23 in the tests, in the
+API and in chromium): their project, the tasks of the clips assigned to them
+and their own answers; not the other raters' projects, tasks, answers or
+accounts. A task holds only the video URL, the clip's frame rate and its id:
+not its pool, split, scores or source path (pull takes those from
+pools.parquet). Local media are served only from the project's storage
+folder (MEDIA_DIR/clips); the server's document root should be MEDIA_DIR.
 
-* a labeling config with the clip's video (played with its sound) and two
-  required yes/no questions: ``onscreen`` (is there sound from something
-  visible on screen?) and ``offscreen`` (sound from something not visible?);
-* instructions with examples, shown before labeling;
-* no skip button, no empty annotations, and ``maximum_annotations = 3``
-  (each task is labeled by three raters; pull counts distinct raters).
+What Label Studio cannot prevent, a rater can still do to their **own**
+project: change its settings or instructions, delete tasks or answers,
+export their own answers, make other projects in their organization, add an
+import storage under the document root. Pull and status report each of these
+(settings compared with ours, assigned clips without a task, other projects,
+votes of the last pull that are gone) and push restores settings and
+re-imports deleted tasks. Label Studio itself refuses a labeling config that
+drops a question that has answers.
 
-Tasks are keyed by clip id (``data.clip_id``): push lists the clip ids the
-project already has and imports only the others, in batches (one import
-request per batch: one SQLite writer, few transactions), so re-running push
-never duplicates a task. Only clips whose MP4 was rendered are pushed.
+Distinctness: each rendered clip is assigned to exactly three distinct
+raters (``annotation/assign.py``: balanced, deterministic, stable), and
+imported into those raters' projects only. A rater may still answer a task
+twice or be given two tasks of one clip; pull keeps one vote per clip and
+rater (the latest) and reports what it repaired.
+
+A project has a labeling config with the clip's video (played with its sound
+at the clip's own frame rate, ``$fps``) and two required questions,
+``onscreen`` and ``offscreen``, each answered Yes, No or "Can't tell / clip
+does not play" (not a vote: the next push gives the clip to one more
+rater); instructions with examples, shown before labeling; no skip button,
+no empty annotations, ``maximum_annotations = 1``.
+
+Push lists the clip ids each project has and imports only the missing ones,
+in batches (one request per batch), so re-running never duplicates a task.
+Ids are kept in ``projects.json``, the assignment in ``assignment.parquet``.
 
 Media: a local MEDIA_DIR must lie inside the server's document root
-(``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``); the project gets a local-files
-import storage for ``MEDIA_DIR/clips`` and tasks point at
+(``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``); each project gets a
+local-files import storage for ``MEDIA_DIR/clips`` and tasks point at
 ``/data/local-files/?d=<path under the root>``. A ``gs://`` MEDIA_DIR gets a
 GCS import storage with presigned URLs (signed with the service-account key
 of ``--gcs-credentials-file``) and tasks point at the ``gs://`` URI; push
