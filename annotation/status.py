@@ -172,12 +172,14 @@ def status_png(status: Mapping[str, Any]) -> bytes:
     ax1.set_xticks(x, [p.replace("_", "\n") for p in pools], fontsize=8)
     ax1.set_ylabel("clips")
     ax1.set_title("clips by counted votes, per pool")
-    ax1.legend(fontsize=8)
+    ax1.set_ylim(0, max(1.0, float(bottom.max(initial=0.0))) * 1.3)  # room for the legend above the bars
+    ax1.legend(fontsize=8, ncol=2, loc="upper center")
     raters = list(status["raters"])
     xr = np.arange(len(raters))
     ax2.bar(xr, [status["raters"][r]["votes"] for r in raters], color="#74a9cf")
     ax2.set_xticks(xr, [_short(r) for r in raters], fontsize=8, rotation=30, ha="right")
     ax2.set_ylabel("votes")
+    ax2.set_ylim(0, max([1] + [status["raters"][r]["votes"] for r in raters]) * 1.15)
     ax2.set_title("votes per rater (median s per task)")
     for i, r in enumerate(raters):
         sec = status["raters"][r]["median_seconds_per_task"]
@@ -201,8 +203,8 @@ def status_png(status: Mapping[str, Any]) -> bytes:
         for j, (q, colour) in enumerate(zip(QUESTIONS, ("#2b8cbe", "#fc8d59"))):
             ax4.bar(xp + (j - 0.5) * w, [p[q] if p[q] is not None else 0.0 for p in pairs], w, color=colour, label=q)
         ax4.set_xticks(xp, [" & ".join(_short(r) for r in p["raters"]) for p in pairs], fontsize=7, rotation=30, ha="right")
-        ax4.legend(fontsize=8)
-    ax4.set_ylim(0, 1.05)
+        ax4.legend(fontsize=8, ncol=2, loc="upper center")
+    ax4.set_ylim(0, 1.25)
     ax4.set_ylabel("share of common clips answered alike")
     ax4.set_title("pairwise agreement")
     fig.tight_layout()
