@@ -87,8 +87,8 @@ def test_a_rater_labels_in_chromium_and_sees_only_their_own_work(pushed, labelst
             page.wait_for_function("() => document.querySelector('video').readyState >= 1", timeout=60_000)
             duration = page.evaluate("() => document.querySelector('video').duration")
             assert 4.5 < duration < 5.5
-            # the frame counter "1 of N" (the task counter "1 of 1" sits beside it)
-            frames = max(int(n) for n in re.findall(r"\b1\s+of\s+(\d+)", page.inner_text("body")))
+            # the frame counter "[1] of N" (an input, then text; the task counter "1 of 4" sits beside it)
+            frames = max(int(n) for n in re.findall(r"of\s+(\d+)", page.inner_text("body")))
             # answer with the mouse: Q1 Yes, Q2 No, then Submit
             choices = page.locator("label:has(input[type=radio])")
             assert choices.all_inner_texts()[:3] == ["Yes[1]", "No[2]", "Can't tell / clip does not play[3]"]
