@@ -599,11 +599,13 @@ def print_problems(who: str, summary: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- status
 STATUS_DESCRIPTION = """\
-Progress and agreement from the last pull (run `annotate pull` first): tasks
+Progress and agreement from the last pull (run `annotate pull` first): clips
 with 0, 1, 2 and 3 votes per pool, votes and median seconds per task per
 rater, Fleiss' kappa per question (clips with three votes), pairwise rater
-agreement, share of unanimous clips. Writes ANNOTATION_DIR/status.json and
-status.png."""
+agreement, share of unanimous clips, "can't tell" answers, and every repair
+the pull made (second answers, duplicate tasks, answers of other accounts)
+and every change it found on the server (settings, deleted tasks or
+projects). Writes ANNOTATION_DIR/status.json and status.png."""
 
 
 def _register_status(sub: Sub) -> None:
