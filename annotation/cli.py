@@ -521,8 +521,8 @@ def run_demo_raters(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- pull
 
 PULL_DESCRIPTION = """\
-Read every rater's project (the JSON export, --page-size task ids per
-request), check it against what the server lists, keep completed,
+Read every rater's project (the JSON export: the whole project in one
+request, or --page-size task ids per request), check it against what the server lists, keep completed,
 non-cancelled answers, one per clip and rater (the latest, across duplicate
 tasks too), and write into ANNOTATION_DIR: votes.parquet (one row per
 counted vote), labels.parquet (per clip: the votes and the final label
@@ -544,7 +544,10 @@ outputs byte for byte as they were."""
 def _register_pull(sub: Sub) -> None:
     p = _parser(sub, "pull", "votes and labels (unanimous of 3) and AudioScope CSVs from the raters' projects", PULL_DESCRIPTION, run_pull)
     _annotations_arg(p)
-    p.add_argument("--page-size", type=positive_int, default=500, metavar="N", help="tasks per export request (default: 500)")
+    p.add_argument(
+        "--page-size", type=int, default=0, metavar="N",
+        help="task ids per export request (default: 0, each rater's whole project in one request, the fastest)",
+    )
     p.add_argument(
         "--allow-fewer", action="store_true",
         help="accept that votes of the last pull are gone from the server (deleted by a rater or on the server)",

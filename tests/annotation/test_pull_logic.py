@@ -139,6 +139,11 @@ class FakeServer:
             yield [self.tasks[t] for t in ids[i : i + page_size]]
 
 
+    def export(self, project_id: int) -> list:
+        """The whole project in one request (page size 0)."""
+        return [t for page in self.export_pages(project_id, self.task_ids(project_id), 10**9) for t in page]
+
+
 def _server(**kw) -> FakeServer:
     return FakeServer({i: task(i, f"v-{i:07d}", [ann(i, 2, True, False)]) for i in (1, 2, 3)}, **kw)
 
@@ -148,6 +153,8 @@ def test_an_export_with_fewer_tasks_is_read_again_then_refused():
 
     once = _server(drop=1, bad_exports=1)
     assert [t["id"] for t in read_project(once, 7, 2, wait_s=0)] == [1, 2, 3] and once.exports == 2
+    whole = _server(drop=2, bad_exports=1)
+    assert [t["id"] for t in read_project(whole, 7, 0, wait_s=0)] == [1, 2, 3] and whole.exports == 2
     always = _server(drop=1, bad_exports=99)
     with pytest.raises(ExportShrank, match="1 of 3 listed tasks missing"):
         read_project(always, 7, 2, tries=3, wait_s=0)
