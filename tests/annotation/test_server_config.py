@@ -87,3 +87,15 @@ def test_stop_without_a_server_says_so(tmp_path):
     (tmp_path / "server.pid").write_text("999999999\n")
     assert stop(str(tmp_path)) is False
     assert not (tmp_path / "server.pid").exists()
+
+
+def test_a_host_other_than_loopback_says_what_it_exposes(tmp_path, monkeypatch, capsys):
+    from audioscope import cli
+
+    monkeypatch.setenv("AUDIOSCOPE_LABELSTUDIO", "/bin/false")  # a "server" that exits at once: nothing listens
+    code = cli.main(["annotate", "server", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "s"),
+                     "--document-root", str(tmp_path), "--raters", "a,b,c", "--detach", "--timeout", "20"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "stopped while starting" in err
+    assert "listening on 0.0.0.0" in err and "sign-up stays closed" in err and "unencrypted" in err
+    assert "change, export or delete" in err  # what Label Studio cannot prevent is said plainly
