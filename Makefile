@@ -78,8 +78,9 @@ $(LS_STAMP):
 	@touch $@
 
 annotate-server: install labelstudio
-	$(BIN)/audioscope annotate server --data-dir "$(ANNOTATE_DIR)" --document-root "$(DEMO_DIR)" \
-	  --raters rater1,rater2,rater3
+	@mkdir -p "$(DEMO_DIR)/annotation/media"
+	$(BIN)/audioscope annotate server --data-dir "$(ANNOTATE_DIR)" --document-root "$(DEMO_DIR)/annotation/media" \
+	  --raters rater1,rater2,rater3,rater4,rater5
 
 demo: install labelstudio
 	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)" "$(DEMO_AUDIOSCOPE_BUDGET)"

@@ -1,7 +1,7 @@
 """`audioscope annotate`: three-rater on/off-screen annotation in Label Studio.
 
-Subcommands, in the order of the loop: server, sample, render, push,
-demo-raters (demo and tests only), pull, status. Standard library only at
+Subcommands, in the order of the loop: server, onboard, sample, render,
+push, demo-raters (demo and tests only), pull, status. Standard library only at
 import time; each ``run_*`` imports what it needs.
 """
 
@@ -19,30 +19,37 @@ DEFAULT_SERVER_DIR = "labelstudio"
 
 DESCRIPTION = """\
 Label clips as "on-screen only" / "off-screen only" with three independent
-raters per clip in Label Studio (SPEC.md 2.5), end to end:
+raters per clip in Label Studio (docs/recipe.md), end to end:
 
   server       run Label Studio on 127.0.0.1 from its own virtualenv
-               (`make labelstudio`), with admin and rater accounts
+               (`make labelstudio`), with admin and rater accounts (each
+               rater alone in an organization of their own)
+  onboard      write each rater's login into an owner-only file
   sample       draw the pools: unfiltered train, filtered train, filtered
                validation/test clips (deterministic, no clip twice)
   render       a 5-second MP4 per sampled clip (Beam pipeline)
-  push         create/update the project and import the tasks (idempotent)
+  push         give each clip to 3 distinct raters and import it into their
+               own projects (idempotent)
   demo-raters  let demo accounts label from the synthetic ground truth
   pull         votes and labels (unanimous of 3), AudioScope CSVs per split
   status       progress, per-rater counts, Fleiss' kappa, agreement, picture
 
-Secrets (admin password, API tokens, rater passwords) come from the
+Isolation: a rater sees only their own project (their clips, their own
+answers): never another rater's answers, the pools, splits or source paths.
+
+Secrets (admin password, access tokens, rater passwords) come from the
 environment or the secrets file (mode 0600) that `annotate server` writes;
 they are never command-line arguments and never printed."""
 
 EPILOG = """\
 example (the demo's loop):
-  audioscope annotate server --data-dir ls --document-root . --raters rater1,rater2,rater3 --detach
+  audioscope annotate server --data-dir ls --document-root ann/media --raters rater1,rater2,rater3,rater4,rater5 --detach
+  audioscope annotate onboard --server-dir ls
   audioscope annotate sample --store clipstore --df df --annotations ann --unfiltered-train 40 \\
       --filtered-train 40 --filtered-eval 40
   audioscope annotate render --annotations ann --media ann/media
   audioscope annotate push --annotations ann --media ann/media --server-dir ls
-  audioscope annotate demo-raters --annotations ann --server-dir ls --error-rates 0.05,0.1,0.15
+  audioscope annotate demo-raters --annotations ann --server-dir ls --error-rates 0.05,0.1,0.15,0.05,0.1
   audioscope annotate pull --annotations ann --server-dir ls
   audioscope annotate status --annotations ann
   audioscope annotate server --data-dir ls --stop"""
@@ -92,6 +99,7 @@ def register(subparsers: Sub) -> argparse.ArgumentParser:
     _register_demo_raters(sub)
     _register_pull(sub)
     _register_status(sub)
+    _register_onboard(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     return p
 
@@ -101,8 +109,10 @@ def register(subparsers: Sub) -> argparse.ArgumentParser:
 SERVER_DESCRIPTION = """\
 Run Label Studio (installed by `make labelstudio` into .venv-labelstudio) on
 127.0.0.1, SQLite by default. Creates the admin account and the rater
-accounts asked for (--raters), writes their passwords and API tokens into the
-secrets file (mode 0600), prints the URL. Runs in the foreground until Ctrl-C
+accounts asked for (--raters), each rater alone in an organization of their
+own (they see only their own project and answers), writes their passwords
+and personal access tokens into the secrets file (mode 0600), prints the
+URL. The signup form is closed: only these accounts can log in. Runs in the foreground until Ctrl-C
 unless --detach, which returns once the server answers (pid in
 DATA_DIR/server.pid; stop it with --stop). Starting a server that runs
 already only adds missing rater accounts.
@@ -118,6 +128,15 @@ Files in DATA_DIR: labelstudio/ (database, Label Studio data), secrets.json,
 server.json (URL, document root), server.pid, server.log."""
 
 
+HOST_WARNING = """\
+annotate server: warning: listening on {host}, so anyone who reaches port {port} of this machine gets:
+  - the login page (sign-up stays closed: only the accounts made here can log in);
+  - Label Studio's pages and API, over plain HTTP: passwords and tokens cross the network unencrypted
+    (put an HTTPS proxy in front, or keep 127.0.0.1 and reach it through an SSH tunnel);
+  - for each rater who logs in: their own project, its clips (the MP4s) and their own answers, which
+    they may also change, export or delete (Label Studio Community has no roles; pull reports it)."""
+
+
 def _register_server(sub: Sub) -> None:
     p = _parser(sub, "server", "run Label Studio on 127.0.0.1 with admin and rater accounts", SERVER_DESCRIPTION, run_server)
     p.add_argument("--data-dir", default=DEFAULT_SERVER_DIR, metavar="DIR", help=f"server folder (default: {DEFAULT_SERVER_DIR})")
@@ -125,7 +144,8 @@ def _register_server(sub: Sub) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.add_argument(
         "--document-root", default=None, metavar="DIR",
-        help="folder the server may serve local media from (rendered clips must be under it; default: the current folder)",
+        help="folder the server may serve local media from: the rendered clips' MEDIA_DIR, nothing more (a rater can "
+        "read any file under it through a storage of their own project; default: the current folder)",
     )
     p.add_argument("--admin-email", default="admin@audioscope.local", metavar="EMAIL", help="the admin account's email")
     p.add_argument(
@@ -157,8 +177,8 @@ def run_server(args: argparse.Namespace) -> int:
         admin_email=args.admin_email, raters=raters, postgres=args.postgres, secrets_file=args.secrets_file,
         timeout_s=args.timeout,
     )  # fmt: skip
-    if args.host not in ("127.0.0.1", "localhost"):
-        print(f"annotate server: warning: listening on {args.host}, not only on this machine", file=sys.stderr)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(HOST_WARNING.format(host=args.host, port=args.port), file=sys.stderr)
     print(f"annotate server: starting Label Studio in {args.data_dir} (about 30 s the first time)", file=sys.stderr)
     try:
         server = start(settings)
@@ -182,27 +202,20 @@ def run_server(args: argparse.Namespace) -> int:
     return serve_foreground(server, args.data_dir)
 
 
-def connect(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """(admin Client, document root) from the connection options."""
-    from audioscope.annotation.client import Client, LabelStudioError, connection_settings
-    from audioscope.annotation.credentials import SecretsError, client_token
+def connect(args: argparse.Namespace) -> tuple[str, Any, str | None]:
+    """(server URL, the accounts' secrets, document root) from the connection options."""
+    from audioscope.annotation.client import LabelStudioError, connection_settings
+    from audioscope.annotation.credentials import SecretsError, read_secrets
     from audioscope.errors import UserError
 
     try:
         url, secrets_path, root = connection_settings(args.server_dir, args.url, args.secrets_file)
-        return Client(url, client_token(secrets_path)), root
+        secrets = read_secrets(secrets_path)
     except (LabelStudioError, SecretsError) as e:
         raise UserError(str(e)) from None
-
-
-def project_id_of(annotation_dir: str) -> int:
-    from audioscope.annotation.push import read_project_id
-    from audioscope.errors import UserError
-
-    pid = read_project_id(annotation_dir)
-    if pid is None:
-        raise UserError(f"no project for {annotation_dir} yet: run `audioscope annotate push --annotations {annotation_dir} ...` first")
-    return pid
+    if len(secrets.raters) < 3:
+        raise UserError(f"{secrets_path} has {len(secrets.raters)} rater accounts: start the server with --raters rater1,rater2,rater3[,...]")
+    return url, secrets, root
 
 
 def server_call(what: str, fn: Callable[[], Any]) -> Any:
@@ -224,7 +237,7 @@ def server_call(what: str, fn: Callable[[], Any]) -> Any:
 # --------------------------------------------------------------------------- sample
 
 SAMPLE_DESCRIPTION = """\
-Draw the three annotation pools (SPEC.md 2.5) from a clip store and its Df:
+Draw the three annotation pools (docs/recipe.md) from a clip store and its Df:
 unfiltered_train (clips of train videos of the whole store), filtered_train
 (Df train clips) and filtered_eval (Df validation and test clips). A fourth
 pool, unfiltered_eval (clips of validation and test videos of the whole
@@ -250,7 +263,7 @@ def _register_sample(sub: Sub) -> None:
     p.add_argument(
         "--unfiltered-eval", type=int, default=0, metavar="N",
         help="clips in the unfiltered-eval pool (validation and test clips of the whole store, drawn last; "
-        "default: 0, as in SPEC.md)",
+        "default: 0, as in the recipe, docs/recipe.md)",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default: 0)")
 
@@ -333,20 +346,27 @@ def run_render(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- push
 
 PUSH_DESCRIPTION = """\
-Create (or update) the Label Studio project of ANNOTATION_DIR and import a
-task per rendered clip of the pools, keyed by clip id: re-running imports
-only the clips the project lacks, so it never duplicates a task. Tasks are
-imported in batches (--batch-size per request).
+Give every rendered clip of the pools to exactly three distinct raters
+(balanced across all raters, deterministic: see assignment.parquet) and
+import it into those raters' projects. Each rater has a project of their
+own, in an organization of their own on the server, reached with their own
+token: a rater sees only their clips and their own answers, never another
+rater's answers, the pools, splits, scores or source paths (a task holds the
+video, its frame rate and the clip id). Re-running imports only what the
+projects lack (tasks deleted on the server come back), gives clips answered
+"can't tell" to one more rater, and restores changed project settings.
+Tasks are imported in batches (--batch-size per request).
 
-The project: the clip's video with its sound, two required yes/no questions
-(sound from something visible on screen? sound from something not
-visible?), instructions with examples, no skip button, 3 annotations per
-task. Its id is kept in ANNOTATION_DIR/project.json.
+A project: the clip's video with its sound (played at the clip's frame
+rate), two required questions (sound from something visible on screen?
+sound from something not visible?) each answered Yes, No or "Can't tell /
+clip does not play", instructions with examples, no skip button, one answer
+per task. Ids are kept in ANNOTATION_DIR/projects.json.
 
 Local media must lie under the server's document root (a local-files
-storage is added to the project); gs:// media gets a GCS import storage with
-presigned URLs. Signing needs a service account's private key: give its key
-file with --gcs-credentials-file (or start the server with
+storage is added to each project); gs:// media gets a GCS import storage
+with presigned URLs. Signing needs a service account's private key: give its
+key file with --gcs-credentials-file (or start the server with
 GOOGLE_APPLICATION_CREDENTIALS pointing at one). Push then checks that Label
 Studio redirects one task's video to a signed URL, and says what to do when
 it does not; pushing again with a key repairs the storage."""
@@ -358,6 +378,7 @@ def _register_push(sub: Sub) -> None:
     p.add_argument("--media", required=True, metavar="MEDIA_DIR", help="the folder `annotate render` wrote (local or gs://)")
     p.add_argument("--project-title", default=None, metavar="TITLE", help="project title (default: 'AudioScope: on-screen and off-screen sounds')")
     p.add_argument("--batch-size", type=positive_int, default=1000, metavar="N", help="tasks per import request (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the rater assignment's tie-breaks (default: 0)")
     p.add_argument(
         "--document-root", default=None, metavar="DIR",
         help="the server's local-files document root (default: from SERVER_DIR/server.json)",
@@ -376,7 +397,7 @@ def run_push(args: argparse.Namespace) -> int:
     from audioscope.progress import Progress, print_summary
 
     pools = read_pools(args.annotations)
-    client, root = connect(args)
+    url, secrets, root = connect(args)
     credentials = None
     if args.gcs_credentials_file:
         with open(args.gcs_credentials_file, encoding="utf-8") as f:
@@ -385,23 +406,24 @@ def run_push(args: argparse.Namespace) -> int:
     summary = server_call(
         "push",
         lambda: push(
-            client, args.annotations, pools, normalise(args.media), args.document_root or root,
+            url, secrets, args.annotations, pools, normalise(args.media), args.document_root or root,
             title=args.project_title or DEFAULT_TITLE, batch=args.batch_size, gcs_credentials=credentials,
-            on_batch=lambda n: progress.update(n),
+            on_batch=lambda n: progress.update(n), seed=args.seed,
         ),
     )  # fmt: skip
     progress.close()
-    print_summary(
-        "Push finished",
-        {
-            "project": f"{summary['project_url']} ({'created' if summary['project_created'] else 'updated'})",
-            "clips in pools": summary["pooled_clips"],
-            "imported now": summary["imported"],
-            "already in the project": summary["already_there"],
-            "without a rendered video": summary["without_media"],
-            "seconds": summary["seconds"],
-        },
-    )
+    rows: dict[str, object] = {
+        "projects": f"one per rater ({len(summary['raters'])}), {'created' if summary['projects_created'] else 'updated'}",
+        "clips in pools": summary["pooled_clips"],
+        "clips assigned": f"{summary['assigned_clips']} (3 distinct raters each)",
+        "imported now": summary["imported"],
+        "already in the projects": summary["already_there"],
+        "without a rendered video": summary["without_media"],
+    }
+    for name, r in summary["raters"].items():
+        rows[f"  {name}"] = f"{r['assigned']} clips, {r['imported']} imported now"
+    rows["seconds"] = summary["seconds"]
+    print_summary("Push finished", rows)
     if summary["without_media"]:
         print(f"\n{summary['without_media']} clips have no MP4 yet: run `audioscope annotate render` and push again.")
     return 0
@@ -411,11 +433,11 @@ def run_push(args: argparse.Namespace) -> int:
 
 RATERS_DESCRIPTION = """\
 For the demo and tests: the rater accounts of the secrets file (made by
-`annotate server --raters`) label every task of the project through the API,
-each with its own token, answering from the synthetic corpus's ground truth:
-Q1 = the clip has audible on-screen sound, Q2 = audible off-screen sound,
-each answer flipped with the rater's error rate (deterministic by --seed).
-Raters work one at a time; running again resumes."""
+`annotate server --raters`) label the tasks of their own projects through
+the API, each with its own token, answering from the synthetic corpus's
+ground truth: Q1 = the clip has audible on-screen sound, Q2 = audible
+off-screen sound, each answer flipped with the rater's error rate
+(deterministic by --seed). Raters work one at a time; running again resumes."""
 
 
 def _register_demo_raters(sub: Sub) -> None:
@@ -447,30 +469,31 @@ def _error_rates(text: str, n: int) -> list[float]:
     return rates
 
 
-def run_demo_raters(args: argparse.Namespace) -> int:
-    from audioscope.annotation.client import connection_settings
-    from audioscope.annotation.credentials import SecretsError, read_secrets
-    from audioscope.annotation.raters import DemoRater, run_raters
+def projects_of(annotation_dir: str) -> Any:
+    from audioscope.annotation.push import read_projects
     from audioscope.errors import UserError
+
+    projects = read_projects(annotation_dir)
+    if not projects:
+        raise UserError(f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {annotation_dir} ...` first")
+    return projects
+
+
+def run_demo_raters(args: argparse.Namespace) -> int:
+    from audioscope.annotation.pools import read_pools
+    from audioscope.annotation.raters import DemoRater, run_raters
     from audioscope.synth.truth import detect_truth, load_truth
+    from audioscope.errors import UserError
     from audioscope.progress import Progress, print_summary
 
-    client, _ = connect(args)
-    project_id = project_id_of(args.annotations)
-    _, secrets_path, _ = connection_settings(args.server_dir, args.url, args.secrets_file)
-    try:
-        secrets = read_secrets(secrets_path)
-    except SecretsError as e:
-        raise UserError(str(e)) from None
-    if not secrets.raters:
-        raise UserError(f"{secrets_path} has no rater accounts: start the server with --raters rater1,rater2,rater3")
-    names = sorted(secrets.raters)
+    url, secrets, _ = connect(args)
+    projects = projects_of(args.annotations)
+    names = sorted(n for n in secrets.raters if n in projects)
     rates = _error_rates(args.error_rates, len(names))
+    pools = read_pools(args.annotations)
     truth_path = args.truth
     if truth_path is None:
-        from audioscope.annotation.pools import read_pools
-
-        found = detect_truth(list(read_pools(args.annotations)["source_uri"]))
+        found = detect_truth(list(pools["source_uri"]))
         if found.path is None:
             raise UserError(f"{found.how}; give --truth")
         truth_path = found.path
@@ -478,14 +501,14 @@ def run_demo_raters(args: argparse.Namespace) -> int:
     progress = Progress("demo raters", unit="votes")
     summary = server_call(
         "demo-raters",
-        lambda: run_raters(client, project_id, raters, load_truth(truth_path), args.seed, lambda _: progress.update(1)),
+        lambda: run_raters(url, projects, raters, pools, load_truth(truth_path), args.seed, lambda _: progress.update(1)),
     )
     progress.close()
     rows: dict[str, object] = {"tasks": summary["tasks"]}
     for name, c in summary["raters"].items():
         rows[name] = (
             f"{c['annotated']} annotated (error rate {c['error_rate']:g}, {c['flipped']} answers flipped), "
-            f"{c['already_done']} done before, {c['full']} had 3 raters, {c['no_truth']} without truth"
+            f"{c['already_done']} done before, {c['no_truth']} without truth"
         )
     print_summary("Demo raters finished", rows)
     return 0
@@ -494,21 +517,37 @@ def run_demo_raters(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- pull
 
 PULL_DESCRIPTION = """\
-Read every annotation of the project (in pages), keep completed, non-cancelled
-ones, one vote per rater per clip (the latest), and write into
-ANNOTATION_DIR: votes.parquet (one row per counted vote), labels.parquet (per
-clip: the votes and the final label "onscreen_only" / "offscreen_only" when
-all three raters agree, else none), AudioScope clip lists
+Read every rater's project (the JSON export: the whole project in one
+request, or --page-size task ids per request), check it against what the server lists, keep completed,
+non-cancelled answers, one per clip and rater (the latest, across duplicate
+tasks too), and write into ANNOTATION_DIR: votes.parquet (one row per
+counted vote), labels.parquet (per clip: the votes and the final label
+"onscreen_only" / "offscreen_only" when all three raters agree, else none),
+cant_tell.parquet ("can't tell / clip does not play" answers: not votes;
+the next push gives such clips to another rater), AudioScope clip lists
 csv/<split>_onscreen_unanimous_clips.csv and
-csv/<split>_offscreen_unanimous_clips.csv (split: train, validate, test), and
-pull.json. Files are written only once everything was read: a pull cut short
-leaves the previous outputs untouched; run it again."""
+csv/<split>_offscreen_unanimous_clips.csv (split: train, validate, test),
+and pull.json (counts, repairs, and what was found changed on the server:
+settings, deleted tasks or projects, other projects).
+
+Pull never shrinks what it had: an export with fewer tasks or annotations
+than the server lists is read again, then refused; votes of the last pull
+that are gone from the server stop the pull unless --allow-fewer. Files are
+written only once everything was read: a pull cut short leaves the previous
+outputs byte for byte as they were."""
 
 
 def _register_pull(sub: Sub) -> None:
-    p = _parser(sub, "pull", "votes and labels (unanimous of 3) and AudioScope CSVs from the project", PULL_DESCRIPTION, run_pull)
+    p = _parser(sub, "pull", "votes and labels (unanimous of 3) and AudioScope CSVs from the raters' projects", PULL_DESCRIPTION, run_pull)
     _annotations_arg(p)
-    p.add_argument("--page-size", type=positive_int, default=500, metavar="N", help="tasks per export request (default: 500)")
+    p.add_argument(
+        "--page-size", type=int, default=0, metavar="N",
+        help="task ids per export request (default: 0, each rater's whole project in one request, the fastest)",
+    )
+    p.add_argument(
+        "--allow-fewer", action="store_true",
+        help="accept that votes of the last pull are gone from the server (deleted by a rater or on the server)",
+    )
     _connection_args(p)
 
 
@@ -516,38 +555,56 @@ def run_pull(args: argparse.Namespace) -> int:
     from audioscope.annotation.pull import pull
     from audioscope.progress import Progress, print_summary
 
-    client, _ = connect(args)
-    project_id = project_id_of(args.annotations)
+    url, secrets, _ = connect(args)
+    projects_of(args.annotations)
     progress = Progress("pull", unit="tasks")
     summary = server_call(
         "pull",
-        lambda: pull(client, args.annotations, project_id, args.page_size, lambda t, a: progress.update(t, annotations=a)),
-    )
+        lambda: pull(url, secrets, args.annotations, args.page_size,
+                     lambda t, a: progress.update(t, annotations=a), allow_fewer=args.allow_fewer),
+    )  # fmt: skip
     progress.close()
-    print_summary(
-        "Pull finished",
-        {
-            "tasks": summary["tasks"],
-            "annotations": f"{summary['annotations']} read, {summary['counted']} counted, {summary['cancelled']} "
-            f"cancelled, {summary['incomplete']} incomplete, {summary['superseded']} superseded by a later one",
-            "clips with 3 votes": f"{summary['clips_with_3_votes']} of {summary['clips']}",
-            "on-screen only": summary["labels"]["onscreen_only"],
-            "off-screen only": summary["labels"]["offscreen_only"],
-            "seconds": summary["seconds"],
-            "labels": os.path.join(args.annotations, "labels.parquet"),
-        },
-    )
+    rows: dict[str, object] = {
+        "tasks": f"{summary['tasks']} in {len(summary['raters'])} rater projects",
+        "annotations": f"{summary['annotations']} read, {summary['counted']} counted, {summary['cant_tell']} can't tell, "
+        f"{summary['cancelled']} cancelled, {summary['incomplete']} incomplete, {summary['superseded']} superseded by a later one",
+        "clips with 3 votes": f"{summary['clips_with_3_votes']} of {summary['clips']}",
+        "on-screen only": summary["labels"]["onscreen_only"],
+        "off-screen only": summary["labels"]["offscreen_only"],
+        "seconds": summary["seconds"],
+        "labels": os.path.join(args.annotations, "labels.parquet"),
+    }
+    print_summary("Pull finished", rows)
+    print_problems("annotate pull", summary)
     return 0
 
 
-# --------------------------------------------------------------------------- status
+def print_problems(who: str, summary: dict[str, Any]) -> None:
+    """What pull repaired and what it found changed on the server, one line each, on stderr."""
+    repairs = summary.get("repairs") or {}
+    what = {"superseded": "second answers of a rater to a clip dropped (the latest counts)",
+            "duplicate_tasks": "duplicate tasks of a clip merged", "foreign": "answers of another account dropped",
+            "unassigned": "answers to clips not assigned to the rater dropped"}  # fmt: skip
+    for key, n in repairs.items():
+        if n:
+            print(f"{who}: repaired: {n} {what.get(key, key)}", file=sys.stderr)
+    for where, notes in (summary.get("problems") or {}).items():
+        for note in notes:
+            print(f"{who}: warning: {where}: {note}", file=sys.stderr)
+    if summary.get("cant_tell_clips"):
+        print(f"{who}: {len(summary['cant_tell_clips'])} clips had a \"can't tell\" answer (cant_tell.parquet); "
+              "`annotate push` gives them to another rater where there is one", file=sys.stderr)  # fmt: skip
 
+
+# --------------------------------------------------------------------------- status
 STATUS_DESCRIPTION = """\
-Progress and agreement from the last pull (run `annotate pull` first): tasks
+Progress and agreement from the last pull (run `annotate pull` first): clips
 with 0, 1, 2 and 3 votes per pool, votes and median seconds per task per
 rater, Fleiss' kappa per question (clips with three votes), pairwise rater
-agreement, share of unanimous clips. Writes ANNOTATION_DIR/status.json and
-status.png."""
+agreement, share of unanimous clips, "can't tell" answers, and every repair
+the pull made (second answers, duplicate tasks, answers of other accounts)
+and every change it found on the server (settings, deleted tasks or
+projects). Writes ANNOTATION_DIR/status.json and status.png."""
 
 
 def _register_status(sub: Sub) -> None:
@@ -581,6 +638,36 @@ def run_status(args: argparse.Namespace) -> int:
         f"{_fmt(u['unanimous'])} of {u['clips_with_3_votes']} clips; on-screen only {_fmt(u['onscreen_only'])}, "
         f"off-screen only {_fmt(u['offscreen_only'])}"
     )
+    rows["can't tell"] = f"{status['cant_tell_clips']} clips (not votes; re-queued by push)"
     rows["picture"] = os.path.join(args.annotations, STATUS_PNG)
     print_summary("Annotation status", rows)
+    print_problems("annotate status", status)
+    return 0
+
+
+# --------------------------------------------------------------------------- onboard
+
+ONBOARD_DESCRIPTION = """\
+Write each rater's login (the login page's URL, their email and password)
+into an owner-only file (mode 0600; default SERVER_DIR/rater-logins.txt), to
+hand out one block per rater by a private channel, with the rater guide
+(docs/rater-guide.md). Nothing secret is printed. Each rater logs in to a
+project of their own: they see their clips and their own answers only."""
+
+
+def _register_onboard(sub: Sub) -> None:
+    p = _parser(sub, "onboard", "write each rater's login into an owner-only file (mode 0600)", ONBOARD_DESCRIPTION, run_onboard)
+    p.add_argument("--out", default=None, metavar="FILE", help="where to write the logins (default: SERVER_DIR/rater-logins.txt)")
+    _connection_args(p)
+
+
+def run_onboard(args: argparse.Namespace) -> int:
+    from audioscope.annotation.onboard import LOGINS_FILE, write_logins
+    from audioscope.progress import print_summary
+
+    url, secrets, _ = connect(args)
+    out = args.out or os.path.join(args.server_dir, LOGINS_FILE)
+    n = write_logins(out, url, secrets)
+    print_summary("Rater logins written", {"raters": f"{n} ({', '.join(sorted(secrets.raters))})", "file": f"{out} (mode 0600)",
+                                           "send with": "docs/rater-guide.md"})  # fmt: skip
     return 0

@@ -7,12 +7,16 @@ see them) and are never printed or logged. They come from:
   writes when it creates accounts, and which the other commands read
   (``--secrets-file``, default ``SERVER_DIR/secrets.json``);
 * **environment variables**, which win over the file:
-  ``AUDIOSCOPE_LS_ADMIN_PASSWORD`` and ``AUDIOSCOPE_LS_ADMIN_TOKEN`` when the
-  server is created, and ``LABEL_STUDIO_API_KEY`` (the SDK's own name) for
-  the admin token a client uses.
+  ``AUDIOSCOPE_LS_ADMIN_PASSWORD`` when the server is created,
+  ``AUDIOSCOPE_LS_ADMIN_TOKEN`` (a personal access token of the admin made
+  elsewhere) and ``LABEL_STUDIO_API_KEY`` (the SDK's own name) for the admin
+  token a client uses.
 
-Missing secrets are generated with :mod:`secrets` (a token of 40 hex
-characters, passwords of 32 URL-safe characters).
+Tokens are Label Studio's personal access tokens (JWT refresh tokens; the
+legacy tokens are off, as Label Studio ships since 1.17): the server makes
+one per account (``annotate server``) and the SDK turns it into short-lived
+access tokens. Missing passwords are generated with :mod:`secrets` (32
+URL-safe characters).
 """
 
 from __future__ import annotations
@@ -44,14 +48,26 @@ class Account:
     password: str
     token: str = ""
     user_id: int | None = None
+    organization_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"email": self.email, "password": self.password, "token": self.token, "user_id": self.user_id}
+        return {
+            "email": self.email, "password": self.password, "token": self.token, "user_id": self.user_id,
+            "organization_id": self.organization_id,
+        }  # fmt: skip
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Account":
-        uid = d.get("user_id")
-        return cls(str(d["email"]), str(d["password"]), str(d.get("token") or ""), int(uid) if uid is not None else None)
+        uid, org = d.get("user_id"), d.get("organization_id")
+        return cls(
+            str(d["email"]), str(d["password"]), str(d.get("token") or ""), int(uid) if uid is not None else None,
+            int(org) if org is not None else None,
+        )  # fmt: skip
+
+    @property
+    def has_access_token(self) -> bool:
+        """True when ``token`` is a personal access token (a JWT), not a legacy token or nothing."""
+        return self.token.count(".") == 2
 
     def __repr__(self) -> str:  # never show secrets in tracebacks or logs
         return f"Account(email={self.email!r}, user_id={self.user_id!r})"
@@ -139,8 +155,9 @@ def server_secrets(path: str, admin_email: str, raters: list[str], env: Mapping[
     admin = Account(
         admin_email,
         env.get(ENV_ADMIN_PASSWORD) or current.admin.password or new_password(),
-        env.get(ENV_ADMIN_TOKEN) or current.admin.token or new_token(),
+        env.get(ENV_ADMIN_TOKEN) or current.admin.token,
         current.admin.user_id,
+        current.admin.organization_id,
     )
     out = replace(current, admin=admin)
     for name in raters:

@@ -1,4 +1,4 @@
-"""The annotation pools (SPEC.md 2.5): which clips raters label.
+"""The annotation pools (docs/recipe.md): which clips raters label.
 
 Three pools, in :data:`audioscope.schemas.tables.POOLS` order:
 
@@ -7,11 +7,11 @@ Three pools, in :data:`audioscope.schemas.tables.POOLS` order:
   split with the ratios and seed Df was made with, from ``report.json``);
 * ``filtered_train``: Df clips of the train split;
 * ``filtered_eval``: Df clips of the validation and test splits;
-* ``unfiltered_eval`` (not in SPEC.md; size 0 unless asked): clips of the
+* ``unfiltered_eval`` (not in the recipe; size 0 unless asked): clips of the
   store's validation and test videos. The evaluation sets need unanimous
   off-screen-only clips, and a precise Df has almost none (the synthetic
   demo's has none); this pool brings them in. Its clips come last, so the
-  three SPEC pools are the same with or without it.
+  three recipe pools are the same with or without it.
 
 Sampling is deterministic and stable: every clip has a rank
 ``u = first 8 bytes of sha256(f"{seed}:{clip_id}")``; each pool takes its

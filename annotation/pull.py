@@ -1,57 +1,64 @@
-"""`audioscope annotate pull`: votes and labels from the Label Studio project.
+"""`audioscope annotate pull`: votes and labels from the raters' projects.
 
-Pull reads every task of the project with its annotations, in pages: the
-JSON export of ``--page-size`` task ids at a time (the export serializes
-tasks about 1.5 times as fast as the task list, measured here). The ids are those push recorded
-in ``task_ids.json`` when the project has exactly that many tasks (listing
-10,000 ids costs seconds), else they are listed from the server; ids that
-turned out stale are listed and read again, so nothing is missed. Pull keeps,
-per task and per rater (``completed_by``), the **latest** annotation that is
-completed and not cancelled:
+Pull reads every rater's project (``projects.json``, each with that rater's
+own token): the task ids are listed, the project's annotation count read,
+and the tasks exported ``--page-size`` ids at a time (:func:`read_project`).
+An export that gives fewer tasks than listed or fewer annotations than
+counted is read again, then refused (:class:`ExportShrank`). Per clip and
+rater, the **latest** annotation that is completed and not cancelled counts,
+across all tasks of the clip in that rater's project:
 
 * cancelled (skipped) annotations are dropped;
-* an annotation without a yes/no answer to both questions is incomplete and
+* an annotation without an answer to both questions is incomplete and
   dropped;
-* of one rater's remaining annotations on one task, the one with the latest
-  ``updated_at`` (then the highest id) counts; the others are superseded.
+* an answer "can't tell / clip does not play" is not a vote: it goes to
+  ``cant_tell.parquet`` (the next push gives the clip to one more rater);
+* answers by another account than the project's rater, and answers to clips
+  not assigned to that rater, are dropped; duplicate tasks are merged; each
+  repair is counted in ``pull.json`` ("repairs") and printed by status.
 
-Outputs in ANNOTATION_DIR (written only after every page was read, each
-atomically, so a pull cut short by a stopped server leaves the previous
-outputs as they were, and the next pull starts again from the first page):
+It also reports what changed on the server that Label Studio cannot
+prevent (settings, deleted tasks or projects, other projects): "problems"
+in ``pull.json``. Votes of the last pull that are gone from the server stop
+the pull unless ``allow_fewer``.
+
+Outputs in ANNOTATION_DIR (written only after every project was read, each
+atomically, so a pull cut short or refused leaves the previous outputs byte
+for byte as they were):
 
     votes.parquet   one row per counted vote (schemas.tables.VOTES)
-    labels.parquet  one row per task (schemas.tables.LABELS): the votes as
+    labels.parquet  one row per assigned clip (schemas.tables.LABELS): the votes as
                     parallel lists, raters sorted by name, and the label
                     "onscreen_only" / "offscreen_only" when exactly three
                     raters voted and all agree, else null
+    cant_tell.parquet  "can't tell" answers (CANT_TELL_SCHEMA)
     csv/<split>_onscreen_unanimous_clips.csv, csv/<split>_offscreen_unanimous_clips.csv
                     AudioScope clip lists (video path, start, end) per split
                     (train, validate, test)
-    pull.json       counts: tasks, annotations, counted, cancelled,
-                    incomplete, superseded, labels per split
-    task_ids.json   the project's task ids (for the next pull)
+    pull.json       counts, repairs, problems, labels per split
 """
 
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
+import pyarrow as pa
 
 from audioscope import storage
-from audioscope.annotation.client import Client
-from audioscope.annotation.push import NO, Q_OFFSCREEN, Q_ONSCREEN, YES
+from audioscope.annotation.client import Client, LabelStudioError
+from audioscope.annotation.layout import AnnotationLayout
+from audioscope.annotation.push import CANT_TELL, NO, Q_OFFSCREEN, Q_ONSCREEN, YES
 from audioscope.schemas.tables import LABEL_OFFSCREEN_ONLY, LABEL_ONSCREEN_ONLY, LABELS, VOTES, to_table
 
 VOTES_PARQUET = "votes.parquet"
 LABELS_PARQUET = "labels.parquet"
 PULL_JSON = "pull.json"
 CSV_DIR = "csv"
-#: Raters per clip in the protocol (SPEC.md 2.5).
+#: Raters per clip in the protocol (docs/recipe.md).
 RATERS_PER_CLIP = 3
 
 
@@ -63,13 +70,19 @@ class PullCounts:
     cancelled: int = 0
     incomplete: int = 0
     superseded: int = 0
+    cant_tell: int = 0
+    #: repairs: answers of an account that is not the project's rater, of clips not assigned to
+    #: the rater or not in the pools, and tasks that were there twice for one clip
+    foreign: int = 0
+    unassigned: int = 0
+    duplicate_tasks: int = 0
 
 
 # --------------------------------------------------------------------------- one annotation
 
 
 def answer(result: Iterable[Mapping[str, Any]], question: str) -> bool | None:
-    """The yes/no answer to ``question`` in an annotation's result, None when absent."""
+    """The yes/no answer to ``question`` in an annotation's result, None when absent (or "can't tell")."""
     for item in result or []:
         if item.get("from_name") != question:
             continue
@@ -77,6 +90,11 @@ def answer(result: Iterable[Mapping[str, Any]], question: str) -> bool | None:
         if len(choices) == 1 and choices[0] in (YES, NO):
             return choices[0] == YES
     return None
+
+
+def cant_tell(result: Iterable[Mapping[str, Any]]) -> bool:
+    """True when any question was answered "can't tell / clip does not play"."""
+    return any(CANT_TELL in ((item.get("value") or {}).get("choices") or []) for item in result or [])
 
 
 def rater_id(annotation: Mapping[str, Any]) -> int | None:
@@ -90,40 +108,73 @@ def _latest_key(annotation: Mapping[str, Any]) -> tuple[str, int]:
     return (str(annotation.get("updated_at") or annotation.get("created_at") or ""), int(annotation.get("id") or 0))
 
 
+def collect(
+    tasks: Iterable[Mapping[str, Any]], users: Mapping[int, str], counts: PullCounts,
+    clips: Mapping[str, Mapping[str, Any]] | None = None, only_user: int | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(votes, can't-tell answers) of ``tasks``: per clip and rater the latest usable annotation.
+
+    Across tasks: two tasks of one clip give one vote per rater. ``clips``
+    gives each clip's fields (else the task data's); ``only_user`` drops
+    answers of any other account (counted as ``foreign``).
+    """
+    latest: dict[tuple[str, int], tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+    seen_clips: dict[str, int] = {}
+    for task in tasks:
+        data = task.get("data") or {}
+        if "clip_id" not in data:
+            continue
+        clip = str(data["clip_id"])
+        seen_clips[clip] = seen_clips.get(clip, 0) + 1
+        for ann in task.get("annotations") or []:
+            counts.annotations += 1
+            if ann.get("was_cancelled"):
+                counts.cancelled += 1
+                continue
+            uid = rater_id(ann)
+            result = ann.get("result") or []
+            if only_user is not None and uid is not None and uid != only_user:
+                counts.foreign += 1
+                continue
+            usable = cant_tell(result) or (answer(result, Q_ONSCREEN) is not None and answer(result, Q_OFFSCREEN) is not None)
+            if uid is None or not usable:
+                counts.incomplete += 1
+                continue
+            key = (clip, uid)
+            if key in latest:
+                counts.superseded += 1
+                if _latest_key(ann) <= _latest_key(latest[key][1]):
+                    continue
+            latest[key] = (task, ann)
+    counts.duplicate_tasks += sum(n - 1 for n in seen_clips.values())
+    votes, unsure = [], []
+    for (clip, uid), (task, ann) in latest.items():
+        fields = clips.get(clip) if clips is not None else clip_fields(task["data"])
+        if fields is None:
+            counts.unassigned += 1
+            continue
+        row = {
+            **fields, "task_id": int(task["id"]), "annotation_id": int(ann["id"]),
+            "rater": users.get(uid, f"user-{uid}"), "rater_id": uid,
+            "lead_time": float(ann["lead_time"]) if ann.get("lead_time") is not None else None,
+            "updated_at": str(ann.get("updated_at") or ann.get("created_at") or "") or None,
+        }  # fmt: skip
+        if cant_tell(ann["result"]):
+            counts.cant_tell += 1
+            unsure.append(row)
+            continue
+        counts.counted += 1
+        votes.append({**row, "onscreen": answer(ann["result"], Q_ONSCREEN), "offscreen": answer(ann["result"], Q_OFFSCREEN)})
+    return votes, unsure
+
+
 def task_votes(task: Mapping[str, Any], users: Mapping[int, str], counts: PullCounts) -> list[dict[str, Any]]:
     """The counted votes of one task (module docstring), as VOTES rows; updates ``counts``."""
-    data = task.get("data") or {}
-    by_rater: dict[int, list[Mapping[str, Any]]] = {}
-    for ann in task.get("annotations") or []:
-        counts.annotations += 1
-        if ann.get("was_cancelled"):
-            counts.cancelled += 1
-            continue
-        uid = rater_id(ann)
-        result = ann.get("result") or []
-        if uid is None or answer(result, Q_ONSCREEN) is None or answer(result, Q_OFFSCREEN) is None:
-            counts.incomplete += 1
-            continue
-        by_rater.setdefault(uid, []).append(ann)
-    rows = []
-    for uid, anns in by_rater.items():
-        latest = max(anns, key=_latest_key)
-        counts.superseded += len(anns) - 1
-        counts.counted += 1
-        rows.append(
-            {
-                **clip_fields(data), "task_id": int(task["id"]), "annotation_id": int(latest["id"]),
-                "rater": users.get(uid, f"user-{uid}"), "rater_id": uid,
-                "onscreen": answer(latest["result"], Q_ONSCREEN), "offscreen": answer(latest["result"], Q_OFFSCREEN),
-                "lead_time": float(latest["lead_time"]) if latest.get("lead_time") is not None else None,
-                "updated_at": str(latest.get("updated_at") or latest.get("created_at") or "") or None,
-            }
-        )  # fmt: skip
-    return rows
+    return collect([task], users, counts)[0]
 
 
 def clip_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The clip's identity as push stored it in the task data."""
+    """A clip's identity: the pools' columns that VOTES and LABELS repeat."""
     return {
         "clip_id": str(data["clip_id"]), "video_id": str(data["video_id"]),
         "start": float(data["start"]), "end": float(data["end"]), "split": data.get("split"),
@@ -145,16 +196,13 @@ def final_label(onscreen: list[bool], offscreen: list[bool]) -> str | None:
     return None
 
 
-def label_rows(tasks: Iterable[Mapping[str, Any]], votes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One LABELS row per task with a clip id, sorted by (video_id, start, clip_id)."""
+def label_rows(clips: Iterable[Mapping[str, Any]], votes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One LABELS row per clip (dicts with the clip's fields, source and licence), sorted by (video_id, start, clip_id)."""
     by_clip: dict[str, list[dict[str, Any]]] = {}
     for v in votes:
         by_clip.setdefault(v["clip_id"], []).append(v)
     rows = {}
-    for task in tasks:
-        data = task.get("data") or {}
-        if "clip_id" not in data:
-            continue
+    for data in clips:
         clip = clip_fields(data)
         vs = sorted(by_clip.get(clip["clip_id"], []), key=lambda v: v["rater"])
         on = [bool(v["onscreen"]) for v in vs]
@@ -167,24 +215,37 @@ def label_rows(tasks: Iterable[Mapping[str, Any]], votes: list[dict[str, Any]]) 
     return sorted(rows.values(), key=lambda r: (r["video_id"], r["start"], r["clip_id"]))
 
 
-def aggregate(tasks: list[Mapping[str, Any]], users: Mapping[int, str]) -> tuple[pd.DataFrame, pd.DataFrame, PullCounts]:
-    """(votes, labels, counts) from exported tasks: the pure part of pull."""
-    counts = PullCounts(tasks=len(tasks))
-    votes = [v for task in tasks if "clip_id" in (task.get("data") or {}) for v in task_votes(task, users, counts)]
+def _tables(votes: list[dict[str, Any]], clips: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     votes.sort(key=lambda v: (v["video_id"], v["start"], v["clip_id"], v["rater"]))
-    labels = label_rows(tasks, votes)
-    return (
-        to_table(votes, VOTES).to_pandas(),
-        to_table(labels, LABELS).to_pandas(),
-        counts,
-    )
+    return to_table(votes, VOTES).to_pandas(), to_table(label_rows(clips, votes), LABELS).to_pandas()
+
+
+def aggregate(tasks: list[Mapping[str, Any]], users: Mapping[int, str]) -> tuple[pd.DataFrame, pd.DataFrame, PullCounts]:
+    """(votes, labels, counts) from exported tasks whose data carries the clip's fields (one project)."""
+    counts = PullCounts(tasks=len(tasks))
+    votes, _ = collect(tasks, users, counts)
+    clips = [t["data"] for t in tasks if "clip_id" in (t.get("data") or {})]
+    v, labels = _tables(votes, clips)
+    return v, labels, counts
 
 
 # --------------------------------------------------------------------------- files
 
+#: One row per "can't tell / clip does not play" answer (not a vote).
+CANT_TELL_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("rater", pa.string(), nullable=False),
+        pa.field("rater_name", pa.string(), nullable=False),
+        pa.field("task_id", pa.int64(), nullable=False),
+        pa.field("annotation_id", pa.int64(), nullable=False),
+        pa.field("updated_at", pa.string()),
+    ],
+    metadata={b"audioscope.table": b"annotation_cant_tell"},
+)
+
 
 def _parquet(frame: pd.DataFrame, schema: Any) -> bytes:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from audioscope.schemas.tables import validate
@@ -203,21 +264,28 @@ def csv_names() -> dict[tuple[str, str], str]:
     return {(s, lab): f"{CSV_NAMES[s]}_{kind}_unanimous_clips.csv" for s in SPLITS for lab, kind in kinds.items()}
 
 
-def write_outputs(annotation_dir: str, votes: pd.DataFrame, labels: pd.DataFrame, summary: Mapping[str, Any]) -> dict[str, str]:
-    """The CSVs, labels.parquet, votes.parquet and pull.json (in that order), each atomically."""
+def write_outputs(
+    annotation_dir: str, votes: pd.DataFrame, labels: pd.DataFrame, summary: Mapping[str, Any],
+    unsure: pd.DataFrame | None = None,
+) -> dict[str, str]:
+    """The CSVs, labels.parquet, votes.parquet, cant_tell.parquet and pull.json (in that order), each atomically."""
     from audioscope.curation.filter import audioscope_csv
 
+    layout = AnnotationLayout(annotation_dir)
     files = {}
     for (split, label), name in csv_names().items():
         rows = labels[(labels["split"] == split) & (labels["label"] == label)]
-        files[name] = storage.join(annotation_dir, CSV_DIR, name)
+        files[name] = layout.csv(name)
         storage.atomic_write(files[name], audioscope_csv(rows))
-    files[LABELS_PARQUET] = storage.join(annotation_dir, LABELS_PARQUET)
+    files[LABELS_PARQUET] = layout.labels_parquet
     storage.atomic_write(files[LABELS_PARQUET], _parquet(labels, LABELS))
-    files[VOTES_PARQUET] = storage.join(annotation_dir, VOTES_PARQUET)
+    files[VOTES_PARQUET] = layout.votes_parquet
     storage.atomic_write(files[VOTES_PARQUET], _parquet(votes, VOTES))
-    files[PULL_JSON] = storage.join(annotation_dir, PULL_JSON)
-    storage.atomic_write(files[PULL_JSON], json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if unsure is not None:
+        files["cant_tell.parquet"] = layout.cant_tell_parquet
+        storage.atomic_write(files["cant_tell.parquet"], _parquet(unsure, CANT_TELL_SCHEMA))
+    files[PULL_JSON] = layout.pull_json
+    layout.write_json(files[PULL_JSON], {**summary, "files": files})
     return files
 
 
@@ -238,66 +306,139 @@ def read_tables(annotation_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out[0], out[1]
 
 
+def read_pull_summary(annotation_dir: str) -> dict[str, Any]:
+    """pull.json of the last pull ({} before the first)."""
+    layout = AnnotationLayout(annotation_dir)
+    return layout.read_json(layout.pull_json) or {}
+
+
 # --------------------------------------------------------------------------- the step
 
 
-def task_ids_to_read(client: Client, annotation_dir: str | None, project_id: int) -> tuple[list[int], bool]:
-    """(task ids, known?): push's ``task_ids.json`` when it has as many ids as the project has tasks, else listed."""
-    from audioscope.annotation.push import read_task_ids
-
-    known = read_task_ids(annotation_dir, project_id) if annotation_dir else None
-    if known is not None and int(client.get(f"/api/projects/{project_id}/").get("task_number", -1)) == len(known):
-        return known, True
-    return client.task_ids(project_id), False
+class ExportShrank(LabelStudioError):
+    """The export gave fewer tasks or annotations than the server listed, every try."""
 
 
-def fetch_tasks(
-    client: Client, project_id: int, page_size: int, on_page: Callable[[int, int], None] | None = None,
-    annotation_dir: str | None = None,
+def read_project(
+    client: Client, project_id: int, page_size: int, tries: int = 3, wait_s: float = 1.0,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every task of the project with its annotations, page by page; ``on_page(tasks, annotations)`` after each.
+    """Every task of one project with its annotations, checked against what the server lists.
 
-    With the ids push recorded (as many as the project's tasks), listing them
-    is skipped; if any of them is gone the ids are listed after all and the
-    tasks not read yet are read, so the result is the same either way.
+    The task ids are listed first and the project's annotation count read;
+    then the tasks are exported: the whole project in one request
+    (``page_size`` 0, the fastest: measured 15.5 s for 10,000 tasks where
+    pages of 500 ids took about 2.7 times as long) or ``page_size`` ids at a
+    time. An export with
+    fewer tasks than listed, or fewer annotations than counted, is read again
+    (``tries`` times in all, ``wait_s`` apart, doubling) and then refused
+    with :class:`ExportShrank`: labels are never rewritten from a partial read.
     """
-
-    def read(ids: list[int]) -> Iterator[dict[str, Any]]:
-        for page in client.export_pages(project_id, ids, page_size):
+    for attempt in range(tries):
+        ids = client.task_ids(project_id)
+        expected = int(client.project(project_id).get("total_annotations_number") or 0)
+        tasks: dict[int, dict[str, Any]] = {}
+        pages = [client.export(project_id)] if page_size <= 0 else client.export_pages(project_id, ids, page_size)
+        for page in pages:
+            for t in page:
+                tasks[int(t["id"])] = t
             if on_page:
                 on_page(len(page), sum(len(t.get("annotations") or []) for t in page))
-            yield from page
-
-    ids, known = task_ids_to_read(client, annotation_dir, project_id)
-    tasks = {int(t["id"]): t for t in read(ids)}
-    if known and set(tasks) != set(ids):
-        listed = client.task_ids(project_id)
-        current = set(listed)
-        tasks = {i: t for i, t in tasks.items() if i in current}
-        tasks.update({int(t["id"]): t for t in read([i for i in listed if i not in tasks])})
-    return [tasks[i] for i in sorted(tasks)]
+        got = sum(1 for t in tasks.values() for a in t.get("annotations") or [] if not a.get("was_cancelled"))
+        missing = len(set(ids) - set(tasks))
+        if not missing and got >= expected:
+            return [tasks[i] for i in sorted(tasks)]
+        shortfall = f"{missing} of {len(ids)} listed tasks missing, {got} of {expected} annotations"
+        if attempt + 1 < tries:
+            time.sleep(wait_s * 2**attempt)
+    raise ExportShrank(
+        f"Label Studio's export of project {project_id} gave less than it lists ({shortfall}) in {tries} tries; "
+        "nothing was written (the previous labels are kept). Check the server's log and run pull again"
+    )
 
 
 def pull(
-    client: Client, annotation_dir: str, project_id: int, page_size: int = 500,
-    on_page: Callable[[int, int], None] | None = None,
+    url: str, secrets: Any, annotation_dir: str, page_size: int = 0,
+    on_page: Callable[[int, int], None] | None = None, allow_fewer: bool = False,
 ) -> dict[str, Any]:
-    """Read, aggregate and write (module docstring); returns the summary."""
-    from audioscope.annotation.push import write_task_ids
+    """Read every rater's project, merge, check and write (module docstring); returns the summary."""
+    from audioscope.annotation.assign import check as check_assignment
+    from audioscope.annotation.pools import read_pools
+    from audioscope.annotation.push import config_changed, read_assignment, read_projects
+    from audioscope.errors import UserError
 
     t0 = time.monotonic()
-    tasks = fetch_tasks(client, project_id, page_size, on_page, annotation_dir)
-    users = client.users()
+    projects = read_projects(annotation_dir)
+    assignment = read_assignment(annotation_dir)
+    if not projects or assignment is None:
+        raise UserError(f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {annotation_dir} ...` first")
+    pools = read_pools(annotation_dir).set_index("clip_id", drop=False)
+    assigned = set(zip(assignment["clip_id"], assignment["rater"]))
+    counts = PullCounts()
+    problems: dict[str, list[str]] = {}
+    votes: list[dict[str, Any]] = []
+    unsure: list[dict[str, Any]] = []
+    for name, project in sorted(projects.items()):
+        account = secrets.raters.get(name)
+        if account is None:
+            raise UserError(f"the secrets file has no rater {name} (its project is {project.project_id}): restore the secrets file")
+        client = Client(url, account.token)
+        notes = problems.setdefault(name, [])
+        try:
+            info = client.project(project.project_id)
+        except LabelStudioError as e:
+            if e.status != 404:
+                raise
+            notes.append(f"project {project.project_id} was deleted: its votes are lost; push again to make a new one")
+            continue
+        changed = config_changed(info)
+        if changed:
+            notes.append(f"settings changed on the server ({', '.join(changed)}); push again restores them")
+        others = [p for p in client.projects() if int(p["id"]) != project.project_id]
+        if others:
+            notes.append(f"{len(others)} other project(s) made in this rater's organization")
+        tasks = read_project(client, project.project_id, page_size, on_page=on_page)
+        counts.tasks += len(tasks)
+        mine = {c for c, r in assigned if r == name}
+        have = {str((t.get("data") or {}).get("clip_id")) for t in tasks}
+        lost = len(mine - have)
+        if lost:
+            notes.append(f"{lost} assigned clips have no task (deleted on the server?); push again re-imports them")
+        clips = {c: clip_fields(pools.loc[c]) for c in have if c in mine and c in pools.index}
+        v, u = collect(tasks, {account.user_id or -1: account.email}, counts, clips, only_user=account.user_id)
+        votes += v
+        unsure += [{**x, "rater_name": name} for x in u]
+        if not notes:
+            problems.pop(name)
     t_read = time.monotonic() - t0
-    votes, labels, counts = aggregate(tasks, users)
+    previous = _previous_votes(annotation_dir)
+    now = {(v["clip_id"], v["rater"]) for v in votes}
+    gone = previous - now
+    if gone and not allow_fewer:
+        raise UserError(
+            f"{len(gone)} votes of the last pull are no longer on the server (deleted annotations, tasks or "
+            f"projects: {_who(gone)}). Nothing was written. Find out why, then run pull with --allow-fewer to accept it"
+        )
+    clip_rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in pools.loc[c].to_dict().items()}
+        for c in sorted(set(assignment["clip_id"])) if c in pools.index
+    ]  # fmt: skip
+    votes_t, labels = _tables(votes, clip_rows)
+    unsure_t = pd.DataFrame(unsure, columns=CANT_TELL_SCHEMA.names)
     by_split = {
         f"{split}/{label}": int(n)
         for (split, label), n in labels.dropna(subset=["label"]).groupby(["split", "label"]).size().items()
     }
+    repairs = {k: getattr(counts, k) for k in ("superseded", "duplicate_tasks", "foreign", "unassigned")}
+    problems_all = {k: v for k, v in problems.items() if v}
+    for p in check_assignment(assignment):
+        problems_all.setdefault("assignment", []).append(p)
+    if gone:
+        problems_all.setdefault("pull", []).append(f"{len(gone)} votes of the previous pull were gone (accepted)")
     summary = {
-        "project_id": project_id,
-        "server": client.url,
+        "server": url,
         **asdict(counts),
+        "raters": sorted(projects),
         "clips": int(len(labels)),
         "clips_with_3_votes": int((labels["n_votes"] == RATERS_PER_CLIP).sum()),
         "labels": {
@@ -305,9 +446,26 @@ def pull(
             LABEL_OFFSCREEN_ONLY: int((labels["label"] == LABEL_OFFSCREEN_ONLY).sum()),
         },
         "labels_by_split": by_split,
+        "repairs": repairs,
+        "problems": problems_all,
+        "cant_tell_clips": sorted({x["clip_id"] for x in unsure}),
         "seconds_reading": round(t_read, 2),
         "seconds": round(time.monotonic() - t0, 2),
     }
-    summary["files"] = write_outputs(annotation_dir, votes, labels, summary)
-    write_task_ids(annotation_dir, project_id, [int(t["id"]) for t in tasks])
+    summary["files"] = write_outputs(annotation_dir, votes_t, labels, summary, unsure_t)
     return summary
+
+
+def _previous_votes(annotation_dir: str) -> set[tuple[str, str]]:
+    path = AnnotationLayout(annotation_dir).votes_parquet
+    if not storage.exists(path):
+        return set()
+    votes, _ = read_tables(annotation_dir)
+    return set(zip(votes["clip_id"].astype(str), votes["rater"].astype(str)))
+
+
+def _who(pairs: set[tuple[str, str]]) -> str:
+    per: dict[str, int] = {}
+    for _, rater in pairs:
+        per[rater] = per.get(rater, 0) + 1
+    return ", ".join(f"{n} of {r}" for r, n in sorted(per.items()))

@@ -15,9 +15,10 @@ question is flipped when ``first 8 bytes of sha256(f"{seed}:{rater}:{clip_id}:{q
 is below the error rate. The seconds spent per task (``lead_time``) are drawn
 the same way between 4 and 24 s.
 
-Raters work one after another (Label Studio's SQLite database takes one
-writer at a time). A rater skips tasks it already annotated, so running the
-raters again resumes, and tasks that already have three raters.
+Each rater labels the tasks of their own project (the clips assigned to
+them, see ``annotation/assign.py``), with their own token, one rater after
+another (Label Studio's SQLite database takes one writer at a time). A rater
+skips tasks it already annotated, so running the raters again resumes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pandas as pd
 
 from audioscope.annotation.client import Client
 from audioscope.annotation.credentials import Account
-from audioscope.annotation.pull import RATERS_PER_CLIP, fetch_tasks, rater_id
+from audioscope.annotation.pull import rater_id, read_project
 from audioscope.annotation.push import NO, Q_OFFSCREEN, Q_ONSCREEN, YES
 
 
@@ -75,49 +76,44 @@ def annotation_body(on: bool, off: bool, lead_time: float) -> dict[str, Any]:
     return {"result": [choice(Q_ONSCREEN, on), choice(Q_OFFSCREEN, off)], "lead_time": round(lead_time, 2)}
 
 
-def _voters(task: Mapping[str, Any]) -> set[int]:
-    return {
-        uid for a in task.get("annotations") or []
-        if not a.get("was_cancelled") and (uid := rater_id(a)) is not None
-    }  # fmt: skip
-
-
 def run_raters(
-    admin: Client,
-    project_id: int,
+    url: str,
+    projects: Mapping[str, Any],
     raters: Sequence[DemoRater],
+    pools: pd.DataFrame,
     truth: pd.DataFrame,
     seed: int = 0,
     on_vote: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Let every rater annotate the project's tasks (module docstring); returns counts per rater."""
-    tasks = sorted(fetch_tasks(admin, project_id, 500), key=lambda t: int(t["id"]))
-    clips = pd.DataFrame([t["data"] for t in tasks], columns=["clip_id", "video_id", "start", "end"])
-    answers = truth_answers(clips, truth) if len(clips) else pd.DataFrame(columns=["has_truth", "onscreen", "offscreen"])
-    voters = {int(t["id"]): _voters(t) for t in tasks}
-    summary: dict[str, Any] = {"tasks": len(tasks), "without_truth": int((~answers["has_truth"].astype(bool)).sum()), "raters": {}}
+    """Let every rater annotate the tasks of their own project (module docstring); returns counts per rater."""
+    clips_by_id = pools.set_index("clip_id", drop=False)
+    summary: dict[str, Any] = {"raters": {}, "tasks": 0}
     for rater in raters:
-        client = Client(admin.url, rater.account.token)
-        uid = rater.account.user_id
-        counts = {"annotated": 0, "already_done": 0, "full": 0, "no_truth": 0, "flipped": 0}
-        for i, task in enumerate(tasks):
-            tid = int(task["id"])
-            if uid in voters[tid]:
+        client = Client(url, rater.account.token)
+        project_id = projects[rater.name].project_id
+        tasks = read_project(client, project_id, 0)
+        summary["tasks"] += len(tasks)
+        ids = [str(t["data"]["clip_id"]) for t in tasks]
+        known = [c for c in ids if c in clips_by_id.index]
+        frame = clips_by_id.loc[known, ["clip_id", "video_id", "start", "end"]].reset_index(drop=True)
+        answers = truth_answers(frame, truth).set_index(frame["clip_id"]) if len(frame) else None
+        counts = {"annotated": 0, "already_done": 0, "no_truth": 0, "flipped": 0}
+        done_clips: set[str] = set()
+        for task in tasks:
+            clip_id = str(task["data"]["clip_id"])
+            mine = [a for a in task.get("annotations") or [] if not a.get("was_cancelled") and rater_id(a) == rater.account.user_id]
+            if mine or clip_id in done_clips:
                 counts["already_done"] += 1
                 continue
-            if len(voters[tid]) >= RATERS_PER_CLIP:
-                counts["full"] += 1
-                continue
-            if not bool(answers["has_truth"].iloc[i]):
+            if answers is None or clip_id not in answers.index or not bool(answers.loc[clip_id, "has_truth"]):
                 counts["no_truth"] += 1
                 continue
-            clip_id = str(task["data"]["clip_id"])
-            true_on, true_off = bool(answers["onscreen"].iloc[i]), bool(answers["offscreen"].iloc[i])
+            true_on, true_off = bool(answers.loc[clip_id, "onscreen"]), bool(answers.loc[clip_id, "offscreen"])
             on = rater_answer(seed, rater.name, clip_id, Q_ONSCREEN, true_on, rater.error_rate)
             off = rater_answer(seed, rater.name, clip_id, Q_OFFSCREEN, true_off, rater.error_rate)
             lead = 4.0 + 20.0 * unit(seed, rater.name, clip_id, "lead_time")
-            client.post(f"/api/tasks/{tid}/annotations/", {**annotation_body(on, off, lead), "project": project_id})
-            voters[tid].add(uid if uid is not None else -1)
+            client.annotate(int(task["id"]), {**annotation_body(on, off, lead), "project": project_id})
+            done_clips.add(clip_id)
             counts["annotated"] += 1
             counts["flipped"] += int(on != true_on) + int(off != true_off)
             if on_vote:

@@ -13,12 +13,15 @@ creates the accounts and writes, into the data directory::
     server.log       the server's output
 
 Accounts: the admin is created by Label Studio itself on its first start,
-from ``LABEL_STUDIO_USERNAME`` / ``_PASSWORD`` / ``_USER_TOKEN`` in the
-subprocess's environment (never its command line); legacy API tokens are
-switched on before that first start (``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN``),
-so the token in the secrets file works as ``Authorization: Token ...``.
-Raters sign up through the HTML signup form (accounts made through the API
-cannot log in) and their own tokens are read after logging in.
+from ``LABEL_STUDIO_USERNAME`` / ``_PASSWORD`` in the subprocess's
+environment (never its command line). Rater accounts are made by
+:func:`provision` (``ls_provision.py`` run by Label Studio's own Python),
+each alone in an organization of its own, so that a rater sees only their
+own project (see ``annotation/isolation.py``). Every account gets a personal
+access token (legacy tokens stay off, Label Studio's default since 1.17).
+The signup form is closed from the first start
+(``LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true``): nobody who reaches the
+port can make an account.
 
 Nothing reaches the internet: the version check, analytics and Sentry of
 Label Studio are switched off in its environment.
@@ -192,15 +195,15 @@ def server_env(settings: ServerSettings, secrets: Secrets, base: Mapping[str, st
             "LABEL_STUDIO_BASE_DATA_DIR": os.path.abspath(settings.path(LS_DATA)),
             "LABEL_STUDIO_USERNAME": secrets.admin.email,
             "LABEL_STUDIO_PASSWORD": secrets.admin.password,
-            "LABEL_STUDIO_USER_TOKEN": secrets.admin.token,
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "false",
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": settings.root,
             "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
             "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
             "LABEL_STUDIO_SENTRY_DSN": "",
             "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
-            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "false",
+            # accounts are made by provision(), never through the signup form: it stays closed
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -220,53 +223,67 @@ def server_env(settings: ServerSettings, secrets: Secrets, base: Mapping[str, st
 # --------------------------------------------------------------------------- accounts
 
 
-def _form_session(url: str, page: str, email: str, password: str) -> requests.Session | None:
-    """Submit the signup or login form; the logged-in session, or None when refused."""
-    s = requests.Session()
-    s.trust_env = False
-    s.get(f"{url}/user/{page}/", timeout=60)
-    data = {"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")}
-    if page == "signup":
-        data["allow_newsletters"] = "false"
-    r = s.post(f"{url}/user/{page}/", data=data, headers={"Referer": f"{url}/user/{page}/"}, allow_redirects=False, timeout=60)
-    return s if r.status_code in (301, 302) else None
+def label_studio_python(settings: ServerSettings) -> str:
+    """The Python interpreter of Label Studio's virtualenv (next to its ``label-studio`` program)."""
+    exe = find_executable(settings.executable)
+    candidate = os.path.join(os.path.dirname(exe), "python")
+    if os.access(candidate, os.X_OK):
+        return candidate
+    with open(exe, "rb") as f:  # a console script: its first line names its interpreter
+        first = f.readline().decode("utf-8", "replace")
+    if first.startswith("#!") and os.access(first[2:].strip().split()[0], os.X_OK):
+        return first[2:].strip().split()[0]
+    raise ServerError(f"cannot find the Python of Label Studio next to {exe}; reinstall it with `make labelstudio`")
 
 
-def rater_account(url: str, account: Account) -> Account:
-    """Log the rater in (signing them up first if needed); the account with its token and user id."""
-    session = _form_session(url, "login", account.email, account.password)
-    if session is None:
-        _form_session(url, "signup", account.email, account.password)
-        session = _form_session(url, "login", account.email, account.password)
-    if session is None:
-        raise ServerError(
-            f"the rater account {account.email} exists with another password than the one in the secrets file; "
-            "restore the secrets file that created it, or use another rater name"
-        )
-    token = session.get(f"{url}/api/current-user/token", timeout=60).json()["token"]
-    me = session.get(f"{url}/api/current-user/whoami", timeout=60).json()
-    return replace(account, token=str(token), user_id=int(me["id"]))
+def provision(settings: ServerSettings, secrets: Secrets) -> Secrets:
+    """Make the rater accounts, each alone in its own organization, and missing access tokens.
 
+    Runs ``ls_provision.py`` with Label Studio's own Python (see its
+    docstring: neither Label Studio's API nor its signup form can make an
+    organization per account); secrets travel on stdin.
+    """
+    from audioscope.annotation.ls_provision import MARKER
 
-def admin_user_id(url: str, token: str) -> int:
-    r = requests.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=60)
-    if r.status_code != 200:
-        raise ServerError(
-            f"the admin token of the secrets file is refused by the server ({r.status_code}): the database was "
-            "created with other secrets. Restore the secrets file that created it, or use a fresh --data-dir"
-        )
-    return int(r.json()["id"])
+    request = {
+        "admin": {"email": secrets.admin.email, "want_token": not secrets.admin.has_access_token},
+        "raters": [
+            {"name": name, "email": a.email, "password": a.password, "want_token": not a.has_access_token}
+            for name, a in sorted(secrets.raters.items())
+        ],
+    }
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ls_provision.py")
+    env = server_env(settings, secrets)
+    done = subprocess.run(
+        [label_studio_python(settings), script], input=json.dumps(request), env=env, cwd=settings.data_dir,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0 or MARKER not in done.stdout:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise ServerError(f"making the Label Studio accounts failed: {_redact(last, secrets)}")
+    reply = json.loads(done.stdout.split(MARKER, 1)[1].strip().splitlines()[0])
 
+    def filled(account: Account, got: Mapping[str, object]) -> Account:
+        return replace(
+            account, user_id=int(got["user_id"]), organization_id=int(got["organization_id"]),  # type: ignore[arg-type]
+            token=str(got.get("token") or account.token),
+        )  # fmt: skip
 
-def ensure_accounts(url: str, secrets: Secrets) -> Secrets:
-    """Admin user id and every rater's token and id, filled in."""
-    out = replace(secrets, url=url, admin=replace(secrets.admin, user_id=admin_user_id(url, secrets.admin.token)))
-    for name, account in sorted(secrets.raters.items()):
-        out = out.with_rater(name, rater_account(url, account))
+    out = replace(secrets, admin=filled(secrets.admin, reply["admin"]))
+    for name, got in reply["raters"].items():
+        out = out.with_rater(name, filled(secrets.raters[name], got))
     return out
 
 
 # --------------------------------------------------------------------------- start / stop
+
+
+def _redact(text: str, secrets: Secrets) -> str:
+    accounts = [secrets.admin, *secrets.raters.values()]
+    for value in [a.password for a in accounts] + [a.token for a in accounts]:
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 def _log_tail(path: str, secrets: Secrets, n: int = 1500) -> str:
@@ -275,13 +292,10 @@ def _log_tail(path: str, secrets: Secrets, n: int = 1500) -> str:
             text = f.read()[-n:]
     except FileNotFoundError:
         return "(no log)"
-    for value in [secrets.admin.password, secrets.admin.token] + [a.password for a in secrets.raters.values()]:
-        if value:
-            text = text.replace(value, "***")
-    return text
+    return _redact(text, secrets)
 
 
-def wait_ready(url: str, token: str, process: subprocess.Popen | None, timeout_s: float, log: str, secrets: Secrets) -> float:
+def wait_ready(url: str, process: subprocess.Popen | None, timeout_s: float, log: str, secrets: Secrets) -> float:
     """Seconds until ``/health`` answers 200; raises ServerError if the process dies or time runs out."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
@@ -343,11 +357,11 @@ def start(settings: ServerSettings) -> RunningServer:
         Path(settings.path(PID_FILE)).write_text(f"{pid}\n", encoding="ascii")
         url = f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{port}"
         try:
-            seconds = wait_ready(url, secrets.admin.token, process, settings.timeout_s, settings.path(LOG_FILE), secrets)
+            seconds = wait_ready(url, process, settings.timeout_s, settings.path(LOG_FILE), secrets)
         except BaseException:
             stop(settings.data_dir)
             raise
-    secrets = ensure_accounts(url, secrets)
+    secrets = replace(provision(settings, secrets), url=url)
     write_secrets(settings.secrets_path, secrets)
     _write_json(
         settings.path(SERVER_JSON),

@@ -148,36 +148,65 @@ def compute_status(votes: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
 # --------------------------------------------------------------------------- picture
 
 
+def _short(name: str) -> str:
+    return name.split("@", 1)[0]
+
+
 def status_png(status: Mapping[str, Any]) -> bytes:
-    """Three panels: votes per task by pool (stacked), votes per rater, kappa per question."""
+    """Four panels: tasks by votes per pool, votes and seconds per rater, kappa and unanimity, pairwise agreement."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4), dpi=100)
+    fig = Figure(figsize=(15, 4.6), dpi=100)
     FigureCanvasAgg(fig)
-    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1, ax2, ax3, ax4 = fig.subplots(1, 4)
     pools = list(status["pools"])
+    x = np.arange(len(pools))
     bottom = np.zeros(len(pools))
     colours = {"0": "#d9d9d9", "1": "#fdd49e", "2": "#fc8d59", "3": "#2b8cbe"}
+    names = {"0": "no vote", "1": "1 vote", "2": "2 votes", "3": "3 votes"}
     for k, colour in colours.items():
         values = np.array([status["pools"][p][k] for p in pools], dtype=float)
-        ax1.bar(pools, values, bottom=bottom, color=colour, label=f"{k}{'+' if k == '3' else ''} votes")
+        ax1.bar(x, values, bottom=bottom, color=colour, label=names[k])
         bottom += values
-    ax1.set_title("tasks by counted votes")
-    ax1.legend(fontsize=8)
-    ax1.tick_params(axis="x", labelsize=8)
+    ax1.set_xticks(x, [p.replace("_", "\n") for p in pools], fontsize=8)
+    ax1.set_ylabel("clips")
+    ax1.set_title("clips by counted votes, per pool")
+    ax1.set_ylim(0, max(1.0, float(bottom.max(initial=0.0))) * 1.3)  # room for the legend above the bars
+    ax1.legend(fontsize=8, ncol=2, loc="upper center")
     raters = list(status["raters"])
-    ax2.bar(raters, [status["raters"][r]["votes"] for r in raters], color="#74a9cf")
-    ax2.set_title("votes per rater")
-    ax2.tick_params(axis="x", labelsize=7, rotation=30)
+    xr = np.arange(len(raters))
+    ax2.bar(xr, [status["raters"][r]["votes"] for r in raters], color="#74a9cf")
+    ax2.set_xticks(xr, [_short(r) for r in raters], fontsize=8, rotation=30, ha="right")
+    ax2.set_ylabel("votes")
+    ax2.set_ylim(0, max([1] + [status["raters"][r]["votes"] for r in raters]) * 1.15)
+    ax2.set_title("votes per rater (median s per task)")
+    for i, r in enumerate(raters):
+        sec = status["raters"][r]["median_seconds_per_task"]
+        ax2.text(i, status["raters"][r]["votes"], "n/a" if sec is None else f"{sec:.0f} s", ha="center", va="bottom", fontsize=8)
     kappa = status["agreement"]["kappa"]
-    values = [kappa[q]["fleiss_kappa"] if kappa[q]["fleiss_kappa"] is not None else 0.0 for q in QUESTIONS]
-    ax3.bar(list(QUESTIONS), values, color="#31a354")
-    ax3.set_ylim(min(0.0, *values) - 0.05, 1.0)
-    ax3.set_title("Fleiss' kappa (clips with 3 votes)")
-    for i, (q, v) in enumerate(zip(QUESTIONS, values)):
-        text = "n/a" if kappa[q]["fleiss_kappa"] is None else f"{v:.3f}"
-        ax3.text(i, max(v, 0.0) + 0.02, text, ha="center", fontsize=9)
+    u = status["agreement"]["unanimity"]
+    labels = ["kappa\non-screen", "kappa\noff-screen", "unanimous\n(3 votes)"]
+    raw = [kappa[q]["fleiss_kappa"] for q in QUESTIONS] + [u["unanimous"]]
+    values = [v if v is not None else 0.0 for v in raw]
+    ax3.bar(np.arange(3), values, color=["#31a354", "#31a354", "#756bb1"])
+    ax3.set_xticks(np.arange(3), labels, fontsize=8)
+    ax3.set_ylim(min(0.0, *values) - 0.05, 1.1)
+    ax3.set_ylabel("Fleiss' kappa / share of clips")
+    ax3.set_title("agreement (clips with 3 votes)")
+    for i, v in enumerate(raw):
+        ax3.text(i, max(values[i], 0.0) + 0.02, "n/a" if v is None else f"{v:.2f}", ha="center", fontsize=9)
+    pairs = status["agreement"]["pairwise"]
+    if pairs:
+        xp = np.arange(len(pairs))
+        w = 0.4
+        for j, (q, colour) in enumerate(zip(QUESTIONS, ("#2b8cbe", "#fc8d59"))):
+            ax4.bar(xp + (j - 0.5) * w, [p[q] if p[q] is not None else 0.0 for p in pairs], w, color=colour, label=q)
+        ax4.set_xticks(xp, [" & ".join(_short(r) for r in p["raters"]) for p in pairs], fontsize=7, rotation=30, ha="right")
+        ax4.legend(fontsize=8, ncol=2, loc="upper center")
+    ax4.set_ylim(0, 1.25)
+    ax4.set_ylabel("share of common clips answered alike")
+    ax4.set_title("pairwise agreement")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
@@ -188,8 +217,14 @@ def write_status(annotation_dir: str) -> dict[str, Any]:
     """Compute the status from the pulled tables; write status.json and status.png."""
     from audioscope.annotation.pull import read_tables
 
+    from audioscope.annotation.pull import read_pull_summary
+
     votes, labels = read_tables(annotation_dir)
     status = compute_status(votes, labels)
+    last = read_pull_summary(annotation_dir)
+    status["repairs"] = last.get("repairs") or {}
+    status["problems"] = last.get("problems") or {}
+    status["cant_tell_clips"] = len(last.get("cant_tell_clips") or [])
     storage.atomic_write(storage.join(annotation_dir, STATUS_PNG), status_png(status))
     storage.atomic_write(
         storage.join(annotation_dir, STATUS_JSON), json.dumps(status, indent=2, sort_keys=True, allow_nan=False) + "\n"

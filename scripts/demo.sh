@@ -32,14 +32,16 @@ $as score --store "$out/clipstore" --model "$out/model" --out "$out/scores"
 step "5/9 filter: the subset Df, its splits and the report"
 $as filter --scores "$out/scores" --store "$out/clipstore" --out "$out/df"
 
-step "6/9 annotate: Label Studio on 127.0.0.1, three demo raters answer from the ground truth"
-$as annotate server --data-dir "$out/labelstudio" --document-root "$out" --port 0 \
-  --raters rater1,rater2,rater3 --detach
+step "6/9 annotate: Label Studio on 127.0.0.1, five demo raters (three per clip) answer from the ground truth"
+mkdir -p "$out/annotation/media"
+$as annotate server --data-dir "$out/labelstudio" --document-root "$out/annotation/media" --port 0 \
+  --raters rater1,rater2,rater3,rater4,rater5 --detach
+$as annotate onboard --server-dir "$out/labelstudio"
 $as annotate sample --store "$out/clipstore" --df "$out/df" --annotations "$out/annotation" \
   --unfiltered-train 20 --filtered-train 40 --filtered-eval 80 --unfiltered-eval 160
 $as annotate render --annotations "$out/annotation" --media "$out/annotation/media"
 $as annotate push --annotations "$out/annotation" --media "$out/annotation/media" --server-dir "$out/labelstudio"
-$as annotate demo-raters --annotations "$out/annotation" --server-dir "$out/labelstudio" --error-rates 0.05,0.1,0.15
+$as annotate demo-raters --annotations "$out/annotation" --server-dir "$out/labelstudio" --error-rates 0.05,0.1,0.15,0.05,0.1
 $as annotate pull --annotations "$out/annotation" --server-dir "$out/labelstudio"
 $as annotate status --annotations "$out/annotation"
 

@@ -33,7 +33,8 @@ from tests.gcs_emulator import GcsEmulator, pointed_at
 
 from .helpers import make_inputs
 
-RATERS = ("rater1", "rater2", "rater3")
+#: Five raters: each clip goes to three of them (the issue's check is N = 5).
+RATERS = ("rater1", "rater2", "rater3", "rater4", "rater5")
 
 
 def require_labelstudio() -> None:
@@ -96,8 +97,9 @@ class LabelStudio:
             server = start(self.settings)
         self.url, self.secrets = server.url, server.secrets
 
-    def client(self) -> Client:
-        return Client(self.url, self.secrets.admin.token)
+    def client(self, rater: str | None = None) -> Client:
+        """The admin's client, or a rater's (each rater's project lives in that rater's own organization)."""
+        return Client(self.url, self.secrets.raters[rater].token if rater else self.secrets.admin.token)
 
     def args(self) -> list[str]:
         return ["--server-dir", self.data_dir]

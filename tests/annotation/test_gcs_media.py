@@ -13,6 +13,7 @@ checked is that Label Studio signs and points at the right object.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group
 
 TITLE = "clips on gs"
 CLIPS = 4
+RATER = "rater1"
+
+
+def _project_of(ann: Path, rater: str = RATER) -> int:
+    return int(json.loads((ann / "projects.json").read_text())["raters"][rater]["project_id"])
+
+
+def _assigned(ann: Path, rater: str = RATER) -> int:
+    return int((pd.read_parquet(ann / "assignment.parquet")["rater"] == rater).sum())
 
 
 @dataclass
@@ -40,7 +50,10 @@ class GsProject:
     media: str
     key_file: Path
     tokens: TokenEndpoint
-    project_id: int
+    project_id: int  # rater1's project (each rater has one; push gives each the same storage)
+
+    def client(self, ls: LabelStudio):
+        return ls.client(RATER)
 
 
 def _push_args(ls: LabelStudio, ann: Path, media: str, title: str, key_file: Path | None) -> list[str]:
@@ -52,13 +65,13 @@ def _push(ls: LabelStudio, project: GsProject) -> None:
     assert cli.main(_push_args(ls, project.ann, project.media, TITLE, project.key_file)) == 0
 
 
-def _signed_clip(ls: LabelStudio, task_id: int, media: str) -> tuple[str, bytes]:
+def _signed_clip(ls: LabelStudio, task_id: int, media: str, rater: str = RATER) -> tuple[str, bytes]:
     """The gs:// URI of a task's clip and the bytes behind the URL Label Studio redirects its video to."""
-    task = ls.client().get(f"/api/tasks/{task_id}/")
+    task = ls.client(rater).get(f"/api/tasks/{task_id}/")
     gs_uri = f"{media}/clips/{task['data']['clip_id']}.mp4"
     resolved = task["data"]["video"]
     assert resolved != gs_uri and resolved.startswith("/"), resolved
-    headers = {"Authorization": f"Token {ls.secrets.admin.token}"}
+    headers = {"Authorization": ls.client(rater)._authorization()}
     r = requests.get(ls.url + resolved, headers=headers, allow_redirects=False, timeout=60)
     assert r.status_code in (302, 303), (r.status_code, r.text[:500])
     signed = r.headers["Location"]
@@ -81,7 +94,7 @@ def gs_project(labelstudio: LabelStudio, media: dict[str, Path], tmp_path_factor
         assert cli.main(["annotate", "render", "--annotations", str(ann), "--media", media_dir]) == 0
         project = GsProject(ann, media_dir, key_file, tokens, 0)
         _push(labelstudio, project)
-        project.project_id = int(json.loads((ann / "project.json").read_text())["project_id"])
+        project.project_id = _project_of(ann)
         yield project
 
 
@@ -93,20 +106,20 @@ def test_render_to_gs_puts_every_clip_in_the_bucket(gs_project):
 
 
 def test_push_adds_one_gcs_import_storage_with_presigned_urls(gs_project, labelstudio, capsys):
-    client = labelstudio.client()
+    client = labelstudio.client(RATER)
     bucket, _, prefix = gs_project.media[len("gs://") :].partition("/")
-    (found,) = client.get("/api/storages/gcs", project=gs_project.project_id)
+    (found,) = client.get("/api/storages/gcs", project=gs_project.project_id)  # in every rater's project
     assert (found["bucket"], found["prefix"], found["presign"]) == (bucket, f"{prefix}/clips", True)
     capsys.readouterr()
     _push(labelstudio, gs_project)  # again: no second storage, no new task
-    assert "imported now              0" in capsys.readouterr().out
+    assert re.search(r"imported now\s+0\n", capsys.readouterr().out)
     assert len(client.get("/api/storages/gcs", project=gs_project.project_id)) == 1
-    assert len(client.task_ids(gs_project.project_id)) == CLIPS
+    assert len(client.task_ids(gs_project.project_id)) == _assigned(gs_project.ann)
 
 
 def test_label_studio_signs_a_url_that_serves_the_clip(gs_project, labelstudio):
-    task_ids = labelstudio.client().task_ids(gs_project.project_id)
-    assert len(task_ids) == CLIPS
+    task_ids = labelstudio.client(RATER).task_ids(gs_project.project_id)
+    assert len(task_ids) == _assigned(gs_project.ann) >= 1
     for task_id in task_ids:
         gs_uri, data = _signed_clip(labelstudio, task_id, gs_project.media)
         assert data == storage.read_bytes(gs_uri)
@@ -119,12 +132,13 @@ def test_push_without_a_key_says_so_and_a_key_repairs_it(gs_project, labelstudio
     args = _push_args(labelstudio, ann, gs_project.media, "clips on gs, no key", None)
     assert cli.main(args) == 2
     assert "--gcs-credentials-file" in capsys.readouterr().err
-    pid = int(json.loads((ann / "project.json").read_text())["project_id"])
-    assert len(labelstudio.client().task_ids(pid)) == 2  # the tasks are kept
+    rater = str(pd.read_parquet(ann / "assignment.parquet")["rater"].iloc[0])  # a rater given one of the 2 clips
+    pid = _project_of(ann, rater)
+    assert len(labelstudio.client(rater).task_ids(pid)) == _assigned(ann, rater) >= 1  # the tasks are kept
     assert cli.main(_push_args(labelstudio, ann, gs_project.media, "clips on gs, no key", gs_project.key_file)) == 0
-    assert "imported now              0" in capsys.readouterr().out
-    assert len(labelstudio.client().get("/api/storages/gcs", project=pid)) == 1
-    gs_uri, data = _signed_clip(labelstudio, min(labelstudio.client().task_ids(pid)), gs_project.media)
+    assert re.search(r"imported now\s+0\n", capsys.readouterr().out)
+    assert len(labelstudio.client(rater).get("/api/storages/gcs", project=pid)) == 1
+    gs_uri, data = _signed_clip(labelstudio, min(labelstudio.client(rater).task_ids(pid)), gs_project.media, rater)
     assert data == storage.read_bytes(gs_uri)
 
 

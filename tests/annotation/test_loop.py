@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from audioscope import cli
-from audioscope.annotation.client import Client, ServerUnreachable
+from audioscope.annotation.client import ServerUnreachable
 from audioscope.annotation.pull import pull
 from audioscope.annotation.raters import annotation_body
 from audioscope.schemas.tables import LABEL_OFFSCREEN_ONLY, LABEL_ONSCREEN_ONLY
@@ -50,9 +50,13 @@ def _truth_labels(pools: pd.DataFrame, truth_path: Path) -> pd.Series:
     return pd.Series(out)
 
 
+def _projects(ann: Path) -> dict:
+    return json.loads((ann / "projects.json").read_text())["raters"]
+
+
 def _project_task_count(ls, ann: Path) -> int:
-    pid = json.loads((ann / "project.json").read_text())["project_id"]
-    return len(ls.client().task_ids(pid))
+    """Tasks in all the raters' projects (each clip is a task in 3 of them)."""
+    return sum(len(ls.client(name).task_ids(p["project_id"])) for name, p in _projects(ann).items())
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +96,16 @@ def test_error_rate_zero_three_distinct_raters_and_true_labels(exact, media):
 def test_demo_raters_resume_without_new_votes(exact, labelstudio, capsys):
     assert cli.main(["annotate", "demo-raters", "--annotations", str(exact), *labelstudio.args()]) == 0
     out = capsys.readouterr().out
-    assert re.findall(r"(\d+) annotated", out) == ["0", "0", "0"]
+    assert re.findall(r"(\d+) annotated", out) == ["0"] * len(RATERS)
 
 
 def test_push_twice_gives_the_same_tasks(exact, labelstudio, media, capsys):
     before = _project_task_count(labelstudio, exact)
     assert cli.main(["annotate", "push", "--annotations", str(exact), "--media", str(media["media"]),
                      "--project-title", "raters without errors", *labelstudio.args()]) == 0  # fmt: skip
-    assert "imported now              0" in capsys.readouterr().out
-    assert _project_task_count(labelstudio, exact) == before == len(pd.read_parquet(media["pools"]))
+    assert re.search(r"imported now\s+0\n", capsys.readouterr().out)
+    # each clip is a task in exactly 3 raters' projects (issue 20: one project per rater)
+    assert _project_task_count(labelstudio, exact) == before == 3 * len(pd.read_parquet(media["pools"]))
 
 
 def _independent_kappa(votes: pd.DataFrame, question: str) -> float:
@@ -124,32 +129,43 @@ def test_error_rate_point_one_kappa_matches_an_independent_computation(noisy, ca
     assert all(c["3"] == c["tasks"] for c in status["pools"].values())
 
 
-def test_a_rater_annotating_twice_counts_once(labelstudio, media, tmp_path):
+def test_a_rater_annotating_twice_or_a_duplicated_task_still_gives_distinct_votes(labelstudio, media, tmp_path, capsys):
     ann = new_annotation_dir(media, tmp_path / "ann")
     pools = pd.read_parquet(ann / "pools.parquet").head(2)
     pools.to_parquet(ann / "pools.parquet")
     _annotate(labelstudio, ann, "one rater twice")
-    pid = json.loads((ann / "project.json").read_text())["project_id"]
-    admin = labelstudio.client()
-    task = sorted(admin.task_ids(pid))[0]
-    r1 = Client(labelstudio.url, labelstudio.secrets.raters["rater1"].token)
-    r2 = Client(labelstudio.url, labelstudio.secrets.raters["rater2"].token)
-    r1.post(f"/api/tasks/{task}/annotations/", annotation_body(True, True, 5.0))
-    r1.post(f"/api/tasks/{task}/annotations/", annotation_body(False, True, 6.0))  # the latest counts
-    r2.post(f"/api/tasks/{task}/annotations/", {"result": [], "was_cancelled": True, "lead_time": 1.0})
-    summary = pull(admin, str(ann), pid)
-    assert (summary["annotations"], summary["counted"], summary["superseded"], summary["cancelled"]) == (3, 1, 1, 1)
+    assignment = pd.read_parquet(ann / "assignment.parquet")
+    clip = sorted(pools["clip_id"])[0]
+    first, second = sorted(assignment.loc[assignment["clip_id"] == clip, "rater"])[:2]
+    projects = _projects(ann)
+    r1 = labelstudio.client(first)
+    pid1 = projects[first]["project_id"]
+    tid = next(t["id"] for page in r1.task_pages(pid1, "id,data") for t in page if t["data"]["clip_id"] == clip)
+    r1.post(f"/api/tasks/{tid}/annotations/", annotation_body(True, True, 5.0))
+    r1.post(f"/api/tasks/{tid}/annotations/", annotation_body(False, True, 6.0))  # the latest counts
+    # the same rater imports the clip's task a second time and answers it again: still one vote
+    data = r1.get(f"/api/tasks/{tid}/")["data"]
+    (dup,) = r1.import_tasks(pid1, [{"data": data}])
+    r1.post(f"/api/tasks/{dup}/annotations/", annotation_body(False, True, 7.0))
+    r2 = labelstudio.client(second)
+    pid2 = projects[second]["project_id"]
+    tid2 = next(t["id"] for page in r2.task_pages(pid2, "id,data") for t in page if t["data"]["clip_id"] == clip)
+    r2.post(f"/api/tasks/{tid2}/annotations/", {"result": [], "was_cancelled": True, "lead_time": 1.0})
+    summary = pull(labelstudio.url, labelstudio.secrets, str(ann))
+    assert (summary["annotations"], summary["counted"], summary["superseded"], summary["cancelled"]) == (4, 1, 2, 1)
+    assert summary["duplicate_tasks"] == 1 and summary["repairs"]["duplicate_tasks"] == 1
     votes = pd.read_parquet(ann / "votes.parquet")
     assert len(votes) == 1
     vote = votes.iloc[0]
-    assert (vote["rater"], bool(vote["onscreen"]), bool(vote["offscreen"])) == ("rater1@audioscope.local", False, True)
-    assert vote["lead_time"] == 6.0
+    assert (vote["rater"], bool(vote["onscreen"]), bool(vote["offscreen"])) == (f"{first}@audioscope.local", False, True)
+    assert vote["lead_time"] == 7.0
+    assert cli.main(["annotate", "status", "--annotations", str(ann)]) == 0
+    assert "repaired: 1 duplicate tasks of a clip merged" in capsys.readouterr().err
 
 
 def test_pull_cut_short_by_a_stopped_server_loses_and_duplicates_nothing(noisy, labelstudio, tmp_path):
     ann = tmp_path / "ann"
     shutil.copytree(noisy, ann)
-    pid = json.loads((ann / "project.json").read_text())["project_id"]
     before = {p.name: p.read_bytes() for p in ann.iterdir() if p.is_file()}
 
     def stop_after_first_page(tasks: int, annotations: int) -> None:
@@ -157,12 +173,12 @@ def test_pull_cut_short_by_a_stopped_server_loses_and_duplicates_nothing(noisy, 
 
     try:
         with pytest.raises(ServerUnreachable):
-            pull(labelstudio.client(), str(ann), pid, page_size=5, on_page=stop_after_first_page)
+            pull(labelstudio.url, labelstudio.secrets, str(ann), page_size=5, on_page=stop_after_first_page)
         after = {p.name: p.read_bytes() for p in ann.iterdir() if p.is_file()}
         assert after == before  # nothing half-written
     finally:
         labelstudio.start()
-    pull(labelstudio.client(), str(ann), pid, page_size=5)
+    pull(labelstudio.url, labelstudio.secrets, str(ann), page_size=5)
     for name in ("votes.parquet", "labels.parquet"):
         again = pd.read_parquet(ann / name)
         first = pd.read_parquet(noisy / name)
@@ -175,7 +191,7 @@ def test_pull_cut_short_by_a_stopped_server_loses_and_duplicates_nothing(noisy, 
 def test_server_keeps_secrets_out_of_its_log_and_files(labelstudio):
     data = Path(labelstudio.data_dir)
     assert (data / "secrets.json").stat().st_mode & 0o777 == 0o600
-    values = [labelstudio.secrets.admin.password, labelstudio.secrets.admin.token]
+    values = [labelstudio.secrets.admin.password, labelstudio.secrets.admin.token]  # tokens: personal access tokens
     values += [a.password for a in labelstudio.secrets.raters.values()] + [a.token for a in labelstudio.secrets.raters.values()]
     assert all(len(v) >= 20 for v in values)
     for name in ("server.log", "server.json"):
@@ -197,3 +213,4 @@ def test_secrets_are_not_printed_by_the_server_command(labelstudio, capsys):
     secrets = labelstudio.secrets
     for v in [secrets.admin.password, secrets.admin.token] + [a.password for a in secrets.raters.values()]:
         assert v not in captured.out + captured.err
+    assert secrets.admin.has_access_token and all(a.has_access_token for a in secrets.raters.values())

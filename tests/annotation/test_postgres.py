@@ -123,7 +123,7 @@ def test_server_with_postgres_keeps_accounts_and_a_pushed_project_in_postgresql(
     try:
         assert cli.main([
             "annotate", "server", "--postgres", "--data-dir", str(server_dir), "--port", "0", "--document-root",
-            str(root), "--raters", "rater1,rater2", "--detach", "--timeout", "420",
+            str(root), "--raters", "rater1,rater2,rater3", "--detach", "--timeout", "420",
         ]) == 0  # fmt: skip
         assert "PostgreSQL" in capsys.readouterr().out
         assert json.loads((server_dir / "server.json").read_text())["database"] == "postgresql"
@@ -132,7 +132,7 @@ def test_server_with_postgres_keeps_accounts_and_a_pushed_project_in_postgresql(
         # The accounts, through the API, with their own tokens.
         admin = Client(secrets.url, secrets.admin.token)
         assert admin.get("/api/current-user/whoami")["email"] == "admin@audioscope.local"
-        for name in ("rater1", "rater2"):
+        for name in ("rater1", "rater2", "rater3"):
             rater = Client(secrets.url, secrets.raters[name].token)
             assert rater.get("/api/current-user/whoami")["email"] == f"{name}@audioscope.local"
 
@@ -146,17 +146,21 @@ def test_server_with_postgres_keeps_accounts_and_a_pushed_project_in_postgresql(
         assert cli.main(["annotate", "render", "--annotations", str(ann), "--media", str(root / "media")]) == 0
         assert cli.main(["annotate", "push", "--annotations", str(ann), "--media", str(root / "media"),
                          "--project-title", "on postgres", "--server-dir", str(server_dir)]) == 0  # fmt: skip
-        project_id = json.loads((ann / "project.json").read_text())["project_id"]
-        pushed = len(admin.task_ids(project_id))
-        assert pushed > 0
+        projects = json.loads((ann / "projects.json").read_text())["raters"]
+        pushed = {n: len(Client(secrets.url, secrets.raters[n].token).task_ids(p["project_id"])) for n, p in projects.items()}
+        assert sum(pushed.values()) > 0
 
         # Label Studio's tables and rows are in PostgreSQL, and no SQLite database was made.
         tables = set(postgres.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
         assert {"project", "task", "htx_user", "task_completion"} <= tables
         emails = set(postgres.sql("SELECT email FROM htx_user"))
-        assert emails == {"admin@audioscope.local", "rater1@audioscope.local", "rater2@audioscope.local"}
-        assert postgres.sql(f"SELECT title FROM project WHERE id = {int(project_id)}") == ["on postgres"]
-        assert postgres.sql(f"SELECT count(*) FROM task WHERE project_id = {int(project_id)}") == [str(pushed)]
+        assert emails == {"admin@audioscope.local", "rater1@audioscope.local", "rater2@audioscope.local", "rater3@audioscope.local"}
+        for name, p in projects.items():
+            assert postgres.sql(f"SELECT title FROM project WHERE id = {int(p['project_id'])}") == ["on postgres"]
+            assert postgres.sql(f"SELECT count(*) FROM task WHERE project_id = {int(p['project_id'])}") == [str(pushed[name])]
+        # each rater alone in an organization of their own
+        orgs = postgres.sql("SELECT u.email, count(*) FROM organizations_organizationmember m JOIN htx_user u ON u.id = m.user_id GROUP BY u.email")
+        assert all(line.endswith("|1") for line in orgs), orgs
         assert [p for p in server_dir.rglob("*") if "sqlite" in p.name] == []
     finally:
         assert cli.main(["annotate", "server", "--data-dir", str(server_dir), "--stop"]) == 0

@@ -118,40 +118,74 @@ def test_tasks_without_a_clip_id_are_ignored():
 
 
 class FakeServer:
-    """The two reads fetch_tasks makes: the project's task count and id list, and the export by ids."""
+    """What read_project asks: the listed task ids, the project's annotation count, the export by ids.
 
-    def __init__(self, tasks: dict[int, dict]) -> None:
-        self.tasks = tasks
-        self.listed = 0
+    ``drop`` tasks are left out of the next ``bad_exports`` exports (an export answering 200 with less)."""
+
+    def __init__(self, tasks: dict[int, dict], drop: int = 0, bad_exports: int = 0) -> None:
+        self.tasks, self.drop, self.bad_exports, self.exports = tasks, drop, bad_exports, 0
         self.url = "http://fake"
 
-    def get(self, path: str, **params):
-        assert path == "/api/projects/7/"
-        return {"task_number": len(self.tasks)}
-
     def task_ids(self, project_id: int) -> list[int]:
-        self.listed += 1
         return sorted(self.tasks)
 
+    def project(self, project_id: int) -> dict:
+        return {"total_annotations_number": sum(len(t["annotations"]) for t in self.tasks.values())}
+
     def export_pages(self, project_id: int, ids, page_size: int):
-        ids = list(ids)
+        self.exports += 1
+        ids = list(ids)[self.drop :] if self.exports <= self.bad_exports else list(ids)
         for i in range(0, len(ids), page_size):
-            yield [self.tasks[t] for t in ids[i : i + page_size] if t in self.tasks]
+            yield [self.tasks[t] for t in ids[i : i + page_size]]
 
 
-def test_fetch_uses_pushed_ids_and_falls_back_to_listing_when_they_are_stale(tmp_path):
-    from audioscope.annotation.pull import fetch_tasks
-    from audioscope.annotation.push import write_task_ids
+    def export(self, project_id: int) -> list:
+        """The whole project in one request (page size 0)."""
+        return [t for page in self.export_pages(project_id, self.task_ids(project_id), 10**9) for t in page]
 
-    server = FakeServer({i: task(i, f"v-{i:07d}", [ann(i, 2, True, False)]) for i in (1, 2, 3)})
-    write_task_ids(str(tmp_path), 7, [1, 2, 3])
-    got = fetch_tasks(server, 7, 2, annotation_dir=str(tmp_path))
-    assert [t["id"] for t in got] == [1, 2, 3] and server.listed == 0
-    # task 2 deleted and task 9 added: same count, stale ids -> listed, nothing lost or doubled
-    server.tasks.pop(2)
-    server.tasks[9] = task(9, "v-0000009", [])
-    got = fetch_tasks(server, 7, 2, annotation_dir=str(tmp_path))
-    assert [t["id"] for t in got] == [1, 3, 9] and server.listed == 1
-    # more tasks than recorded ids: listed straight away
-    server.tasks[10] = task(10, "v-0000010", [])
-    assert [t["id"] for t in fetch_tasks(server, 7, 2, annotation_dir=str(tmp_path))] == [1, 3, 9, 10]
+
+def _server(**kw) -> FakeServer:
+    return FakeServer({i: task(i, f"v-{i:07d}", [ann(i, 2, True, False)]) for i in (1, 2, 3)}, **kw)
+
+
+def test_an_export_with_fewer_tasks_is_read_again_then_refused():
+    from audioscope.annotation.pull import ExportShrank, read_project
+
+    once = _server(drop=1, bad_exports=1)
+    assert [t["id"] for t in read_project(once, 7, 2, wait_s=0)] == [1, 2, 3] and once.exports == 2
+    whole = _server(drop=2, bad_exports=1)
+    assert [t["id"] for t in read_project(whole, 7, 0, wait_s=0)] == [1, 2, 3] and whole.exports == 2
+    always = _server(drop=1, bad_exports=99)
+    with pytest.raises(ExportShrank, match="1 of 3 listed tasks missing"):
+        read_project(always, 7, 2, tries=3, wait_s=0)
+    assert always.exports == 3
+
+
+def test_an_export_with_fewer_annotations_than_counted_is_refused():
+    from audioscope.annotation.pull import ExportShrank, read_project
+
+    server = _server()
+    server.project = lambda pid: {"total_annotations_number": 5}  # the server counts more than it exports
+    with pytest.raises(ExportShrank, match="3 of 5 annotations"):
+        read_project(server, 7, 2, tries=2, wait_s=0)
+
+
+def test_two_tasks_of_one_clip_give_one_vote_per_rater_and_cant_tell_is_not_a_vote():
+    from audioscope.annotation.pull import collect
+    from audioscope.annotation.push import CANT_TELL
+
+    unsure = ann(3, 3, True, True, "2026-01-01T12:00:00Z")
+    unsure["result"][1]["value"]["choices"] = [CANT_TELL]
+    tasks = [
+        task(1, "v-0000000", [ann(1, 2, True, False, "2026-01-01T10:00:00Z")]),
+        task(2, "v-0000000", [ann(2, 2, False, True, "2026-01-01T11:00:00Z"), unsure, ann(4, 4, True, False)]),
+    ]
+    counts = PullCounts()
+    votes, cant = collect(tasks, USERS, counts, only_user=2)
+    assert [(v["annotation_id"], v["rater"]) for v in votes] == [(2, "ann@x")]  # the later of two tasks
+    assert (counts.duplicate_tasks, counts.superseded, counts.foreign) == (1, 1, 2) and cant == []
+    counts = PullCounts()
+    votes, cant = collect(tasks, USERS, counts)
+    assert [c["annotation_id"] for c in cant] == [3] and counts.cant_tell == 1
+    assert sorted(v["rater"] for v in votes) == ["ann@x", "cyd@x"]
+    assert answer(unsure["result"], "offscreen") is None

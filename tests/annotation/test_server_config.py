@@ -19,11 +19,12 @@ def test_secrets_file_is_private_and_round_trips(tmp_path):
     back = C.read_secrets(path)
     assert back == s and sorted(back.raters) == ["bob@y", "rater1"]
     assert back.raters["rater1"].email == "rater1@audioscope.local" and back.raters["bob@y"].email == "bob@y"
-    assert len(back.admin.token) == 40 and len(back.admin.password) >= 24
+    # no token before the server makes one (a personal access token): none is invented here
+    assert back.admin.token == "" and not back.admin.has_access_token and len(back.admin.password) >= 24
     # a second call keeps the existing secrets and adds only new raters
     again = C.server_secrets(path, "admin@x", ["rater1", "rater2"], env={})
     assert again.admin == s.admin and again.raters["rater1"] == s.raters["rater1"] and "rater2" in again.raters
-    for secret in (s.admin.password, s.admin.token, s.raters["rater1"].password):
+    for secret in (s.admin.password, s.raters["rater1"].password):
         assert secret not in repr(s) and secret not in repr(s.admin)
 
 
@@ -60,14 +61,16 @@ def test_secrets_travel_in_the_environment_not_the_command_line(tmp_path):
     settings = _settings(tmp_path, port=8123)
     s = C.server_secrets(str(tmp_path / "s.json"), "admin@x", ["r"], env={})
     env = server_env(settings, s, base={"PATH": "/bin", "LABEL_STUDIO_PASSWORD": "stale", "HOME": "/h"})
-    assert env["LABEL_STUDIO_PASSWORD"] == s.admin.password and env["LABEL_STUDIO_USER_TOKEN"] == s.admin.token
-    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true" and env["DJANGO_DB"] == "sqlite"
+    assert env["LABEL_STUDIO_PASSWORD"] == s.admin.password and "LABEL_STUDIO_USER_TOKEN" not in env
+    # personal access tokens only (Label Studio's default since 1.17); the signup form is closed
+    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "false" and env["DJANGO_DB"] == "sqlite"
+    assert env["LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK"] == "true"
     assert env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] == str(tmp_path / "root")
     assert env["LABEL_STUDIO_LATEST_VERSION_CHECK"] == "false"  # no internet at run time
     assert env["LABEL_STUDIO_BASE_DATA_DIR"] == os.path.join(str(tmp_path), "labelstudio")
     cmd = server_command(settings, 8123)
     assert cmd == ["/bin/true", "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", "8123"]
-    assert not [v for v in (s.admin.password, s.admin.token) if v in " ".join(cmd)]
+    assert s.admin.password not in " ".join(cmd)
 
 
 def test_postgres_flag_needs_its_variables_and_selects_the_database(tmp_path):
@@ -84,3 +87,15 @@ def test_stop_without_a_server_says_so(tmp_path):
     (tmp_path / "server.pid").write_text("999999999\n")
     assert stop(str(tmp_path)) is False
     assert not (tmp_path / "server.pid").exists()
+
+
+def test_a_host_other_than_loopback_says_what_it_exposes(tmp_path, monkeypatch, capsys):
+    from audioscope import cli
+
+    monkeypatch.setenv("AUDIOSCOPE_LABELSTUDIO", "/bin/false")  # a "server" that exits at once: nothing listens
+    code = cli.main(["annotate", "server", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "s"),
+                     "--document-root", str(tmp_path), "--raters", "a,b,c", "--detach", "--timeout", "20"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "stopped while starting" in err
+    assert "listening on 0.0.0.0" in err and "sign-up stays closed" in err and "unencrypted" in err
+    assert "change, export or delete" in err  # what Label Studio cannot prevent is said plainly
