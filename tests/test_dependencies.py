@@ -33,11 +33,19 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+#: Scripts that run inside the Label Studio server's own virtualenv (its
+#: Django and models), never imported by the toolkit: their imports are that
+#: server's dependencies (``make labelstudio``), not ours.
+SERVER_SIDE_SCRIPTS = {"annotation/ls_provision.py"}
+
+
 def _imported_modules() -> set[str]:
     """Top-level names of every absolute import in the package's sources."""
     names: set[str] = set()
     for folder in PACKAGE_DIRS:
         for path in (ROOT / folder).rglob("*.py"):
+            if path.relative_to(ROOT).as_posix() in SERVER_SIDE_SCRIPTS:
+                continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
                 if isinstance(node, ast.Import):
                     names.update(a.name.split(".")[0] for a in node.names)
