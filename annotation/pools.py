@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -33,28 +32,14 @@ import pandas as pd
 import pyarrow as pa
 
 from audioscope import storage
-from audioscope.curation.splits import DEFAULT_RATIOS, assign_splits, normalise_split
-from audioscope.schemas.tables import POOLS
+from audioscope.curation.splits import assign_splits, normalise_split
+from audioscope.schemas.annotations import POOLS_JSON, POOLS_PARQUET, AnnotationLayout  # noqa: F401 (re-exported)
+from audioscope.schemas.tables import ANNOTATION_POOLS, POOLS
 
-POOLS_PARQUET = "pools.parquet"
-POOLS_JSON = "pools.json"
 DEFAULT_POOL_SIZE = 10_000
 
-#: One row per sampled clip.
-POOL_SCHEMA = pa.schema(
-    [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("start", pa.float64(), nullable=False),
-        pa.field("end", pa.float64(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("pool", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("licence_name", pa.string()),
-        pa.field("licence_url", pa.string()),
-    ],
-    metadata={b"audioscope.table": b"annotation_pools"},
-)
+#: One row per sampled clip (the table lives with the others in schemas.tables).
+POOL_SCHEMA = ANNOTATION_POOLS
 
 _COLUMNS = list(POOL_SCHEMA.names)
 
@@ -128,46 +113,22 @@ def pools_table_bytes(pools: pd.DataFrame) -> bytes:
 
 
 def read_pools(annotation_dir: str) -> pd.DataFrame:
-    """``pools.parquet`` of an annotation folder (UserError when missing)."""
-    import pyarrow.parquet as pq
-
-    from audioscope.errors import UserError
-    from audioscope.schemas.tables import validate
-
-    path = storage.join(annotation_dir, POOLS_PARQUET)
-    if not storage.exists(path):
-        raise UserError(
-            f"no pools in {annotation_dir}: draw them first with "
-            f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {annotation_dir}`"
-        )
-    with storage.open_file(path) as fh:
-        return validate(pq.read_table(fh), POOL_SCHEMA).to_pandas()
+    """``pools.parquet`` of an annotation folder (:meth:`AnnotationLayout.read_pools`)."""
+    return AnnotationLayout(annotation_dir).read_pools()
 
 
 def df_split_settings(df_dir: str) -> tuple[tuple[float, float, float], int]:
-    """The split ratios and seed Df was made with (``report.json``), else the defaults."""
-    path = storage.join(df_dir, "report.json")
-    if storage.exists(path):
-        try:
-            splits = json.loads(storage.read_text(path))["inputs"]["splits"]
-            r = splits["ratios"]
-            return (float(r[0]), float(r[1]), float(r[2])), int(splits["seed"])
-        except (ValueError, KeyError, TypeError, IndexError):
-            pass
-    return DEFAULT_RATIOS, 0
+    """The split ratios and seed Df was made with (its report), else the defaults."""
+    from audioscope.schemas.df import split_settings
+
+    return split_settings(df_dir)
 
 
 def load_df(df_dir: str) -> pd.DataFrame:
-    import pyarrow.parquet as pq
+    """The Df table (:func:`audioscope.schemas.df.read_df`)."""
+    from audioscope.schemas.df import read_df
 
-    from audioscope.errors import UserError
-    from audioscope.schemas.tables import DF, validate
-
-    path = storage.join(df_dir, "df.parquet")
-    if not storage.exists(path):
-        raise UserError(f"no Df in {df_dir} (df.parquet is missing): make it with `audioscope filter ... --out {df_dir}`")
-    with storage.open_file(path) as fh:
-        return validate(pq.read_table(fh), DF).to_pandas()
+    return read_df(df_dir)
 
 
 def sample(store: str, df_dir: str, annotation_dir: str, sizes: PoolSizes, seed: int = 0) -> dict[str, Any]:
@@ -199,6 +160,7 @@ def sample(store: str, df_dir: str, annotation_dir: str, sizes: PoolSizes, seed:
         "rule": 'rank = first 8 bytes of sha256(f"{seed}:{clip_id}"); each pool in order '
         + ", ".join(POOLS) + " takes its lowest ranks not taken by an earlier pool",
     }
-    storage.atomic_write(storage.join(annotation_dir, POOLS_PARQUET), pools_table_bytes(pools))
-    storage.atomic_write(storage.join(annotation_dir, POOLS_JSON), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    layout = AnnotationLayout(annotation_dir)
+    storage.atomic_write(layout.pools_parquet, pools_table_bytes(pools))
+    layout.write_json(layout.pools_json, summary)
     return summary

@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from audioscope import storage
 from audioscope.annotation.client import Client, LabelStudioError
-from audioscope.annotation.layout import AnnotationLayout
+from audioscope.schemas.annotations import AnnotationLayout
 from audioscope.annotation.push import CANT_TELL, NO, Q_OFFSCREEN, Q_ONSCREEN, YES
 from audioscope.schemas.tables import LABEL_OFFSCREEN_ONLY, LABEL_ONSCREEN_ONLY, LABELS, VOTES, to_table
 

@@ -70,7 +70,7 @@ import pandas as pd
 
 from audioscope import storage
 from audioscope.annotation.client import Client, LabelStudioError
-from audioscope.annotation.layout import AnnotationLayout
+from audioscope.schemas.annotations import AnnotationLayout
 
 DEFAULT_TITLE = "AudioScope: on-screen and off-screen sounds"
 DEFAULT_BATCH = 1000

@@ -130,7 +130,10 @@ def load_df(df_dir: str) -> tuple[dict[str, Any], pd.DataFrame]:
 
 def load_annotation(labels_dir: str) -> tuple[dict[str, Any] | None, pd.DataFrame]:
     """``status.json`` (if any) and ``labels.parquet`` of an annotation folder."""
-    uri = storage.join(labels_dir, "labels.parquet")
+    from audioscope.schemas.annotations import AnnotationLayout
+
+    layout = AnnotationLayout(labels_dir)
+    uri = layout.labels_parquet
     if not storage.exists(uri):
         raise UserError(
             f"{uri} is missing: {labels_dir} is not an annotation folder; give the folder the annotation "
@@ -138,7 +141,7 @@ def load_annotation(labels_dir: str) -> tuple[dict[str, Any] | None, pd.DataFram
         )
     table = _read_parquet(uri)
     _require(table, ("clip_id", "video_id", "pool", "n_votes", "label"), uri, "re-run the annotation pull")
-    status_uri = storage.join(labels_dir, "status.json")
+    status_uri = layout.status_json
     status = None
     if storage.exists(status_uri):
         status = _read_json(status_uri, "", "re-run the annotation pull to rewrite it")

@@ -245,6 +245,7 @@ def _load_inputs(req: PublishRequest) -> Any:
 
     from audioscope.curation import datacard
     from audioscope.pipelines.mix_layout import MixLayout
+    from audioscope.schemas.annotations import labels_table_path
     from audioscope.schemas.df import DfLayout
 
     try:
@@ -253,7 +254,7 @@ def _load_inputs(req: PublishRequest) -> Any:
         tables = [
             (MixLayout(req.mix).examples_parquet, "`audioscope mix`"),
             (DfLayout.of(req.df).df_parquet, "`audioscope filter`"),
-        ] + ([(storage.join(req.labels, "labels.parquet"), "the annotation pull")] if req.labels else [])
+        ] + ([(labels_table_path(req.labels), "the annotation pull")] if req.labels else [])
         for uri, step in tables:
             if _unreadable_parquet(uri):
                 raise UserError(f"{uri} is not a readable Parquet table: re-run {step} to write it again") from None

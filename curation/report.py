@@ -95,7 +95,10 @@ class RunFolders:
 
 
 def _is_annotation(path: Path) -> bool:
-    return (path / "labels.parquet").is_file() or (path / "status.json").is_file()
+    from audioscope.schemas.annotations import AnnotationLayout
+
+    layout = AnnotationLayout(str(path))
+    return Path(layout.labels_parquet).is_file() or Path(layout.status_json).is_file()
 
 
 def _is_mix(path: Path) -> bool:
@@ -157,12 +160,14 @@ def read_annotation(folder: str) -> tuple[dict[str, Any] | None, Any]:
 
     from audioscope.schemas.tables import LABELS, SchemaError, validate
 
-    root = Path(folder)
-    status = read_json_file(root / "status.json")
+    from audioscope.schemas.annotations import AnnotationLayout
+
+    layout = AnnotationLayout(str(folder))
+    status = read_json_file(Path(layout.status_json))
     labels = None
-    if (root / "labels.parquet").is_file():
+    if Path(layout.labels_parquet).is_file():
         try:
-            labels = validate(pq.read_table(root / "labels.parquet"), LABELS).to_pandas()
+            labels = validate(pq.read_table(layout.labels_parquet), LABELS).to_pandas()
         except (SchemaError, OSError, ValueError):
             labels = None
     return status, labels

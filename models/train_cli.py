@@ -128,7 +128,9 @@ def resolve_data(data: str, recipe: str | None) -> tuple[str, str | None]:
     from audioscope import storage
     from audioscope.errors import UserError
 
-    if storage.exists(storage.join(data, "summary.json")) and storage.exists(storage.join(data, "train")):
+    from audioscope.pipelines.mix_layout import is_mix_folder
+
+    if is_mix_folder(data):
         for name in ([recipe] if recipe else list(RECIPES)):
             path = storage.join(data, "train", name)
             if storage.list_files(path, ".tfrecord"):

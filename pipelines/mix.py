@@ -170,7 +170,9 @@ def load_inputs(config: MixConfig) -> dict[str, Any]:
     store = open_store(config.store)
     df_path = DfLayout.of(config.df).df_parquet
     df = read_table(df_path, DF, "Df table", "give the folder `audioscope filter` wrote (df.parquet) with --df")
-    labels_path = _table_path(config.labels, "labels.parquet") if config.labels else None
+    from audioscope.schemas.annotations import labels_table_path
+
+    labels_path = labels_table_path(config.labels) if config.labels else None
     labels = None
     if labels_path:
         labels = read_table(labels_path, LABELS, "labels table", "give the annotation step's labels.parquet with --labels")

@@ -60,6 +60,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from audioscope import storage
 from audioscope.errors import UserError
 from audioscope.ids import check_clip_id, check_video_id, file_in
+from audioscope.schemas.annotations import AnnotationLayout
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
 from audioscope.pipelines.runner import RunnerConfig, to_stderr
 from audioscope.pipelines.work import WORK_SHARDS, ReadWork, write_work_shards
@@ -408,13 +409,12 @@ class SourcePolicy:
 
 def source_policy(annotations: str, media_root: str | None, video_ids: set[str]) -> SourcePolicy:
     """The :class:`SourcePolicy` for a run: ``media_root``, else the store recorded in pools.json (if it opens)."""
-    from audioscope.annotation.pools import POOLS_JSON
     from audioscope.clipstore.format import StoreError
     from audioscope.clipstore.reader import ClipStore
 
     if media_root is not None:
         return SourcePolicy(media_root=media_root)
-    path = storage.join(annotations, POOLS_JSON)
+    path = AnnotationLayout(annotations).pools_json
     try:
         store = json.loads(storage.read_text(path)).get("store") if storage.exists(path) else None
     except (ValueError, AttributeError):
@@ -534,13 +534,13 @@ def read_pool_rows(annotations: str) -> Any:
     """The pools table of an annotation folder; one clear line for a missing, non-Parquet or wrong-schema file."""
     import pyarrow as pa
 
-    from audioscope.annotation.pools import POOLS_PARQUET, read_pools
     from audioscope.schemas.tables import SchemaError
 
+    layout = AnnotationLayout(annotations)
     try:
-        return read_pools(annotations)
+        return layout.read_pools()
     except (pa.ArrowException, SchemaError, OSError) as e:
-        path = storage.join(annotations, POOLS_PARQUET)
+        path = layout.pools_parquet
         raise UserError(
             f"{path} is not a pools table written by `audioscope annotate sample` ({e}); draw the pools again "
             f"with `audioscope annotate sample --store STORE --df DF_DIR --annotations {annotations}`"

@@ -195,6 +195,23 @@ LABEL_VALUES: tuple[str, ...] = (LABEL_ONSCREEN_ONLY, LABEL_OFFSCREEN_ONLY)
 #: make the off-screen evaluation sets (a precise filter leaves none).
 POOLS: tuple[str, ...] = ("unfiltered_train", "filtered_train", "filtered_eval", "unfiltered_eval")
 
+#: One row per clip drawn for annotation (``ANNOTATION_DIR/pools.parquet``), sorted by
+#: pool, then clip.
+ANNOTATION_POOLS = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("start", pa.float64(), nullable=False),
+        pa.field("end", pa.float64(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("pool", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("licence_name", pa.string()),
+        pa.field("licence_url", pa.string()),
+    ],
+    metadata={b"audioscope.table": b"annotation_pools"},
+)
+
 #: One row per counted vote (``ANNOTATION_DIR/votes.parquet``): for each clip,
 #: the latest completed, non-cancelled annotation of each distinct rater.
 #: ``onscreen``: "sound from something visible on screen?"; ``offscreen``:

@@ -20,9 +20,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audioscope import storage
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+POOLS_PARQUET = "pools.parquet"
+POOLS_JSON = "pools.json"
+LABELS_PARQUET = "labels.parquet"
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,12 @@ class AnnotationLayout:
     def path(self, *parts: str) -> str:
         return storage.join(self.root, *parts)
 
-    pools_parquet = property(lambda self: self.path("pools.parquet"))
-    pools_json = property(lambda self: self.path("pools.json"))
+    pools_parquet = property(lambda self: self.path(POOLS_PARQUET))
+    pools_json = property(lambda self: self.path(POOLS_JSON))
     assignment_parquet = property(lambda self: self.path("assignment.parquet"))
     projects_json = property(lambda self: self.path("projects.json"))
     votes_parquet = property(lambda self: self.path("votes.parquet"))
-    labels_parquet = property(lambda self: self.path("labels.parquet"))
+    labels_parquet = property(lambda self: self.path(LABELS_PARQUET))
     cant_tell_parquet = property(lambda self: self.path("cant_tell.parquet"))
     pull_json = property(lambda self: self.path("pull.json"))
     status_json = property(lambda self: self.path("status.json"))
@@ -55,3 +63,23 @@ class AnnotationLayout:
 
     def write_json(self, path: str, body: Any) -> None:
         storage.atomic_write(path, json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+    def read_pools(self) -> "pd.DataFrame":
+        """``pools.parquet`` (:data:`audioscope.schemas.tables.ANNOTATION_POOLS`); UserError when missing."""
+        import pyarrow.parquet as pq
+
+        from audioscope.errors import UserError
+        from audioscope.schemas.tables import ANNOTATION_POOLS, validate
+
+        if not storage.exists(self.pools_parquet):
+            raise UserError(
+                f"no pools in {self.root}: draw them first with "
+                f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {self.root}`"
+            )
+        with storage.open_file(self.pools_parquet) as fh:
+            return validate(pq.read_table(fh), ANNOTATION_POOLS).to_pandas()
+
+
+def labels_table_path(path: str) -> str:
+    """The labels table given as the annotation folder or as the file itself."""
+    return path if path.endswith(".parquet") else AnnotationLayout(path).labels_parquet
