@@ -434,6 +434,10 @@ class IngestConfig:
     timeout_s: float | None = None
     decode_timeout_s: float = 600.0
     max_duration_s: float | None = None
+    #: pictures over this many pixels are refused before decoding (None: the media module's default)
+    max_pixels: int | None = None
+    #: read gs:// and s3:// media without credentials (public buckets)
+    anonymous: bool = False
     ffmpeg_threads: int = 1
     beam_args: tuple[str, ...] = ()
     #: where the list reader keeps its temporary SQLite files (default: the system's)
@@ -555,7 +559,6 @@ def write_requests(
 
 def unfinished_count(layout: Layout, ids: Any) -> int:
     """How many of the requested ids have no row in the status table (read as a stream)."""
-    import pyarrow.parquet as pq
 
     with ids.lock:
         return _unfinished(layout, ids.table.con)
@@ -593,8 +596,13 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
     from audioscope.clipstore.format import StoreError, StoreParams, init_store
     from audioscope.clipstore.lock import StoreLock
     from audioscope.errors import UserError
+    from audioscope.pipelines.runner import check_paths_for_runner
     from audioscope.sources.fetch import FetchLimits
 
+    # Workers see the store and the media root as given: made absolute here,
+    # and refused at once when local while the workers run elsewhere.
+    paths = check_paths_for_runner(list(config.beam_args), {"--store": config.store, "--media-root": config.media_root})
+    config = dataclasses.replace(config, store=str(paths["--store"]), media_root=paths["--media-root"])
     if not storage.exists(config.list_path):
         raise UserError(f"the list {config.list_path} does not exist; give the path of a video list")
     layout = Layout(config.store)
@@ -618,10 +626,13 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
                 limit_kw["max_bytes"] = config.max_bytes
             if config.timeout_s is not None:
                 limit_kw["timeout_s"] = config.timeout_s
+            if config.anonymous:
+                limit_kw["anonymous"] = True
             settings = IngestSettings(
                 store=config.store, params=params, limits=FetchLimits(**limit_kw),
                 decode_timeout_s=config.decode_timeout_s, ffmpeg_threads=config.ffmpeg_threads,
                 max_duration_s=config.max_duration_s, retry_failed=config.retry_failed,
+                **({} if config.max_pixels is None else {"max_pixels": config.max_pixels}),
             )
             started = time.time()
             ctx = watch(layout, written.requested, written.ids) if watch is not None else contextlib.nullcontext()

@@ -78,7 +78,21 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=int, default=None, metavar="N", help="refuse media larger than N bytes (default: the fetcher's limit)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="time limit in seconds for fetching one video (default: the fetcher's)")
     p.add_argument("--decode-timeout", type=float, default=600.0, metavar="S", help="time limit in seconds for decoding one video (default: 600)")
-    p.add_argument("--max-duration", type=float, default=None, metavar="S", help="refuse videos longer than S seconds (default: no limit)")
+    p.add_argument(
+        "--max-duration", type=float, default=None, metavar="S",
+        help="stop decoding a video at S seconds and refuse it (enforced during the decode; "
+        "default: 3600; `inf` for no limit)",
+    )
+    p.add_argument(
+        "--max-pixels", type=int, default=None, metavar="N",
+        help="refuse videos whose pictures have more than N pixels, before decoding them "
+        "(default: 7680x4320 = 33177600)",
+    )
+    p.add_argument(
+        "--anonymous", action="store_true",
+        help="read gs:// and s3:// media without credentials (public buckets such as "
+        "s3://multimedia-commons); automatic when no credentials are found; "
+        "AUDIOSCOPE_ANONYMOUS=1 does the same")
     add_workers_option(p, "videos processed")
     p.add_argument(
         "--ffmpeg-threads", type=int, default=None, metavar="N",
@@ -199,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         decode_timeout_s=args.decode_timeout,
         max_duration_s=args.max_duration,
+        max_pixels=args.max_pixels,
+        anonymous=args.anonymous,
         ffmpeg_threads=ffmpeg_threads(args.ffmpeg_threads, args.workers, beam_args),
         beam_args=tuple(beam_args),
     )

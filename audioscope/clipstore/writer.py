@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from audioscope import storage
+from audioscope.media import DEFAULT_MAX_PIXELS
 from audioscope.clipstore.format import (
     Layout,
     StoreParams,
@@ -250,6 +251,8 @@ class IngestSettings:
     #: as many videos as cores are decoded at once, as on Dataflow.
     ffmpeg_threads: int = 1
     max_duration_s: float | None = None
+    #: pictures over this many pixels are refused before any is decoded
+    max_pixels: int = DEFAULT_MAX_PIXELS
     retry_failed: bool = False
 
 
@@ -341,7 +344,7 @@ def decode_video(
     info = None
     try:
         local = fetch(request.uri, workdir, settings.limits or FetchLimits())
-        info = probe(local.path)
+        info = probe(local.path, max_pixels=settings.max_pixels)
         decoded = decode(
             local.path,
             sample_rate=params.sample_rate,
@@ -350,6 +353,7 @@ def decode_video(
             timeout_s=settings.decode_timeout_s,
             threads=settings.ffmpeg_threads,
             max_duration_s=settings.max_duration_s,
+            max_pixels=settings.max_pixels,
             info=info,
         )
     except FetchError as e:
