@@ -183,13 +183,13 @@ SCORES = pa.schema(
 )
 
 
-#: Final labels of the annotation protocol (SPEC.md 2.5): a clip gets one only
+#: Final labels of the annotation protocol (docs/recipe.md, section 5): a clip gets one only
 #: when all three raters agree; otherwise its label is null (votes are kept).
 LABEL_ONSCREEN_ONLY = "onscreen_only"
 LABEL_OFFSCREEN_ONLY = "offscreen_only"
 LABEL_VALUES: tuple[str, ...] = (LABEL_ONSCREEN_ONLY, LABEL_OFFSCREEN_ONLY)
 
-#: Annotation pools (SPEC.md 2.5): unfiltered train clips, Df train clips, Df
+#: Annotation pools (docs/recipe.md, section 5): unfiltered train clips, Df train clips, Df
 #: validation and test clips; and ours, empty by default: unfiltered
 #: validation and test clips, for when Df holds too few off-screen clips to
 #: make the off-screen evaluation sets (a precise filter leaves none).

@@ -50,7 +50,7 @@ from audioscope.errors import UserError
 FORMATS: tuple[str, ...] = ("audioscope-csv", "yfcc", "uris")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
-#: The 23 columns of the YFCC100M metadata, in file order (SPEC.md 2.1).
+#: The 23 columns of the YFCC100M metadata, in file order (docs/recipe.md, section 1).
 YFCC_COLUMNS: tuple[str, ...] = (
     "photoid", "uid", "unickname", "datetaken", "dateuploaded", "capturedevice",
     "title", "description", "usertags", "machinetags", "longitude", "latitude",

@@ -86,7 +86,7 @@ def test_the_unfiltered_eval_pool_comes_last_and_changes_no_other_pool(inputs, t
     sizes = ["--unfiltered-train", "40", "--filtered-train", "30", "--filtered-eval", "20"]
     three = _sample(root, tmp_path / "three", *sizes)
     four = _sample(root, tmp_path / "four", *sizes, "--unfiltered-eval", "25")
-    assert "unfiltered_eval" not in set(three["pool"])  # SPEC's three pools by default
+    assert "unfiltered_eval" not in set(three["pool"])  # the recipe's three pools by default
     pd.testing.assert_frame_equal(
         four[four["pool"] != "unfiltered_eval"].reset_index(drop=True), three.reset_index(drop=True)
     )
