@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable
 
 from audioscope.argtypes import positive_int
-from audioscope.options import add_runner_options, add_store_option
+from audioscope.options import add_command, add_runner_options, add_store_option
 
 DEFAULT_SERVER_DIR = "labelstudio"
 
@@ -58,9 +58,7 @@ Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _parser(sub: Any, name: str, help_text: str, description: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=func)
-    return p
+    return add_command(sub, name, help=help_text, description=description, func=func)
 
 
 def _annotations_arg(p: argparse.ArgumentParser) -> None:
@@ -84,12 +82,12 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Sub) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "annotate",
         help="three-rater on/off-screen annotation in Label Studio: server, sample, render, push, pull, status",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="annotate_command", metavar="SUBCOMMAND", title="subcommands")
     _register_server(sub)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from audioscope.argtypes import positive_int, probability
-from audioscope.options import add_store_option
+from audioscope.options import add_command, add_store_option
 
 DESCRIPTION = """\
 Build the filtered subset Df (the AudioScope recipe) from the scores that
@@ -68,12 +68,12 @@ def _ratios(text: str) -> tuple[float, float, float]:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "filter",
         help="select the filtered subset Df from scores; splits, AudioScope CSVs and a report",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--scores", required=True, metavar="SCORES_DIR",

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from audioscope.argtypes import positive_int
+from audioscope.options import add_command
 
 DESCRIPTION = """\
 Named, versioned releases of the dataset that researchers can pull and trust.
@@ -85,12 +86,12 @@ ACTIONS: dict[str, tuple[str, str]] = {
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "release",
         help="publish, list, pull, verify and diff versioned dataset releases",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="release_command", metavar="ACTION", title="actions")
     for add in (_publish_parser, _list_parser, _pull_parser, _verify_parser, _diff_parser):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from audioscope.options import add_command
+
 DESCRIPTION = """\
 Write one HTML report of a run folder (the folder `make demo` or your own
 run wrote its step folders into). Each step folder is recognised by its
@@ -31,12 +33,12 @@ example:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
         help="one offline HTML report of a run folder (Df, annotation, mixtures, release, evaluation)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", metavar="DIR", help="the run folder holding the step folders (e.g. demo-output)")
     p.add_argument("--out", default=None, metavar="OUT", help="folder to write report.html and media/ to (default: DIR/report)")

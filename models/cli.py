@@ -11,7 +11,7 @@ import json
 import sys
 
 from audioscope.argtypes import open_fraction, positive_int, positive_seconds
-from audioscope.options import add_store_option
+from audioscope.options import add_command, add_store_option
 
 TRAIN_DESCRIPTION = """\
 Train the audio-visual coincidence model self-supervised on the clips of a
@@ -62,12 +62,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "frames in time? `train` makes one from a clip store; `audioscope score` applies it.",
     )
     sub = parser.add_subparsers(dest="coincidence_command", metavar="ACTION", title="actions", required=True)
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "train",
         help="train self-supervised on a clip store and export a SavedModel",
         description=TRAIN_DESCRIPTION,
         epilog=TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_option(p, aliases=("--clips",), help="the clip store to train on (path, gs://, s3://)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to export the model to; must not exist")

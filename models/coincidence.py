@@ -21,19 +21,9 @@ This module is the model's public face; the work is split by job:
   model card and content id, loading any SavedModel that meets the
   contract, and the metrics.
 
-Exported signature (any SavedModel with this signature can be plugged in,
-e.g. one trained on AudioSet elsewhere)::
-
-    signature "serving_default"
-      inputs:
-        audio:  float32 [None, 80000]          16 kHz mono, in [-1, 1], 5 s
-        frames: uint8   [None, 5, 128, 128, 3] RGB, frame i at clip start + i + 0.5 s
-      outputs:
-        probability: float32 [None]            P(audio and frames are aligned)
-
-The model directory also holds ``model_card.json`` / ``MODEL_CARD.md`` and
-its ``model_id``: SHA-256 over the variables files and a canonical
-description of the signature, which the score table records.
+The exported signature (any SavedModel with it can be plugged into the
+score step) and the model id are described in
+:mod:`audioscope.schemas.coincidence_signature`.
 
 TensorFlow is imported at module level: import this module lazily (inside a
 command's ``run``), never from a module the CLI imports at startup.

@@ -2,22 +2,10 @@
 card and content id, loading any SavedModel that meets it, and the metrics
 its evaluations report.
 
-The signature, the content id and the loader are the contract with the
-score step and live in :mod:`audioscope.schemas.coincidence_signature`
-(re-exported here). Exported signature (any SavedModel with this signature
-can be plugged in, e.g. one trained on AudioSet elsewhere)::
-
-    signature "serving_default"
-      inputs:
-        audio:  float32 [None, 80000]          16 kHz mono, in [-1, 1], 5 s
-        frames: uint8   [None, 5, 128, 128, 3] RGB, frame i at clip start + i + 0.5 s
-      outputs:
-        probability: float32 [None]            P(audio and frames are aligned)
-
-The model directory also holds ``model_card.json`` / ``MODEL_CARD.md`` and
-its ``model_id``: SHA-256 over the variables files and a canonical
-description of the signature (:func:`model_hash`),
-which the score table records.
+The signature, the content id (``model_id``, which the score table
+records) and the loader are the contract with the score step; they live in
+:mod:`audioscope.schemas.coincidence_signature` (re-exported here). The model
+directory also holds ``model_card.json`` / ``MODEL_CARD.md``.
 
 TensorFlow is imported at module level: import this module lazily.
 """

@@ -10,6 +10,7 @@ import json
 import sys
 
 from audioscope.argtypes import positive_int
+from audioscope.options import add_command
 
 DESCRIPTION = """\
 Evaluate a model trained by `audioscope train` on the four evaluation sets
@@ -47,12 +48,12 @@ example:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "evaluate",
         help="evaluate a trained AudioScope model on the evaluation sets (SI-SNR, OSR, AUC)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, metavar="RUN_DIR",
                    help="run directory of `audioscope train` (its export/), or an exported model folder")

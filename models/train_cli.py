@@ -10,6 +10,7 @@ import sys
 from typing import Callable
 
 from audioscope.argtypes import positive_int, positive_seconds
+from audioscope.options import add_command
 
 RECIPES = ("semi-supervised", "unsupervised-soff25", "unsupervised")
 STRATEGIES = ("default", "mirrored", "tpu")
@@ -73,12 +74,12 @@ def _number_above(low: float, strict: bool) -> Callable[[str], float]:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
         help="train the reference AudioScope model on mixture shards (TensorFlow)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True, metavar="SHARDS_OR_DIR",
                    help="mixtures directory, folder of shards, shard, glob or release to train on")

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from audioscope.options import add_store_option, add_workers_option
+from audioscope.options import add_command, add_store_option, add_workers_option
 from audioscope.pipelines.runner import local_parallelism, local_runner  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,11 +103,11 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "ingest",
         help="decode a video list into a clip store (Beam pipeline)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("list", metavar="LIST", help="the video list (path or URI)")
     _add_options(p)

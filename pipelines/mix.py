@@ -141,22 +141,9 @@ def read_table(path: str, schema: Any, what: str, fix: str) -> Any:
 
 def open_store(uri: str) -> Any:
     """The clip store, checked to hold the clip geometry mixture records need."""
-    from audioscope.clipstore.format import StoreError
-    from audioscope.clipstore.reader import ClipStore
-    from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
+    from audioscope.clipstore.reader import open_store as _open_store
 
-    try:
-        store = ClipStore.open(uri)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    p = store.params
-    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
-        raise UserError(
-            f"the clip store {uri} holds {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px "
-            f"frames; mixture records hold {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames: "
-            "ingest into a new store with the default parameters"
-        )
-    return store
+    return _open_store(uri, "mixture records hold")
 
 
 def load_inputs(config: MixConfig) -> dict[str, Any]:

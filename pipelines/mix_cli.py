@@ -105,13 +105,13 @@ def _recipe(text: str) -> Any:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    from audioscope.options import add_runner_options, add_store_option
+    from audioscope.options import add_command, add_runner_options, add_store_option
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "mix",
         help="write mixture-of-mixtures training shards and the evaluation sets (Beam pipeline)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_option(p)
     p.add_argument("--df", required=True, metavar="DF_DIR", help="folder written by `audioscope filter` (df.parquet), or the file")

@@ -59,6 +59,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
 from audioscope.errors import UserError
+from audioscope.folders import FolderLayout
 from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.schemas.annotations import AnnotationLayout
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
@@ -80,20 +81,12 @@ DEFAULT_FPS = 25
 
 
 @dataclass(frozen=True)
-class RenderLayout:
+class RenderLayout(FolderLayout):
     """The one owner of a media folder (local path or URI): every path, "finished?", the readers.
 
     Other steps (``annotate push``) ask it which clips are rendered
     (:meth:`rendered`) instead of listing files by name.
     """
-
-    root: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", self.root.rstrip("/") if "://" in self.root else self.root)
-
-    def path(self, *parts: str) -> str:
-        return storage.join(self.root, *parts)
 
     @property
     def clips_dir(self) -> str:

@@ -554,23 +554,10 @@ class ScoreResult:
 
 
 def open_store(uri: str, needs: str) -> Any:
-    """The clip store at ``uri``, checked to hold 5-s clips at 16 kHz with 128-px frames
-    (``needs`` names who needs them in the error, e.g. "the coincidence model takes")."""
-    from audioscope.clipstore.format import StoreError
-    from audioscope.clipstore.reader import ClipStore
-    from audioscope.geometry import CLIP_SECONDS, FRAME_SIZE, SAMPLE_RATE
+    """:func:`audioscope.clipstore.reader.open_store` (kept here for older callers)."""
+    from audioscope.clipstore.reader import open_store as _open_store
 
-    try:
-        store = ClipStore.open(uri)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    p = store.params
-    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
-        raise UserError(
-            f"the store {uri} has {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px frames; "
-            f"{needs} {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames"
-        )
-    return store
+    return _open_store(uri, needs)
 
 
 def check_scores_json(layout: ScoresLayout, wanted: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Mapping
 
-from audioscope.options import add_runner_options, add_store_option
+from audioscope.options import add_command, add_runner_options, add_store_option
 from audioscope.pipelines.runner import beam_flags, normalise  # noqa: F401 (re-exported)
 
 DESCRIPTION = """\
@@ -54,11 +54,11 @@ again to complete it)."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "score",
         help="score every clip of a clip store with the coincidence model (Beam pipeline)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_option(p, required=False)
     p.add_argument(

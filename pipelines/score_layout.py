@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from audioscope import storage
 from audioscope.errors import UserError
+from audioscope.folders import FolderLayout
 from audioscope.ids import check_video_id, file_in
 from audioscope.shards import ShardTemplate
 
@@ -27,20 +28,12 @@ MERGE_CHUNKS = ShardTemplate(stem="chunk", suffix=".parquet")
 
 
 @dataclass(frozen=True)
-class ScoresLayout:
+class ScoresLayout(FolderLayout):
     """The one owner of a scores folder (local path or URI): every path, "finished?", the readers.
 
     Other steps read the scores through :meth:`read_scores` / :meth:`read_meta`,
     never by file name.
     """
-
-    root: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", self.root.rstrip("/") if "://" in self.root else self.root)
-
-    def path(self, *parts: str) -> str:
-        return storage.join(self.root, *parts)
 
     @property
     def scores_json(self) -> str:

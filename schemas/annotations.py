@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from audioscope import storage
+from audioscope.folders import FolderLayout
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -34,11 +35,8 @@ LABELS_PARQUET = "labels.parquet"
 
 
 @dataclass(frozen=True)
-class AnnotationLayout:
-    root: str
-
-    def path(self, *parts: str) -> str:
-        return storage.join(self.root, *parts)
+class AnnotationLayout(FolderLayout):
+    """Where each file of an annotation folder lives (local path or URI)."""
 
     pools_parquet = property(lambda self: self.path(POOLS_PARQUET))
     pools_json = property(lambda self: self.path(POOLS_JSON))

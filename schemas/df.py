@@ -27,6 +27,7 @@ import pandas as pd
 from audioscope import storage
 from audioscope.schemas.tables import CSV_NAMES, DEFAULT_RATIOS, SPLITS
 from audioscope.errors import UserError
+from audioscope.folders import FolderLayout
 
 DF_PARQUET = "df.parquet"
 REPORT_JSON = "report.json"
@@ -35,10 +36,8 @@ HISTOGRAM_PNG = "score_histogram.png"
 
 
 @dataclass(frozen=True)
-class DfLayout:
+class DfLayout(FolderLayout):
     """Where each file of a Df folder lives (local path or URI)."""
-
-    root: str
 
     @classmethod
     def of(cls, path: str) -> "DfLayout":
@@ -46,10 +45,7 @@ class DfLayout:
         path = str(path)
         if path.rstrip("/").endswith("/" + DF_PARQUET) or path == DF_PARQUET:
             path = path.rstrip("/")[: -len(DF_PARQUET)].rstrip("/") or "."
-        return cls(path.rstrip("/") if "://" in path else path)
-
-    def path(self, *parts: str) -> str:
-        return storage.join(self.root, *parts)
+        return cls(path)
 
     @property
     def df_parquet(self) -> str:

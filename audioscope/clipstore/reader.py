@@ -328,3 +328,28 @@ class ClipStore:
 
     def __repr__(self) -> str:
         return f"ClipStore({self.root!r}, clips={self.summary.get('clips')})"
+
+
+def open_store(uri: str, needs: str) -> "ClipStore":
+    """The clip store at ``uri``, checked to hold the toolkit's clip geometry
+    (5-s clips at 16 kHz with 128-px frames; :mod:`audioscope.geometry`).
+
+    ``needs`` names who needs them in the error ("the coincidence model
+    takes", "mixture records hold"); every problem is a
+    :class:`~audioscope.errors.UserError` that says what to do.
+    """
+    from audioscope.errors import UserError
+    from audioscope.geometry import FRAME_SIZE, SAMPLE_RATE
+
+    try:
+        store = ClipStore.open(uri)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    p = store.params
+    if (p.sample_rate, p.clip_seconds, p.frame_size) != (SAMPLE_RATE, CLIP_SECONDS, FRAME_SIZE):
+        raise UserError(
+            f"the store {uri} has {p.clip_seconds}-s clips at {p.sample_rate} Hz with {p.frame_size}-px frames; "
+            f"{needs} {CLIP_SECONDS}-s clips at {SAMPLE_RATE} Hz with {FRAME_SIZE}-px frames: "
+            "ingest into a new store with the default parameters"
+        )
+    return store

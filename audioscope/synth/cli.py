@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from audioscope.options import add_command
+
 DESCRIPTION = """\
 Make a deterministic synthetic video corpus with ground truth: the embedded
 default of the demo and the test data of the whole toolkit.
@@ -37,12 +39,12 @@ example:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "synth",
         help="make the deterministic synthetic video corpus with ground truth",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the corpus to (created or resumed)")
     p.add_argument("--videos", type=int, default=24, metavar="N", help="number of videos, broken ones included (default: 24)")
