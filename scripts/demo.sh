@@ -59,10 +59,11 @@ $as release list --root "$out/releases"
 $as release pull audioscope-demo:1.0.0 --root "$out/releases" --to "$out/pulled" --only eval
 $as release verify "$out/pulled"
 
-step "9/9 train the reference AudioScope model (tiny, at most ${as_budget} s) and evaluate it"
+step "9/9 train the reference AudioScope model (tiny, at most ${as_budget} s), evaluate it, and write the HTML report of the run"
 $as train --data "$out/mix" --out "$out/audioscope-run" --config tiny --recipe semi-supervised \
   --time-budget "$as_budget"
 $as evaluate --model "$out/audioscope-run" --data "$out/mix" --out "$out/evaluation" --split test
+$as report "$out"
 
 printf '\nDemo done.\n'
 printf '  corpus:     %s\n  clip store: %s\n  model:      %s\n  scores:     %s\n  Df:         %s\n' \
@@ -72,3 +73,4 @@ printf '  labels:     %s (agreement: %s)\n' "$out/annotation/labels.parquet" "$o
 printf '  Label Studio: still running (stop: %s annotate server --data-dir %s --stop)\n' "$as" "$out/labelstudio"
 printf '  mixtures:   %s\n  release:    %s (pulled evaluation sets: %s)\n' "$out/mix" "$out/releases" "$out/pulled"
 printf '  AudioScope: %s (evaluation: %s)\n' "$out/audioscope-run" "$out/evaluation/report.md"
+printf '  the whole run on one page: %s\n' "$out/report/report.html"
