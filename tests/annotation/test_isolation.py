@@ -44,7 +44,15 @@ def test_a_rater_sees_only_their_own_project_tasks_and_answers(answered, labelst
     me, others = "rater1", [r for r in RATERS if r != "rater1"]
     client = labelstudio.client(me)
     mine = projects[me]["project_id"]
-    assert [p["id"] for p in client.projects()] == [mine]
+    # The server is shared by the module's tests, each of which gives every
+    # rater a project of their own: rater1 sees this one and only projects
+    # that no other rater can see.
+    visible = {p["id"] for p in client.projects()}
+    assert mine in visible
+    for other in others:
+        theirs = {p["id"] for p in labelstudio.client(other).projects()}
+        assert projects[other]["project_id"] in theirs
+        assert not visible & theirs, (me, other, visible & theirs)
     assert [u["email"] for u in client.get("/api/users/")] == ["rater1@audioscope.local"]
     for other in others:
         pid = projects[other]["project_id"]

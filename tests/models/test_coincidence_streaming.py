@@ -91,14 +91,17 @@ def _make_store(root: Path, n_videos: int, seconds: int) -> Path:
 
 
 PEAK_SCRIPT = """
-import json, resource, sys
+import json, sys
 from audioscope.clipstore.reader import ClipStore
 from audioscope.models import coincidence as C
 store, out, mode, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg = C.CoincidenceConfig.tiny(steps=steps, batch_size=16, eval_every=0, validation_examples=32,
                                window_videos=3, readahead_videos=2, shuffle_buffer=16, checkpoint_every=1000)
 r = C.train(ClipStore.open(store), out, cfg, validation_fraction=0.25, progress=False, data=mode)
-print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "step": r.step}))
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a
+# large pytest worker would report the worker's peak; VmHWM is this process's.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"peak_kib": hwm, "step": r.step}))
 """
 
 

@@ -76,10 +76,15 @@ def external(tmp_path_factory):
     marker.write_text("the workers must not see this\n")
     base = str(tmp_path_factory.getbasetemp())
     hidden = ["/tmp"] + ([base] if not base.startswith("/tmp/") else [])
+    mounts = " && ".join(f"mount -t tmpfs tmpfs '{d}'" for d in hidden)
+    # A checkout (and its virtualenv) under /tmp stays visible to the pool:
+    # bound aside before the tmpfs hides /tmp, and bound back after it.
+    repo = str(Path(__file__).resolve().parents[2])
+    if repo.startswith("/tmp/"):
+        mounts = f"mount --bind '{repo}' /mnt && {mounts} && mkdir -p '{repo}' && mount --bind /mnt '{repo}'"
     with GcsEmulator(bucket="portable") as emu, pointed_at(emu.url):
         env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
         job_port, pool_port = free_port(), free_port()
-        mounts = " && ".join(f"mount -t tmpfs tmpfs '{d}'" for d in hidden)
         pool = subprocess.Popen(
             ["unshare", "-m", "sh", "-c",
              f"{mounts} && test ! -e '{marker}' && exec '{sys.executable}' -m "
