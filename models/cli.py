@@ -50,7 +50,7 @@ e.g. a model trained elsewhere on AudioSet):
 
 TRAIN_EPILOG = """\
 example:
-  audioscope coincidence train --clips clipstore --out models/coincidence-v1
+  audioscope coincidence train --store clipstore --out models/coincidence-v1
   audioscope score --store clipstore --model models/coincidence-v1 --out scores"""
 
 
@@ -120,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise UserError(str(e)) from None
     if len(store) == 0:
-        raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --out {args.store}`)")
+        raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --store {args.store}`)")
 
     from audioscope.models.coincidence import CoincidenceConfig, RunDirError, train
 

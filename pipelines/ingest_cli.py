@@ -39,7 +39,7 @@ the run goes on and exits 0. Re-running the same command resumes: finished
 videos are not redone.
 
 Beam flags go after `--`, e.g.
-  audioscope ingest list.csv --out gs://b/store -- --runner=DataflowRunner \\
+  audioscope ingest list.csv --store gs://b/store -- --runner=DataflowRunner \\
       --project=P --region=R --temp_location=gs://b/tmp \\
       --sdk_container_image=IMAGE
 The default is Beam's local DirectRunner."""

@@ -16,14 +16,14 @@ step "1/9 synthetic corpus ($videos videos, seed $seed)"
 $as synth --out "$out/corpus" --videos "$videos" --seed "$seed"
 
 step "2/9 ingest: corpus -> clip store"
-$as ingest "$out/corpus/list.csv" --media-root "$out/corpus" --out "$out/clipstore"
+$as ingest "$out/corpus/list.csv" --media-root "$out/corpus" --store "$out/clipstore"
 $as clips stats --store "$out/clipstore"
 
 step "3/9 train the coincidence model (at most ${budget} s of training)"
 if [ -e "$out/model/saved_model.pb" ]; then
   echo "model already trained: $out/model (delete it to train again)"
 else
-  $as coincidence train --clips "$out/clipstore" --out "$out/model" --time-budget "$budget"
+  $as coincidence train --store "$out/clipstore" --out "$out/model" --time-budget "$budget"
 fi
 
 step "4/9 score every clip"

@@ -140,11 +140,11 @@ class ClipStore:
         layout = Layout(str(uri))
         params = load_params(layout)
         if params is None:
-            raise StoreError(f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --out {uri}`")
+            raise StoreError(f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --store {uri}`")
         if not layout.is_finished():
             raise StoreError(
                 f"{uri} has no index yet (no summary.json): an ingest has not finished; "
-                f"run `audioscope ingest LIST --out {uri}` again to complete it"
+                f"run `audioscope ingest LIST --store {uri}` again to complete it"
             )
         summary = json.loads(storage.read_text(layout.summary_json))
         return cls(str(uri), params, summary)

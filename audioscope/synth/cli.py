@@ -35,7 +35,7 @@ Output under --out:
 EPILOG = """\
 example:
   audioscope synth --out corpus --videos 24 --seed 7
-  audioscope ingest corpus/list.csv --media-root corpus --out clipstore"""
+  audioscope ingest corpus/list.csv --media-root corpus --store clipstore"""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
