@@ -51,7 +51,18 @@ NOISE = re.compile(
 )
 _PREFIXES = (b"I0", b"W0", b"WARNING: All log", b"To enable the following", b"20")
 
+#: log records that libraries send to the root logger and that say nothing
+#: to our users (Beam's RunInference on a platform without per-process
+#: memory figures)
+HARMLESS_LOG_MESSAGES = ("Resource module is not available for current platform",)
+
 _installed = False
+
+
+class _HarmlessRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(m in message for m in HARMLESS_LOG_MESSAGES)
 
 
 def configure(verbose: int = 0) -> None:
@@ -63,6 +74,7 @@ def configure(verbose: int = 0) -> None:
         os.environ.setdefault(name, value)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger().addFilter(_HarmlessRecords())
     for module in ("keras", "tensorflow", "absl"):
         warnings.filterwarnings("ignore", module=module)
     if sys.stderr is sys.__stderr__:  # not under a test runner's capture

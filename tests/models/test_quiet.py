@@ -61,3 +61,20 @@ def test_command_help_is_quiet() -> None:
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert helped.returncode == 0 and "--store" in helped.stdout
     assert not [m for m in NOISE_MARKERS if m in helped.stdout + helped.stderr]
+
+
+def test_harmless_library_log_records_are_dropped_and_others_kept(caplog) -> None:
+    import logging
+
+    from audioscope import quiet
+
+    root = logging.getLogger()
+    before = list(root.filters)
+    try:
+        quiet.configure(0)
+        with caplog.at_level(logging.WARNING):
+            logging.warning("Resource module is not available for current platform, memory usage cannot be fetched.")
+            logging.warning("the store is half full")
+        assert [r.getMessage() for r in caplog.records] == ["the store is half full"]
+    finally:
+        root.filters[:] = before
