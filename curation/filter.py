@@ -168,17 +168,26 @@ def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tu
             f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
             f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
         )
-    with storage.open_file(path) as fh:
-        names = pq.read_schema(fh).names
-        missing = [c for c in SCORE_COLUMNS if c not in names]
-        if missing:
-            raise UserError(
-                f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
-            )
-        fh.seek(0)
-        wanted = list(dict.fromkeys(["clip_id", "probability", *columns]))
-        read_dictionary = ["model_id"] if "model_id" in wanted else None
-        scores = pq.read_table(fh, columns=wanted, read_dictionary=read_dictionary).to_pandas()
+    import pyarrow as pa
+
+    try:
+        with storage.open_file(path) as fh:
+            names = pq.read_schema(fh).names
+            missing = [c for c in SCORE_COLUMNS if c not in names]
+            if missing:
+                raise UserError(
+                    f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
+                )
+            fh.seek(0)
+            wanted = list(dict.fromkeys(["clip_id", "probability", *columns]))
+            read_dictionary = ["model_id"] if "model_id" in wanted else None
+            scores = pq.read_table(fh, columns=wanted, read_dictionary=read_dictionary).to_pandas()
+    except (pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"{path} is not a scores table written by `audioscope score` ({reason}); "
+            f"re-run `audioscope score --store STORE --out {scores_dir}` into a fresh folder"
+        ) from None
     meta: dict[str, Any] = {}
     meta_path = layout.scores_json
     if storage.exists(meta_path):

@@ -74,8 +74,19 @@ class AnnotationLayout(FolderLayout):
                 f"no pools in {self.root}: draw them first with "
                 f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {self.root}`"
             )
-        with storage.open_file(self.pools_parquet) as fh:
-            return validate(pq.read_table(fh), ANNOTATION_POOLS).to_pandas()
+        import pyarrow as pa
+
+        from audioscope.schemas.tables import SchemaError
+
+        try:
+            with storage.open_file(self.pools_parquet) as fh:
+                return validate(pq.read_table(fh), ANNOTATION_POOLS).to_pandas()
+        except (pa.ArrowException, SchemaError, OSError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(
+                f"{self.pools_parquet} is not a pools table written by `audioscope annotate sample` ({reason}); "
+                f"draw the pools again with `audioscope annotate sample --store STORE --df DF_DIR --annotations {self.root}`"
+            ) from None
 
 
 def labels_table_path(path: str) -> str:
