@@ -418,7 +418,7 @@ def settings_table(data: Mapping[str, Any], header: tuple[str, str] = ("setting"
     if not rows:
         return ["(none recorded)"]
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| `{k}` | {_cell(v)} |" for k, v in rows]
+    lines += [f"| `{k}` | {paths_shown(_cell(v))} |" for k, v in rows]
     return lines
 
 

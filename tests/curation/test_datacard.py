@@ -122,3 +122,11 @@ def test_paths_shown_keeps_uris_and_relative_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     text = f"from {tmp_path}/run/df and /data/x/y.parquet, see https://example.org/a/b, gs://b/c/d and train/validation"
     assert paths_shown(text) == "from run/df and x/y.parquet, see https://example.org/a/b, gs://b/c/d and train/validation"
+
+
+def test_settings_tables_show_no_absolute_path() -> None:
+    from audioscope.curation.datacard import settings_table
+
+    table = "\n".join(settings_table({"store": "/srv/data/run/clipstore", "source": "gs://bucket/store", "steps": 3}))
+    assert "/srv/data" not in table
+    assert "| `store` | run/clipstore |" in table and "gs://bucket/store" in table and "| `steps` | 3 |" in table
