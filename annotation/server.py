@@ -44,6 +44,7 @@ from typing import Mapping
 import requests
 
 from audioscope.annotation.credentials import Account, Secrets, read_secrets, server_secrets, write_secrets
+from audioscope.processes import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -138,28 +139,6 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a child of ours that exited is reaped here)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_label_studio(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -181,7 +160,7 @@ def read_pid(data_dir: str) -> int | None:
 def running_pid(data_dir: str) -> int | None:
     """The pid of the server of ``data_dir`` when it runs."""
     pid = read_pid(data_dir)
-    return pid if pid is not None and _alive(pid) and _is_label_studio(pid) else None
+    return pid if pid is not None and pid_alive(pid) and _is_label_studio(pid) else None
 
 
 # --------------------------------------------------------------------------- environment
@@ -379,7 +358,7 @@ def stop(data_dir: str, timeout_s: float = 30.0) -> bool:
     """Stop the server of ``data_dir`` (its whole process group); False when none ran."""
     pid = read_pid(data_dir)
     pid_file = os.path.join(data_dir, PID_FILE)
-    if pid is None or not _alive(pid) or not _is_label_studio(pid):
+    if pid is None or not pid_alive(pid) or not _is_label_studio(pid):
         if os.path.exists(pid_file):
             os.remove(pid_file)
         return False
@@ -389,9 +368,9 @@ def stop(data_dir: str, timeout_s: float = 30.0) -> bool:
         except ProcessLookupError:
             break
         t0 = time.monotonic()
-        while _alive(pid) and time.monotonic() - t0 < wait_s:
+        while pid_alive(pid) and time.monotonic() - t0 < wait_s:
             time.sleep(0.2)
-        if not _alive(pid):
+        if not pid_alive(pid):
             break
     if os.path.exists(pid_file):
         os.remove(pid_file)
@@ -411,7 +390,7 @@ def serve_foreground(server: RunningServer, data_dir: str) -> int:
         stop(data_dir)
         return 0
     finally:
-        if not _alive(server.pid) and os.path.exists(os.path.join(data_dir, PID_FILE)):
+        if not pid_alive(server.pid) and os.path.exists(os.path.join(data_dir, PID_FILE)):
             os.remove(os.path.join(data_dir, PID_FILE))
 
 

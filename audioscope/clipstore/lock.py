@@ -28,6 +28,7 @@ from typing import Any
 from audioscope import storage
 from audioscope.clipstore.format import Layout
 from audioscope.errors import UserError
+from audioscope.processes import pid_alive
 
 
 class StoreBusy(UserError):
@@ -64,16 +65,6 @@ def create_if_absent(uri: str, data: bytes) -> bool:
     return bool(fs.cat_file(path) == data)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class StoreLock:
     """``with StoreLock(layout, what="list.csv"):`` holds the store for one ingest."""
 
@@ -105,7 +96,7 @@ class StoreLock:
             return
         info = self.holder()
         same_host = info.get("host") == socket.gethostname()
-        if same_host and isinstance(info.get("pid"), int) and not _alive(int(info["pid"])):
+        if same_host and isinstance(info.get("pid"), int) and not pid_alive(int(info["pid"])):
             # left by a killed run on this machine: take it over
             storage.remove(self.layout.lock)
             if create_if_absent(self.layout.lock, payload):

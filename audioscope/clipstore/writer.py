@@ -168,9 +168,26 @@ class StatusRecord:
         }
 
 
+def _unread_status(**fields: Any) -> dict[str, Any]:
+    """A status-table row for a request no video was read for (no clips, no media); ``fields`` name it."""
+    return {
+        "transient": False,
+        "n_clips": 0,
+        "duration": None,
+        "media_bytes": 0,
+        "media_seconds": 0,
+        "format_name": None,
+        "video_codec": None,
+        "audio_codec": None,
+        "split": None,
+        "clips_produced": 0,
+        **fields,
+    }
+
+
 def conflict_status(video_id: str, source: str, origin: str, store_source: str) -> dict[str, Any]:
     """A status-table row for a request whose id the store has from another source."""
-    return {
+    return _unread_status(**{
         "video_id": video_id,
         "source": source,
         "origin": origin,
@@ -181,18 +198,8 @@ def conflict_status(video_id: str, source: str, origin: str, store_source: str) 
             "with the same id. The store's video is kept: give this video another id (a uris CSV with a "
             "video_id column), or ingest the list into another store"
         ),
-        "transient": False,
-        "n_clips": 0,
-        "duration": None,
-        "media_bytes": 0,
-        "media_seconds": 0,
-        "format_name": None,
-        "video_codec": None,
-        "audio_codec": None,
-        "split": None,
         "clips_requested": 0,
-        "clips_produced": 0,
-    }
+    })
 
 
 def write_conflict(layout: Layout, row: dict[str, Any]) -> None:
@@ -201,25 +208,10 @@ def write_conflict(layout: Layout, row: dict[str, Any]) -> None:
 
 def bad_row_status(row: "BadRow") -> dict[str, Any]:
     """A status-table row for a list row that could not be read."""
-    return {
-        "video_id": None,
-        "source": row.raw,
-        "origin": row.origin,
-        "status": STATUS_BAD_ROW,
-        "kind": row.kind,
-        "message": row.message,
-        "transient": False,
-        "n_clips": 0,
-        "duration": None,
-        "media_bytes": 0,
-        "media_seconds": 0,
-        "format_name": None,
-        "video_codec": None,
-        "audio_codec": None,
-        "split": None,
-        "clips_requested": None,
-        "clips_produced": 0,
-    }
+    return _unread_status(
+        video_id=None, source=row.raw, origin=row.origin, status=STATUS_BAD_ROW, kind=row.kind,
+        message=row.message, clips_requested=None,
+    )
 
 
 def read_status(layout: Layout, video_id: str) -> StatusRecord | None:
