@@ -249,3 +249,14 @@ def flip_byte(path: str | Path, offset: int = 100) -> None:
     data = bytearray(Path(path).read_bytes())
     data[offset] ^= 0xFF
     Path(path).write_bytes(bytes(data))
+
+
+def publish_inputs(inputs: "InputDirs", root: str, name: str = "audioscope", version: str = "1.0.0") -> str:
+    """Publish the test inputs (mix, Df, labels) as NAME VERSION under ``root``; returns ``root``."""
+    from audioscope.curation import release
+
+    release.publish(
+        release.PublishRequest(mix=inputs.mix, df=inputs.df, labels=inputs.labels, name=name, version=version, root=root),
+        show_progress=False,
+    )
+    return root

@@ -11,7 +11,7 @@ import pytest
 
 from audioscope.curation import release
 from audioscope.curation.manifest import check_dir
-from tests.curation.release_inputs import PLANNED
+from tests.curation.release_inputs import PLANNED, publish_inputs
 
 mlc = pytest.importorskip("mlcroissant")
 
@@ -19,13 +19,7 @@ mlc = pytest.importorskip("mlcroissant")
 @pytest.fixture()
 def copy(release_inputs_template, tmp_path) -> str:
     root = str(tmp_path / "releases")
-    release.publish(
-        release.PublishRequest(
-            mix=release_inputs_template.mix, df=release_inputs_template.df, labels=release_inputs_template.labels,
-            name="audioscope", version="1.0.0", root=root,
-        ),
-        show_progress=False,
-    )  # fmt: skip
+    publish_inputs(release_inputs_template, root)
     dest = str(tmp_path / "copy")
     release.pull("audioscope:1.0.0", root=root, dest=dest, show_progress=False)
     return dest

@@ -11,7 +11,7 @@ import pytest
 from audioscope.curation import release
 from audioscope.curation.manifest import VerificationError
 from tests.curation.hostile import snapshot
-from tests.curation.release_inputs import PLANNED
+from tests.curation.release_inputs import PLANNED, publish_inputs
 
 SHARD = "eval/validation/onscreen_mom/onscreen_mom-00000-of-00001.tfrecord"
 PAIRS = "eval/validation/onscreen_mom/validation_onscreen_mom_pairs.csv"
@@ -20,13 +20,7 @@ PAIRS = "eval/validation/onscreen_mom/validation_onscreen_mom_pairs.csv"
 @pytest.fixture()
 def copy(release_inputs_template, tmp_path) -> str:
     root = str(tmp_path / "releases")
-    release.publish(
-        release.PublishRequest(
-            mix=release_inputs_template.mix, df=release_inputs_template.df, labels=release_inputs_template.labels,
-            name="audioscope", version="1.0.0", root=root,
-        ),
-        show_progress=False,
-    )  # fmt: skip
+    publish_inputs(release_inputs_template, root)
     dest = str(tmp_path / "copy")
     release.pull("audioscope:1.0.0", root=root, dest=dest, only="eval", show_progress=False)
     return dest

@@ -7,7 +7,7 @@ import pytest
 
 from audioscope.curation import release
 from audioscope.curation.manifest import VerificationError
-from tests.curation.release_inputs import PLANNED, flip_byte
+from tests.curation.release_inputs import PLANNED, flip_byte, publish_inputs
 
 EVAL_SHARD = "eval/test/onscreen_mom/onscreen_mom-00000-of-00001.tfrecord"
 
@@ -15,13 +15,7 @@ EVAL_SHARD = "eval/test/onscreen_mom/onscreen_mom-00000-of-00001.tfrecord"
 @pytest.fixture()
 def root(release_inputs_template, tmp_path) -> str:
     root = str(tmp_path / "releases")
-    release.publish(
-        release.PublishRequest(
-            mix=release_inputs_template.mix, df=release_inputs_template.df, labels=release_inputs_template.labels,
-            name="audioscope", version="1.0.0", root=root,
-        ),
-        show_progress=False,
-    )  # fmt: skip
+    publish_inputs(release_inputs_template, root)
     return root
 
 
