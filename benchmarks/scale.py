@@ -712,9 +712,9 @@ def run_step(step: Step, p: Paths, cap: float, timeout: float) -> Outcome:
             out.peak = max(out.peak, rss, _status_kb(proc.pid, "VmHWM"))
             reason = None
             if rss > cap:
-                reason = f"over {cap / GB:.0f} GB, killed"
+                reason = f"over {cap / GB:g} GB, killed"
             elif time.perf_counter() - t0 > timeout:
-                reason = f"over {timeout / 60:.0f} min, killed"
+                reason = f"over {timeout / 60:g} min, killed"
             if reason:
                 out.killed = reason
                 try:
@@ -761,10 +761,10 @@ def verdict(o: Outcome, scale: float, ref: "Outcome | None", ref_scale: float) -
         return ">" + o.killed.split(",")[0].replace("over ", ""), "-", o.killed
     if o.rc != 0:
         return "-", "-", f"FAILED (exit {o.rc})"
-    if scale >= 1:
+    if scale >= 1 or ref is None:  # full size, or no estimate asked for: the measurement itself
         mem, wall = float(o.peak), o.wall
-    elif ref is None or ref.rc != 0 or ref.killed:
-        return "-", "-", "no estimate (reference run failed)" if ref is not None else "-"
+    elif ref.rc != 0 or ref.killed:
+        return "-", "-", "no estimate (the reference run failed)"
     else:
         mem, wall = _line(o.peak, ref.peak, scale, ref_scale), _line(o.wall, ref.wall, scale, ref_scale)
     ok = mem <= TARGET_GB * GB and wall <= TARGET_MIN * 60
@@ -776,13 +776,15 @@ def table(outcomes: Sequence[Outcome], scale: float, refs: dict[str, Outcome] | 
     estimate = scale < 1 and refs is not None
     head = ["step", f"wall ({scale:g})", f"peak RSS ({scale:g})"]
     head += [f"wall ({ref_scale:g})", f"peak RSS ({ref_scale:g})", "full size: peak (est.)", "full size: wall (est.)"] if estimate else []
-    head += [f"<= {TARGET_GB:g} GB and <= {TARGET_MIN:g} min" + (" (est.)" if scale < 1 else "")]
+    head += [f"<= {TARGET_GB:g} GB and <= {TARGET_MIN:g} min" + (" (est.)" if estimate else " (as measured)" if scale < 1 else "")]
     rows = [head, ["---"] * len(head)]
     for o in outcomes:
         if o.step.not_run:
             rows.append([o.step.name] + ["-"] * (len(head) - 2) + [f"not run: {o.step.not_run}"])
             continue
-        ref = refs.get(o.step.name) if refs else None
+        ref = refs.get(o.step.name) if refs is not None else None
+        if refs is not None and ref is None:  # the reference run did not have this step
+            ref = Outcome(o.step, rc=1)
         mem, wall, ok = verdict(o, scale, ref, ref_scale)
         killed = ">" if o.killed else ""
         row = [o.step.name, killed + _fmt_s(o.wall), killed + _fmt_gb(o.peak)]
