@@ -738,6 +738,111 @@ def run_step(step: Step, p: Paths, cap: float, timeout: float) -> Outcome:
     return out
 
 
+# --------------------------------------------------------------------------- per-core rates (the cost model)
+
+#: The users' run (docs/scale.md): minutes of video, clips, clips rendered for annotation, mixture examples.
+RUN = {"video_minutes": 150_000, "clips": 7_200_000, "rendered": 30_000, "examples": 780_000}
+#: Dataflow batch list prices (us-central1; check them): per vCPU-hour, per GB-hour of memory, per GB-hour of
+#: persistent disk; n1-standard-4 has 3.75 GB per vCPU; Dataflow Shuffle batch workers get 25 GB disk each.
+PRICES = {"vcpu_hour": 0.056, "gb_hour": 0.003557, "pd_gb_hour": 0.000054, "gb_per_vcpu": 3.75, "pd_gb_per_vcpu": 25 / 4}
+#: Score: README's `benchmarks/score.py` (read + score, the demo's coincidence model, batch 64): clips/s per core.
+SCORE_CLIPS_PER_CORE_S = 209.0
+
+
+def _cpu_of(argv: Sequence[str], log: Path) -> tuple[float, float]:
+    """(wall s, CPU s of the command and every process it waited for) of one command."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with open(log, "ab") as err:
+        res = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=err, cwd=str(ROOT))
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0:
+        sys.exit(f"{' '.join(map(str, argv))} exited {res.returncode}; see {log}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure_rates(video: Path, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Per-core rates of ingest (a real video), render and mix (a synthetic corpus), each at one worker:
+    the CPU seconds of a bigger run minus those of a smaller one (start-up taken out)."""
+    import json as _json
+
+    a = [sys.executable, "-c", HOOK]
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log = work / "stderr.txt"
+    one = ["--workers", "1", "--poll", "60"]
+    for i in range(6):
+        shutil.copyfile(video, work / f"real{i}.mp4")
+    (work / "one.txt").write_text(f"{work / 'real0.mp4'}\n")
+    (work / "six.txt").write_text("".join(f"{work / f'real{i}.mp4'}\n" for i in range(6)))
+    say("ingest of 1 and of 6 copies of the real video, 1 worker, 1 ffmpeg thread")
+    _, c1 = _cpu_of([*a, "ingest", str(work / "one.txt"), "--store", str(work / "s1"), *one, "--ffmpeg-threads", "1"], log)
+    _, c6 = _cpu_of([*a, "ingest", str(work / "six.txt"), "--store", str(work / "s6"), *one, "--ffmpeg-threads", "1"], log)
+    summary = _json.loads((work / "s6" / "summary.json").read_text())
+    minutes = 5 * (summary["hours"] * 60 / 6)
+    say("a synthetic corpus of 24 videos: synth, ingest, score (tiny model), filter (every clip), annotate sample")
+    _cpu_of([*a, "synth", "--out", str(work / "syn"), "--videos", "24", "--seed", "5"], log)
+    _cpu_of([*a, "ingest", str(work / "syn" / "list.txt"), "--store", str(work / "store"), *one], log)
+    export_model(work / "model")
+    _cpu_of([*a, "score", "--store", str(work / "store"), "--model", str(work / "model"), "--out", str(work / "scores"),
+             *one], log)  # fmt: skip
+    _cpu_of([*a, "filter", "--scores", str(work / "scores"), "--store", str(work / "store"), "--out", str(work / "df"),
+             "--threshold", "0", "--no-truth"], log)  # fmt: skip
+    render, mix = {}, {}
+    for n in (20, 80):
+        ann = work / f"ann{n}"
+        _cpu_of([*a, "annotate", "sample", "--store", str(work / "store"), "--df", str(work / "df"), "--annotations",
+                 str(ann), "--unfiltered-train", str(n), "--filtered-train", "0", "--filtered-eval", "0"], log)  # fmt: skip
+        say(f"render {n} clips, 1 worker")
+        render[n] = _cpu_of([*a, "annotate", "render", "--annotations", str(ann), "--media", str(work / f"media{n}"),
+                             "--media-root", str(work / "syn" / "videos"), *one], log)[1]  # fmt: skip
+    for n in (200, 800):
+        say(f"mix {n} examples (unsupervised), 1 worker")
+        mix[n] = _cpu_of([*a, "mix", "--store", str(work / "store"), "--df", str(work / "df"), "--out", str(work / f"mix{n}"),
+                          "--recipes", "unsupervised", "--examples", str(n), *one], log)[1]  # fmt: skip
+    shard_bytes = sum(s["bytes"] for s in _json.loads((work / "mix800" / "summary.json").read_text())["shards"])
+    return {
+        "ingest_cpu_s_per_video_minute": (c6 - c1) / minutes,
+        "store_bytes_per_second": summary["bytes_per_media_second"],
+        "render_clips_per_cpu_s": 60 / max(render[80] - render[20], 1e-9),
+        "mix_examples_per_cpu_s": 600 / max(mix[800] - mix[200], 1e-9),
+        "mix_bytes_per_example": shard_bytes / 800,
+        "score_clips_per_cpu_s": SCORE_CLIPS_PER_CORE_S,
+    }
+
+
+def cost_model(rates: dict[str, Any], run: dict[str, int] = RUN, prices: dict[str, float] = PRICES,
+               busy: float = 0.8) -> str:  # fmt: skip
+    """The core-hours and Dataflow cost of the users' run from the rates (docs/scale.md has the formula)."""
+    core_h = {
+        "ingest": run["video_minutes"] * rates["ingest_cpu_s_per_video_minute"] / 3600,
+        "score": run["clips"] / rates["score_clips_per_cpu_s"] / 3600,
+        "render": run["rendered"] / rates["render_clips_per_cpu_s"] / 3600,
+        "mix": run["examples"] / rates["mix_examples_per_cpu_s"] / 3600,
+    }
+    per_vcpu_h = (prices["vcpu_hour"] + prices["gb_per_vcpu"] * prices["gb_hour"]
+                  + prices["pd_gb_per_vcpu"] * prices["pd_gb_hour"])  # fmt: skip
+    lines = [f"| step | work | rate per core | core-hours | vCPU-hours at {busy:.0%} busy | cost |", "|---|---|---|---|---|---|"]
+    what = {
+        "ingest": (f"{run['video_minutes']:,} min of video", f"{rates['ingest_cpu_s_per_video_minute']:.2f} CPU-s per min"),
+        "score": (f"{run['clips']:,} clips", f"{rates['score_clips_per_cpu_s']:.0f} clips/s"),
+        "render": (f"{run['rendered']:,} clips", f"{rates['render_clips_per_cpu_s']:.2f} clips/s"),
+        "mix": (f"{run['examples']:,} examples", f"{rates['mix_examples_per_cpu_s']:.0f} examples/s"),
+    }  # fmt: skip
+    for step, h in core_h.items():
+        lines.append(f"| {step} | {what[step][0]} | {what[step][1]} | {h:,.1f} | {h / busy:,.1f} | ${h / busy * per_vcpu_h:,.2f} |")
+    total = sum(core_h.values())
+    lines.append(f"| total | | | {total:,.1f} | {total / busy:,.1f} | ${total / busy * per_vcpu_h:,.2f} |")
+    lines.append(f"\nPer vCPU-hour on n1-standard-4 (vCPU + {prices['gb_per_vcpu']} GB memory + "
+                 f"{prices['pd_gb_per_vcpu']:g} GB disk): ${per_vcpu_h:.4f}. Store: "
+                 f"{run['video_minutes'] * 60 * rates['store_bytes_per_second'] / 1e9:,.0f} GB; mixtures: "
+                 f"{run['examples'] * rates['mix_bytes_per_example'] / 1e9:,.0f} GB.")  # fmt: skip
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -863,6 +968,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="do not write every video's score part (and the model): faster, but `score` is not run")
     ap.add_argument("--no-estimate", action="store_true",
                     help="below full size, do not run the steps again at a quarter of --scale for the full-size estimate")
+    ap.add_argument("--rates", metavar="VIDEO", default=None,
+                    help="instead: measure the per-core rates of the cost model (docs/scale.md) at one worker, "
+                         "ingest on 6 copies of VIDEO (a real video file), and print the cost table")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -877,6 +985,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scale: {text}", file=sys.stderr, flush=True)
 
     root = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="audioscope-scale-"))
+    if args.rates:
+        try:
+            rates = measure_rates(Path(args.rates).resolve(), root / "rates", say)
+            print(json.dumps({k: round(v, 3) for k, v in rates.items()}, indent=2))
+            print(cost_model(rates))
+        finally:
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
+        return 0
     parts = not args.no_score_parts
     cap, timeout = args.cap_gb * GB, args.timeout
     ref_scale = args.scale / 4
