@@ -15,6 +15,10 @@ steps write it, with no media:
               ``scores.json`` and a complete ``summary.json`` (ScoresLayout);
               ~4.5% of the clips score >= 0.8, so ``filter``'s default
               threshold keeps ~325,000 clips, the published train list's size
+  score-run   every video's score part (``parts/<id[:2]>/<id>.parquet``, as
+              score's WritePart writes it) and scores.json, with a tiny
+              SavedModel of the coincidence signature (``--no-score-parts``:
+              neither, and ``score`` is not run)
   df          Df as ``filter`` writes it (df.parquet, csv/, report.json,
               report.md) from the clips >= 0.8, per-video hashed splits
   annotations pools.parquet / pools.json (10,000 clips per pool), votes.parquet,
@@ -24,18 +28,23 @@ steps write it, with no media:
 
 Then every metadata-only step runs as its own child process, one at a time:
 the real CLI where the step runs without media (``clips list``, ``filter``,
-``annotate sample``, ``release verify``), else the launcher's own library
-calls, named in the table (score's work planning, mix planning, the release
-manifest). Steps that need media are listed as not run. Each child's peak
-memory is its VmHWM (read at exit by a hook, and polled with its
-sub-processes' RSS every 0.1 s: ru_maxrss is wrong across exec); a child over
-``--cap-gb`` (default 8) is killed and reported "over N GB, killed", one over
-``--timeout`` likewise.
+``annotate sample``, ``score`` over a folder where every video has its part,
+so that it plans and merges but reads no media, ``release verify``), else the
+launcher's own library calls, named in the table (score's planning alone, mix
+planning, the release manifest). Steps that need media are listed as not
+run. Each child's peak memory is its VmHWM (read at exit by a hook, and
+polled with its sub-processes' RSS every 0.1 s: ru_maxrss is wrong across
+exec); a child over ``--cap-gb`` (default 8) is killed and reported "over N
+GB, killed", one over ``--timeout`` likewise.
 
 Targets (issue 23): every single-process step <= 4 GB and <= 15 min on 2
-cores at full size. Below full size the table also gives a linear
-extrapolation to full size (peak above the interpreter's baseline, and wall
-time, both times 1/scale), and judges that against the targets.
+cores at full size. Below full size every step also runs at a quarter of
+``--scale``, and the table gives the straight line through the two runs at
+full size (an estimate; judge the targets at ``--scale 1.0``).
+
+``--rates VIDEO`` measures instead the per-core rates of the cost model of
+docs/scale.md (ingest of 6 copies of a real video, render and mix of a
+synthetic corpus, each at one worker) and prints its core-hours and cost table.
 
     .venv/bin/python benchmarks/scale.py --scale 0.01
     .venv/bin/python benchmarks/scale.py --scale 1.0 --keep /data/scale-full   # the users' size
@@ -252,7 +261,9 @@ def _probabilities(rng: Any, onscreen_of_clip: Any) -> Any:
 
 def export_model(path: Path) -> str:
     """A tiny SavedModel with the coincidence signature (bright frames, quiet audio score high); its model_id."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from audioscope import quiet
+
+    quiet.configure()  # TensorFlow's start-up notes off stderr, as the CLI does
     import tensorflow as tf
 
     from audioscope.schemas.coincidence_signature import content_id, signature_description
@@ -494,6 +505,8 @@ def generate(p: Paths, scale: float, seed: int, say: Callable[[str], None], part
     info.update(write_annotations(p, got["df"], got["candidates"], seed, say))
     info.update(write_release_copy(p))
     info["generate_s"] = round(time.perf_counter() - t0, 1)
+    with open("/proc/self/status") as f:
+        info["generate_peak_bytes"] = int(next(line for line in f if line.startswith("VmHWM")).split()[1]) * 1024
     (p.root / MARKER).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
@@ -919,7 +932,13 @@ def prepare(root: Path, scale: float, seed: int, parts: bool, say: Callable[[str
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     say(f"writing the simulation at scale {scale:g} into {root}")
-    return generate(Paths(root), scale, seed, say, parts)
+    # in its own process, so that this one stays small while the steps run
+    argv = [sys.executable, __file__, "--child", "generate", "--keep", str(root), "--scale", repr(scale),
+            "--seed", str(seed)] + ([] if parts else ["--no-score-parts"])  # fmt: skip
+    res = subprocess.run(argv, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if res.returncode != 0 or not marker.exists():
+        sys.exit(f"writing the simulation failed (exit {res.returncode})")
+    return json.loads(marker.read_text())
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -928,7 +947,7 @@ def describe(info: dict[str, Any]) -> str:
         f"{info['clips']} clips, {info['index_shards']} index shards, {info['hours']:.0f} h of video; "
         f"Df {info['df_clips']} clips; {info['pooled']} pooled clips, {info['labels']} labels; "
         f"release copy {info['release_files']} files, {info['release_bytes'] / 2**20:.0f} MiB; "
-        f"written in {info['generate_s']} s"
+        f"written in {info['generate_s']} s" + (f", peak {_fmt_gb(info['generate_peak_bytes'])}" if "generate_peak_bytes" in info else "")
     )
 
 
@@ -973,6 +992,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "ingest on 6 copies of VIDEO (a real video file), and print the cost table")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child == "generate":
+        generate(Paths(Path(args.keep)), args.scale, args.seed, lambda text: print(f"scale: {text}", file=sys.stderr, flush=True),
+                 not args.no_score_parts)  # fmt: skip
+        return 0
     if args.child:
         note = CHILDREN[args.child](Paths(Path(args.keep)))
         _write_peak()
