@@ -341,9 +341,9 @@ def write_scores_and_df(p: Paths, v: Videos, seed: int, say: Callable[[str], Non
             cand_parts.append((table.filter(pa.array(cand)), at[cand]))
     meta = {"format_version": FORMAT_VERSION, "model_id": model_id, "model": str(p.model),
             "store": str(p.store), "batch_size": 64}  # fmt: skip
-    (p.scores / "scores.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    Path(layout.scores_json).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if parts:
-        (p.score_run / "scores.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        Path(ScoresLayout(str(p.score_run)).scores_json).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     n_videos = int((v.n_clips > 0).sum())
     summary = {
         "format_version": FORMAT_VERSION, "model_id": model_id, "model": meta["model"], "store": meta["store"],
@@ -352,7 +352,7 @@ def write_scores_and_df(p: Paths, v: Videos, seed: int, say: Callable[[str], Non
         "failed": {}, "missing_clips": 0, "complete": True, "seconds": None, "clips_per_second": None,
         "finished_at": "2026-01-01T00:00:00+00:00",
     }  # fmt: skip
-    (p.scores / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    Path(layout.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
     say(f"scores: {total} clips")
 
     def frame(parts: list[tuple[Any, Any]]) -> Any:
@@ -469,18 +469,22 @@ def write_annotations(p: Paths, df: Any, cand: Any, seed: int, say: Callable[[st
 
 def write_release_copy(p: Paths) -> dict[str, Any]:
     """A release folder of the metadata files (curated/ and index/ groups), without its manifest."""
+    from audioscope import storage
     from audioscope.clipstore.format import Layout
+    from audioscope.pipelines.score_layout import ScoresLayout
+    from audioscope.schemas.annotations import AnnotationLayout
+    from audioscope.schemas.df import DfLayout
 
+    df, ann, store = DfLayout(str(p.df)), AnnotationLayout(str(p.annotations)), Layout(str(p.store))
     files = {
-        "curated/df/df.parquet": p.df / "df.parquet", "curated/df/report.json": p.df / "report.json",
-        "curated/df/report.md": p.df / "report.md", "curated/labels/labels.parquet": p.annotations / "labels.parquet",
-        "curated/labels/votes.parquet": p.annotations / "votes.parquet",
-        "curated/labels/pools.parquet": p.annotations / "pools.parquet",
-        "curated/scores/scores.parquet": p.scores / "scores.parquet",
+        "curated/df/df.parquet": df.df_parquet, "curated/df/report.json": df.report_json,
+        "curated/df/report.md": df.report_md, "curated/labels/labels.parquet": ann.labels_parquet,
+        "curated/labels/votes.parquet": ann.votes_parquet, "curated/labels/pools.parquet": ann.pools_parquet,
+        "curated/scores/scores.parquet": ScoresLayout(str(p.scores)).scores_parquet,
     }  # fmt: skip
-    for name in sorted(os.listdir(Layout(str(p.store)).index_dir)):
-        if name.endswith(".parquet"):
-            files[f"curated/index/{name}"] = p.store / "index" / name
+    for path in sorted(storage.glob(store.index_shard_glob())):
+        files[f"curated/index/{os.path.basename(path)}"] = path
+    files["curated/index/status.parquet"] = store.status_table
     size = 0
     for rel, src in files.items():
         dest = p.release / rel
