@@ -1046,8 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({FULL_VIDEOS} videos, ~7.2 M clips).")  # fmt: skip
         if refs is not None:
             print(f"Full-size estimates: the straight line through each step's runs at {ref_scale:g} and "
-                  f"{args.scale:g}, at 1.0 (measure at --scale 1.0 to be sure). Steps over {args.cap_gb:g} GB "
-                  "are killed.")  # fmt: skip
+                  f"{args.scale:g}, at 1.0 (measure at --scale 1.0 to be sure; below --scale 0.1 the line overestimates "
+                  "the steps that stream, whose memory stops growing once their 65,536-row batches are full). "
+                  f"Steps over {args.cap_gb:g} GB are killed.")  # fmt: skip
         print()
         print(table(outcomes, args.scale, refs, ref_scale), flush=True)
         failed = [o for o in outcomes if o.rc not in (0, None) and not o.killed]
