@@ -23,7 +23,10 @@ from :mod:`audioscope.synth.truth`.
 The library entry is :func:`filter` (a :class:`FilterConfig` in, a
 :class:`FilterResult` out); the pure pieces (:func:`select_clips`,
 :func:`build_df`, :func:`truth_metrics`) take DataFrames so they can be tested
-and reused without files.
+and reused without files. :func:`filter` never gathers the store's index
+into one frame: it streams the index shards and reads the scores in
+batches into a few compact columns (~150 B per clip), and only the clips
+the selection may keep (about Df's size) become a DataFrame.
 """
 
 from __future__ import annotations
@@ -286,7 +289,9 @@ class IndexScan:
 
     @classmethod
     def of(cls, batches: Any) -> "IndexScan":
+        """The scan of a stream of index ``pyarrow.RecordBatch`` (each shard in (video_id, start) order)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         codes: dict[str, int] = {}
         ids, vcodes, starts, ends = [], [], [], []
@@ -296,18 +301,18 @@ class IndexScan:
         has: frozenset[str] = frozenset()
         for batch in batches:
             has = frozenset(batch.schema.names)
-            frame = batch.to_pandas()
-            local, uniques = pd.factorize(frame["video_id"], use_na_sentinel=False)
+            col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+            local, uniques = pd.factorize(col["video_id"].to_pandas(), use_na_sentinel=False)
             glob = np.array([codes.setdefault(str(u), len(codes)) for u in uniques], dtype=np.int32)
-            vcodes.append(glob[local] if len(frame) else np.zeros(0, np.int32))
-            ids.append(pa.array(frame["clip_id"].astype(str), type=pa.string()))
-            starts.append(frame["start"].to_numpy(np.float64))
-            ends.append(frame["end"].to_numpy(np.float64))
-            if "source_uri" in frame.columns:
-                uris.update(dict.fromkeys(frame["source_uri"].unique().tolist()))
-            if "split" in frame.columns:
-                rows = frame[frame["split"].notna()]
-                for vid, value in zip(rows["video_id"].tolist(), rows["split"].tolist()):
+            vcodes.append(glob[local] if batch.num_rows else np.zeros(0, np.int32))
+            ids.append(col["clip_id"].cast(pa.string()))
+            starts.append(col["start"].to_numpy(zero_copy_only=False).astype(np.float64))
+            ends.append(col["end"].to_numpy(zero_copy_only=False).astype(np.float64))
+            if "source_uri" in col:
+                uris.update(dict.fromkeys(pc.unique(col["source_uri"]).to_pylist()))
+            if "split" in col and col["split"].null_count < batch.num_rows:
+                rows = batch.filter(pc.is_valid(col["split"]))
+                for vid, value in zip(rows.column("video_id").to_pylist(), rows.column("split").to_pylist()):
                     v = normalise_split(value)
                     first_split.setdefault(str(vid), v)
                     split_values.setdefault(str(vid), set()).add(v)

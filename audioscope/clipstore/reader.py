@@ -190,7 +190,12 @@ class ClipStore:
 
     @property
     def index(self) -> "pd.DataFrame":
-        """The clip index, sorted by (video_id, start)."""
+        """The clip index, sorted by (video_id, start), as one DataFrame (~800 B per clip).
+
+        For small stores and tests. Steps that may meet a full-size store
+        (filter, annotate sample, the score launcher, render) stream it with
+        :meth:`iter_index`, :meth:`iter_index_batches` or :meth:`iter_index_rows`.
+        """
         if self._index is None:
             import pyarrow as pa
             import pyarrow.parquet as pq
