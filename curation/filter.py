@@ -37,7 +37,7 @@ import json
 import math
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -158,62 +158,18 @@ def published_splits(index: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
 def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The scores table (``columns`` of it) and ``scores.json`` of a folder written by ``audioscope score``, checked.
 
-    ``model_id`` (one value repeated on every row) is read dictionary-encoded: a categorical column.
+    One frame of every scored clip: for small folders and tests (:func:`filter`
+    reads :func:`read_score_columns`). ``model_id`` is a categorical column.
     """
-    import pyarrow.parquet as pq
-
-    from audioscope.pipelines.score_layout import ScoresLayout
-
-    layout = ScoresLayout(scores_dir)
-    path = layout.scores_parquet
-    if not storage.exists(path):
-        raise UserError(
-            f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
-            f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
-        )
-    import pyarrow as pa
-
-    try:
-        with storage.open_file(path) as fh:
-            names = pq.read_schema(fh).names
-            missing = [c for c in SCORE_COLUMNS if c not in names]
-            if missing:
-                raise UserError(
-                    f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
-                )
-            fh.seek(0)
-            wanted = list(dict.fromkeys(["clip_id", "probability", *columns]))
-            read_dictionary = ["model_id"] if "model_id" in wanted else None
-            scores = pq.read_table(fh, columns=wanted, read_dictionary=read_dictionary).to_pandas()
-    except (pa.ArrowException, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{path} is not a scores table written by `audioscope score` ({reason}); "
-            f"re-run `audioscope score --store STORE --out {scores_dir}` into a fresh folder"
-        ) from None
-    meta: dict[str, Any] = {}
-    meta_path = layout.scores_json
-    if storage.exists(meta_path):
-        try:
-            meta = json.loads(storage.read_text(meta_path))
-        except ValueError:
-            raise UserError(f"{meta_path} is not valid JSON; re-run `audioscope score` to rewrite it") from None
-    p = scores["probability"].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
-    if bad.any():
-        raise UserError(
-            f"{path}: {int(bad.sum())} clips have a probability that is missing or outside [0, 1]; "
-            "re-run `audioscope score`"
-        )
-    if scores["clip_id"].isna().any():
-        raise UserError(f"{path}: some rows have no clip_id; re-run `audioscope score`")
-    dup = scores["clip_id"].duplicated()
-    if dup.any():
-        raise UserError(
-            f"{path}: {int(dup.sum())} clip ids are scored more than once (e.g. {scores['clip_id'][dup].iloc[0]!r}); "
-            "re-run `audioscope score` into a fresh folder"
-        )
-    return scores, meta
+    base = ("clip_id", "probability", "model_id")
+    cols, meta = read_score_columns(scores_dir, extra=[c for c in columns if c not in base])
+    data = {
+        "clip_id": cols.clip_id.to_pandas(),
+        "probability": cols.probability.astype(np.float32),
+        "model_id": pd.Categorical(cols.model_id.to_pandas()),
+        **cols.extra,
+    }
+    return pd.DataFrame({c: data[c] for c in dict.fromkeys(["clip_id", "probability", *columns])}), meta
 
 
 #: The store's columns Df carries.
@@ -363,13 +319,19 @@ class ScoreColumns:
     clip_id: Any
     probability: np.ndarray
     model_id: Any
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.clip_id)
 
 
-def read_score_columns(scores_dir: str) -> tuple[ScoreColumns, dict[str, Any]]:
-    """The scores of a folder written by ``audioscope score``, read in batches, checked as :func:`load_scores` does."""
+def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[ScoreColumns, dict[str, Any]]:
+    """The scores and ``scores.json`` of a folder written by ``audioscope score``, read in batches, checked.
+
+    Every probability must be in [0, 1] and every clip id given once; a
+    missing or foreign file is a :class:`UserError` that says what to do.
+    ``extra`` names other columns to read (as numpy/pandas columns).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -384,6 +346,7 @@ def read_score_columns(scores_dir: str) -> tuple[ScoreColumns, dict[str, Any]]:
             f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
         )
     ids, probs, models = [], [], []
+    more: dict[str, list[Any]] = {c: [] for c in extra}
     try:
         with storage.open_file(path) as fh:
             pf = pq.ParquetFile(fh, read_dictionary=["model_id"])
@@ -392,10 +355,13 @@ def read_score_columns(scores_dir: str) -> tuple[ScoreColumns, dict[str, Any]]:
                 raise UserError(
                     f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
                 )
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=["clip_id", "probability", "model_id"]):
+            names = ["clip_id", "probability", "model_id", *extra]
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=names):
                 ids.append(batch.column(0).cast(pa.string()))
                 probs.append(batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64))
                 models.append(batch.column(2))
+                for i, c in enumerate(extra, start=3):
+                    more[c].append(batch.column(i).to_pandas())
     except (pa.ArrowException, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
@@ -425,7 +391,8 @@ def read_score_columns(scores_dir: str) -> tuple[ScoreColumns, dict[str, Any]]:
             "re-run `audioscope score` into a fresh folder"
         )
     model_id = pa.chunked_array([m.cast(pa.string()) for m in models], pa.string())
-    return ScoreColumns(clip_id=clip_id, probability=p, model_id=model_id), meta
+    columns = {c: pd.concat(v, ignore_index=True) if v else pd.Series([], dtype=object) for c, v in more.items()}
+    return ScoreColumns(clip_id=clip_id, probability=p, model_id=model_id, extra=columns), meta
 
 
 def _join_positions(scores: ScoreColumns, index: IndexScan, store: str) -> np.ndarray:
