@@ -215,7 +215,7 @@ def main() -> None:
     print(f"{'':<12} {f'{n_a} cl':>9} {f'{n_b} cl':>9} {'(growth)':>18} {'':>6} {'':>6} {'GB (linear)':>15}")
     for step in b:
         (pa_, sa), (pb, sb) = a[step], b[step]
-        slope = max(pb - pa, 0) / (n_b - n_a)
+        slope = max(pb - pa_, 0) / (n_b - n_a)
         full = (pb + slope * (FULL_CLIPS - n_b)) / 1024**3
         print(f"{step:<12} {pa_ / MB:>9.0f} {pb / MB:>9.0f} {slope * 100_000 / MB:>18.1f} {sa:>6.1f} {sb:>6.1f} {full:>15.2f}")
 
