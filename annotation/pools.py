@@ -129,7 +129,8 @@ def stream_candidates(
         vids = frame["video_id"].astype(str)
         videos.update(vids.unique().tolist())
         if has_split:
-            for vid, split in zip(vids, frame["split"]):
+            given = frame["split"].notna().to_numpy()
+            for vid, split in zip(vids[given], frame["split"][given]):
                 if isinstance(split, str) and split:
                     known[vid] = normalise_split(split)
     split_of = assign_splits(sorted(videos), ratios, split_seed, known)
