@@ -166,7 +166,7 @@ def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tu
     data = {
         "clip_id": cols.clip_id.to_pandas(),
         "probability": cols.probability.astype(np.float32),
-        "model_id": pd.Categorical(cols.model_id.to_pandas()),
+        "model_id": pd.Categorical(np.array(cols.models, dtype=object)[cols.model_code]),
         **cols.extra,
     }
     return pd.DataFrame({c: data[c] for c in dict.fromkeys(["clip_id", "probability", *columns])}), meta
@@ -314,11 +314,13 @@ def _store_batches(store: str, columns: list[str]) -> Any:
 
 @dataclass
 class ScoreColumns:
-    """The scores table as columns (scores order): clip ids (Arrow), probabilities, model ids (Arrow strings)."""
+    """The scores table as columns (scores order): clip ids (Arrow), probabilities, and per clip the
+    code of its model id in ``models`` (one model id string for the whole table, not one per row)."""
 
     clip_id: Any
     probability: np.ndarray
-    model_id: Any
+    model_code: np.ndarray
+    models: list[str | None]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -345,7 +347,8 @@ def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[Scor
             f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
             f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
         )
-    ids, probs, models = [], [], []
+    ids, probs, model_codes = [], [], []
+    models: dict[str | None, int] = {}
     more: dict[str, list[Any]] = {c: [] for c in extra}
     try:
         with storage.open_file(path) as fh:
@@ -359,7 +362,13 @@ def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[Scor
             for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=names):
                 ids.append(batch.column(0).cast(pa.string()))
                 probs.append(batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64))
-                models.append(batch.column(2))
+                m = batch.column(2)
+                if not pa.types.is_dictionary(m.type):
+                    m = pc.dictionary_encode(m)
+                values = [*m.dictionary.to_pylist(), None]  # a missing model id: the last code
+                glob = np.array([models.setdefault(v, len(models)) for v in values], np.int32)
+                idx = m.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+                model_codes.append(glob[idx.astype(np.int64)])
                 for i, c in enumerate(extra, start=3):
                     more[c].append(batch.column(i).to_pandas())
     except (pa.ArrowException, OSError) as e:
@@ -390,9 +399,9 @@ def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[Scor
             f"{path}: {int(dup.sum())} clip ids are scored more than once (e.g. {clip_id[int(np.argmax(dup.to_numpy()))].as_py()!r}); "
             "re-run `audioscope score` into a fresh folder"
         )
-    model_id = pa.chunked_array([m.cast(pa.string()) for m in models], pa.string())
     columns = {c: pd.concat(v, ignore_index=True) if v else pd.Series([], dtype=object) for c, v in more.items()}
-    return ScoreColumns(clip_id=clip_id, probability=p, model_id=model_id, extra=columns), meta
+    codes = np.concatenate(model_codes) if model_codes else np.zeros(0, np.int32)
+    return ScoreColumns(clip_id=clip_id, probability=p, model_code=codes, models=list(models), extra=columns), meta
 
 
 def _join_positions(scores: ScoreColumns, index: IndexScan, store: str) -> np.ndarray:
@@ -837,7 +846,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
     scan = IndexScan.of(batches(["clip_id", "video_id", "start", "end", "split", "source_uri"]))
     warnings: list[str] = []
     pos = _join_positions(scores, scan, store)
-    models = sorted(m for m in scores.model_id.unique().to_pylist() if m is not None)
+    models = sorted(m for m in (scores.models[i] for i in np.unique(scores.model_code)) if m is not None)
     if len(models) > 1:
         raise UserError(
             f"{scores_dir} holds scores of {len(models)} models ({', '.join(models)}); "
@@ -866,7 +875,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
     candidates = pd.DataFrame({
         "clip_id": scores.clip_id.take(pa.array(keep, pa.int64())).to_pandas(),
         "probability": p_all[keep],
-        "model_id": scores.model_id.take(pa.array(keep, pa.int64())).to_pandas(),
+        "model_id": pd.Series(np.array(scores.models, dtype=object)[scores.model_code[keep]], dtype=object),
         "video_id": pd.Series(np.array(scan.videos, dtype=object)[video_code[keep]], dtype=object),
         "start": start[keep],
         "end": scan.end[pos][keep],
