@@ -19,6 +19,10 @@ candidates in increasing ``u`` (ties by clip id), skipping clips an earlier
 pool already took, so no clip is in two pools and a larger size only adds
 clips. Output: ``pools.parquet`` (:data:`POOL_SCHEMA`, sorted by pool, then
 video_id, start) and ``pools.json`` (sizes asked and drawn, seed, inputs).
+
+:func:`sample` streams the store's index (:func:`stream_candidates`) and keeps
+only the lowest-ranked candidates each store pool can draw, so its memory does
+not grow with the store (a store of 7.2 M clips, pools of 10,000).
 """
 
 from __future__ import annotations
