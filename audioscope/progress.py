@@ -98,27 +98,45 @@ class Progress:
 
 
 class Poller:
-    """Calls ``poll() -> (done, counters)`` every ``every`` seconds in a thread
-    and shows it on a :class:`Progress` until stopped (a context manager)."""
+    """Calls ``poll() -> (done, counters)`` in a thread and shows it on a
+    :class:`Progress` until stopped (a context manager).
+
+    Polls are ``every`` seconds apart at least, and further apart when a poll
+    is slow: a poll lists what the run has written (one object per video at
+    the users' scale, 200,000 on a bucket), so the wait after a poll is at
+    least ``(1 - max_share) / max_share`` times what it took. The poller thus
+    spends at most ``max_share`` of the run's time polling, however big the
+    listing grows; the lines shown are the same, only less often when the
+    listing is slow.
+    """
 
     def __init__(
         self,
         progress: Progress,
         poll: Callable[[], tuple[int, Mapping[str, int]]],
         every: float = 2.0,
+        max_share: float = 0.1,
     ) -> None:
+        if not 0.0 < max_share <= 1.0:
+            raise ValueError(f"max_share must be in (0, 1], got {max_share}")
         self.progress = progress
         self.poll = poll
         self.every = every
+        self.max_share = max_share
+        self.wait = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._stop.wait(self.wait):
+            began = time.monotonic()
             try:
                 done, counters = self.poll()
             except Exception:  # noqa: BLE001 - progress must never break the run
                 continue
+            finally:
+                took = time.monotonic() - began
+                self.wait = max(self.every, took * (1.0 - self.max_share) / self.max_share)
             self.progress.set(done, **dict(counters))
 
     def __enter__(self) -> "Poller":
@@ -127,7 +145,7 @@ class Poller:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.every + 1)
+        self._thread.join(timeout=self.wait + 1)
         try:
             done, counters = self.poll()
             self.progress.set(done, **dict(counters))

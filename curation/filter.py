@@ -23,7 +23,10 @@ from :mod:`audioscope.synth.truth`.
 The library entry is :func:`filter` (a :class:`FilterConfig` in, a
 :class:`FilterResult` out); the pure pieces (:func:`select_clips`,
 :func:`build_df`, :func:`truth_metrics`) take DataFrames so they can be tested
-and reused without files.
+and reused without files. :func:`filter` never gathers the store's index
+into one frame: it streams the index shards and reads the scores in
+batches into a few compact columns (~150 B per clip), and only the clips
+the selection may keep (about Df's size) become a DataFrame.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import json
 import math
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -155,62 +158,18 @@ def published_splits(index: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
 def load_scores(scores_dir: str, columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The scores table (``columns`` of it) and ``scores.json`` of a folder written by ``audioscope score``, checked.
 
-    ``model_id`` (one value repeated on every row) is read dictionary-encoded: a categorical column.
+    One frame of every scored clip: for small folders and tests (:func:`filter`
+    reads :func:`read_score_columns`). ``model_id`` is a categorical column.
     """
-    import pyarrow.parquet as pq
-
-    from audioscope.pipelines.score_layout import ScoresLayout
-
-    layout = ScoresLayout(scores_dir)
-    path = layout.scores_parquet
-    if not storage.exists(path):
-        raise UserError(
-            f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
-            f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
-        )
-    import pyarrow as pa
-
-    try:
-        with storage.open_file(path) as fh:
-            names = pq.read_schema(fh).names
-            missing = [c for c in SCORE_COLUMNS if c not in names]
-            if missing:
-                raise UserError(
-                    f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
-                )
-            fh.seek(0)
-            wanted = list(dict.fromkeys(["clip_id", "probability", *columns]))
-            read_dictionary = ["model_id"] if "model_id" in wanted else None
-            scores = pq.read_table(fh, columns=wanted, read_dictionary=read_dictionary).to_pandas()
-    except (pa.ArrowException, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{path} is not a scores table written by `audioscope score` ({reason}); "
-            f"re-run `audioscope score --store STORE --out {scores_dir}` into a fresh folder"
-        ) from None
-    meta: dict[str, Any] = {}
-    meta_path = layout.scores_json
-    if storage.exists(meta_path):
-        try:
-            meta = json.loads(storage.read_text(meta_path))
-        except ValueError:
-            raise UserError(f"{meta_path} is not valid JSON; re-run `audioscope score` to rewrite it") from None
-    p = scores["probability"].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
-    if bad.any():
-        raise UserError(
-            f"{path}: {int(bad.sum())} clips have a probability that is missing or outside [0, 1]; "
-            "re-run `audioscope score`"
-        )
-    if scores["clip_id"].isna().any():
-        raise UserError(f"{path}: some rows have no clip_id; re-run `audioscope score`")
-    dup = scores["clip_id"].duplicated()
-    if dup.any():
-        raise UserError(
-            f"{path}: {int(dup.sum())} clip ids are scored more than once (e.g. {scores['clip_id'][dup].iloc[0]!r}); "
-            "re-run `audioscope score` into a fresh folder"
-        )
-    return scores, meta
+    base = ("clip_id", "probability", "model_id")
+    cols, meta = read_score_columns(scores_dir, extra=[c for c in columns if c not in base])
+    data = {
+        "clip_id": cols.clip_id.to_pandas(),
+        "probability": cols.probability.astype(np.float32),
+        "model_id": pd.Categorical(np.array(cols.models, dtype=object)[cols.model_code]),
+        **cols.extra,
+    }
+    return pd.DataFrame({c: data[c] for c in dict.fromkeys(["clip_id", "probability", *columns])}), meta
 
 
 #: The store's columns Df carries.
@@ -253,6 +212,259 @@ def attach_index(kept: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
         if c not in out.columns:
             out[c] = None
     return out
+
+
+# --------------------------------------------------------------------------- streamed inputs
+#
+# At the users' scale (~7.2 M clips) the index and the scores are never pandas
+# frames: they are read in batches into a few columns (Arrow strings for clip
+# ids, numpy arrays, one integer code per video), about 150 B per clip; only the
+# candidate clips of the selection (~Df's size) become a DataFrame, and the
+# store's other columns are read again for the kept clips alone.
+
+#: Rows per batch when the index and the scores are streamed.
+BATCH_ROWS = 262_144
+
+
+@dataclass
+class IndexScan:
+    """What :func:`filter` needs from the store's index, gathered from a stream of its batches.
+
+    ``video_code`` numbers the videos in video_id order (``videos[code]`` is the id).
+    """
+
+    clip_id: Any  # pyarrow string array, one per index row
+    video_code: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    videos: list[str]
+    published: dict[str, str]
+    conflicts: list[str]
+    source_uris: list[str]
+    has: frozenset[str]
+
+    @classmethod
+    def of(cls, batches: Any) -> "IndexScan":
+        """The scan of a stream of index ``pyarrow.RecordBatch`` (each shard in (video_id, start) order)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        codes: dict[str, int] = {}
+        ids, vcodes, starts, ends = [], [], [], []
+        uris: dict[str, None] = {}
+        first_split: dict[str, str] = {}
+        split_values: dict[str, set[str]] = {}
+        has: frozenset[str] = frozenset()
+        for batch in batches:
+            has = frozenset(batch.schema.names)
+            col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+            local, uniques = pd.factorize(col["video_id"].to_pandas(), use_na_sentinel=False)
+            glob = np.array([codes.setdefault(str(u), len(codes)) for u in uniques], dtype=np.int32)
+            vcodes.append(glob[local] if batch.num_rows else np.zeros(0, np.int32))
+            ids.append(col["clip_id"].cast(pa.string()))
+            starts.append(col["start"].to_numpy(zero_copy_only=False).astype(np.float64))
+            ends.append(col["end"].to_numpy(zero_copy_only=False).astype(np.float64))
+            if "source_uri" in col:
+                uris.update(dict.fromkeys(pc.unique(col["source_uri"]).to_pylist()))
+            if "split" in col and col["split"].null_count < batch.num_rows:
+                rows = batch.filter(pc.is_valid(col["split"]))
+                for vid, value in zip(rows.column("video_id").to_pylist(), rows.column("split").to_pylist()):
+                    v = normalise_split(value)
+                    first_split.setdefault(str(vid), v)
+                    split_values.setdefault(str(vid), set()).add(v)
+        names = list(codes)
+        order = np.argsort(np.array(names, dtype=object), kind="stable") if names else np.zeros(0, np.int64)
+        remap = np.empty(len(names), np.int32)
+        remap[order] = np.arange(len(names), dtype=np.int32)
+        vcode = remap[np.concatenate(vcodes)] if vcodes else np.zeros(0, np.int32)
+        return cls(
+            clip_id=pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
+            video_code=vcode,
+            start=np.concatenate(starts) if starts else np.zeros(0),
+            end=np.concatenate(ends) if ends else np.zeros(0),
+            videos=[names[i] for i in order],
+            published=first_split,
+            conflicts=sorted(v for v, values in split_values.items() if len(values) > 1),
+            source_uris=list(uris),
+            has=has,
+        )
+
+    def __len__(self) -> int:
+        return len(self.clip_id)
+
+
+def _frame_batches(index: pd.DataFrame, columns: list[str]) -> Any:
+    """A DataFrame index (tests) as the stream a store gives: rows in (video_id, start) order."""
+    import pyarrow as pa
+
+    frame = index.sort_values(["video_id", "start"], kind="stable")[[c for c in columns if c in index.columns]]
+    return pa.Table.from_pandas(frame, preserve_index=False).to_batches(max_chunksize=BATCH_ROWS)
+
+
+def _store_batches(store: str, columns: list[str]) -> Any:
+    from audioscope.clipstore.format import StoreError
+    from audioscope.clipstore.reader import ClipStore
+
+    try:
+        cs = ClipStore.open(store)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    return cs.iter_index_batches(columns=columns, batch_rows=BATCH_ROWS)
+
+
+@dataclass
+class ScoreColumns:
+    """The scores table as columns (scores order): clip ids (Arrow), probabilities, and per clip the
+    code of its model id in ``models`` (one model id string for the whole table, not one per row)."""
+
+    clip_id: Any
+    probability: np.ndarray
+    model_code: np.ndarray
+    models: list[str | None]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.clip_id)
+
+
+def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[ScoreColumns, dict[str, Any]]:
+    """The scores and ``scores.json`` of a folder written by ``audioscope score``, read in batches, checked.
+
+    Every probability must be in [0, 1] and every clip id given once; a
+    missing or foreign file is a :class:`UserError` that says what to do.
+    ``extra`` names other columns to read (as numpy/pandas columns).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from audioscope.pipelines.score_layout import ScoresLayout
+
+    layout = ScoresLayout(scores_dir)
+    path = layout.scores_parquet
+    if not storage.exists(path):
+        raise UserError(
+            f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
+            f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
+        )
+    ids, probs, model_codes = [], [], []
+    models: dict[str | None, int] = {}
+    more: dict[str, list[Any]] = {c: [] for c in extra}
+    try:
+        with storage.open_file(path) as fh:
+            pf = pq.ParquetFile(fh, read_dictionary=["model_id"])
+            missing = [c for c in SCORE_COLUMNS if c not in pf.schema_arrow.names]
+            if missing:
+                raise UserError(
+                    f"{path} lacks the columns {missing}; it was not written by `audioscope score` (re-run the scoring)"
+                )
+            names = ["clip_id", "probability", "model_id", *extra]
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=names):
+                ids.append(batch.column(0).cast(pa.string()))
+                probs.append(batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64))
+                m = batch.column(2)
+                if not pa.types.is_dictionary(m.type):
+                    m = pc.dictionary_encode(m)
+                values = [*m.dictionary.to_pylist(), None]  # a missing model id: the last code
+                glob = np.array([models.setdefault(v, len(models)) for v in values], np.int32)
+                idx = m.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+                model_codes.append(glob[idx.astype(np.int64)])
+                for i, c in enumerate(extra, start=3):
+                    more[c].append(batch.column(i).to_pandas())
+    except (pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"{path} is not a scores table written by `audioscope score` ({reason}); "
+            f"re-run `audioscope score --store STORE --out {scores_dir}` into a fresh folder"
+        ) from None
+    meta: dict[str, Any] = {}
+    if storage.exists(layout.scores_json):
+        try:
+            meta = json.loads(storage.read_text(layout.scores_json))
+        except ValueError:
+            raise UserError(f"{layout.scores_json} is not valid JSON; re-run `audioscope score` to rewrite it") from None
+    clip_id = pa.chunked_array(ids, pa.string()).combine_chunks() if ids else pa.array([], pa.string())
+    p = np.concatenate(probs) if probs else np.zeros(0)
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        raise UserError(
+            f"{path}: {int(bad.sum())} clips have a probability that is missing or outside [0, 1]; "
+            "re-run `audioscope score`"
+        )
+    if clip_id.null_count:
+        raise UserError(f"{path}: some rows have no clip_id; re-run `audioscope score`")
+    if len(pc.unique(clip_id)) < len(clip_id):
+        dup = clip_id.to_pandas().duplicated()
+        raise UserError(
+            f"{path}: {int(dup.sum())} clip ids are scored more than once (e.g. {clip_id[int(np.argmax(dup.to_numpy()))].as_py()!r}); "
+            "re-run `audioscope score` into a fresh folder"
+        )
+    columns = {c: pd.concat(v, ignore_index=True) if v else pd.Series([], dtype=object) for c, v in more.items()}
+    codes = np.concatenate(model_codes) if model_codes else np.zeros(0, np.int32)
+    return ScoreColumns(clip_id=clip_id, probability=p, model_code=codes, models=list(models), extra=columns), meta
+
+
+def _join_positions(scores: ScoreColumns, index: IndexScan, store: str) -> np.ndarray:
+    """Per scored clip, its row in ``index``; a :class:`UserError` when some are not in the store (as :func:`join_index`)."""
+    import pyarrow.compute as pc
+
+    pos = pc.index_in(scores.clip_id, value_set=index.clip_id)
+    if pos.null_count:
+        unknown = pos.is_null().to_numpy(zero_copy_only=False)
+        example = scores.clip_id[int(np.argmax(unknown))].as_py()
+        raise UserError(
+            f"{int(unknown.sum())} of {len(scores)} scored clips (e.g. {example!r}) are not in the clip store {store}: "
+            "the scores were made from a different store. Give the store that was scored with --store, "
+            f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
+        )
+    return pos.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def candidate_mask(video_code: np.ndarray, probability: np.ndarray, start: np.ndarray, selection: Selection) -> np.ndarray:
+    """The scored clips :func:`select_clips` may keep: those at or above the threshold, or all clips of the top K videos.
+
+    For top K, the videos are ranked exactly as :func:`select_clips` ranks them
+    (video codes number the videos in video_id order), on numbers only.
+    """
+    if selection.threshold is not None:
+        return probability >= selection.threshold
+    s = pd.DataFrame({"video_id": video_code, "_p": probability, "start": start})
+    s = s.sort_values(["video_id", "_p", "start"], ascending=[True, False, True], kind="mergesort")
+    cap = selection.max_clips_per_video
+    best = s if cap is None else s[s.groupby("video_id", sort=False).cumcount() < cap]
+    means = best.groupby("video_id", sort=True)["_p"].mean().rename("_mean").reset_index()
+    means = means.sort_values(["_mean", "video_id"], ascending=[False, True], kind="mergesort")
+    return np.isin(video_code, means["video_id"].iloc[: selection.top_k_videos].to_numpy())
+
+
+def _kept_rows_of_index(batches: Any, clip_ids: set[str], columns: list[str]) -> pd.DataFrame:
+    """The index rows (``columns``) of ``clip_ids`` only, from a stream of index batches."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pa.array(sorted(clip_ids), pa.string())
+    parts = []
+    for batch in batches:
+        mask = pc.is_in(batch.column(batch.schema.get_field_index("clip_id")).cast(pa.string()), value_set=wanted)
+        part = batch.filter(mask)
+        if part.num_rows:
+            parts.append(part.to_pandas())
+    if not parts:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _truth_labels(truth: pd.DataFrame, index: IndexScan, pos: np.ndarray) -> pd.DataFrame:
+    """:func:`clip_labels` of every scored clip, computed a batch of clips at a time."""
+    names = np.array(index.videos, dtype=object)
+    parts = []
+    for lo in range(0, len(pos), BATCH_ROWS) or [0]:
+        rows = pos[lo : lo + BATCH_ROWS]
+        clips = pd.DataFrame(
+            {"video_id": names[index.video_code[rows]], "start": index.start[rows], "end": index.end[rows]}
+        )
+        parts.append(clip_labels(clips, truth))
+    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- Df
@@ -608,68 +820,88 @@ class FilterResult:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def _truth_source(config: FilterConfig, index: pd.DataFrame) -> TruthSource:
+def _truth_source(config: FilterConfig, source_uris: list[str]) -> TruthSource:
     if not config.use_truth:
         return TruthSource(None, "disabled (--no-truth)")
     if config.truth is not None:
         return TruthSource(config.truth, "given with --truth")
-    return detect_truth(index["source_uri"].unique().tolist())
+    return detect_truth(source_uris)
 
 
 def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> FilterResult:  # noqa: A001
     """Build Df and write every output into ``config.out`` (see the module docstring).
 
     ``index`` replaces the store's index (tests); ``config.store`` is then only named.
+    The store's index and the scores are streamed (see "streamed inputs"
+    above): memory grows by ~150 B per clip, never by a frame of every clip.
     """
     scores_dir, store = config.scores, config.store
     selection, splits = config.selection, config.splits
     layout = DfLayout.of(config.out)
-    scores, meta = load_scores(scores_dir, columns=("clip_id", "probability", "model_id"))
-    if index is None:
-        from audioscope.clipstore.format import StoreError
-        from audioscope.clipstore.reader import ClipStore
+    scores, meta = read_score_columns(scores_dir)
 
-        try:
-            index = ClipStore.open(store).index
-        except StoreError as e:
-            raise UserError(str(e)) from None
+    def batches(columns: list[str]) -> Any:
+        return _store_batches(store, columns) if index is None else _frame_batches(index, columns)
+
+    scan = IndexScan.of(batches(["clip_id", "video_id", "start", "end", "split", "source_uri"]))
     warnings: list[str] = []
-    scored = join_index(scores, index, store, columns=KEY_COLUMNS)
-    del scores
-    models = sorted(scored["model_id"].dropna().unique().tolist())
+    pos = _join_positions(scores, scan, store)
+    models = sorted(m for m in (scores.models[i] for i in np.unique(scores.model_code)) if m is not None)
     if len(models) > 1:
         raise UserError(
             f"{scores_dir} holds scores of {len(models)} models ({', '.join(models)}); "
             "give scores of a single model (one `audioscope score` output folder)"
         )
     model_id = models[0] if models else meta.get("model_id")
-    not_scored = len(index) - len(scored)
+    not_scored = len(scan) - len(scores)
     if not_scored:
         warnings.append(
             f"{not_scored} clips of the store are not scored and cannot be in Df; "
             f"run `audioscope score --store {store}` again to score them"
         )
-    published, conflicts = published_splits(index)
+    published, conflicts = scan.published, scan.conflicts
     if conflicts:
         warnings.append(
             f"{len(conflicts)} videos have clips with different published splits (e.g. {conflicts[0]}); "
             "the split of their first clip is used"
         )
-    df = build_df(scored, selection, splits, published, index=index)
+    p_all = scores.probability
+    video_code, start = scan.video_code[pos], scan.start[pos]
+    keep = np.flatnonzero(candidate_mask(video_code, p_all, start, selection))
+    import pyarrow as pa
+
+    from audioscope.schemas.tables import CLIP_INDEX
+
+    candidates = pd.DataFrame({
+        "clip_id": scores.clip_id.take(pa.array(keep, pa.int64())).to_pandas(),
+        "probability": p_all[keep],
+        "model_id": pd.Series(np.array(scores.models, dtype=object)[scores.model_code[keep]], dtype=object),
+        "video_id": pd.Series(np.array(scan.videos, dtype=object)[video_code[keep]], dtype=object),
+        "start": start[keep],
+        "end": scan.end[pos][keep],
+    })  # fmt: skip
+    kept_ids = set(select_clips(candidates, selection)["clip_id"].tolist())
+    available = set(index.columns) if index is not None else set(CLIP_INDEX.names)
+    extra = [c for c in INDEX_COLUMNS if c not in KEY_COLUMNS and c in available]
+    rows = _kept_rows_of_index(batches(["clip_id", *extra]), kept_ids, ["clip_id", *extra])
+    df = build_df(candidates, selection, splits, published, index=rows)
+    del candidates, rows
     if df.empty:
         hint = (
-            f"{scores_dir} scores no clips; score the store again" if scored.empty
+            f"{scores_dir} scores no clips; score the store again" if len(scores) == 0
             else "lower --threshold or use --top-k-videos"
         )
         warnings.append(f"no clip passes the selection ({selection.describe()}): Df is empty; {hint}")
 
-    source = _truth_source(config, index)
+    source = _truth_source(config, scan.source_uris)
     metrics = None
     classes = None
     if source.path is not None:
-        labels = clip_labels(scored, load_truth(source.path))
-        kept_mask = scored["clip_id"].isin(df["clip_id"]).to_numpy()
-        metrics = truth_metrics(scored["probability"].to_numpy(np.float64), kept_mask, labels)
+        import pyarrow.compute as pc
+
+        labels = _truth_labels(load_truth(source.path), scan, pos)
+        kept_mask = pc.is_in(scores.clip_id, value_set=pa.array(df["clip_id"].tolist(), pa.string()))
+        metrics = truth_metrics(p_all, kept_mask.to_numpy(zero_copy_only=False), labels)
         classes = clip_classes(labels)
         if metrics["clips_without_truth"]:
             warnings.append(
@@ -677,7 +909,6 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
                 "they are left out of the ground-truth metrics"
             )
 
-    p_all = scored["probability"].to_numpy(np.float64)
     counts_by_split = {
         s: {
             "clips": int((df["split"] == s).sum()),
@@ -703,11 +934,11 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
             "truth": {"path": source.path, "how": source.how},
         },
         "store": {
-            "clips": int(len(index)),
-            "videos": int(index["video_id"].nunique()),
+            "clips": int(len(scan)),
+            "videos": int(len(scan.videos)),
             "clips_not_scored": int(not_scored),
         },
-        "scored": {"clips": int(len(scored)), "videos": int(scored["video_id"].nunique())},
+        "scored": {"clips": int(len(scores)), "videos": int(np.unique(video_code).size)},
         "kept": {"clips": int(len(df)), "videos": int(df["video_id"].nunique())},
         "splits": counts_by_split,
         "histogram": {

@@ -420,17 +420,40 @@ def source_policy(annotations: str, media_root: str | None, video_ids: set[str])
 
     try:
         cs = ClipStore.open(store)
-        try:  # one row per video
-            table = cs.status[["video_id", "source"]]
-        except FileNotFoundError:  # a store written without its status table: the clip index has the sources too
-            table = cs.index[["video_id", "source_uri"]].drop_duplicates("video_id")
+        recorded = _recorded_sources(cs, set(video_ids))
     except (StoreError, OSError, ValueError, pa.ArrowException, SchemaError) as e:
         raise UserError(
             f"the pools of {annotations} were drawn from the clip store {store}, which cannot be read ({e}); "
             "give --media-root DIR (the folder the source videos lie under) to render without it"
         ) from None
-    rows = table[table["video_id"].isin(video_ids)]
-    return SourcePolicy(store=store, recorded=dict(zip(rows.iloc[:, 0].astype(str), rows.iloc[:, 1].astype(str))))
+    return SourcePolicy(store=store, recorded=recorded)
+
+
+def _recorded_sources(cs: Any, video_ids: set[str]) -> dict[str, str]:
+    """The recorded source of each of ``video_ids`` in the store, streamed (one batch in memory at a time).
+
+    The status table has one row per video (the last row of an id counts, as
+    a dict of its rows would); a store written without it has the sources in
+    its clip index (the first row of each video counts).
+    """
+    import itertools
+
+    frames: Iterator[Any] = cs.iter_status()
+    try:
+        first = next(frames, None)
+        columns, from_index = ["video_id", "source"], False
+    except FileNotFoundError:  # a store written without its status table: the clip index has the sources too
+        frames, first = cs.iter_index(columns=["video_id", "source_uri"]), None
+        columns, from_index = ["video_id", "source_uri"], True
+    recorded: dict[str, str] = {}
+    for frame in itertools.chain([] if first is None else [first], frames):
+        rows = frame[frame["video_id"].isin(video_ids)]
+        for vid, src in zip(rows[columns[0]].astype(str), rows[columns[1]].astype(str)):
+            if from_index:
+                recorded.setdefault(vid, src)
+            else:
+                recorded[vid] = src
+    return recorded
 
 
 def plan(pools: Any, layout: RenderLayout, policy: SourcePolicy = SourcePolicy()) -> tuple[Todo, int, list[dict[str, Any]]]:

@@ -585,36 +585,66 @@ def check_scores_json(layout: ScoresLayout, wanted: Mapping[str, Any]) -> None:
     storage.atomic_write(layout.scores_json, json.dumps(dict(wanted), indent=2, sort_keys=True) + "\n")
 
 
-def read_index_clips(store: Any) -> tuple[dict[str, list[tuple[str, float, float]]], dict[str, dict[str, Any]], int]:
-    """Per valid video of the store's index, its clips; the invalid videos (id -> record); index rows.
+def iter_video_clips(store: Any) -> Iterator[tuple[str, list[tuple[str, float, float]]]]:
+    """The store's index streamed as (video_id, its clips (clip_id, start, end)), in video_id order.
 
-    A video whose id, or any of whose clip ids, does not follow
-    :mod:`audioscope.ids` is not scored: it is recorded with the reason
-    (its id is never used as a file name) and the run goes on.
+    One video's rows are in memory at a time (:meth:`ClipStore.iter_index_rows`
+    merges the sorted shards); an unreadable index is a :class:`UserError`.
     """
+    import itertools
+
     import pyarrow as pa
 
     from audioscope.schemas.tables import SchemaError
 
     try:
-        index = store.index
+        rows = store.iter_index_rows(["video_id", "clip_id", "start", "end"])
+        for vid, group in itertools.groupby(rows, key=lambda r: r[0]):
+            yield str(vid), [(str(c), float(s), float(e)) for _, c, s, e in group]
     except (pa.ArrowException, SchemaError, OSError, ValueError) as e:
         raise UserError(
             f"the index of the clip store {store.root} (in {store.layout.index_dir}) cannot be read ({e}); "
             f"run `audioscope ingest LIST --store {store.root}` again to rebuild it"
         ) from None
-    clips: dict[str, list[tuple[str, float, float]]] = {}
-    for vid, cid, start, end in zip(index["video_id"], index["clip_id"], index["start"], index["end"]):
-        clips.setdefault(str(vid), []).append((str(cid), float(start), float(end)))
+
+
+def invalid_video(store: Any, video_id: str, clips: Sequence[tuple[str, float, float]]) -> dict[str, Any] | None:
+    """The record of a video whose id, or one of whose clip ids, breaks :mod:`audioscope.ids` (else None)."""
+    try:
+        check_video_id(video_id, f"the index of {store.root}")
+        for cid, _, _ in clips:
+            check_clip_id(cid, f"the index of {store.root}")
+    except UserError as e:
+        return {"video_id": video_id, "message": f"not scored: {e}", "clips": len(clips)}
+    return None
+
+
+def read_index_clips(store: Any) -> tuple[dict[str, int], dict[str, dict[str, Any]], int]:
+    """Per valid video of the store's index, its number of clips; the invalid videos (id -> record); index rows.
+
+    A video whose id, or any of whose clip ids, does not follow
+    :mod:`audioscope.ids` is not scored: it is recorded with the reason
+    (its id is never used as a file name) and the run goes on. The index
+    is streamed: memory is one video's rows plus one count per video.
+    """
+    counts: dict[str, int] = {}
     invalid: dict[str, dict[str, Any]] = {}
-    for vid in list(clips):
-        try:
-            check_video_id(vid, f"the index of {store.root}")
-            for cid, _, _ in clips[vid]:
-                check_clip_id(cid, f"the index of {store.root}")
-        except UserError as e:
-            invalid[vid] = {"video_id": vid, "message": f"not scored: {e}", "clips": len(clips.pop(vid))}
-    return clips, invalid, len(index)
+    n_index = 0
+    for vid, clips in iter_video_clips(store):
+        n_index += len(clips)
+        bad = invalid_video(store, vid, clips)
+        if bad is not None:
+            invalid[vid] = bad
+        else:
+            counts[vid] = len(clips)
+    return counts, invalid, n_index
+
+
+def todo_work_lines(store: Any, todo: set[str]) -> Iterator[str]:
+    """The work lines (:func:`work_line`) of the ``todo`` videos, streamed from the index in video_id order."""
+    for vid, clips in iter_video_clips(store):
+        if vid in todo:
+            yield work_line(vid, clips)
 
 
 class ScorePoller:
@@ -675,7 +705,7 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
          "batch_size": config.batch_size},
     )
 
-    clips, invalid, n_index = read_index_clips(store)
+    clips, invalid, n_index = read_index_clips(store)  # clips: video -> its number of clips
     n_index_videos = len(clips) + len(invalid)
     if invalid:
         storage.atomic_write(layout.invalid_ids, "".join(json.dumps(r, sort_keys=True) + "\n" for r in invalid.values()))
@@ -687,9 +717,9 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
     for path in storage.list_files(layout.failed_dir, ".json"):
         storage.remove(path)
     work_files = write_work_shards(
-        layout.work_dir, (work_line(v, clips[v]) for v in todo), per_shard=VIDEOS_PER_WORK_SHARD, total=len(todo)
+        layout.work_dir, todo_work_lines(store, set(todo)), per_shard=VIDEOS_PER_WORK_SHARD, total=len(todo)
     )
-    expected = {v: len(clips[v]) for v in todo}
+    expected = {v: clips[v] for v in todo}
     echo(
         f"score: {n_index_videos} videos / {n_index} clips in {store_uri}; {len(clips) - len(todo)} videos already "
         f"scored, {len(todo)} videos / {sum(expected.values())} clips to score with {model_id}"
@@ -721,7 +751,7 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
         # Parts short of their video's clips (left by an earlier version that wrote whatever came
         # through) are not finished: they go, so that the next run scores those videos again.
         failed = layout.failed_videos()
-        want = {v: len(c) for v, c in clips.items() if v not in failed}
+        want = {v: n for v, n in clips.items() if v not in failed}
         short = shortfalls(want, layout.clips_per_video())
         for s in short:
             storage.remove(layout.part(s.unit))

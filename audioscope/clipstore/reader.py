@@ -161,6 +161,14 @@ class ClipStore:
         shard by shard, each shard sorted by (video_id, start). Use this
         where the rows are only walked through; :attr:`index` gathers them all.
         """
+        for batch in self.iter_index_batches(columns, batch_rows):
+            yield batch.to_pandas()
+
+    def iter_index_batches(self, columns: "list[str] | None" = None, batch_rows: int = 65_536) -> "Iterator[Any]":
+        """The clip index as a stream of ``pyarrow.RecordBatch`` (as :meth:`iter_index`, without pandas).
+
+        Each shard's schema is checked against the clip index's before its rows are read.
+        """
         import pyarrow.parquet as pq
 
         from audioscope.schemas.tables import CLIP_INDEX, validate
@@ -169,8 +177,7 @@ class ClipStore:
             with storage.open_file(path) as fh:
                 pf = pq.ParquetFile(fh)
                 validate(pf.schema_arrow.empty_table(), CLIP_INDEX)
-                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                    yield batch.to_pandas()
+                yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
 
     def iter_status(self, batch_rows: int = 65_536) -> "Iterator[pd.DataFrame]":
         """The status table as a stream of frames (see :meth:`iter_index`)."""
@@ -183,7 +190,12 @@ class ClipStore:
 
     @property
     def index(self) -> "pd.DataFrame":
-        """The clip index, sorted by (video_id, start)."""
+        """The clip index, sorted by (video_id, start), as one DataFrame (~800 B per clip).
+
+        For small stores and tests. Steps that may meet a full-size store
+        (filter, annotate sample, the score launcher, render) stream it with
+        :meth:`iter_index`, :meth:`iter_index_batches` or :meth:`iter_index_rows`.
+        """
         if self._index is None:
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -196,6 +196,19 @@ def test_rerun_scores_nothing_and_a_deleted_part_is_rescored_alone(store, models
     assert (out / "scores.parquet").read_bytes() == first
 
 
+def test_the_launcher_never_gathers_the_whole_index(store, models, scored, tmp_path, monkeypatch):
+    """The work units come from the streamed index (issue 23): ``ClipStore.index`` is never read."""
+    from audioscope.clipstore.reader import ClipStore
+
+    def refuse(self):
+        raise AssertionError("the score launcher read ClipStore.index (the whole index in memory)")
+
+    monkeypatch.setattr(ClipStore, "index", property(refuse))
+    out = tmp_path / "scores"
+    assert score(store, models["a"], out) == 0
+    assert (out / "scores.parquet").read_bytes() == (scored / "scores.parquet").read_bytes()
+
+
 def test_another_model_or_store_into_the_same_out_is_refused(store, models, scored, tmp_path, capsys):
     before = (scored / "scores.json").read_text()
     assert score(store, models["b"], scored) == 2
