@@ -558,7 +558,7 @@ def child_score_plan(p: Paths) -> str:
     """What `audioscope score` does between loading the model and starting the pipeline: the index's
     clips per video (read_index_clips), the videos already scored, the work shards."""
     from audioscope.clipstore.reader import open_store
-    from audioscope.pipelines.score import VIDEOS_PER_WORK_SHARD, ScoresLayout, read_index_clips, work_line
+    from audioscope.pipelines.score import VIDEOS_PER_WORK_SHARD, ScoresLayout, read_index_clips, todo_work_lines
     from audioscope.pipelines.work import write_work_shards
 
     out = p.runs / "score-plan"
@@ -567,7 +567,7 @@ def child_score_plan(p: Paths) -> str:
     store = open_store(str(p.store), "the coincidence model takes")
     clips, invalid, n_index = read_index_clips(store)
     todo = sorted(set(clips) - layout.scored_videos())
-    files = write_work_shards(layout.work_dir, (work_line(v, clips[v]) for v in todo), per_shard=VIDEOS_PER_WORK_SHARD,
+    files = write_work_shards(layout.work_dir, todo_work_lines(store, set(todo)), per_shard=VIDEOS_PER_WORK_SHARD,
                               total=len(todo))  # fmt: skip
     return f"{len(todo)} videos / {n_index} clips in {len(files)} work shards"
 
