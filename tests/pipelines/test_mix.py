@@ -75,7 +75,7 @@ def summary_of(out: Path) -> dict:
 
 
 def shard_records(out: Path) -> dict[str, list[records.MixtureRecord]]:
-    return {s["path"]: [records.decode(r) for r in records.read_tfrecord(str(out / s["path"]))] for s in summary_of(out)["shards"]}
+    return {s["path"]: list(records.decode_shard(records.read_tfrecord(str(out / s["path"])))) for s in summary_of(out)["shards"]}
 
 
 def tfrecords(out: Path) -> dict[str, bytes]:
@@ -88,7 +88,7 @@ def tfrecords(out: Path) -> dict[str, bytes]:
 def test_summary_and_examples_describe_every_shard(mixed, capsys):
     summary = summary_of(mixed)
     assert summary["schema_versions"] == {"mixture_record": records.SCHEMA_VERSION, "examples": 1, "pairs": 1}
-    assert records.SCHEMA_VERSION == 2
+    assert records.SCHEMA_VERSION == 3
     assert summary["config"]["seed"] == 0 and summary["config"]["recipes"]["semi-supervised"]["LOn"] == 0.125
     assert summary["inputs"]["model_id"] == MODEL_ID and summary["inputs"]["labels"].endswith("labels.parquet")
     assert set(summary["counts"]["train"]) == set(RECIPES)
