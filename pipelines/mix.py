@@ -15,7 +15,8 @@ One library entry, :func:`mix`, does the whole step end to end:
 
        ReadWork      the shards to write: JSON lines in MIX_DIR/work/ (pipelines/work.py)
        WriteShards   per shard: each needed video's clips read once through the
-                     clip store's reader, examples encoded (audioscope.schemas.records)
+                     clip store's reader, packed (each clip once, the examples by
+                     reference: audioscope.schemas.records.encode_shard)
                      and the file written atomically with exactly the planned number
                      of examples; a shard that exists is kept; one that cannot be
                      written gets a marker in MIX_DIR/failed/ naming the video
@@ -252,14 +253,13 @@ def to_record(e: Planned, media: Media) -> records.MixtureRecord:
 def write_shard(store: Any, layout: MixLayout, shard: Shard) -> int:
     """Read the shard's media, encode its examples and write the file atomically; its size.
 
-    The file is moved into place only when it holds exactly the planned
-    number of examples (``records.write_tfrecord(expected=...)``).
+    The shard is packed (record schema 3: each clip once, then the examples
+    by reference, ``records.encode_shard``); the file is moved into place
+    only when it holds exactly the records made (``records.write_tfrecord(expected=...)``).
     """
     media = read_shard_media(store, shard.examples)
-    return records.write_tfrecord(
-        layout.path(shard.path), (records.encode(to_record(e, media)) for e in shard.examples),
-        expected=len(shard.examples),
-    )
+    packed = records.encode_shard([to_record(e, media) for e in shard.examples])
+    return records.write_tfrecord(layout.path(shard.path), packed, expected=len(packed))
 
 
 # --------------------------------------------------------------------------- Beam
