@@ -169,11 +169,11 @@ def load_dataset(
         # Shuffled: files in a new order each epoch, read four at a time.
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         ds = ds.interleave(
-            shard_dataset, cycle_length=min(len(files), 4), block_length=1,
+            tf.autograph.experimental.do_not_convert(shard_dataset), cycle_length=min(len(files), 4), block_length=1,
             num_parallel_calls=parallel, deterministic=deterministic,
         )  # fmt: skip
     else:
-        ds = ds.flat_map(shard_dataset)  # in order: shard after shard
+        ds = ds.flat_map(tf.autograph.experimental.do_not_convert(shard_dataset))  # in order: shard after shard
     if repeat:
         ds = ds.repeat()
     if shuffle_buffer > 0:

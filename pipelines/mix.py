@@ -2,8 +2,9 @@
 
 One library entry, :func:`mix`, does the whole step end to end:
 
-1. **Inputs** (:func:`load_inputs`): the clip store (its index, through
-   :class:`audioscope.clipstore.reader.ClipStore`), the Df table, the labels
+1. **Inputs** (:func:`load_inputs`): the clip store (its index streamed
+   through :class:`audioscope.clipstore.reader.ClipStore`, keeping only the rows
+   of the Df, label and pair-list clips), the Df table, the labels
    and any pair lists, each checked where it enters (a bad file is one
    :class:`~audioscope.errors.UserError` naming it).
 2. **Plan** (:mod:`audioscope.pipelines.mix_plan`): every example of every
@@ -174,7 +175,7 @@ def load_inputs(config: MixConfig) -> dict[str, Any]:
             )
     model_ids = sorted({str(m) for m in df["model_id"].dropna()})
     return {
-        "index": store.index, "media": media_videos(config.store), "df": df, "labels": labels,
+        "store": store, "media": media_videos(config.store), "df": df, "labels": labels,
         "pair_lists": pair_lists, "pair_problems": problems,
         "inputs": {
             "store": config.store, "df": df_path, "labels": labels_path, "pairs_dir": config.pairs_dir,
@@ -470,7 +471,7 @@ def mix(config: MixConfig) -> MixResult:
     (:class:`UserError`). When shards could not be written the result lists
     them (``finished`` False) and ``summary.json`` is not written.
     """
-    from audioscope.pipelines.mix_catalog import Catalog
+    from audioscope.pipelines.mix_catalog import store_catalog
     from audioscope.pipelines.mix_outputs import write_outputs
     from audioscope.pipelines.mix_plan import make_plan
 
@@ -478,12 +479,10 @@ def mix(config: MixConfig) -> MixResult:
     options = config.plan_options()
     loaded = load_inputs(config)
     df, labels = loaded["df"], loaded["labels"]
-    keep = None
-    if loaded["pair_lists"] is None:  # pair lists may name any clip of the store
-        keep = set(df["clip_id"].astype(str)) | (set() if labels is None else set(labels["clip_id"].astype(str)))
-    catalog = Catalog(
-        loaded["index"], loaded["media"], options.exclude_licences, labels,
-        scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))), keep=keep,
+    keep = set(df["clip_id"].astype(str)) | (set() if labels is None else set(labels["clip_id"].astype(str)))
+    catalog = store_catalog(
+        loaded["store"], loaded["media"], keep, loaded["pair_lists"], exclude_licences=options.exclude_licences,
+        labels=labels, scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))),
     )  # fmt: skip
     n_labels = 0 if labels is None else int(labels["label"].notna().sum())
     n_lists = len(loaded["pair_lists"] or ())
