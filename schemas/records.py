@@ -43,8 +43,10 @@ are empty; the media are those of ``frames_clip_id``, ``clip_id1`` and
 
     record_kind       bytes   "clip" (an example record says "example")
     clip_id           bytes   the clip
-    frames            bytes   its frames in the codec above, or empty when no example
-                              of the shard shows them
+    frames            bytes   its frames, uint8 in C order as one zstd frame (no filter:
+                              11% fewer bytes than the Sub filter on the synthetic
+                              corpus's frames and a tenth of the decoding time), or
+                              empty when no example of the shard shows them
     audio             bytes   its int16 PCM as the high bytes of every sample, then the
                               low bytes, as one zstd frame (12% fewer bytes than the
                               interleaved PCM on the synthetic corpus), or empty
@@ -266,6 +268,20 @@ def audio_from(data: bytes, version: int) -> np.ndarray:
     return np.frombuffer(raw, "<i2").astype(np.int16)
 
 
+def packed_frames_bytes(frames: np.ndarray) -> bytes:
+    """The frames' raw bytes (uint8, C order) as one zstd frame: on the synthetic corpus 11% fewer
+    bytes than the Sub-filtered frames of :func:`frames_bytes`, and a tenth of the decoding time."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(frames, np.uint8).tobytes())
+
+
+def packed_frames_from(data: bytes) -> np.ndarray:
+    """Decoded frames uint8 [5, 128, 128, 3] of :func:`packed_frames_bytes`."""
+    raw = _unzstd(data, int(np.prod(FRAMES_SHAPE)), "frames")
+    return np.frombuffer(raw, np.uint8).reshape(FRAMES_SHAPE).copy()
+
+
 def packed_audio_bytes(audio: np.ndarray) -> bytes:
     """int16 PCM as its high bytes then its low bytes (little-endian samples split), one zstd frame."""
     import zstandard
@@ -356,7 +372,7 @@ def encode_shard(recs: Sequence[MixtureRecord]) -> list[bytes]:
     for clip_id in sorted(set(audio) | set(frames)):
         values = {
             "record_kind": [CLIP_KIND.encode()], "clip_id": [clip_id.encode("utf-8")],
-            "frames": [frames_bytes(frames[clip_id]) if clip_id in frames else b""],
+            "frames": [packed_frames_bytes(frames[clip_id]) if clip_id in frames else b""],
             "audio": [packed_audio_bytes(audio[clip_id]) if clip_id in audio else b""],
             "schema_version": [SCHEMA_VERSION],
         }  # fmt: skip
@@ -468,7 +484,7 @@ class ShardReader:
         if version < 3 or _one(feature, "frames"):  # media inside the record (schema 3: in the codecs of 2)
             got = decode_media(_one(feature, "frames"), _one(feature, "audio1"), _one(feature, "audio2"), min(version, 2))
             return (version, *got)
-        frames = frames_from(self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"), 2)
+        frames = packed_frames_from(self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"))
         pcm1 = packed_audio_from(self._clip(self.audio, _one(feature, "clip_id1"), "audio"))
         if _one(feature, "is_mom"):
             pcm2 = packed_audio_from(self._clip(self.audio, _one(feature, "clip_id2"), "audio"))
