@@ -159,7 +159,7 @@ class MixtureArrays:
 
     ``part=(i, n)`` reads every n-th file starting at i (one part per
     DataLoader worker or host). ``threads`` > 1 decodes records on a thread
-    pool (zlib and PNG decoding release the GIL). ``verify`` checks every
+    pool (zstd and numpy decoding release the GIL). ``verify`` checks every
     record's CRC-32C.
     """
 

@@ -581,7 +581,9 @@ def record_fields() -> tuple[str, ...]:
 
 
 #: Bytes of the compressed media of one example, as measured on the synthetic corpus
-#: (33 kB of frames and 230 kB of audio per example; ``benchmarks/loader.py --source``).
+#: (33 kB of frames and 230 kB of audio per example; ``benchmarks/loader.py --source``). Kept as
+#: schema 2 measured it so that plans (examples per shard) stay the same: packed shards
+#: (schema 3) come out smaller than the shard-size target.
 ESTIMATED_MEDIA_BYTES = 265_000
 
 
