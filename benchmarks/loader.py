@@ -1,18 +1,23 @@
 #!/usr/bin/env python
-"""Loader benchmark: bytes per example and examples per second per core, record schema 1 against 2.
+"""Loader benchmark: bytes per example and examples per second per core, record schemas 1, 2 and 3.
 
 The same examples (``--source`` shards, at most ``--examples`` of them, or
 ``--examples`` synthetic ones) are written in one run as record schema 1
-(raw frames and PCM, the baseline) and as schema 2 (the current layout: one
-lossless PNG of the frames, deflated PCM), and read back by:
+(raw frames and PCM, the baseline), as schema 2 (every example with its own
+zstd media) and as schema 3 (the current layout: a packed shard, each clip's
+media once, then the examples by reference), and read back by:
 
-  raw        ``tf.data.TFRecordDataset`` over the schema-2 shards, batched,
+  raw        ``tf.data.TFRecordDataset`` over the schema-3 shard, batched,
              serialized records only (reading and CRC checks, no parsing).
   tf v1      ``audioscope.models.data.load_dataset(batch_size=B)`` on the
-             schema-1 shards (parsed, decoded: frames uint8, audio float32).
-  tf v2      the same loader on the schema-2 shards.
-  numpy v2   ``audioscope.models.numpy_data.MixtureArrays`` (no TensorFlow)
-             on the schema-2 shards, one thread.
+             schema-1 shard (parsed, decoded: frames uint8, audio float32).
+  tf v2/v3   the same loader on the schema-2 and schema-3 shards.
+  numpy v2/v3 ``audioscope.models.numpy_data.MixtureArrays`` (no TensorFlow),
+             one thread.
+
+The synthetic examples are paired as ``audioscope mix`` pairs a training
+shard: every clip is the first mixture (and frames) of one example and the
+second mixture of another example of the shard, from another video.
 
 TensorFlow runs with ``--threads`` threads (default 1, so rates are per
 core); every rate is also given per second of process CPU time. Targets:
@@ -22,7 +27,7 @@ loader at >= 1,000 examples per CPU-second.
     TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python benchmarks/loader.py --examples 600
     .venv/bin/python benchmarks/loader.py --source demo-output/mix/train/semi-supervised
 
-The synthetic examples are flat coloured shapes on a dark background and
+The synthetic media are flat coloured shapes on a dark background and
 tones with a little noise (a stand-in for the synthetic corpus); real
 shards (``--source``) are the measurement that counts.
 """
@@ -40,26 +45,28 @@ from audioscope.progress import print_summary
 
 
 def synthetic_records(n: int, seed: int = 0) -> Iterable[Any]:
-    """``n`` MoM records with smooth synthetic media (fixed seed)."""
+    """``n`` MoM records of ``n`` clips (each once first, once second) with smooth synthetic media."""
     import numpy as np
 
     from audioscope.schemas import records
 
     rng = np.random.default_rng(seed)
     t = np.arange(records.AUDIO_SAMPLES) / records.SAMPLE_RATE
+    frames, audio = [], []
     for i in range(n):
-        frames = rng.integers(0, 24, records.FRAMES_SHAPE, dtype=np.uint8)
+        f = rng.integers(0, 24, records.FRAMES_SHAPE, dtype=np.uint8)
         y, x = rng.integers(8, 80, 2)
-        frames[:, y : y + 40, x : x + 40] = rng.integers(60, 256, 3, dtype=np.uint8)
-        audio = [
-            np.clip(3000 * np.sin(2 * np.pi * rng.uniform(200, 3000) * t) + rng.normal(0, 300, t.size), -32768, 32767)
-            .astype(np.int16)
-            for _ in range(2)
-        ]  # fmt: skip
+        f[:, y : y + 40, x : x + 40] = rng.integers(60, 256, 3, dtype=np.uint8)
+        frames.append(f)
+        a = 3000 * np.sin(2 * np.pi * rng.uniform(200, 3000) * t) + rng.normal(0, 300, t.size)
+        audio.append(np.clip(a, -32768, 32767).astype(np.int16))
+    partner = rng.permutation(n)  # clip i's second mixture is clip partner[i] (another video)
+    for i in range(n):
+        j = int(partner[i]) if partner[i] != i else (i + 1) % n
         yield records.MixtureRecord(
-            frames=frames, audio1=audio[0], audio2=audio[1],
+            frames=frames[i], audio1=audio[i], audio2=audio[j],
             type="NOn", is_mom=True, clip_id1=f"a{i}-0000000", video_id1=f"a{i}", start1=0.0, end1=5.0,
-            frames_clip_id=f"a{i}-0000000", clip_id2=f"b{i}-0001000", video_id2=f"b{i}", start2=1.0, end2=6.0,
+            frames_clip_id=f"a{i}-0000000", clip_id2=f"a{j}-0000000", video_id2=f"a{j}", start2=0.0, end2=5.0,
             score1=0.9, licence_name1="CC BY 2.0", licence_name2="CC BY 2.0",
         )  # fmt: skip
 
@@ -71,11 +78,21 @@ def source_records(files: list[str], n: int) -> Iterable[Any]:
 
     k = 0
     for f in files:
-        for data in read_records(f):
+        for rec in records.decode_shard(read_records(f), f):
             if k == n:
                 return
-            yield records.decode(data)
+            yield rec
             k += 1
+
+
+def as_version_2(rec: Any) -> bytes:
+    """A record serialized as schema 2 wrote it (its own zstd media, no ``record_kind``)."""
+    from audioscope.schemas import records
+
+    example = records.to_example(rec)
+    example.features.feature["schema_version"].int64_list.value[0] = 2
+    del example.features.feature["record_kind"]
+    return example.SerializeToString(deterministic=True)
 
 
 def as_version_1(rec: Any) -> bytes:
@@ -91,6 +108,7 @@ def as_version_1(rec: Any) -> bytes:
     zeros = np.zeros(records.AUDIO_SAMPLES, "<i2")
     f["audio2"].bytes_list.value[0] = (zeros if rec.audio2 is None else rec.audio2.astype("<i2")).tobytes()
     f["schema_version"].int64_list.value[0] = 1
+    del f["record_kind"]
     return example.SerializeToString(deterministic=True)
 
 
@@ -138,24 +156,29 @@ def main() -> int:
         what = f"{len(recs)} synthetic examples (smooth shapes and tones)"
     v1 = os.path.join(scratch.name, "v1-00000-of-00001.tfrecord")
     v2 = os.path.join(scratch.name, "v2-00000-of-00001.tfrecord")
+    v3 = os.path.join(scratch.name, "v3-00000-of-00001.tfrecord")
     records.write_tfrecord(v1, [as_version_1(r) for r in recs])
-    records.write_tfrecord(v2, [records.encode(r) for r in recs])
-    bytes1, bytes2 = os.path.getsize(v1) / len(recs), os.path.getsize(v2) / len(recs)
+    records.write_tfrecord(v2, [as_version_2(r) for r in recs])
+    records.write_tfrecord(v3, records.encode_shard(recs))
+    bytes1, bytes2, bytes3 = (os.path.getsize(v) / len(recs) for v in (v1, v2, v3))
 
     def raw() -> Any:
-        return tf.data.TFRecordDataset([v2]).batch(args.batch_size).with_options(options)
+        return tf.data.TFRecordDataset([v3]).batch(args.batch_size).with_options(options)
 
     def tf_loader(path: str) -> Callable[[], Any]:
         return lambda: load_dataset([path], batch_size=args.batch_size).with_options(options)
 
-    def numpy_loader() -> Any:
-        return MixtureArrays([v2], batch_size=args.batch_size)
+    def numpy_loader(path: str) -> Callable[[], Any]:
+        return lambda: MixtureArrays([path], batch_size=args.batch_size)
 
-    passes = {"raw": raw, "tf v1": tf_loader(v1), "tf v2": tf_loader(v2), "numpy v2": numpy_loader}
+    passes = {
+        "raw": raw, "tf v1": tf_loader(v1), "tf v2": tf_loader(v2), "tf v3": tf_loader(v3),
+        "numpy v2": numpy_loader(v2), "numpy v3": numpy_loader(v3),
+    }  # fmt: skip
     for make in passes.values():
         timed(make)  # warm-up: page cache, graph tracing
     results = {name: min((timed(make) for _ in range(args.repeats)), key=lambda r: r[0]) for name, make in passes.items()}
-    assert len({r[2] for r in results.values()}) == 1, results
+    assert len({r[2] for name, r in results.items() if name != "raw"}) == 1, results  # raw: clip records too
 
     def line(t: tuple[float, float, int]) -> str:
         wall, cpu, k = t
@@ -166,13 +189,16 @@ def main() -> int:
         "threads": args.threads,
         "batch size": args.batch_size,
         "bytes per example, schema 1 (baseline)": f"{bytes1 / 1000:8.1f} kB",
-        "bytes per example, schema 2": f"{bytes2 / 1000:8.1f} kB  ({bytes1 / bytes2:.2f}x smaller; target >= 4x)",
-        "raw records (schema 2)": line(results["raw"]),
+        "bytes per example, schema 2": f"{bytes2 / 1000:8.1f} kB  ({bytes1 / bytes2:.2f}x smaller)",
+        "bytes per example, schema 3": f"{bytes3 / 1000:8.1f} kB  ({bytes1 / bytes3:.2f}x smaller; target >= 4x)",
+        "raw records (schema 3)": line(results["raw"]),
         "tf loader, schema 1 (baseline)": line(results["tf v1"]),
         "tf loader, schema 2": line(results["tf v2"]),
+        "tf loader, schema 3": line(results["tf v3"]),
         "numpy loader, schema 2": line(results["numpy v2"]),
-        "tf v2 / tf v1 time": f"{results['tf v2'][0] / results['tf v1'][0]:7.2f}x",
-        "numpy v2 / tf v2 time": f"{results['numpy v2'][0] / results['tf v2'][0]:7.2f}x",
+        "numpy loader, schema 3": line(results["numpy v3"]),
+        "tf v3 / tf v2 time": f"{results['tf v3'][0] / results['tf v2'][0]:7.2f}x",
+        "numpy v3 / numpy v2 time": f"{results['numpy v3'][0] / results['numpy v2'][0]:7.2f}x",
     }
     print_summary("loader benchmark", rows)
     scratch.cleanup()

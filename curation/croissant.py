@@ -90,7 +90,8 @@ _FORMATS = {
 #: Columns of examples.parquet described by the ``examples`` record set: (column, Croissant type, description).
 EXAMPLE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("shard", "sc:Text", "the TFRecord shard holding the example (release-relative path)"),
-    ("index", "sc:Integer", "position of the example in its shard (0-based)"),
+    ("index", "sc:Integer", "position of the example among its shard's examples (0-based; the clip records "
+     "at the head of a packed shard are not counted)"),
     ("split", "sc:Text", "train, validation or test"),
     ("subset", "sc:Text", "the training recipe or the evaluation set (onscreen_single, offscreen_mom, ...)"),
     ("type", "sc:Text", "example type: NOn, SOff, LOn, LOff for training; the set name for evaluation"),
@@ -170,8 +171,9 @@ def build(manifest: Manifest, *, limitations: Sequence[str] = (), description: s
         if path.startswith("curated/"):
             distribution.append(_file_object(e, "curated list: " + path.split("/", 2)[1]))
     sets = (
-        ("train-shards", "train/**/*.tfrecord", "training mixtures (TFRecord, one tf.train.Example each)"),
-        ("eval-shards", "eval/**/*.tfrecord", "evaluation sets (TFRecord)"),
+        ("train-shards", "train/**/*.tfrecord", "training mixtures (TFRecord of tf.train.Example records: each "
+         "clip's media once, then the examples referring to them; audioscope.schemas.records)"),
+        ("eval-shards", "eval/**/*.tfrecord", "evaluation sets (TFRecord, packed as the training shards)"),
         ("eval-pairs", "eval/**/*_pairs.csv", "evaluation pair lists: path,start,end of each clip of an example"),
     )
     for set_id, pattern, text in sets:

@@ -620,7 +620,10 @@ def render_readme(
         "",
         "In Python, `audioscope.curation.release.resolve(\"%s:%s\", root=%r)` returns a verified local "
         "folder; every `*.tfrecord` below `train/<recipe>/` or `eval/<split>/<set>/` is a shard of "
-        "`tf.train.Example` records (schema: `audioscope.schemas.records`)." % (name, version, shown_root),
+        "`tf.train.Example` records (schema: `audioscope.schemas.records`; since record schema 3 a shard "
+        "holds each clip's media once, first, and then the examples, which refer to those clips: read it "
+        "with `audioscope.models.data.load_dataset` or `audioscope.models.numpy_data.MixtureArrays`)."
+        % (name, version, shown_root),
         "",
         "## Terms",
         "",

@@ -12,9 +12,12 @@ int16 / 32768); ``type``, ``label1``, ``clip_id1``, ``clip_id2``,
 ``video_id1``, ``video_id2`` tf.string; ``is_mom`` tf.bool; ``score1``
 float32. Batched, every feature gets a leading batch dimension.
 
-Each record is parsed on its own and its media decoded (zstd, numpy, in
-``tf.numpy_function``; records of schema version 1, raw frames and PCM, are
-read too), in parallel, then batched. Shards of a newer record version are
+Each shard is read by a generator (``tf.data.Dataset.from_generator``
+over :func:`audioscope.models.numpy_data.iter_shard`): a packed shard
+(record schema 3) keeps its clips' compressed media while its examples are
+read and assembles each example from them; records of schema 1 (raw) and 2
+(self-contained, zstd) are read too. Shuffling holds the examples as stored
+(uint8 frames, int16 PCM); the float audio is made after it. Shards of a newer record version are
 refused before reading, naming the file (and the decoder refuses any
 record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
@@ -64,31 +67,40 @@ def _is_file(uri: str) -> bool:
     return bool(fs.isfile(path))
 
 
-def decode_example(serialized: "tf.Tensor") -> dict[str, "tf.Tensor"]:
-    """Parse and decode one serialized mixture record (see the module docstring).
+#: What a shard's generator yields (media as stored: uint8 frames, int16 PCM), converted after shuffling.
+_INTS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
+    ("frames", "uint8", records.FRAMES_SHAPE), ("pcm1", "int16", (records.AUDIO_SAMPLES,)),
+    ("pcm2", "int16", (records.AUDIO_SAMPLES,)), ("type", "string", ()), ("label1", "string", ()),
+    ("clip_id1", "string", ()), ("clip_id2", "string", ()), ("video_id1", "string", ()),
+    ("video_id2", "string", ()), ("score1", "float32", ()), ("is_mom", "bool", ()),
+)  # fmt: skip
 
-    Reads every record version since ``records.OLDEST_READABLE`` (version 1:
-    raw frames and PCM; 2: zstd, :mod:`audioscope.schemas.records`); the media
-    are decoded by ``records.decode_media`` in ``tf.numpy_function``.
-    """
+
+def shard_dataset(uri: "tf.Tensor") -> "tf.data.Dataset":
+    """The examples of one shard, media as stored (any record version; a packed shard's clips are
+    kept while its examples are read: memory is one shard's compressed clips)."""
     import tensorflow as tf
 
-    parsed = tf.io.parse_single_example(serialized, records.feature_spec(PARSED + ("schema_version",)))
-    frames, pcm1, pcm2 = tf.numpy_function(
-        lambda f, a1, a2, v: records.decode_media(f, a1, a2, int(v)),
-        [parsed["frames"], parsed["audio1"], parsed["audio2"], parsed["schema_version"]],
-        [tf.uint8, tf.int16, tf.int16], stateful=False,
-    )  # fmt: skip
-    frames = tf.ensure_shape(frames, records.FRAMES_SHAPE)
-    audio = {
-        name: tf.ensure_shape(tf.cast(pcm, tf.float32) * (1.0 / records.AUDIO_SCALE), [records.AUDIO_SAMPLES])
-        for name, pcm in (("audio1", pcm1), ("audio2", pcm2))
-    }
-    out = {name: parsed[name] for name in ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2", "score1")}
-    return {
-        **out, "frames": frames, **audio, "mixture": audio["audio1"] + audio["audio2"],
-        "is_mom": tf.not_equal(parsed["is_mom"], 0),
-    }  # fmt: skip
+    from audioscope.models.numpy_data import iter_shard, to_ints
+
+    def generate(path: bytes) -> Any:
+        for reader, feature in iter_shard(path.decode("utf-8")):
+            example = to_ints(reader, feature)
+            yield {name: example[name] for name, _, _ in _INTS}
+
+    signature = {name: tf.TensorSpec(shape, getattr(tf, dtype)) for name, dtype, shape in _INTS}
+    return tf.data.Dataset.from_generator(generate, args=(uri,), output_signature=signature)
+
+
+def to_float(example: dict[str, "tf.Tensor"]) -> dict[str, "tf.Tensor"]:
+    """A shard's example with ``audio1``, ``audio2`` and ``mixture`` float32 (int16 / 32768)."""
+    import tensorflow as tf
+
+    out = {k: v for k, v in example.items() if k not in ("pcm1", "pcm2")}
+    out["audio1"] = tf.cast(example["pcm1"], tf.float32) * (1.0 / records.AUDIO_SCALE)
+    out["audio2"] = tf.cast(example["pcm2"], tf.float32) * (1.0 / records.AUDIO_SCALE)
+    out["mixture"] = out["audio1"] + out["audio2"]
+    return out
 
 
 def check_versions(files: Sequence[str]) -> None:
@@ -152,20 +164,21 @@ def load_dataset(
     items = [source] if isinstance(source, str) else list(source)
     files = shard_files([resolve_source(s, root=release_root, dest=release_dir) for s in items])
     check_versions(files)
+    ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_buffer > 0:
         # Shuffled: files in a new order each epoch, read four at a time.
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         ds = ds.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(len(files), 4), block_length=1,
+            tf.autograph.experimental.do_not_convert(shard_dataset), cycle_length=min(len(files), 4), block_length=1,
             num_parallel_calls=parallel, deterministic=deterministic,
         )  # fmt: skip
     else:
-        ds = tf.data.TFRecordDataset(files)  # in order: shard after shard
+        ds = ds.flat_map(tf.autograph.experimental.do_not_convert(shard_dataset))  # in order: shard after shard
     if repeat:
         ds = ds.repeat()
     if shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(decode_example, num_parallel_calls=parallel, deterministic=deterministic)
+    ds = ds.map(to_float, num_parallel_calls=parallel, deterministic=deterministic)
     if batch_size is not None:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -36,7 +36,10 @@ loader does. Usable from PyTorch and JAX::
     # JAX: batches are numpy arrays; jax.device_put(batch["mixture"]) moves one to the device.
 
 Without shuffling, examples come in file order, shard after shard (the same
-order as the TF loader). Shuffling (``shuffle_buffer`` > 0) shuffles files
+order as the TF loader). A packed shard (record schema 3) is read record by
+record: its clips' compressed media are kept while its examples are read and
+decoded, so memory holds the compressed clips of the shards that examples in
+the shuffle buffer come from (at most ``shuffle_buffer`` + 1 shards). Shuffling (``shuffle_buffer`` > 0) shuffles files
 and examples with ``seed``, a new order each pass (not the TF loader's order).
 """
 
@@ -49,7 +52,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from audioscope.schemas import records
-from audioscope.schemas.tfrecord import parse_example, read_records
+from audioscope.schemas.tfrecord import read_records
 
 #: The fields of every example (those of the TF loader).
 FIELDS: tuple[str, ...] = (
@@ -59,35 +62,72 @@ FIELDS: tuple[str, ...] = (
 _STRINGS = ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2")
 
 Source = str | Sequence[str]
+#: One example waiting to be decoded: its shard's reader and its parsed features.
+Item = tuple[records.ShardReader, dict[str, Any]]
 
 
 def decode_example(data: bytes, where: str = "") -> dict[str, Any]:
-    """One serialized mixture record -> the loader's dict of numpy values.
+    """One serialized self-contained mixture record (schema 1 or 2) -> the loader's dict of numpy values.
 
     Raises :class:`audioscope.schemas.records.RecordError` (naming ``where``)
-    for a record of an unreadable version or layout.
+    for a record of an unreadable version or layout; an example of a packed
+    (schema 3) shard needs its shard's clips (:func:`iter_shard`).
     """
+    reader = records.ShardReader(where)
+    feature = _guarded(lambda: reader.take(data), where)
+    if feature is None:
+        raise records.RecordError(f"{where + ': ' if where else ''}a clip record, not an example")
+    return to_arrays(reader, feature)
+
+
+def _guarded(call: Any, where: str) -> Any:
     try:
-        feature = parse_example(data)
-        version = int(feature["schema_version"][1][0])
-        records.check_version(version, where)
-
-        def one(name: str) -> Any:
-            return feature[name][1][0]
-
-        frames, pcm1, pcm2 = records.decode_media(one("frames"), one("audio1"), one("audio2"), version)
-        audio1 = np.multiply(pcm1, np.float32(1 / records.AUDIO_SCALE), dtype=np.float32)
-        audio2 = np.multiply(pcm2, np.float32(1 / records.AUDIO_SCALE), dtype=np.float32)
-        out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
+        return call()
     except (KeyError, IndexError, ValueError) as e:
-        if isinstance(e, records.RecordError) and where and where in str(e):
+        if isinstance(e, records.RecordError) and (not where or where in str(e)):
             raise
         raise records.RecordError(f"{where + ': ' if where else ''}not a mixture record ({e})") from None
-    out.update(
-        score1=np.float32(one("score1")), frames=frames, audio1=audio1, audio2=audio2, mixture=audio1 + audio2,
-        is_mom=np.bool_(one("is_mom") != 0),
-    )  # fmt: skip
+
+
+def to_ints(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
+    """An example of ``reader``'s shard with its media as stored: frames uint8, ``pcm1``/``pcm2`` int16."""
+
+    def one(name: str) -> Any:
+        return feature[name][1][0]
+
+    def get() -> dict[str, Any]:
+        _version, frames, pcm1, pcm2 = reader.media(feature)
+        out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
+        out.update(score1=np.float32(one("score1")), frames=frames, pcm1=pcm1, pcm2=pcm2,
+                   is_mom=np.bool_(one("is_mom") != 0))  # fmt: skip
+        return out
+
+    return _guarded(get, reader.where)
+
+
+def to_float(example: dict[str, Any]) -> dict[str, Any]:
+    """:func:`to_ints`'s example with ``audio1``, ``audio2``, ``mixture`` float32 (int16 / 32768)."""
+    out = {k: v for k, v in example.items() if k not in ("pcm1", "pcm2")}
+    scale = np.float32(1 / records.AUDIO_SCALE)
+    out["audio1"] = np.multiply(example["pcm1"], scale, dtype=np.float32)
+    out["audio2"] = np.multiply(example["pcm2"], scale, dtype=np.float32)
+    out["mixture"] = out["audio1"] + out["audio2"]
     return out
+
+
+def to_arrays(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
+    """One example of ``reader``'s shard -> the loader's dict of numpy values."""
+    return to_float(to_ints(reader, feature))
+
+
+def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardReader, dict[str, Any]]]:
+    """(reader, parsed example) for every example of one shard, in order; the reader holds the
+    shard's compressed clips (packed shards) and decodes an example's media (:func:`to_arrays`)."""
+    reader = records.ShardReader(uri)
+    for data in read_records(uri, verify=verify):
+        feature = _guarded(lambda: reader.take(data), uri)
+        if feature is not None:
+            yield reader, feature
 
 
 def collate(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -119,7 +159,7 @@ class MixtureArrays:
 
     ``part=(i, n)`` reads every n-th file starting at i (one part per
     DataLoader worker or host). ``threads`` > 1 decodes records on a thread
-    pool (zlib and PNG decoding release the GIL). ``verify`` checks every
+    pool (zstd and numpy decoding release the GIL). ``verify`` checks every
     record's CRC-32C.
     """
 
@@ -141,16 +181,15 @@ class MixtureArrays:
         self.verify = verify
         self._epoch = 0
 
-    def _serialized(self, rng: random.Random | None) -> Iterator[tuple[bytes, str]]:
+    def _serialized(self, rng: random.Random | None) -> Iterator[Item]:
         files = list(self.files)
         if rng is not None:
             rng.shuffle(files)
         for f in files:
-            for data in read_records(f, verify=self.verify):
-                yield data, f
+            yield from iter_shard(f, self.verify)
 
-    def _shuffled(self, items: Iterator[tuple[bytes, str]], rng: random.Random) -> Iterator[tuple[bytes, str]]:
-        buffer: list[tuple[bytes, str]] = []
+    def _shuffled(self, items: Iterator[Item], rng: random.Random) -> Iterator[Item]:
+        buffer: list[Item] = []
         for item in items:
             if len(buffer) < self.shuffle_buffer:
                 buffer.append(item)
@@ -171,16 +210,16 @@ class MixtureArrays:
             if rng is not None:
                 items = self._shuffled(items, rng)
             if pool is None:
-                for data, f in items:
-                    yield decode_example(data, f)
+                for reader, feature in items:
+                    yield to_arrays(reader, feature)
             else:
-                chunk: list[tuple[bytes, str]] = []
+                chunk: list[Item] = []
                 for item in items:
                     chunk.append(item)
                     if len(chunk) == 4 * self.threads:
-                        yield from pool.map(lambda it: decode_example(*it), chunk)
+                        yield from pool.map(lambda it: to_arrays(*it), chunk)
                         chunk = []
-                yield from pool.map(lambda it: decode_example(*it), chunk)
+                yield from pool.map(lambda it: to_arrays(*it), chunk)
             if not self.repeat:
                 return
 

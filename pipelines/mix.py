@@ -2,8 +2,9 @@
 
 One library entry, :func:`mix`, does the whole step end to end:
 
-1. **Inputs** (:func:`load_inputs`): the clip store (its index, through
-   :class:`audioscope.clipstore.reader.ClipStore`), the Df table, the labels
+1. **Inputs** (:func:`load_inputs`): the clip store (its index streamed
+   through :class:`audioscope.clipstore.reader.ClipStore`, keeping only the rows
+   of the Df, label and pair-list clips), the Df table, the labels
    and any pair lists, each checked where it enters (a bad file is one
    :class:`~audioscope.errors.UserError` naming it).
 2. **Plan** (:mod:`audioscope.pipelines.mix_plan`): every example of every
@@ -15,7 +16,8 @@ One library entry, :func:`mix`, does the whole step end to end:
 
        ReadWork      the shards to write: JSON lines in MIX_DIR/work/ (pipelines/work.py)
        WriteShards   per shard: each needed video's clips read once through the
-                     clip store's reader, examples encoded (audioscope.schemas.records)
+                     clip store's reader, packed (each clip once, the examples by
+                     reference: audioscope.schemas.records.encode_shard)
                      and the file written atomically with exactly the planned number
                      of examples; a shard that exists is kept; one that cannot be
                      written gets a marker in MIX_DIR/failed/ naming the video
@@ -173,7 +175,7 @@ def load_inputs(config: MixConfig) -> dict[str, Any]:
             )
     model_ids = sorted({str(m) for m in df["model_id"].dropna()})
     return {
-        "index": store.index, "media": media_videos(config.store), "df": df, "labels": labels,
+        "store": store, "media": media_videos(config.store), "df": df, "labels": labels,
         "pair_lists": pair_lists, "pair_problems": problems,
         "inputs": {
             "store": config.store, "df": df_path, "labels": labels_path, "pairs_dir": config.pairs_dir,
@@ -252,14 +254,13 @@ def to_record(e: Planned, media: Media) -> records.MixtureRecord:
 def write_shard(store: Any, layout: MixLayout, shard: Shard) -> int:
     """Read the shard's media, encode its examples and write the file atomically; its size.
 
-    The file is moved into place only when it holds exactly the planned
-    number of examples (``records.write_tfrecord(expected=...)``).
+    The shard is packed (record schema 3: each clip once, then the examples
+    by reference, ``records.encode_shard``); the file is moved into place
+    only when it holds exactly the records made (``records.write_tfrecord(expected=...)``).
     """
     media = read_shard_media(store, shard.examples)
-    return records.write_tfrecord(
-        layout.path(shard.path), (records.encode(to_record(e, media)) for e in shard.examples),
-        expected=len(shard.examples),
-    )
+    packed = records.encode_shard([to_record(e, media) for e in shard.examples])
+    return records.write_tfrecord(layout.path(shard.path), packed, expected=len(packed))
 
 
 # --------------------------------------------------------------------------- Beam
@@ -470,7 +471,7 @@ def mix(config: MixConfig) -> MixResult:
     (:class:`UserError`). When shards could not be written the result lists
     them (``finished`` False) and ``summary.json`` is not written.
     """
-    from audioscope.pipelines.mix_catalog import Catalog
+    from audioscope.pipelines.mix_catalog import store_catalog
     from audioscope.pipelines.mix_outputs import write_outputs
     from audioscope.pipelines.mix_plan import make_plan
 
@@ -478,12 +479,10 @@ def mix(config: MixConfig) -> MixResult:
     options = config.plan_options()
     loaded = load_inputs(config)
     df, labels = loaded["df"], loaded["labels"]
-    keep = None
-    if loaded["pair_lists"] is None:  # pair lists may name any clip of the store
-        keep = set(df["clip_id"].astype(str)) | (set() if labels is None else set(labels["clip_id"].astype(str)))
-    catalog = Catalog(
-        loaded["index"], loaded["media"], options.exclude_licences, labels,
-        scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))), keep=keep,
+    keep = set(df["clip_id"].astype(str)) | (set() if labels is None else set(labels["clip_id"].astype(str)))
+    catalog = store_catalog(
+        loaded["store"], loaded["media"], keep, loaded["pair_lists"], exclude_licences=options.exclude_licences,
+        labels=labels, scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))),
     )  # fmt: skip
     n_labels = 0 if labels is None else int(labels["label"].notna().sum())
     n_lists = len(loaded["pair_lists"] or ())

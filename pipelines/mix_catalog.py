@@ -60,9 +60,9 @@ class Catalog:
     def __init__(
         self, index: pd.DataFrame, media_videos: set[str], exclude_licences: Sequence[str] = (),
         labels: pd.DataFrame | None = None, scores: Mapping[str, float] | None = None,
-        keep: Iterable[str] | None = None,
+        keep: Iterable[str] | None = None, video_by_path: Mapping[str, str] | None = None,
     ) -> None:
-        cols = ["clip_id", "video_id", "start", "end", "source_uri", "licence_name", "licence_url"]
+        cols = CATALOG_COLUMNS
         if keep is not None:  # only the clips the plan can name (pair lists can name any: keep None)
             index = index[index["clip_id"].isin(set(keep))]
         self.index = index[cols].drop_duplicates("clip_id").set_index("clip_id")
@@ -74,7 +74,7 @@ class Catalog:
             for r in labels.itertuples(index=False)
         }  # fmt: skip
         self.left_out: dict[str, dict[str, int]] = {}
-        self._video_by_path: dict[str, str] | None = None
+        self._video_by_path: dict[str, str] | None = None if video_by_path is None else dict(video_by_path)
 
     def _leave_out(self, use: str, reason: str) -> None:
         counts = self.left_out.setdefault(use, {})
@@ -120,14 +120,55 @@ class Catalog:
         from audioscope.sources.lists import video_id_for
 
         if self._video_by_path is None:
-            videos = self.index.drop_duplicates("video_id")
-            self._video_by_path = {}
-            for vid, uri in zip(videos["video_id"], videos["source_uri"]):
-                self._video_by_path.setdefault(published_path(str(uri)), str(vid))
-                self._video_by_path[str(uri)] = str(vid)
-        video = self._video_by_path.get(path) or self._video_by_path.get(published_path(path)) or video_id_for(path)
-        row = next(self._rows([clip_id(video, start)]))
+            self._video_by_path = video_paths([self.index.drop_duplicates("video_id")])
+        row = next(self._rows([named_clip(self._video_by_path, path, start)]))
         return self._reason(row) or self._ref(row)
+
+
+#: The index columns a catalog holds.
+CATALOG_COLUMNS = ["clip_id", "video_id", "start", "end", "source_uri", "licence_name", "licence_url"]
+
+
+def video_paths(frames: Iterable[pd.DataFrame]) -> dict[str, str]:
+    """Video path (as the store has it, and as published) -> video id, from index frames
+    (``video_id``, ``source_uri``): one entry per video, not per clip."""
+    out: dict[str, str] = {}
+    for frame in frames:
+        videos = frame.drop_duplicates("video_id")
+        for vid, uri in zip(videos["video_id"], videos["source_uri"]):
+            out.setdefault(published_path(str(uri)), str(vid))
+            out[str(uri)] = str(vid)
+    return out
+
+
+def named_clip(video_by_path: Mapping[str, str], path: str, start: float) -> str:
+    """The clip id a pair list's (video path, start) names."""
+    from audioscope.clipstore.format import clip_id
+    from audioscope.sources.lists import video_id_for
+
+    video = video_by_path.get(path) or video_by_path.get(published_path(path)) or video_id_for(path)
+    return clip_id(video, start)
+
+
+def store_catalog(
+    store: Any, media: set[str], keep: set[str], pair_lists: Sequence[Any] | None = None, **kw: Any
+) -> "Catalog":
+    """A :class:`Catalog` holding only the index rows of ``keep`` and of the clips the pair lists
+    name, the store's index streamed (``ClipStore.iter_index``: one batch in memory at a time, plus
+    one path per video when there are pair lists), never gathered whole."""
+    video_by_path = None
+    wanted = set(keep)
+    if pair_lists:
+        video_by_path = video_paths(store.iter_index(columns=["video_id", "source_uri"]))
+        for pl in pair_lists:
+            for row in pl.rows:
+                wanted.add(named_clip(video_by_path, row[0], row[1]))
+                if row[3] is not None and row[4] is not None:
+                    wanted.add(named_clip(video_by_path, row[3], row[4]))
+    parts = [f[f["clip_id"].isin(wanted)] for f in store.iter_index(columns=CATALOG_COLUMNS)]
+    index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CATALOG_COLUMNS)
+    index = index.sort_values(["video_id", "start"], kind="stable")  # as ClipStore.index orders its rows
+    return Catalog(index, media, keep=None, video_by_path=video_by_path, **kw)
 
 
 def _text(value: object) -> str | None:

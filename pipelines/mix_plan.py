@@ -191,12 +191,16 @@ def iter_recipe(recipe: Recipe, pools: Pools, total: int, seed: int, per_shard: 
         LOFF: _Cycle(pools.label_pool("train", LABEL_OFFSCREEN_ONLY) or df, seed, recipe.name, LOFF),
     }
     sizes = shard_sizes(total, per_shard)
+    df_ids = {c.clip_id for c in df}
     i = 0
     for s, size in enumerate(sizes):
-        examples = []
+        drafts = []
         for t in type_schedule(size, recipe.proportions):  # restarts at every shard
-            examples.append(_training_example(recipe.name, t, firsts[t], df, seed, i))
+            drafts.append(_training_draft(recipe.name, t, firsts[t], df, seed, i))
             i += 1
+        # Second mixtures come from the Df clips the shard already holds (stored once, packed shards).
+        local = sorted({d[2].clip_id: d[2] for d in drafts if d[2].clip_id in df_ids}.values(), key=lambda c: c.clip_id)
+        examples = [_with_second(d, local or df, df, seed) for d in drafts]
         yield Shard(shard_name(train_folder(recipe.name), recipe.name, s, len(sizes)), examples)
 
 
@@ -209,15 +213,31 @@ def cut_into_shards(folder: str, stem: str, examples: Sequence[Planned], sizes: 
     return shards
 
 
-def _training_example(name: str, t: str, cycle: _Cycle, df: Sequence[ClipRef], seed: int, i: int) -> Planned:
-    """Example ``i`` of a recipe, of type ``t`` (its first clip from ``cycle``)."""
+_Draft = tuple[str, str, ClipRef, ClipRef, bool, int]
+
+
+def _training_draft(name: str, t: str, cycle: _Cycle, df: Sequence[ClipRef], seed: int, i: int) -> _Draft:
+    """Example ``i`` of a recipe, of type ``t``, before its second mixture: (recipe, type, first
+    clip, frames clip, is a MoM, i); the shown clip comes from ``cycle``."""
     shown = cycle.next()
     first = shown
     if t == SOFF:
         first = pick_other(df, {shown.video_id}, seed, name, i, "audio")
     single = t in (LON, LOFF) and (cycle.taken - 1) % 2 == 1
-    second = None if single else pick_other(df, {shown.video_id, first.video_id}, seed, name, i, "second")
+    return name, t, first, shown, not single, i
+
+
+def _with_second(draft: _Draft, local: Sequence[ClipRef], df: Sequence[ClipRef], seed: int) -> Planned:
+    """The planned example of a draft: its second mixture a clip of ``local`` (the shard's Df
+    clips) from another video, or of the whole Df when the shard has none."""
+    name, t, first, shown, mom, i = draft
+    second = None
+    if mom:
+        exclude = {shown.video_id, first.video_id}
+        pool = local if any(c.video_id not in exclude for c in local) else df
+        second = pick_other(pool, exclude, seed, name, i, "second")
     return Planned(subset=name, split="train", type=t, first=first, frames=shown, second=second)
+
 
 
 # --------------------------------------------------------------------------- evaluation plan

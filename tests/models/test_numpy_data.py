@@ -111,10 +111,10 @@ def test_damaged_and_newer_shards_are_refused_naming_the_file(shards, tmp_path):
     example = records.to_example(make_record(1))
     example.features.feature["schema_version"].int64_list.value[0] = records.SCHEMA_VERSION + 1
     records.write_tfrecord(str(newer), [example.SerializeToString()])
-    with pytest.raises(RecordError, match=f"{newer.name}: record schema version 3.*upgrade"):
+    with pytest.raises(RecordError, match=f"{newer.name}: record schema version {records.SCHEMA_VERSION + 1}.*upgrade"):
         list(MixtureArrays(str(newer)))
     from audioscope.errors import UserError
     from audioscope.models.data import load_dataset
 
-    with pytest.raises(UserError, match=f"{newer.name}: record schema version 3.*upgrade"):
+    with pytest.raises(UserError, match=f"{newer.name}: record schema version {records.SCHEMA_VERSION + 1}.*upgrade"):
         load_dataset(str(newer))

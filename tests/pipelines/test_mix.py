@@ -75,7 +75,7 @@ def summary_of(out: Path) -> dict:
 
 
 def shard_records(out: Path) -> dict[str, list[records.MixtureRecord]]:
-    return {s["path"]: [records.decode(r) for r in records.read_tfrecord(str(out / s["path"]))] for s in summary_of(out)["shards"]}
+    return {s["path"]: list(records.decode_shard(records.read_tfrecord(str(out / s["path"])))) for s in summary_of(out)["shards"]}
 
 
 def tfrecords(out: Path) -> dict[str, bytes]:
@@ -88,7 +88,7 @@ def tfrecords(out: Path) -> dict[str, bytes]:
 def test_summary_and_examples_describe_every_shard(mixed, capsys):
     summary = summary_of(mixed)
     assert summary["schema_versions"] == {"mixture_record": records.SCHEMA_VERSION, "examples": 1, "pairs": 1}
-    assert records.SCHEMA_VERSION == 2
+    assert records.SCHEMA_VERSION == 3
     assert summary["config"]["seed"] == 0 and summary["config"]["recipes"]["semi-supervised"]["LOn"] == 0.125
     assert summary["inputs"]["model_id"] == MODEL_ID and summary["inputs"]["labels"].endswith("labels.parquet")
     assert set(summary["counts"]["train"]) == set(RECIPES)
@@ -439,3 +439,38 @@ def test_a_runner_that_drops_a_shard_cannot_end_the_run_as_finished(inputs, tmp_
     summary = summary_of(out)
     assert len(summary["shards"]) > 1 and sum(s["examples"] for s in summary["shards"]) == 24
     assert "1 to write" in capsys.readouterr().err
+
+
+def test_training_shards_are_packed_each_clip_once_and_pair_within_the_shard(mixed):
+    from audioscope.schemas.tfrecord import parse_example
+
+    for s in summary_of(mixed)["shards"]:
+        data = records.read_tfrecord(str(mixed / s["path"]))
+        kinds = [bytes(parse_example(d)["record_kind"][1][0]) for d in data]
+        clips = [bytes(parse_example(d)["clip_id"][1][0]).decode() for d, k in zip(data, kinds) if k == b"clip"]
+        assert kinds == [b"clip"] * len(clips) + [b"example"] * s["examples"]  # the clips first, each once
+        assert clips == sorted(set(clips))
+        recs = shard_records(mixed)[s["path"]]
+        assert set(clips) == {r.frames_clip_id for r in recs} | {r.clip_id1 for r in recs} | {r.clip_id2 for r in recs if r.is_mom}
+        if s["path"].startswith("train/"):
+            heard = {r.clip_id1 for r in recs}
+            # every second mixture is a clip the shard already holds as some example's first mixture
+            assert all(r.clip_id2 in heard for r in recs if r.is_mom), s["path"]
+
+
+def test_the_catalog_never_gathers_the_whole_store_index(inputs, tmp_path, monkeypatch, mixed):
+    from audioscope.clipstore.reader import ClipStore
+
+    def gathered(self):
+        raise AssertionError("mix read ClipStore.index (the whole store's rows)")
+
+    monkeypatch.setattr(ClipStore, "index", property(gathered))
+    pairs = tmp_path / "pairs"
+    for rel in summary_of(mixed)["pairs"]:
+        (pairs / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mixed / rel, pairs / rel)
+    out = tmp_path / "streamed"
+    assert mix(inputs, out, "--recipes", "unsupervised", "--pairs-dir", str(pairs)) == 0
+    assert {k: v for k, v in tfrecords(out).items() if k.startswith("eval/")} == {
+        k: v for k, v in tfrecords(mixed).items() if k.startswith("eval/")
+    }

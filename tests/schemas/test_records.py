@@ -162,7 +162,7 @@ def test_version_1_records_still_decode_to_the_same_record():
     assert back.schema_version == 1
     np.testing.assert_array_equal(back.frames, rec.frames)
     np.testing.assert_array_equal(back.audio2, rec.audio2)
-    assert records.SCHEMA_VERSION == 2
+    assert records.SCHEMA_VERSION == 3
 
 
 def test_compressed_records_are_lossless_and_smaller_on_smooth_media():

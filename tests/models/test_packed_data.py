@@ -1,0 +1,117 @@
+"""Packed mixture shards (record schema 3): each clip once, examples by reference, read by both loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audioscope.models.numpy_data import MixtureArrays
+from audioscope.schemas import records
+from audioscope.schemas.records import RecordError
+from audioscope.schemas.tfrecord import parse_example, read_records
+
+from ..schemas.test_records import make_record
+
+
+def shard_of(n: int) -> list[records.MixtureRecord]:
+    """``n`` examples of ``n`` clips: clip i is the first mixture of example i and the second of
+    example i-1; every third example is a single mixture."""
+    base = [make_record(i) for i in range(n)]
+    recs = []
+    for i in range(n):
+        j = (i + 1) % n
+        mom = i % 3 != 2
+        recs.append(records.MixtureRecord(
+            frames=base[i].frames, audio1=base[i].audio1, audio2=base[j].audio1 if mom else None,
+            type="NOn" if mom else "LOff", is_mom=mom, clip_id1=f"v{i}-0000000", video_id1=f"v{i}",
+            start1=0.0, end1=5.0, frames_clip_id=f"v{i}-0000000",
+            clip_id2=f"v{j}-0000000" if mom else "", video_id2=f"v{j}" if mom else "",
+            start2=0.0 if mom else float("nan"), end2=5.0 if mom else float("nan"), score1=0.5,
+            label1="" if mom else "offscreen_only",
+        ))  # fmt: skip
+    return recs
+
+
+def as_version_2(rec: records.MixtureRecord) -> bytes:
+    """A record as schema 2 wrote it (its own zstd media, no record_kind)."""
+    example = records.to_example(rec)
+    example.features.feature["schema_version"].int64_list.value[0] = 2
+    del example.features.feature["record_kind"]
+    return example.SerializeToString(deterministic=True)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> tuple[Path, list[records.MixtureRecord]]:
+    root = tmp_path_factory.mktemp("packed")
+    recs = shard_of(6)
+    records.write_tfrecord(str(root / "train/p/p-00000-of-00002.tfrecord"), records.encode_shard(recs[:4]))
+    records.write_tfrecord(str(root / "train/p/p-00001-of-00002.tfrecord"), records.encode_shard(recs[4:]))
+    records.write_tfrecord(str(root / "v2/q-00000-of-00001.tfrecord"), [as_version_2(r) for r in recs])
+    return root, recs
+
+
+def test_a_packed_shard_holds_each_clip_once_and_decodes_to_the_same_records(packed):
+    root, recs = packed
+    data = list(read_records(str(root / "train/p/p-00000-of-00002.tfrecord")))
+    kinds = [bytes(parse_example(d)["record_kind"][1][0]) for d in data]
+    # clips v0..v3 plus v4, the second mixture of example 3: five clips, then four examples
+    assert kinds == [b"clip"] * 5 + [b"example"] * 4
+    clip_v4 = parse_example(data[4])
+    assert clip_v4["clip_id"][1] == [b"v4-0000000"] and clip_v4["frames"][1] == [b""]  # heard, never shown
+    back = list(records.decode_shard(data))
+    assert len(back) == 4
+    for a, b in zip(recs[:4], back):
+        assert b.schema_version == records.SCHEMA_VERSION == 3
+        for name in records.record_fields():
+            if name != "schema_version":
+                assert getattr(a, name) == getattr(b, name) or (getattr(a, name) != getattr(a, name)), name
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.audio1, b.audio1)
+        assert (a.audio2 is None) == (b.audio2 is None)
+        if a.audio2 is not None:
+            np.testing.assert_array_equal(a.audio2, b.audio2)
+    with pytest.raises(RecordError, match="refers to the clips of a packed shard.*decode_shard"):
+        records.decode(data[-1])
+    # the 4 second mixtures are clips the shard holds already: their (incompressible) audio is not stored again
+    saved = len(b"".join(records.encode(r) for r in recs)) - len(b"".join(records.encode_shard(recs)))
+    assert saved > 3.9 * 2 * records.AUDIO_SAMPLES
+
+
+def test_both_loaders_assemble_packed_and_read_schema_2_shards_alike(packed):
+    from audioscope.models.data import load_dataset
+
+    root, recs = packed
+    for source in (str(root / "train"), str(root / "v2")):
+        tf_side = list(load_dataset(source, batch_size=4).as_numpy_iterator())
+        np_side = list(MixtureArrays(source, batch_size=4))
+        assert [len(b["frames"]) for b in tf_side] == [len(b["frames"]) for b in np_side] == [4, 2]
+        for a, b in zip(tf_side, np_side):
+            for name in a:
+                np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
+        frames = np.concatenate([b["frames"] for b in np_side])
+        mixture = np.concatenate([b["mixture"] for b in np_side])
+        for k, rec in enumerate(recs):
+            np.testing.assert_array_equal(frames[k], rec.frames)
+            np.testing.assert_allclose(mixture[k], rec.mixture(), rtol=0, atol=1e-6)
+    shuffled = [e["clip_id1"] for e in MixtureArrays(str(root / "train"), shuffle_buffer=3, seed=1)]
+    assert sorted(shuffled) == sorted(r.clip_id1.encode() for r in recs)
+
+
+def test_an_example_whose_clip_is_missing_is_refused_naming_the_file(packed, tmp_path):
+    from audioscope.errors import UserError  # noqa: F401 - the loaders' refusal types
+    from audioscope.models.data import load_dataset
+
+    root, _ = packed
+    data = list(read_records(str(root / "train/p/p-00000-of-00002.tfrecord")))
+    cut = tmp_path / "cut-00000-of-00001.tfrecord"
+    records.write_tfrecord(str(cut), data[1:])  # the first clip record lost
+    with pytest.raises(RecordError, match=f"{cut.name}: an example refers to the frames of clip v0-0000000.*write or fetch it again"):
+        list(MixtureArrays(str(cut)))
+    with pytest.raises(Exception, match="an example refers to the frames of clip v0-0000000"):
+        list(load_dataset(str(cut)))
+    with pytest.raises(RecordError, match="two different audio"):
+        recs = shard_of(3)
+        records.encode_shard([recs[0], records.MixtureRecord(**{**recs[1].__dict__, "clip_id1": recs[0].clip_id1,
+                                                               "audio1": recs[2].audio1})])  # fmt: skip
