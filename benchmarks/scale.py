@@ -576,7 +576,7 @@ def child_mix_plan(p: Paths) -> str:
     """What `audioscope mix` does before its pipeline: inputs, catalog, plan, one scan (work lines, SHA-256)
     and every row of examples.parquet. The store has no media, so every index video counts as having it."""
     from audioscope.pipelines.mix import MixConfig, load_inputs
-    from audioscope.pipelines.mix_catalog import Catalog
+    from audioscope.pipelines.mix_catalog import store_catalog
     from audioscope.pipelines.mix_outputs import example_rows
     from audioscope.pipelines.mix_plan import make_plan
 
@@ -585,9 +585,11 @@ def child_mix_plan(p: Paths) -> str:
     loaded = load_inputs(config)
     df, labels = loaded["df"], loaded["labels"]
     keep = set(df["clip_id"].astype(str)) | set(labels["clip_id"].astype(str))
-    media = set(loaded["index"]["video_id"].astype(str))  # no media/ folder: as if every video had its shard
-    catalog = Catalog(loaded["index"], media, options.exclude_licences, labels,
-                      scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))), keep=keep)  # fmt: skip
+    store = loaded["store"]
+    # no media/ folder: as if every video of the index had its media shard (one id per video, streamed)
+    media = {str(v) for f in store.iter_index(columns=["video_id"]) for v in f["video_id"].unique()}
+    catalog = store_catalog(store, media, keep, loaded["pair_lists"], exclude_licences=options.exclude_licences,
+                            labels=labels, scores=dict(zip(df["clip_id"].astype(str), df["probability"].astype(float))))  # fmt: skip
     plan = make_plan(catalog, df, labels, loaded["pair_lists"], options)
     size = [0]
     plan.scan(lambda shard, line: size.__setitem__(0, size[0] + len(line) + 1))
@@ -667,7 +669,7 @@ def steps(p: Paths, parts: bool) -> list[Step]:
              ["score", "--store", s, "--model", str(p.model), "--out", str(p.score_run)],
              not_run=None if parts else "run without --no-score-parts: it needs every video's part"),
         Step("score pipeline", "audioscope score (ReadClips, RunInference)", not_run="reads media"),
-        Step("mix planning", "mix launcher: load_inputs, Catalog, make_plan, scan, example rows (library calls)",
+        Step("mix planning", "mix launcher: load_inputs, store_catalog, make_plan, scan, example rows (library calls)",
              child="mix-plan"),
         Step("mix pipeline", "audioscope mix", not_run="writes shards from media"),
         Step("render launcher", "audioscope annotate render", not_run="renders clip videos from media"),
