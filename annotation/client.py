@@ -262,12 +262,27 @@ class Client:
             yield self.export(project_id, task_ids[i : i + page_size])
 
 
+def answers(url: str, timeout_s: float = 5.0) -> bool:
+    """True when the Label Studio at ``url`` answers its health check."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment for a local server
+    try:
+        return session.get(url.rstrip("/") + "/health", timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
+    finally:
+        session.close()
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What ``audioscope annotate server`` wrote into ``SERVER_DIR/server.json``."""
 
     url: str
     document_root: str | None = None
+    #: URLs of the server's reader processes (``annotate server --processes``): the same
+    #: server and database, on loopback ports, for pull's exports side by side
+    readers: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, server_dir: str) -> "ServerInfo | None":
@@ -276,7 +291,8 @@ class ServerInfo:
             return None
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
-        return cls(str(d["url"]), d.get("document_root"))
+        readers = tuple(str(r["url"]) for r in d.get("readers") or [] if isinstance(r, dict) and r.get("url"))
+        return cls(str(d["url"]), d.get("document_root"), readers)
 
 
 def connection_settings(
