@@ -68,6 +68,34 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` used so far (/proc; 0 where unreadable)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def cpu_timed(fn: Any, pids: list[int]) -> tuple[float, float, float, Any]:
+    """(wall seconds, CPU seconds of the server processes ``pids``, CPU seconds of this process, result)."""
+    s0, c0 = cpu_seconds(pids), time.process_time()
+    wall, out = timed(fn)
+    return wall, cpu_seconds(pids) - s0, time.process_time() - c0, out
+
+
+def server_pids(data_dir: str) -> list[int]:
+    """The pids of a server's processes: the first and its readers (server.json)."""
+    import json
+
+    d = json.loads((Path(data_dir) / "server.json").read_text())
+    return [int(d["pid"]), *(int(r["pid"]) for r in d.get("readers") or [])]
+
+
 def annotated_tasks(pools: pd.DataFrame, user_ids: list[int], url_of: Any) -> list[dict[str, Any]]:
     """Tasks with one annotation per rater (bulk import payload; the setup of the pull benchmark)."""
     from audioscope.annotation.push import task_data
@@ -120,6 +148,7 @@ def main() -> int:
             processes=args.processes,
         )
         t_start, server = timed(lambda: start(settings))
+    pids = server_pids(args.server_dir or settings.data_dir)
     try:
         secrets = server.secrets
         secrets = SimpleNamespace(raters=dict(sorted(secrets.raters.items())[:3]))  # 3 raters: each clip to all three
@@ -167,10 +196,10 @@ def main() -> int:
             t_setup += dt
             projects[name] = RaterProject(name, acc.email, acc.user_id, acc.organization_id, pid)
         write_projects(str(ann), server.url, f"bench pull {root.name}", projects)
-        t_pull, pulled = timed(lambda: pull(server.url, secrets, str(ann), readers=server.readers))
+        t_pull, cpu_pull, own_pull, pulled = cpu_timed(lambda: pull(server.url, secrets, str(ann), readers=server.readers), pids)
         assert pulled["counted"] == 3 * args.tasks, pulled
         pid1 = projects["rater1"].project_id
-        t_export, exported = timed(lambda: client.export(pid1))
+        t_export, cpu_export, _, exported = cpu_timed(lambda: client.export(pid1), pids)
         assert len(exported) == args.tasks
     finally:
         if settings is not None:
@@ -191,8 +220,9 @@ def main() -> int:
             "push / (3 x raw import)": f"{t_push / (3 * t_raw):8.2f}x",
             f"pull {3 * args.tasks} annotations": f"{t_pull:8.2f} s  target < 30 s: {'met' if t_pull < 30 else 'NOT met'}",
             "  of which reading": f"{pulled['seconds_reading']:8.2f} s  (3 projects: counts, one export each, check)",
-            "raw export of one project (baseline)": f"{t_export:8.2f} s  (one request, N tasks)",
-            "pull / (3 x raw export)": f"{t_pull / (3 * t_export):8.2f}x",
+            "  CPU: server, pull itself": f"{cpu_pull:8.2f} s, {own_pull:.2f} s",
+            "raw export of one project (baseline)": f"{t_export:8.2f} s  (one request, N tasks; server CPU {cpu_export:.2f} s)",
+            "pull / (3 x raw export)": f"{t_pull / (3 * t_export):8.2f}x  (server CPU: {cpu_pull / (3 * max(cpu_export, 1e-9)):.2f}x)",
             "setup: the raters' annotations": f"{t_setup:8.2f} s (bulk import of tasks with answers, not part of the pull)",
         },
     )
