@@ -525,7 +525,9 @@ def run_demo_raters(args: argparse.Namespace) -> int:
 
 PULL_DESCRIPTION = """\
 Read every rater's project (the JSON export: the whole project in one
-request, or --page-size task ids per request), check it against what the server lists, keep completed,
+request, or --page-size task ids per request; the projects side by side,
+one per Label Studio process: `annotate server --processes`, whose readers
+server.json lists), check it against what the server lists, keep completed,
 non-cancelled answers, one per clip and rater (the latest, across duplicate
 tasks too), and write into ANNOTATION_DIR: votes.parquet (one row per
 counted vote), labels.parquet (per clip: the votes and the final label

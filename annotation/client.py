@@ -7,8 +7,10 @@ which turns the token into short-lived access tokens itself) wherever it
 covers them. Hand-written requests remain where the SDK is missing
 something or measured slower, each saying why:
 
-* the task list with ``include=`` (only ids and data): the SDK's
-  ``tasks.list`` returns every field of every task, parsed into models;
+* the task list with ``include=`` (only ids, for pull's ``--page-size``
+  reads): the SDK's ``tasks.list`` returns every field of every task,
+  parsed into models;
+* :func:`answers`, the health check of a server process (not an API call);
 * the export of given task ids (pull's pages): the SDK sends ``ids=``,
   which the server ignores (it answers with the whole project);
 * ``get``/``post``/``patch`` for the few calls the tests make by path.

@@ -1,9 +1,12 @@
 """`audioscope annotate pull`: votes and labels from the raters' projects.
 
 Pull reads every rater's project (``projects.json``, each with that rater's
-own token): the task ids are listed, the project's annotation count read,
-and the tasks exported ``--page-size`` ids at a time (:func:`read_project`).
-An export that gives fewer tasks than listed or fewer annotations than
+own token): what the server lists is read (the project's task and
+annotation counts, or with ``--page-size`` the task ids), then the tasks
+exported, the whole project in one request or ``--page-size`` ids at a time
+(:func:`read_project`). The projects are read side by side, one per process
+of the server (:func:`read_raters`; ``annotate server --processes``). An
+export that gives fewer tasks than listed or fewer annotations than
 counted is read again, then refused (:class:`ExportShrank`). Per clip and
 rater, the **latest** annotation that is completed and not cancelled counts,
 across all tasks of the clip in that rater's project:
