@@ -390,7 +390,22 @@ def _readers_of(data_dir: str) -> list[tuple[str, int]]:
         listed = json.loads(Path(data_dir, SERVER_JSON).read_text()).get("readers") or []
     except (FileNotFoundError, ValueError):
         return []
-    return [(str(r["url"]), int(r["pid"])) for r in listed if pid_alive(int(r["pid"])) and _is_label_studio(int(r["pid"]))]
+    return [(str(r["url"]), int(r["pid"])) for r in listed if _is_reader(int(r["pid"]), str(r["url"]))]
+
+
+def _is_reader(pid: int, url: str) -> bool:
+    """True when ``pid`` runs and is the Label Studio that serves ``url``'s port (not a later process with that pid)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: trust server.json
+    port = url.rsplit(":", 1)[-1].encode()
+    return any(b"label-studio" in a for a in args) and any(a == b"--port" and b == port for a, b in zip(args, args[1:]))
 
 
 def start_readers(settings: ServerSettings, secrets: Secrets) -> list[tuple[str, int]]:

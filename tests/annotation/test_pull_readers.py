@@ -165,3 +165,22 @@ def test_pull_through_a_reader_process_writes_what_one_process_writes(labelstudi
     for rel in outputs:
         assert (ann / rel).read_bytes() == (one / rel).read_bytes(), rel
     assert json.loads((ann / "pull.json").read_text())["counted"] == json.loads((one / "pull.json").read_text())["counted"] > 0
+
+
+def test_stop_leaves_alone_a_process_that_only_has_a_listed_readers_pid(tmp_path):
+    """server.json may be stale: a pid it lists may belong to another program by now."""
+    import subprocess
+    import sys
+
+    from audioscope.annotation.server import stop
+    from audioscope.processes import pid_alive
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 0,
+                                                          "readers": [{"url": "http://127.0.0.1:9", "pid": other.pid}]}))  # fmt: skip
+        assert stop(str(tmp_path)) is False
+        assert pid_alive(other.pid) and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
