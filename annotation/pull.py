@@ -423,16 +423,17 @@ def read_raters(
     (``annotate server --processes``). Label Studio's server process runs
     one request at a time on one core: three exports at once on one process
     took longer than one after another (56 s against 41 s for 3 x 10,000
-    tasks), so each process gets one job at a time. Jobs on the readers
-    that do not answer go to the others. The first error (in rater order)
-    is raised once the running jobs have ended.
+    tasks), so each process gets one job at a time. Readers that do not
+    answer their health check, or repeat a URL, are left out. The first
+    error (in rater order) is raised once the running jobs have ended.
     """
     import queue
     from concurrent.futures import ThreadPoolExecutor
 
     from audioscope.annotation.client import answers
 
-    urls = [url, *(r for r in readers if r.rstrip("/") != url.rstrip("/") and answers(r))]
+    others = dict.fromkeys(r.rstrip("/") for r in readers if r.rstrip("/") != url.rstrip("/"))
+    urls = [url, *(r for r in others if answers(r))]
     slots: queue.Queue[str] = queue.Queue()
     for u in urls[: max(len(jobs), 1)]:
         slots.put(u)

@@ -81,10 +81,11 @@ def test_projects_are_read_side_by_side_one_per_process_in_rater_order():
     with health_server() as first, health_server() as reader:
         dead = f"http://127.0.0.1:{free_port()}"
         assert answers(reader) and not answers(dead)
-        read = read_raters(first, [reader, dead, first + "/"], {n: job(n) for n in names}, {n: "token" for n in names})
+        readers = [reader, dead, first + "/", reader + "/"]
+        read = read_raters(first, readers, {n: job(n) for n in names}, {n: "token" for n in names})
     assert list(read) == sorted(names)  # merged in rater order, whatever finished first
     assert [r.votes for r in read.values()] == [[{"rater": n}] for n in sorted(names)]
-    assert set(used) == {first, reader} and len(used) == len(names)  # the dead reader and the repeated URL skipped
+    assert set(used) == {first, reader} and len(used) == len(names)  # the dead reader and the repeated URLs left out
     assert max(peak_per_url.values()) == 1  # one request at a time per process
     assert peak[0] == 2  # both processes busy together
 
