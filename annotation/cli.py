@@ -16,6 +16,8 @@ from audioscope.argtypes import positive_int
 from audioscope.options import add_command, add_runner_options, add_store_option
 
 DEFAULT_SERVER_DIR = "labelstudio"
+#: `annotate server --processes`: one per rater project of the three a clip needs
+DEFAULT_PROCESSES = 3
 
 DESCRIPTION = """\
 Label clips as "on-screen only" / "off-screen only" with three independent
@@ -158,6 +160,12 @@ def _register_server(sub: Sub) -> None:
     p.add_argument("--detach", action="store_true", help="start in the background and return once it answers")
     p.add_argument("--stop", action="store_true", help="stop the server of --data-dir")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait for the server to answer (default: 300)")
+    p.add_argument(
+        "--processes", type=positive_int, default=DEFAULT_PROCESSES, metavar="N",
+        help=f"Label Studio processes (default: {DEFAULT_PROCESSES}): the first serves everyone on --port, the others "
+        "(on free ports of 127.0.0.1, listed in server.json) serve `annotate pull`, which reads the raters' projects "
+        "side by side, one per process (a Label Studio process works on one core; each takes about 0.4 GB of memory)",
+    )
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -173,7 +181,7 @@ def run_server(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         data_dir=args.data_dir, host=args.host, port=args.port, document_root=args.document_root,
         admin_email=args.admin_email, raters=raters, postgres=args.postgres, secrets_file=args.secrets_file,
-        timeout_s=args.timeout,
+        timeout_s=args.timeout, processes=args.processes,
     )  # fmt: skip
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(HOST_WARNING.format(host=args.host, port=args.port), file=sys.stderr)
@@ -191,6 +199,7 @@ def run_server(args: argparse.Namespace) -> int:
             "secrets": f"{settings.secrets_path} (mode 0600: passwords and API tokens)",
             "document root": settings.root, "database": "PostgreSQL" if settings.postgres else "SQLite",
             "started in": f"{server.seconds:.1f} s" if server.process else "was running already",
+            "processes": f"{1 + len(server.readers)} (pull reads from {', '.join(server.readers)} too)" if server.readers else 1,
             "stop with": f"audioscope annotate server --data-dir {args.data_dir} --stop",
         },
     )  # fmt: skip
@@ -516,7 +525,9 @@ def run_demo_raters(args: argparse.Namespace) -> int:
 
 PULL_DESCRIPTION = """\
 Read every rater's project (the JSON export: the whole project in one
-request, or --page-size task ids per request), check it against what the server lists, keep completed,
+request, or --page-size task ids per request; the projects side by side,
+one per Label Studio process: `annotate server --processes`, whose readers
+server.json lists), check it against what the server lists, keep completed,
 non-cancelled answers, one per clip and rater (the latest, across duplicate
 tasks too), and write into ANNOTATION_DIR: votes.parquet (one row per
 counted vote), labels.parquet (per clip: the votes and the final label
@@ -553,13 +564,17 @@ def run_pull(args: argparse.Namespace) -> int:
     from audioscope.annotation.pull import pull
     from audioscope.progress import Progress, print_summary
 
+    from audioscope.annotation.client import ServerInfo
+
     url, secrets, _ = connect(args)
     projects_of(args.annotations)
+    info = ServerInfo.read(args.server_dir)
+    readers = info.readers if info is not None and info.url.rstrip("/") == url.rstrip("/") else ()
     progress = Progress("pull", unit="tasks")
     summary = server_call(
         "pull",
         lambda: pull(url, secrets, args.annotations, args.page_size,
-                     lambda t, a: progress.update(t, annotations=a), allow_fewer=args.allow_fewer),
+                     lambda t, a: progress.update(t, annotations=a), allow_fewer=args.allow_fewer, readers=readers),
     )  # fmt: skip
     progress.close()
     rows: dict[str, object] = {

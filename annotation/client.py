@@ -7,8 +7,10 @@ which turns the token into short-lived access tokens itself) wherever it
 covers them. Hand-written requests remain where the SDK is missing
 something or measured slower, each saying why:
 
-* the task list with ``include=`` (only ids and data): the SDK's
-  ``tasks.list`` returns every field of every task, parsed into models;
+* the task list with ``include=`` (only ids, for pull's ``--page-size``
+  reads): the SDK's ``tasks.list`` returns every field of every task,
+  parsed into models;
+* :func:`answers`, the health check of a server process (not an API call);
 * the export of given task ids (pull's pages): the SDK sends ``ids=``,
   which the server ignores (it answers with the whole project);
 * ``get``/``post``/``patch`` for the few calls the tests make by path.
@@ -262,12 +264,27 @@ class Client:
             yield self.export(project_id, task_ids[i : i + page_size])
 
 
+def answers(url: str, timeout_s: float = 5.0) -> bool:
+    """True when the Label Studio at ``url`` answers its health check."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment for a local server
+    try:
+        return session.get(url.rstrip("/") + "/health", timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
+    finally:
+        session.close()
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What ``audioscope annotate server`` wrote into ``SERVER_DIR/server.json``."""
 
     url: str
     document_root: str | None = None
+    #: URLs of the server's reader processes (``annotate server --processes``): the same
+    #: server and database, on loopback ports, for pull's exports side by side
+    readers: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, server_dir: str) -> "ServerInfo | None":
@@ -276,7 +293,8 @@ class ServerInfo:
             return None
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
-        return cls(str(d["url"]), d.get("document_root"))
+        readers = tuple(str(r["url"]) for r in d.get("readers") or [] if isinstance(r, dict) and r.get("url"))
+        return cls(str(d["url"]), d.get("document_root"), readers)
 
 
 def connection_settings(

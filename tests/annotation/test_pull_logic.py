@@ -130,7 +130,7 @@ class FakeServer:
         return sorted(self.tasks)
 
     def project(self, project_id: int) -> dict:
-        return {"total_annotations_number": sum(len(t["annotations"]) for t in self.tasks.values())}
+        return {"task_number": len(self.tasks), "total_annotations_number": sum(len(t["annotations"]) for t in self.tasks.values())}
 
     def export_pages(self, project_id: int, ids, page_size: int):
         self.exports += 1
@@ -141,7 +141,7 @@ class FakeServer:
 
     def export(self, project_id: int) -> list:
         """The whole project in one request (page size 0)."""
-        return [t for page in self.export_pages(project_id, self.task_ids(project_id), 10**9) for t in page]
+        return [t for page in self.export_pages(project_id, sorted(self.tasks), 10**9) for t in page]
 
 
 def _server(**kw) -> FakeServer:
@@ -159,6 +159,31 @@ def test_an_export_with_fewer_tasks_is_read_again_then_refused():
     with pytest.raises(ExportShrank, match="1 of 3 listed tasks missing"):
         read_project(always, 7, 2, tries=3, wait_s=0)
     assert always.exports == 3
+
+
+def test_a_whole_project_read_is_checked_against_the_projects_counts_without_listing_ids():
+    from audioscope.annotation.pull import ExportShrank, read_project
+
+    def no_listing(project_id: int) -> list[int]:
+        raise AssertionError("a whole-project read takes the counts of the project record, not the task list")
+
+    once = _server(drop=1, bad_exports=1)
+    once.task_ids = no_listing
+    assert [t["id"] for t in read_project(once, 7, 0, wait_s=0)] == [1, 2, 3] and once.exports == 2
+    always = _server(drop=1, bad_exports=99)
+    always.task_ids = no_listing
+    with pytest.raises(ExportShrank, match="1 of 3 listed tasks missing, 2 of 3 annotations"):
+        read_project(always, 7, 0, tries=2, wait_s=0)
+    assert always.exports == 2
+
+
+def test_a_project_record_without_a_task_count_falls_back_to_the_listed_ids():
+    from audioscope.annotation.pull import ExportShrank, read_project
+
+    server = _server(drop=1, bad_exports=99)
+    server.project = lambda pid: {"total_annotations_number": 0}
+    with pytest.raises(ExportShrank, match="1 of 3 listed tasks missing"):
+        read_project(server, 7, 0, tries=2, wait_s=0)
 
 
 def test_an_export_with_fewer_annotations_than_counted_is_refused():
