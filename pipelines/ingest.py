@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import Future
 from typing import Any, Iterable, Iterator, Sequence
@@ -128,17 +129,149 @@ class IngestVideo(beam.DoFn):
             yield GlobalWindows.windowed_value(self._finish(previous))
 
     def _finish(self, decoding: Future) -> str:
-        record, skipped = finish_video(decoding.result(), self.settings)
-        if skipped:
-            self._count("videos_skipped")
-        elif record.status in (STATUS_OK, STATUS_PARTIAL):
-            self._count("videos_ok")
-            self._count("clips", record.n_clips)
-            self._count("media_bytes", record.media_bytes)
-        else:
-            self._count("videos_failed")
-            self._count(f"failed_{record.kind}")
-        return record.video_id
+        video_id, counts = outcome(*finish_video(decoding.result(), self.settings))
+        for name, n in counts:
+            self._count(name, n)
+        return video_id
+
+
+def outcome(record: StatusRecord, skipped: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """A finished video's id and the counters it adds (name, increment): small, picklable."""
+    if skipped:
+        return record.video_id, (("videos_skipped", 1),)
+    if record.status in (STATUS_OK, STATUS_PARTIAL):
+        return record.video_id, (("videos_ok", 1), ("clips", record.n_clips), ("media_bytes", record.media_bytes))
+    return record.video_id, (("videos_failed", 1), (f"failed_{record.kind}", 1))
+
+
+# --------------------------------------------------------------------------- #
+# per-video work on the local runner: one shared pool of processes
+#
+# Beam's DirectRunner splits a stage's input between its workers up front
+# (equal counts, whatever each video costs), and its threads share one GIL
+# for the Python half of every video (slicing, PNG, zip). On a big machine
+# both leave cores idle. On the local runner the same per-video code
+# (:func:`ingest_line`: decode_video then finish_video, as IngestVideo runs
+# them) is therefore handed to ONE pool of worker processes in the
+# launcher, which the runner's threads all feed: an idle process takes the
+# next video, whichever thread submitted it (dynamic assignment), and each
+# process has its own interpreter. The pool's processes are forked from a
+# fork server that imported the per-video modules once, and the launcher
+# starts them while it reads the list. Remote runners never take this path.
+
+#: Modules the pool's fork server imports once, so its processes start warm.
+POOL_PRELOAD = ("audioscope.clipstore.writer", "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists")
+
+_pool_lock = threading.Lock()
+_pool: Any = None  # (size, ProcessPoolExecutor, workdir) of this process
+
+
+def _pool_ready() -> int:
+    return os.getpid()
+
+
+def local_pool(size: int) -> tuple[Any, str]:
+    """This process's shared pool of ``size`` worker processes (started once) and its scratch folder."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None and _pool[0] != size:
+            _close_pool_locked()
+        if _pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(list(POOL_PRELOAD))
+            executor = ProcessPoolExecutor(max_workers=size, mp_context=ctx)
+            workdir = tempfile.mkdtemp(prefix="audioscope-ingest-")
+            _pool = (size, executor, workdir)
+        return _pool[1], _pool[2]
+
+
+def start_local_pool(size: int) -> None:
+    """Start the pool's processes now (they boot while the launcher does other work)."""
+    executor, _ = local_pool(size)
+    for _ in range(size):
+        executor.submit(_pool_ready)
+
+
+def close_local_pool() -> None:
+    """Stop the shared pool (if any) and remove its scratch folder."""
+    with _pool_lock:
+        _close_pool_locked()
+
+
+def _close_pool_locked() -> None:
+    global _pool
+    if _pool is not None:
+        _, executor, workdir = _pool
+        _pool = None
+        executor.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        # The fork server has reaped the pool's processes; stop and reap it too
+        # (no process left behind, and their CPU time is accounted to us).
+        from multiprocessing import forkserver
+
+        stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+        if stop is not None:
+            stop()
+
+
+def ingest_line(line: str, settings: IngestSettings, workdir: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """One request line -> :func:`outcome` of its video, in a pool process (the same steps as IngestVideo)."""
+    from audioscope.sources.lists import VideoRequest
+
+    request = VideoRequest.from_json(line)
+    return outcome(*finish_video(decode_video(request, settings, workdir), settings))
+
+
+class IngestVideoInPool(beam.DoFn):
+    """IngestVideo on the local runner: each request goes to the launcher's shared process pool.
+
+    ``process`` submits and returns the videos finished so far; it waits
+    only while this instance has more than ``size + 2`` videos in flight, so
+    that any one thread alone keeps the whole pool busy. The rest are
+    collected in ``finish_bundle``.
+    """
+
+    def __init__(self, settings: IngestSettings, size: int) -> None:
+        self.settings = settings
+        self.size = size
+        self._counters: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self._executor, self._workdir = local_pool(self.size)
+
+    def start_bundle(self) -> None:
+        self._in_flight: set[Future] = set()
+
+    def _emit(self, done: Iterable[Future]) -> Iterator[str]:
+        for f in done:
+            video_id, counts = f.result()
+            for name, n in counts:
+                if name not in self._counters:
+                    self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
+                self._counters[name].inc(n)
+            yield video_id
+
+    def process(self, line: str) -> Iterator[str]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        if not line.strip():
+            return
+        self._in_flight.add(self._executor.submit(ingest_line, line, self.settings, self._workdir))
+        done = {f for f in self._in_flight if f.done()}
+        if len(self._in_flight) - len(done) > self.size + 2:
+            done |= wait(self._in_flight - done, return_when=FIRST_COMPLETED).done
+        self._in_flight -= done
+        yield from self._emit(done)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        from concurrent.futures import as_completed
+
+        pending, self._in_flight = self._in_flight, set()
+        for video_id in self._emit(as_completed(pending)):
+            yield GlobalWindows.windowed_value(video_id)
 
 
 # --------------------------------------------------------------------------- #
@@ -362,10 +495,14 @@ class IngestPipeline(beam.PTransform):
     """Requests (in the store) -> media, status records, index, summary."""
 
     def __init__(
-        self, settings: IngestSettings, request_files: Sequence[str], started_at: float | None = None
+        self, settings: IngestSettings, request_files: Sequence[str], started_at: float | None = None,
+        local_pool: int | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        # On the local runner: the size of the launcher's shared process pool
+        # that takes the per-video work (None: each worker does its own).
+        self.local_pool = local_pool
         # The launcher wrote the request shards and passes their paths: a
         # handful of them (10,000 videos each) is cheaper to ship than a
         # file-pattern source is to split.
@@ -376,7 +513,9 @@ class IngestPipeline(beam.PTransform):
         finished = (
             pbegin
             | "ReadRequests" >> ReadWork(self.request_files)
-            | "IngestVideos" >> beam.ParDo(IngestVideo(self.settings))
+            | "IngestVideos" >> beam.ParDo(
+                IngestVideoInPool(self.settings, self.local_pool) if self.local_pool else IngestVideo(self.settings)
+            )
         )
         return finished | "BuildIndex" >> BuildIndex(self.settings.store, self.started_at)
 
@@ -385,13 +524,43 @@ def run_pipeline(
     settings: IngestSettings, request_files: Sequence[str], beam_args: Sequence[str] = (),
     started_at: float | None = None,
 ) -> beam.runners.runner.PipelineResult:
-    """Build and run the ingest pipeline over ``request_files``; waits until it finishes."""
+    """Build and run the ingest pipeline over ``request_files``; waits until it finishes.
+
+    On the local runner with in-process workers (:func:`local_pool_size`)
+    the per-video work goes to the shared process pool, stopped at the end.
+    """
     options = PipelineOptions(list(beam_args))
     p = beam.Pipeline(options=options)
-    _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at)
-    result = p.run()
-    result.wait_until_finish()
+    pool = local_pool_size(beam_args)
+    _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at, local_pool=pool)
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        if pool:
+            close_local_pool()
     return result
+
+
+def local_pool_size(beam_args: Sequence[str]) -> int | None:
+    """How many processes take the per-video work on the local runner (None: the runner's own workers).
+
+    Only when the DirectRunner runs its workers as threads of this process
+    (``--direct_running_mode`` multi_threading, as ``--workers`` sets it)
+    and more than one: then ``--direct_num_workers`` processes. Every other
+    runner and mode (multi_processing, portable, Dataflow) runs IngestVideo
+    on its own workers.
+    """
+    from audioscope.pipelines.runner import flag_value, local_runner
+
+    args = list(beam_args)
+    if not local_runner(args) or flag_value(args, "direct_running_mode") != "multi_threading":
+        return None
+    try:
+        n = int(flag_value(args, "direct_num_workers") or 1)
+    except ValueError:
+        return None
+    return n if n > 1 else None
 
 
 def metric_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
@@ -611,7 +780,10 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
         init_store(layout, params)
     except StoreError as e:
         raise UserError(str(e)) from None
+    pool = local_pool_size(config.beam_args)
     with StoreLock(layout, what=os.fspath(config.list_path)):
+        if pool:
+            start_local_pool(pool)  # its processes boot while the list is read
         try:
             written = write_requests(
                 layout, config.list_path, config.list_format, config.media_root,
@@ -619,7 +791,11 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
                 workdir=config.workdir,
             )
         except ValueError as e:
+            close_local_pool()
             raise UserError(f"cannot read the list {config.list_path}: {e}; check --format") from None
+        except BaseException:
+            close_local_pool()
+            raise
         try:
             limit_kw: dict[str, Any] = {}
             if config.max_bytes is not None:
@@ -642,6 +818,7 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
             unfinished = unfinished_count(layout, written.ids)
         finally:
             written.ids.close()
+            close_local_pool()
     return IngestResult(
         store=config.store, requested=written.requested, bad_rows=written.bad_rows, summary=summary,
         unfinished=unfinished,
