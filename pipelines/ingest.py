@@ -37,7 +37,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from concurrent.futures import Future
 from typing import Any, Iterable, Iterator, Sequence
@@ -57,12 +56,19 @@ from audioscope.clipstore.format import (  # noqa: F401 (index_shard_*: re-expor
 )
 from audioscope.clipstore.summary import build_summary  # noqa: F401 (re-exported: the summary's builder)
 from audioscope.clipstore.writer import (
-    STATUS_OK,
-    STATUS_PARTIAL,
     IngestSettings,
     StatusRecord,
     decode_video,
     finish_video,
+)
+from audioscope.pipelines.ingest_pool import (
+    close_local_pool,
+    ingest_line,
+    local_pool,
+    outcome,
+    start_local_pool,
+    submit_early,
+    take_early,
 )
 from audioscope.pipelines.work import ReadWork
 
@@ -135,96 +141,6 @@ class IngestVideo(beam.DoFn):
         return video_id
 
 
-def outcome(record: StatusRecord, skipped: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """A finished video's id and the counters it adds (name, increment): small, picklable."""
-    if skipped:
-        return record.video_id, (("videos_skipped", 1),)
-    if record.status in (STATUS_OK, STATUS_PARTIAL):
-        return record.video_id, (("videos_ok", 1), ("clips", record.n_clips), ("media_bytes", record.media_bytes))
-    return record.video_id, (("videos_failed", 1), (f"failed_{record.kind}", 1))
-
-
-# --------------------------------------------------------------------------- #
-# per-video work on the local runner: one shared pool of processes
-#
-# Beam's DirectRunner splits a stage's input between its workers up front
-# (equal counts, whatever each video costs), and its threads share one GIL
-# for the Python half of every video (slicing, PNG, zip). On a big machine
-# both leave cores idle. On the local runner the same per-video code
-# (:func:`ingest_line`: decode_video then finish_video, as IngestVideo runs
-# them) is therefore handed to ONE pool of worker processes in the
-# launcher, which the runner's threads all feed: an idle process takes the
-# next video, whichever thread submitted it (dynamic assignment), and each
-# process has its own interpreter. The pool's processes are forked from a
-# fork server that imported the per-video modules once, and the launcher
-# starts them while it reads the list. Remote runners never take this path.
-
-#: Modules the pool's fork server imports once, so its processes start warm.
-POOL_PRELOAD = ("audioscope.clipstore.writer", "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists")
-
-_pool_lock = threading.Lock()
-_pool: Any = None  # (size, ProcessPoolExecutor, workdir) of this process
-
-
-def _pool_ready() -> int:
-    return os.getpid()
-
-
-def local_pool(size: int) -> tuple[Any, str]:
-    """This process's shared pool of ``size`` worker processes (started once) and its scratch folder."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None and _pool[0] != size:
-            _close_pool_locked()
-        if _pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(list(POOL_PRELOAD))
-            executor = ProcessPoolExecutor(max_workers=size, mp_context=ctx)
-            workdir = tempfile.mkdtemp(prefix="audioscope-ingest-")
-            _pool = (size, executor, workdir)
-        return _pool[1], _pool[2]
-
-
-def start_local_pool(size: int) -> None:
-    """Start the pool's processes now (they boot while the launcher does other work)."""
-    executor, _ = local_pool(size)
-    for _ in range(size):
-        executor.submit(_pool_ready)
-
-
-def close_local_pool() -> None:
-    """Stop the shared pool (if any) and remove its scratch folder."""
-    with _pool_lock:
-        _close_pool_locked()
-
-
-def _close_pool_locked() -> None:
-    global _pool
-    if _pool is not None:
-        _, executor, workdir = _pool
-        _pool = None
-        executor.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-        # The fork server has reaped the pool's processes; stop and reap it too
-        # (no process left behind, and their CPU time is accounted to us).
-        from multiprocessing import forkserver
-
-        stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
-        if stop is not None:
-            stop()
-
-
-def ingest_line(line: str, settings: IngestSettings, workdir: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """One request line -> :func:`outcome` of its video, in a pool process (the same steps as IngestVideo)."""
-    from audioscope.sources.lists import VideoRequest
-
-    request = VideoRequest.from_json(line)
-    return outcome(*finish_video(decode_video(request, settings, workdir), settings))
-
-
 class IngestVideoInPool(beam.DoFn):
     """IngestVideo on the local runner: each request goes to the launcher's shared process pool.
 
@@ -259,7 +175,8 @@ class IngestVideoInPool(beam.DoFn):
 
         if not line.strip():
             return
-        self._in_flight.add(self._executor.submit(ingest_line, line, self.settings, self._workdir))
+        early = take_early(line)  # handed to the pool by the launcher before the pipeline started
+        self._in_flight.add(early or self._executor.submit(ingest_line, line, self.settings, self._workdir))
         done = {f for f in self._in_flight if f.done()}
         if len(self._in_flight) - len(done) > self.size + 2:
             done |= wait(self._in_flight - done, return_when=FIRST_COMPLETED).done
@@ -581,6 +498,8 @@ def metric_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 # --------------------------------------------------------------------------- #
 # the library entry: a list in, a finished store out
 
+#: Videos per pool process handed over by the launcher before the pipeline starts (local runner).
+EARLY_PER_PROCESS = 2
 #: Requests per ``STORE/requests`` shard.
 REQUESTS_PER_SHARD = 10_000
 #: Bad list rows per ``STORE/bad_rows`` file.
@@ -812,6 +731,9 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
             )
             started = time.time()
             ctx = watch(layout, written.requested, written.ids) if watch is not None else contextlib.nullcontext()
+            if pool and written.files:
+                # the first videos start now, while Beam builds and starts the pipeline
+                submit_early(pool, settings, storage.read_lines(written.files[0])[: EARLY_PER_PROCESS * pool])
             with ctx:
                 run_pipeline(settings, written.files, config.beam_args, started_at=started)
             summary = json.loads(storage.read_text(layout.summary_json))

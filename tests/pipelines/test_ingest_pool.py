@@ -13,7 +13,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from audioscope import cli
 from audioscope.clipstore.format import Layout, StoreParams, init_store
 from audioscope.clipstore.writer import STATUS_FAILED, IngestSettings, read_status
-from audioscope.pipelines import ingest
+from audioscope.pipelines import ingest, ingest_pool
 from audioscope.sources.lists import VideoRequest
 
 from .videos import make_corpus
@@ -50,6 +50,9 @@ def test_two_runner_threads_share_one_pool_and_every_video_comes_out_once(tmp_pa
     lines = [_line(v, str(tmp_path / f"{v}.mp4")) for v in ids]  # no such files: failed quickly
     a, b = ingest.IngestVideoInPool(settings, 2), ingest.IngestVideoInPool(settings, 2)
     try:
+        # the launcher hands the first videos over before the pipeline runs
+        ingest_pool.submit_early(2, settings, [lines[0], lines[5]])
+        assert sorted(ingest_pool._early) == sorted([lines[0], lines[5]])
         a.setup(), b.setup()
         assert a._executor is b._executor, "one pool per launcher, whatever the runner's threads"
         out: list[str] = []
@@ -62,6 +65,7 @@ def test_two_runner_threads_share_one_pool_and_every_video_comes_out_once(tmp_pa
             assert all(isinstance(w, WindowedValue) for w in tail)
             out.extend(w.value for w in tail)
         workdir = a._workdir
+        assert ingest_pool._early == {}, "the DoFn took the early videos' results instead of submitting them again"
     finally:
         ingest.close_local_pool()
     assert sorted(out) == ids
@@ -69,7 +73,7 @@ def test_two_runner_threads_share_one_pool_and_every_video_comes_out_once(tmp_pa
         record = read_status(layout, v)
         assert record is not None and record.status == STATUS_FAILED and record.kind == "not_found", record
     assert not Path(workdir).exists(), "the pool's scratch folder is removed with it"
-    assert ingest._pool is None
+    assert ingest_pool._pool is None
 
 
 def _files(store: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
@@ -100,4 +104,4 @@ def test_pool_and_in_process_workers_write_the_same_store(tmp_path):
     for s in (s1, s2):
         assert s.pop("wall_seconds") > 0 and s.pop("finished_at")
     assert s1 == s2 and s1["clips"] > 0
-    assert ingest._pool is None, "the pool is stopped when the run ends"
+    assert ingest_pool._pool is None, "the pool is stopped when the run ends"
