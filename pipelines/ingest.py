@@ -7,7 +7,13 @@ Stages (labels as they show in the Beam / Dataflow UI)::
     IngestVideos       per video: skip if finished, else fetch, probe, decode
                        once, slice clips, write media then status (never
                        raises for a bad item; Metrics counters per outcome);
-                       a worker decodes the next video while it writes one
+                       a worker decodes the next video while it writes one;
+                       on the local runner with --workers N > 1 the same
+                       per-video code runs in ONE shared pool of N processes
+                       that every runner thread feeds (IngestVideoInPool,
+                       pipelines/ingest_pool.py): a free process takes the
+                       next video (no static split), and the launcher hands
+                       the first videos over before the pipeline is built
     BuildIndex         after all videos (a global count, no element held
                        under one key): read ALL status records of the store
                        in parallel, one status/<prefix>/ folder per work
