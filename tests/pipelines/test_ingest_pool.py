@@ -11,6 +11,7 @@ import pytest
 from apache_beam.utils.windowed_value import WindowedValue
 
 from audioscope import cli
+from audioscope.clipstore import ClipStore
 from audioscope.clipstore.format import Layout, StoreParams, init_store
 from audioscope.clipstore.writer import STATUS_FAILED, IngestSettings, read_status
 from audioscope.pipelines import ingest, ingest_pool
@@ -105,3 +106,38 @@ def test_pool_and_in_process_workers_write_the_same_store(tmp_path):
         assert s.pop("wall_seconds") > 0 and s.pop("finished_at")
     assert s1 == s2 and s1["clips"] > 0
     assert ingest_pool._pool is None, "the pool is stopped when the run ends"
+
+
+@pytest.mark.integration
+def test_a_runner_that_drops_the_pools_last_outputs_loses_no_video(tmp_path, monkeypatch, capsys):
+    """What a runner drops from finish_bundle (DaskRunner does) were videos the pool
+    already finished: their status records exist, so the index still has them.
+    Videos the pool never got are reported, never exit 0."""
+    from concurrent.futures import wait
+
+    from .videos import av_video
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("a", "b", "c"):
+        av_video(media / f"{name}.mp4", duration=6)
+    lst = tmp_path / "l.txt"
+    lst.write_text("a.mp4\nb.mp4\nc.mp4\n")
+    args = ["ingest", str(lst), "--media-root", str(media), "--poll", "0", "--workers", "2"]
+
+    def drop_after_waiting(self):
+        wait(self._in_flight)  # the videos are finished, their ids never reach the runner
+        return iter(())
+
+    monkeypatch.setattr(ingest.IngestVideoInPool, "finish_bundle", drop_after_waiting)
+    assert cli.main([*args, "--out", str(tmp_path / "s1")]) == 0
+    assert sorted(ClipStore.open(str(tmp_path / "s1")).index["video_id"].unique()) == ["a", "b", "c"]
+
+    # a runner that loses the requests before the pool gets them: exit non-zero, a re-run completes
+    monkeypatch.setattr(ingest.IngestVideoInPool, "process", lambda self, line: iter(()))
+    monkeypatch.setattr(ingest, "EARLY_PER_PROCESS", 0)
+    assert cli.main([*args, "--out", str(tmp_path / "s2")]) == 1
+    assert "not finished" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main([*args, "--out", str(tmp_path / "s2")]) == 0
+    assert sorted(ClipStore.open(str(tmp_path / "s2")).index["video_id"].unique()) == ["a", "b", "c"]
