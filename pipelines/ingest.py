@@ -9,7 +9,7 @@ Stages (labels as they show in the Beam / Dataflow UI)::
                        raises for a bad item; Metrics counters per outcome);
                        a worker decodes the next video while it writes one;
                        on the local runner with --workers N > 1 the same
-                       per-video code runs in ONE shared pool of N processes
+                       per-video code runs in ONE shared pool of 2N processes
                        that every runner thread feeds (IngestVideoInPool,
                        pipelines/ingest_pool.py): a free process takes the
                        next video (no static split), and the launcher hands
@@ -72,6 +72,7 @@ from audioscope.pipelines.ingest_pool import (
     ingest_line,
     local_pool,
     outcome,
+    pool_processes,
     start_local_pool,
     submit_early,
     take_early,
@@ -151,9 +152,9 @@ class IngestVideoInPool(beam.DoFn):
     """IngestVideo on the local runner: each request goes to the launcher's shared process pool.
 
     ``process`` submits and returns the videos finished so far; it waits
-    only while this instance has more than ``size + 2`` videos in flight, so
-    that any one thread alone keeps the whole pool busy. The rest are
-    collected in ``finish_bundle``.
+    only while this instance has more videos in flight than the pool has
+    processes, plus two, so that any one thread alone keeps the whole pool
+    busy. The rest are collected in ``finish_bundle``.
     """
 
     def __init__(self, settings: IngestSettings, size: int) -> None:
@@ -184,7 +185,7 @@ class IngestVideoInPool(beam.DoFn):
         early = take_early(line)  # handed to the pool by the launcher before the pipeline started
         self._in_flight.add(early or self._executor.submit(ingest_line, line, self.settings, self._workdir))
         done = {f for f in self._in_flight if f.done()}
-        if len(self._in_flight) - len(done) > self.size + 2:
+        if len(self._in_flight) - len(done) > pool_processes(self.size) + 2:
             done |= wait(self._in_flight - done, return_when=FIRST_COMPLETED).done
         self._in_flight -= done
         yield from self._emit(done)
@@ -505,7 +506,7 @@ def metric_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 # the library entry: a list in, a finished store out
 
 #: Videos per pool process handed over by the launcher before the pipeline starts (local runner).
-EARLY_PER_PROCESS = 2
+EARLY_PER_PROCESS = 1
 #: Requests per ``STORE/requests`` shard.
 REQUESTS_PER_SHARD = 10_000
 #: Bad list rows per ``STORE/bad_rows`` file.
@@ -739,7 +740,8 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
             ctx = watch(layout, written.requested, written.ids) if watch is not None else contextlib.nullcontext()
             if pool and written.files:
                 # the first videos start now, while Beam builds and starts the pipeline
-                submit_early(pool, settings, storage.read_lines(written.files[0])[: EARLY_PER_PROCESS * pool])
+                early = EARLY_PER_PROCESS * pool_processes(pool)
+                submit_early(pool, settings, storage.read_lines(written.files[0])[:early])
             with ctx:
                 run_pipeline(settings, written.files, config.beam_args, started_at=started)
             summary = json.loads(storage.read_text(layout.summary_json))

@@ -56,6 +56,7 @@ def test_two_runner_threads_share_one_pool_and_every_video_comes_out_once(tmp_pa
         assert sorted(ingest_pool._early) == sorted([lines[0], lines[5]])
         a.setup(), b.setup()
         assert a._executor is b._executor, "one pool per launcher, whatever the runner's threads"
+        assert a._executor._max_workers == ingest_pool.pool_processes(2) == 2 * ingest_pool.PROCESSES_PER_WORKER
         out: list[str] = []
         for fn, part in ((a, lines[:1]), (b, lines[1:])):
             fn.start_bundle()
