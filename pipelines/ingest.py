@@ -72,6 +72,7 @@ from audioscope.pipelines.ingest_pool import (
     ingest_line,
     local_pool,
     outcome,
+    pool_closed,
     pool_processes,
     start_local_pool,
     submit_early,
@@ -170,6 +171,8 @@ class IngestVideoInPool(beam.DoFn):
 
     def _emit(self, done: Iterable[Future]) -> Iterator[str]:
         for f in done:
+            if pool_closed(self._executor) and (f.cancelled() or f.exception() is not None):
+                continue  # the launcher stopped the pool (Ctrl-C): the video is left for the re-run
             video_id, counts = f.result()
             for name, n in counts:
                 if name not in self._counters:
@@ -178,12 +181,18 @@ class IngestVideoInPool(beam.DoFn):
             yield video_id
 
     def process(self, line: str) -> Iterator[str]:
+        return self._submit(line) if line.strip() else iter(())
+
+    def _submit(self, line: str) -> Iterator[str]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        if not line.strip():
-            return
         early = take_early(line)  # handed to the pool by the launcher before the pipeline started
-        self._in_flight.add(early or self._executor.submit(ingest_line, line, self.settings, self._workdir))
+        try:
+            self._in_flight.add(early or self._executor.submit(ingest_line, line, self.settings, self._workdir))
+        except RuntimeError:
+            if not pool_closed(self._executor):
+                raise
+            return  # the launcher stopped the pool (Ctrl-C): no new work, nothing marked finished
         done = {f for f in self._in_flight if f.done()}
         if len(self._in_flight) - len(done) > pool_processes(self.size) + 2:
             done |= wait(self._in_flight - done, return_when=FIRST_COMPLETED).done

@@ -111,6 +111,12 @@ def close_local_pool() -> None:
         _close_pool_locked()
 
 
+def pool_closed(executor: Any) -> bool:
+    """True when ``executor`` is no longer this process's pool (the run ended or was interrupted)."""
+    with _pool_lock:
+        return _pool is None or _pool[1] is not executor
+
+
 def _close_pool_locked() -> None:
     global _pool
     for f in _early.values():
