@@ -25,6 +25,12 @@ start-up, which a 200,000-video run pays once) and prints (a) and (b) for
 the per-video work alone, with that start-up taken out.
 
     .venv/bin/python benchmarks/ingest.py --workdir /tmp/bench-ingest
+
+On a shared machine, compare within one run: ``--baseline-bin`` times
+another `audioscope` executable (an older commit's) on the same corpus,
+alternating with ours, ``--repeat`` keeps the best of several runs, and the
+CPU seconds of ours and of the one-thread bare pass (every child process)
+show the work done whatever the load.
 """
 
 from __future__ import annotations
