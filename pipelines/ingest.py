@@ -7,7 +7,13 @@ Stages (labels as they show in the Beam / Dataflow UI)::
     IngestVideos       per video: skip if finished, else fetch, probe, decode
                        once, slice clips, write media then status (never
                        raises for a bad item; Metrics counters per outcome);
-                       a worker decodes the next video while it writes one
+                       a worker decodes the next video while it writes one;
+                       on the local runner with --workers N > 1 the same
+                       per-video code runs in ONE shared pool of 2N processes
+                       that every runner thread feeds (IngestVideoInPool,
+                       pipelines/ingest_pool.py): a free process takes the
+                       next video (no static split), and the launcher hands
+                       the first videos over before the pipeline is built
     BuildIndex         after all videos (a global count, no element held
                        under one key): read ALL status records of the store
                        in parallel, one status/<prefix>/ folder per work
@@ -56,12 +62,21 @@ from audioscope.clipstore.format import (  # noqa: F401 (index_shard_*: re-expor
 )
 from audioscope.clipstore.summary import build_summary  # noqa: F401 (re-exported: the summary's builder)
 from audioscope.clipstore.writer import (
-    STATUS_OK,
-    STATUS_PARTIAL,
     IngestSettings,
     StatusRecord,
     decode_video,
     finish_video,
+)
+from audioscope.pipelines.ingest_pool import (
+    close_local_pool,
+    ingest_line,
+    local_pool,
+    outcome,
+    pool_closed,
+    pool_processes,
+    start_local_pool,
+    submit_early,
+    take_early,
 )
 from audioscope.pipelines.work import ReadWork
 
@@ -128,17 +143,68 @@ class IngestVideo(beam.DoFn):
             yield GlobalWindows.windowed_value(self._finish(previous))
 
     def _finish(self, decoding: Future) -> str:
-        record, skipped = finish_video(decoding.result(), self.settings)
-        if skipped:
-            self._count("videos_skipped")
-        elif record.status in (STATUS_OK, STATUS_PARTIAL):
-            self._count("videos_ok")
-            self._count("clips", record.n_clips)
-            self._count("media_bytes", record.media_bytes)
-        else:
-            self._count("videos_failed")
-            self._count(f"failed_{record.kind}")
-        return record.video_id
+        video_id, counts = outcome(*finish_video(decoding.result(), self.settings))
+        for name, n in counts:
+            self._count(name, n)
+        return video_id
+
+
+class IngestVideoInPool(beam.DoFn):
+    """IngestVideo on the local runner: each request goes to the launcher's shared process pool.
+
+    ``process`` submits and returns the videos finished so far; it waits
+    only while this instance has more videos in flight than the pool has
+    processes, plus two, so that any one thread alone keeps the whole pool
+    busy. The rest are collected in ``finish_bundle``.
+    """
+
+    def __init__(self, settings: IngestSettings, size: int) -> None:
+        self.settings = settings
+        self.size = size
+        self._counters: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self._executor, self._workdir = local_pool(self.size)
+
+    def start_bundle(self) -> None:
+        self._in_flight: set[Future] = set()
+
+    def _emit(self, done: Iterable[Future]) -> Iterator[str]:
+        for f in done:
+            if pool_closed(self._executor) and (f.cancelled() or f.exception() is not None):
+                continue  # the launcher stopped the pool (Ctrl-C): the video is left for the re-run
+            video_id, counts = f.result()
+            for name, n in counts:
+                if name not in self._counters:
+                    self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
+                self._counters[name].inc(n)
+            yield video_id
+
+    def process(self, line: str) -> Iterator[str]:
+        return self._submit(line) if line.strip() else iter(())
+
+    def _submit(self, line: str) -> Iterator[str]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        early = take_early(line)  # handed to the pool by the launcher before the pipeline started
+        try:
+            self._in_flight.add(early or self._executor.submit(ingest_line, line, self.settings, self._workdir))
+        except RuntimeError:
+            if not pool_closed(self._executor):
+                raise
+            return  # the launcher stopped the pool (Ctrl-C): no new work, nothing marked finished
+        done = {f for f in self._in_flight if f.done()}
+        if len(self._in_flight) - len(done) > pool_processes(self.size) + 2:
+            done |= wait(self._in_flight - done, return_when=FIRST_COMPLETED).done
+        self._in_flight -= done
+        yield from self._emit(done)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        from concurrent.futures import as_completed
+
+        pending, self._in_flight = self._in_flight, set()
+        for video_id in self._emit(as_completed(pending)):
+            yield GlobalWindows.windowed_value(video_id)
 
 
 # --------------------------------------------------------------------------- #
@@ -362,10 +428,14 @@ class IngestPipeline(beam.PTransform):
     """Requests (in the store) -> media, status records, index, summary."""
 
     def __init__(
-        self, settings: IngestSettings, request_files: Sequence[str], started_at: float | None = None
+        self, settings: IngestSettings, request_files: Sequence[str], started_at: float | None = None,
+        local_pool: int | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        # On the local runner: the size of the launcher's shared process pool
+        # that takes the per-video work (None: each worker does its own).
+        self.local_pool = local_pool
         # The launcher wrote the request shards and passes their paths: a
         # handful of them (10,000 videos each) is cheaper to ship than a
         # file-pattern source is to split.
@@ -376,7 +446,9 @@ class IngestPipeline(beam.PTransform):
         finished = (
             pbegin
             | "ReadRequests" >> ReadWork(self.request_files)
-            | "IngestVideos" >> beam.ParDo(IngestVideo(self.settings))
+            | "IngestVideos" >> beam.ParDo(
+                IngestVideoInPool(self.settings, self.local_pool) if self.local_pool else IngestVideo(self.settings)
+            )
         )
         return finished | "BuildIndex" >> BuildIndex(self.settings.store, self.started_at)
 
@@ -385,13 +457,43 @@ def run_pipeline(
     settings: IngestSettings, request_files: Sequence[str], beam_args: Sequence[str] = (),
     started_at: float | None = None,
 ) -> beam.runners.runner.PipelineResult:
-    """Build and run the ingest pipeline over ``request_files``; waits until it finishes."""
+    """Build and run the ingest pipeline over ``request_files``; waits until it finishes.
+
+    On the local runner with in-process workers (:func:`local_pool_size`)
+    the per-video work goes to the shared process pool, stopped at the end.
+    """
     options = PipelineOptions(list(beam_args))
     p = beam.Pipeline(options=options)
-    _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at)
-    result = p.run()
-    result.wait_until_finish()
+    pool = local_pool_size(beam_args)
+    _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at, local_pool=pool)
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        if pool:
+            close_local_pool()
     return result
+
+
+def local_pool_size(beam_args: Sequence[str]) -> int | None:
+    """How many processes take the per-video work on the local runner (None: the runner's own workers).
+
+    Only when the DirectRunner runs its workers as threads of this process
+    (``--direct_running_mode`` multi_threading, as ``--workers`` sets it)
+    and more than one: then ``--direct_num_workers`` processes. Every other
+    runner and mode (multi_processing, portable, Dataflow) runs IngestVideo
+    on its own workers.
+    """
+    from audioscope.pipelines.runner import flag_value, local_runner
+
+    args = list(beam_args)
+    if not local_runner(args) or flag_value(args, "direct_running_mode") != "multi_threading":
+        return None
+    try:
+        n = int(flag_value(args, "direct_num_workers") or 1)
+    except ValueError:
+        return None
+    return n if n > 1 else None
 
 
 def metric_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
@@ -412,6 +514,8 @@ def metric_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 # --------------------------------------------------------------------------- #
 # the library entry: a list in, a finished store out
 
+#: Videos per pool process handed over by the launcher before the pipeline starts (local runner).
+EARLY_PER_PROCESS = 1
 #: Requests per ``STORE/requests`` shard.
 REQUESTS_PER_SHARD = 10_000
 #: Bad list rows per ``STORE/bad_rows`` file.
@@ -611,7 +715,10 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
         init_store(layout, params)
     except StoreError as e:
         raise UserError(str(e)) from None
+    pool = local_pool_size(config.beam_args)
     with StoreLock(layout, what=os.fspath(config.list_path)):
+        if pool:
+            start_local_pool(pool)  # its processes boot while the list is read
         try:
             written = write_requests(
                 layout, config.list_path, config.list_format, config.media_root,
@@ -619,7 +726,11 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
                 workdir=config.workdir,
             )
         except ValueError as e:
+            close_local_pool()
             raise UserError(f"cannot read the list {config.list_path}: {e}; check --format") from None
+        except BaseException:
+            close_local_pool()
+            raise
         try:
             limit_kw: dict[str, Any] = {}
             if config.max_bytes is not None:
@@ -636,12 +747,17 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
             )
             started = time.time()
             ctx = watch(layout, written.requested, written.ids) if watch is not None else contextlib.nullcontext()
+            if pool and written.files:
+                # the first videos start now, while Beam builds and starts the pipeline
+                early = EARLY_PER_PROCESS * pool_processes(pool)
+                submit_early(pool, settings, storage.read_lines(written.files[0])[:early])
             with ctx:
                 run_pipeline(settings, written.files, config.beam_args, started_at=started)
             summary = json.loads(storage.read_text(layout.summary_json))
             unfinished = unfinished_count(layout, written.ids)
         finally:
             written.ids.close()
+            close_local_pool()
     return IngestResult(
         store=config.store, requested=written.requested, bad_rows=written.bad_rows, summary=summary,
         unfinished=unfinished,

@@ -157,9 +157,11 @@ def test_a_runner_that_loses_videos_cannot_end_with_exit_0(media, tmp_path, monk
     lst = tmp_path / "l.txt"
     lst.write_text("long.mp4\nshort.mp4\n")
     store = tmp_path / "store"
-    # a runner stand-in that drops what finish_bundle emits (as DaskRunner does)
+    # a runner stand-in that drops what finish_bundle emits (as DaskRunner does);
+    # one worker: IngestVideo in the launcher (with more, the local runner hands
+    # the videos to a process pool: tests/pipelines/test_ingest_pool.py)
     monkeypatch.setattr(ingest_lib.IngestVideo, "finish_bundle", lambda self: iter(()))
-    assert ingest(lst, store, "--media-root", str(media)) == 1
+    assert ingest(lst, store, "--media-root", str(media), "--workers", "1") == 1
     assert "not finished" in capsys.readouterr().err
     monkeypatch.undo()
     assert ingest(lst, store, "--media-root", str(media)) == 0

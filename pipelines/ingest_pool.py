@@ -1,0 +1,163 @@
+"""The per-video work of ingest on the local runner: one shared pool of processes.
+
+Beam's DirectRunner splits a stage's input between its workers up front
+(equal counts, whatever each video costs), and its threads share one GIL
+for the Python half of every video (slicing, PNG, zip). On a big machine
+both leave cores idle. On the local runner the same per-video code
+(:func:`ingest_line`: ``decode_video`` then ``finish_video``, as
+``IngestVideo`` runs them) is therefore handed to ONE pool of worker
+processes in the launcher, which the runner's threads all feed
+(``pipelines.ingest.IngestVideoInPool``): an idle process takes the next
+video, whichever thread submitted it (dynamic assignment), and each process
+has its own interpreter. Remote runners never take this path.
+
+The pool's processes are forked from a fork server that imported this
+module (and through it the per-video code, but not Beam) once; the launcher
+starts them while it reads the list (:func:`start_local_pool`) and hands
+them the first videos before the Beam pipeline is even built
+(:func:`submit_early`), so the runner's start-up overlaps real work.
+
+No Beam here: this module is what every pool process imports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import Future
+from typing import Any, Sequence
+
+from audioscope.clipstore.writer import (
+    STATUS_OK,
+    STATUS_PARTIAL,
+    IngestSettings,
+    StatusRecord,
+    decode_video,
+    finish_video,
+)
+
+#: A video's counters: (name, increment) pairs.
+Counts = tuple[tuple[str, int], ...]
+
+
+def outcome(record: StatusRecord, skipped: bool) -> tuple[str, Counts]:
+    """A finished video's id and the counters it adds (name, increment): small, picklable."""
+    if skipped:
+        return record.video_id, (("videos_skipped", 1),)
+    if record.status in (STATUS_OK, STATUS_PARTIAL):
+        return record.video_id, (("videos_ok", 1), ("clips", record.n_clips), ("media_bytes", record.media_bytes))
+    return record.video_id, (("videos_failed", 1), (f"failed_{record.kind}", 1))
+
+
+#: Pool processes per ``--workers``: two videos in flight per worker, as IngestVideo's look-ahead
+#: keeps them (one decoding in ffmpeg while another is sliced, encoded and written), so that no
+#: core waits while a process starts ffmpeg or reads a file. Measured at 2 workers on a shared
+#: 2-core machine: 1 process per worker was ~1.14x slower than 2.
+PROCESSES_PER_WORKER = 2
+
+#: Modules the pool's fork server imports once, so its processes start warm.
+POOL_PRELOAD = ("audioscope.pipelines.ingest_pool", "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists")
+
+_pool_lock = threading.Lock()
+_pool: Any = None  # (size, ProcessPoolExecutor, workdir) of this process
+
+
+def _pool_ready() -> int:
+    return os.getpid()
+
+
+def _ignore_ctrl_c() -> None:
+    """Pool processes leave Ctrl-C to the launcher, which stops the pool (no traceback per process)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def pool_processes(size: int) -> int:
+    """The processes of the pool for ``size`` workers (:data:`PROCESSES_PER_WORKER` each)."""
+    return PROCESSES_PER_WORKER * size
+
+
+def local_pool(size: int) -> tuple[Any, str]:
+    """This process's shared pool for ``size`` workers (started once) and its scratch folder."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None and _pool[0] != size:
+            _close_pool_locked()
+        if _pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(list(POOL_PRELOAD))
+            executor = ProcessPoolExecutor(max_workers=pool_processes(size), mp_context=ctx, initializer=_ignore_ctrl_c)
+            workdir = tempfile.mkdtemp(prefix="audioscope-ingest-")
+            _pool = (size, executor, workdir)
+        return _pool[1], _pool[2]
+
+
+def start_local_pool(size: int) -> None:
+    """Start the pool's processes now (they boot while the launcher does other work)."""
+    executor, _ = local_pool(size)
+    for _ in range(pool_processes(size)):
+        executor.submit(_pool_ready)
+
+
+def close_local_pool() -> None:
+    """Stop the shared pool (if any) and remove its scratch folder."""
+    with _pool_lock:
+        _close_pool_locked()
+
+
+def pool_closed(executor: Any) -> bool:
+    """True when ``executor`` is no longer this process's pool (the run ended or was interrupted)."""
+    with _pool_lock:
+        return _pool is None or _pool[1] is not executor
+
+
+def _close_pool_locked() -> None:
+    global _pool
+    for f in _early.values():
+        f.cancel()
+    _early.clear()
+    if _pool is not None:
+        _, executor, workdir = _pool
+        _pool = None
+        executor.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        # The fork server has reaped the pool's processes; stop and reap it too
+        # (no process left behind, and their CPU time is accounted to us).
+        from multiprocessing import forkserver
+
+        stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+        if stop is not None:
+            stop()
+
+
+def ingest_line(line: str, settings: IngestSettings, workdir: str) -> tuple[str, Counts]:
+    """One request line -> :func:`outcome` of its video, in a pool process (the same steps as IngestVideo)."""
+    from audioscope.sources.lists import VideoRequest
+
+    request = VideoRequest.from_json(line)
+    return outcome(*finish_video(decode_video(request, settings, workdir), settings))
+
+
+#: Futures of the videos handed to the pool before the pipeline ran, by request line.
+_early: dict[str, Future] = {}
+
+
+def submit_early(size: int, settings: IngestSettings, lines: Sequence[str]) -> None:
+    """Hand ``lines`` (the first requests) to the pool now; the pipeline's DoFn picks up their results."""
+    executor, workdir = local_pool(size)
+    with _pool_lock:
+        for line in lines:
+            if line.strip() and line not in _early:
+                _early[line] = executor.submit(ingest_line, line, settings, workdir)
+
+
+def take_early(line: str) -> Future | None:
+    """The future of ``line`` if :func:`submit_early` handed it to the pool (once: it is forgotten here)."""
+    with _pool_lock:
+        return _early.pop(line, None)

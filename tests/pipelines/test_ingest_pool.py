@@ -1,0 +1,144 @@
+"""On the local runner `--workers N` hands the per-video work to one shared
+pool of N processes (dynamic assignment) instead of the runner's static split
+between threads. Same outputs, byte for byte, as the in-process workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from apache_beam.utils.windowed_value import WindowedValue
+
+from audioscope import cli
+from audioscope.clipstore import ClipStore
+from audioscope.clipstore.format import Layout, StoreParams, init_store
+from audioscope.clipstore.writer import STATUS_FAILED, IngestSettings, read_status
+from audioscope.pipelines import ingest, ingest_pool
+from audioscope.sources.lists import VideoRequest
+
+from .videos import make_corpus
+
+
+def test_the_pool_takes_the_work_only_for_in_process_local_workers():
+    threads = ["--direct_num_workers=4", "--direct_running_mode=multi_threading"]
+    assert ingest.local_pool_size(threads) == 4
+    assert ingest.local_pool_size(["--runner=DirectRunner", *threads]) == 4
+    # one worker: IngestVideo in the launcher, as before
+    assert ingest.local_pool_size(["--direct_num_workers=1", "--direct_running_mode=multi_threading"]) is None
+    assert ingest.local_pool_size([]) is None
+    # the runner's own worker processes, and every other runner, run IngestVideo themselves
+    assert ingest.local_pool_size(["--direct_num_workers=2", "--direct_running_mode=multi_processing"]) is None
+    assert ingest.local_pool_size(["--runner=PortableRunner", *threads]) is None
+    assert ingest.local_pool_size(["--runner=DataflowRunner", *threads]) is None
+
+
+def _line(video_id: str, uri: str) -> str:
+    return VideoRequest(
+        video_id=video_id, uri=uri, origin=f"list.txt:{video_id}",
+        spans=None, split=None, licence_name=None, licence_url=None,
+    ).to_json()
+
+
+def test_two_runner_threads_share_one_pool_and_every_video_comes_out_once(tmp_path):
+    """As the runner's threads do with their static halves: one instance gets one
+    video, the other seven; both feed the same pool, nothing is lost or doubled."""
+    store = tmp_path / "store"
+    layout = Layout(str(store))
+    init_store(layout, StoreParams())
+    settings = IngestSettings(store=str(store), params=StoreParams())
+    ids = [f"v{i}" for i in range(8)]
+    lines = [_line(v, str(tmp_path / f"{v}.mp4")) for v in ids]  # no such files: failed quickly
+    a, b = ingest.IngestVideoInPool(settings, 2), ingest.IngestVideoInPool(settings, 2)
+    try:
+        # the launcher hands the first videos over before the pipeline runs
+        ingest_pool.submit_early(2, settings, [lines[0], lines[5]])
+        assert sorted(ingest_pool._early) == sorted([lines[0], lines[5]])
+        a.setup(), b.setup()
+        assert a._executor is b._executor, "one pool per launcher, whatever the runner's threads"
+        assert a._executor._max_workers == ingest_pool.pool_processes(2) == 2 * ingest_pool.PROCESSES_PER_WORKER
+        out: list[str] = []
+        for fn, part in ((a, lines[:1]), (b, lines[1:])):
+            fn.start_bundle()
+            for line in [*part, "  "]:  # a blank line is no request
+                out.extend(fn.process(line))
+        for fn in (a, b):
+            tail = list(fn.finish_bundle())
+            assert all(isinstance(w, WindowedValue) for w in tail)
+            out.extend(w.value for w in tail)
+        workdir = a._workdir
+        assert ingest_pool._early == {}, "the DoFn took the early videos' results instead of submitting them again"
+    finally:
+        ingest.close_local_pool()
+    assert sorted(out) == ids
+    for v in ids:
+        record = read_status(layout, v)
+        assert record is not None and record.status == STATUS_FAILED and record.kind == "not_found", record
+    assert not Path(workdir).exists(), "the pool's scratch folder is removed with it"
+    assert ingest_pool._pool is None
+
+
+def _files(store: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and not str(p.relative_to(store)).startswith(skip)
+    }
+
+
+@pytest.mark.integration
+def test_pool_and_in_process_workers_write_the_same_store(tmp_path):
+    lst, _ = make_corpus(tmp_path / "corpus")
+    one, pool = tmp_path / "one", tmp_path / "pool"
+    common = ["--poll", "0", "--ffmpeg-threads", "1"]
+    assert cli.main(["ingest", str(lst), "--out", str(one), "--workers", "1", *common]) == 0
+    assert cli.main(["ingest", str(lst), "--out", str(pool), "--workers", "3", *common]) == 0
+    # media shards, index shards, status table, request shards: byte for byte
+    # (status/*.json and summary.json carry wall-clock times)
+    skip = ("status/", "summary.json")
+    a, b = _files(one, skip=skip), _files(pool, skip=skip)
+    assert any(k.startswith("media/") for k in a) and "index/status.parquet" in a
+    assert any(k.startswith("index/clips-") for k in a) and any(k.startswith("index/parts/") for k in a)
+    assert sorted(a) == sorted(b)
+    assert [k for k in a if a[k] != b[k]] == []
+    assert sorted(p.name for p in (one / "status").rglob("*.json")) == sorted(p.name for p in (pool / "status").rglob("*.json"))
+    s1, s2 = (json.loads((s / "summary.json").read_text()) for s in (one, pool))
+    for s in (s1, s2):
+        assert s.pop("wall_seconds") > 0 and s.pop("finished_at")
+    assert s1 == s2 and s1["clips"] > 0
+    assert ingest_pool._pool is None, "the pool is stopped when the run ends"
+
+
+@pytest.mark.integration
+def test_a_runner_that_drops_the_pools_last_outputs_loses_no_video(tmp_path, monkeypatch, capsys):
+    """What a runner drops from finish_bundle (DaskRunner does) were videos the pool
+    already finished: their status records exist, so the index still has them.
+    Videos the pool never got are reported, never exit 0."""
+    from concurrent.futures import wait
+
+    from .videos import av_video
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("a", "b", "c"):
+        av_video(media / f"{name}.mp4", duration=6)
+    lst = tmp_path / "l.txt"
+    lst.write_text("a.mp4\nb.mp4\nc.mp4\n")
+    args = ["ingest", str(lst), "--media-root", str(media), "--poll", "0", "--workers", "2"]
+
+    def drop_after_waiting(self):
+        wait(self._in_flight)  # the videos are finished, their ids never reach the runner
+        return iter(())
+
+    monkeypatch.setattr(ingest.IngestVideoInPool, "finish_bundle", drop_after_waiting)
+    assert cli.main([*args, "--out", str(tmp_path / "s1")]) == 0
+    assert sorted(ClipStore.open(str(tmp_path / "s1")).index["video_id"].unique()) == ["a", "b", "c"]
+
+    # a runner that loses the requests before the pool gets them: exit non-zero, a re-run completes
+    monkeypatch.setattr(ingest.IngestVideoInPool, "process", lambda self, line: iter(()))
+    monkeypatch.setattr(ingest, "EARLY_PER_PROCESS", 0)
+    assert cli.main([*args, "--out", str(tmp_path / "s2")]) == 1
+    assert "not finished" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main([*args, "--out", str(tmp_path / "s2")]) == 0
+    assert sorted(ClipStore.open(str(tmp_path / "s2")).index["video_id"].unique()) == ["a", "b", "c"]
