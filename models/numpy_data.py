@@ -130,6 +130,52 @@ def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardRea
             yield reader, feature
 
 
+def _empty_batch(n: int) -> dict[str, np.ndarray]:
+    """Uninitialised arrays for a batch of ``n`` examples (as :func:`collate` makes them)."""
+    shapes = {"frames": (records.FRAMES_SHAPE, np.uint8), "score1": ((), np.float32), "is_mom": ((), np.bool_)}
+    audio = ((records.AUDIO_SAMPLES,), np.float32)
+    out: dict[str, np.ndarray] = {}
+    for name in FIELDS:
+        shape, dtype = (((), object) if name in _STRINGS else shapes.get(name, audio))
+        out[name] = np.empty((n, *shape), dtype)
+    return out
+
+
+def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feature: dict[str, Any]) -> None:
+    """Decode one example of ``reader``'s shard straight into row ``i`` of ``batch`` (the values of
+    :func:`to_arrays`, without its per-example arrays: frames copied once, float audio written in place)."""
+
+    def one(name: str) -> Any:
+        return feature[name][1][0]
+
+    def put() -> None:
+        _version, frames, pcm1, pcm2 = reader.media(feature, writable=False)
+        for name in _STRINGS:
+            batch[name][i] = bytes(one(name))
+        batch["score1"][i] = np.float32(one("score1"))
+        batch["is_mom"][i] = one("is_mom") != 0
+        batch["frames"][i] = frames
+        scale = np.float32(1 / records.AUDIO_SCALE)
+        audio1, audio2 = batch["audio1"][i], batch["audio2"][i]
+        np.multiply(pcm1, scale, out=audio1)
+        np.multiply(pcm2, scale, out=audio2)
+        np.add(audio1, audio2, out=batch["mixture"][i])
+
+    _guarded(put, reader.where)
+
+
+def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
+    """The batch of examples ``items`` (:func:`collate` of their :func:`to_arrays`, decoded into
+    preallocated arrays; on ``pool``'s threads when given)."""
+    batch = _empty_batch(len(items))
+    if pool is None:
+        for i, (reader, feature) in enumerate(items):
+            fill(batch, i, reader, feature)
+    else:
+        list(pool.map(lambda k: fill(batch, k, *items[k]), range(len(items))))
+    return batch
+
+
 def collate(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     """A batch: arrays stacked; strings as object arrays of bytes (as TensorFlow's numpy output)."""
     out: dict[str, np.ndarray] = {}
@@ -200,7 +246,8 @@ class MixtureArrays:
         rng.shuffle(buffer)
         yield from buffer
 
-    def _examples(self, pool: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
+    def _items(self) -> Iterator[Item]:
+        """The examples to decode, pass after pass (one pass without ``repeat``)."""
         while True:
             rng = None
             if self.shuffle_buffer > 0:
@@ -209,19 +256,22 @@ class MixtureArrays:
             items = self._serialized(rng)
             if rng is not None:
                 items = self._shuffled(items, rng)
-            if pool is None:
-                for reader, feature in items:
-                    yield to_arrays(reader, feature)
-            else:
-                chunk: list[Item] = []
-                for item in items:
-                    chunk.append(item)
-                    if len(chunk) == 4 * self.threads:
-                        yield from pool.map(lambda it: to_arrays(*it), chunk)
-                        chunk = []
-                yield from pool.map(lambda it: to_arrays(*it), chunk)
+            yield from items
             if not self.repeat:
                 return
+
+    def _examples(self, pool: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
+        if pool is None:
+            for reader, feature in self._items():
+                yield to_arrays(reader, feature)
+            return
+        chunk: list[Item] = []
+        for item in self._items():
+            chunk.append(item)
+            if len(chunk) == 4 * self.threads:
+                yield from pool.map(lambda it: to_arrays(*it), chunk)
+                chunk = []
+        yield from pool.map(lambda it: to_arrays(*it), chunk)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
@@ -229,14 +279,14 @@ class MixtureArrays:
             if self.batch_size is None:
                 yield from self._examples(pool)
                 return
-            batch: list[dict[str, Any]] = []
-            for example in self._examples(pool):
-                batch.append(example)
+            batch: list[Item] = []
+            for item in self._items():
+                batch.append(item)
                 if len(batch) == self.batch_size:
-                    yield collate(batch)
+                    yield collate_items(batch, pool)
                     batch = []
             if batch and not self.drop_remainder:
-                yield collate(batch)
+                yield collate_items(batch, pool)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

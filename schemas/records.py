@@ -75,6 +75,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
@@ -235,12 +236,18 @@ def audio_bytes(audio: np.ndarray | None) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(pcm.tobytes())
 
 
+_DECOMPRESSORS = threading.local()  # one zstd decompressor per thread (an object is not thread-safe)
+
+
 def _unzstd(data: bytes, size: int, what: str) -> bytes:
     """A zstd frame's bytes, refusing anything but exactly ``size`` bytes (no decompression bomb)."""
     import zstandard
 
+    decompressor = getattr(_DECOMPRESSORS, "zstd", None)
+    if decompressor is None:
+        decompressor = _DECOMPRESSORS.zstd = zstandard.ZstdDecompressor()
     try:
-        raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        raw = decompressor.decompress(data, max_output_size=size)
     except zstandard.ZstdError as e:
         raise RecordError(f"the {what} cannot be decompressed ({e})") from None
     if len(raw) != size:
@@ -276,10 +283,12 @@ def packed_frames_bytes(frames: np.ndarray) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(frames, np.uint8).tobytes())
 
 
-def packed_frames_from(data: bytes) -> np.ndarray:
-    """Decoded frames uint8 [5, 128, 128, 3] of :func:`packed_frames_bytes`."""
+def packed_frames_from(data: bytes, writable: bool = True) -> np.ndarray:
+    """Decoded frames uint8 [5, 128, 128, 3] of :func:`packed_frames_bytes` (``writable=False``: a
+    read-only view of the decompressed bytes, no copy)."""
     raw = _unzstd(data, int(np.prod(FRAMES_SHAPE)), "frames")
-    return np.frombuffer(raw, np.uint8).reshape(FRAMES_SHAPE).copy()
+    frames = np.frombuffer(raw, np.uint8).reshape(FRAMES_SHAPE)
+    return frames.copy() if writable else frames
 
 
 def packed_audio_bytes(audio: np.ndarray) -> bytes:
@@ -293,10 +302,10 @@ def packed_audio_bytes(audio: np.ndarray) -> bytes:
 def packed_audio_from(data: bytes) -> np.ndarray:
     """Decoded int16 samples [80000] of :func:`packed_audio_bytes`."""
     raw = np.frombuffer(_unzstd(data, 2 * AUDIO_SAMPLES, "audio"), np.uint8)
-    out = np.empty((AUDIO_SAMPLES, 2), np.uint8)
-    out[:, 1] = raw[:AUDIO_SAMPLES]
-    out[:, 0] = raw[AUDIO_SAMPLES:]
-    return out.reshape(-1).view("<i2").astype(np.int16, copy=False)
+    out = raw[:AUDIO_SAMPLES].view(np.int8).astype(np.int16)  # the signed high byte
+    out <<= 8
+    out |= raw[AUDIO_SAMPLES:]  # the low byte (three passes: 3x faster than interleaving the bytes)
+    return out
 
 
 def decode_media(frames: bytes, audio1: bytes, audio2: bytes, version: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -407,11 +416,68 @@ def encode(record: MixtureRecord) -> bytes:
     return to_example(record).SerializeToString(deterministic=True)
 
 
+def _example_class() -> Any:
+    """A ``tf.train.Example`` message class built from its wire layout in a private descriptor pool
+    (the protobuf package's C parser, without importing TensorFlow), or None without protobuf."""
+    try:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    except ImportError:  # pragma: no cover - protobuf comes with TensorFlow and Beam
+        return None
+    F = descriptor_pb2.FieldDescriptorProto
+    pkg = "audioscope_records"
+    fdp = descriptor_pb2.FileDescriptorProto(name=f"{pkg}/example.proto", package=pkg, syntax="proto3")
+
+    def message(name: str, fields: Sequence[tuple[str, int, int, str]], into: Any = None) -> Any:
+        m = (fdp.message_type if into is None else into).add(name=name)
+        for fname, number, ftype, type_name in fields:
+            label = F.LABEL_REPEATED if fname == "feature" or (fname == "value" and ftype != F.TYPE_MESSAGE) else F.LABEL_OPTIONAL
+            f = m.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                f.type_name = type_name
+        return m
+
+    message("BytesList", [("value", 1, F.TYPE_BYTES, "")])
+    message("FloatList", [("value", 1, F.TYPE_FLOAT, "")])
+    message("Int64List", [("value", 1, F.TYPE_INT64, "")])
+    feature = message("Feature", [(f"{k}_list", i, F.TYPE_MESSAGE, f".{pkg}.{t}List")
+                                  for i, (k, t) in enumerate((("bytes", "Bytes"), ("float", "Float"), ("int64", "Int64")), 1)])
+    feature.oneof_decl.add(name="kind")
+    for f in feature.field:
+        f.oneof_index = 0
+    features = message("Features", [("feature", 1, F.TYPE_MESSAGE, f".{pkg}.Features.FeatureEntry")])
+    entry = message("FeatureEntry", [("key", 1, F.TYPE_STRING, ""), ("value", 2, F.TYPE_MESSAGE, f".{pkg}.Feature")],
+                    into=features.nested_type)
+    entry.options.map_entry = True
+    message("Example", [("features", 1, F.TYPE_MESSAGE, f".{pkg}.Features")])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Example"))
+
+
+_EXAMPLE: list[Any] = []  # [message class or None], built on first use
+_KINDS = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
+
+
 def _parse(data: bytes) -> dict[str, tuple[str, list]]:
+    """:func:`audioscope.schemas.tfrecord.parse_example` of ``data`` (the same dict), by the protobuf
+    package's parser where it is installed (upb: a few times faster than the pure Python reader)."""
     from audioscope.schemas.tfrecord import parse_example
 
+    if not _EXAMPLE:
+        _EXAMPLE.append(_example_class())
+    cls = _EXAMPLE[0]
     try:
-        return parse_example(data)
+        if cls is None:
+            return parse_example(data)
+        try:
+            message = cls.FromString(data)
+        except Exception:  # protobuf's DecodeError: the pure Python reader says what is wrong
+            return parse_example(data)
+        out: dict[str, tuple[str, list]] = {}
+        for name, feature in message.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            out[name] = (_KINDS[kind], list(getattr(feature, kind).value)) if kind else ("bytes", [])
+        return out
     except ValueError as e:
         raise RecordError(f"not a tf.train.Example ({e}); it was not written by `audioscope mix`") from None
 
@@ -478,13 +544,14 @@ class ShardReader:
             raise RecordError(f"{self._at()}a record of kind {kind!r}; a schema-3 shard holds clip and example records")
         return feature
 
-    def media(self, feature: Mapping[str, tuple[str, list]]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """(version, frames, pcm1, pcm2) of an example :meth:`take` returned (thread-safe: reads only)."""
+    def media(self, feature: Mapping[str, tuple[str, list]], writable: bool = True) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(version, frames, pcm1, pcm2) of an example :meth:`take` returned (thread-safe: reads only;
+        ``writable=False``: the frames of a packed shard may be a read-only view, for a caller that copies them)."""
         version = _version(feature)
         if version < 3 or _one(feature, "frames"):  # media inside the record (schema 3: in the codecs of 2)
             got = decode_media(_one(feature, "frames"), _one(feature, "audio1"), _one(feature, "audio2"), min(version, 2))
             return (version, *got)
-        frames = packed_frames_from(self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"))
+        frames = packed_frames_from(self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"), writable)
         pcm1 = packed_audio_from(self._clip(self.audio, _one(feature, "clip_id1"), "audio"))
         if _one(feature, "is_mom"):
             pcm2 = packed_audio_from(self._clip(self.audio, _one(feature, "clip_id2"), "audio"))
