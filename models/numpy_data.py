@@ -164,6 +164,33 @@ def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feat
     _guarded(put, reader.where)
 
 
+def int_batch(items: Sequence[Item]) -> dict[str, np.ndarray]:
+    """The examples ``items`` with their media as stored (:func:`to_ints`'s values), stacked:
+    frames uint8 [n,5,128,128,3], ``pcm1``/``pcm2`` int16 [n,80000], strings object arrays of bytes,
+    ``score1`` float32 [n], ``is_mom`` bool [n] (what the TF loader's generator yields)."""
+    n = len(items)
+    out: dict[str, np.ndarray] = {
+        "frames": np.empty((n, *records.FRAMES_SHAPE), np.uint8),
+        "pcm1": np.empty((n, records.AUDIO_SAMPLES), np.int16), "pcm2": np.empty((n, records.AUDIO_SAMPLES), np.int16),
+        **{name: np.empty(n, object) for name in _STRINGS},
+        "score1": np.empty(n, np.float32), "is_mom": np.empty(n, np.bool_),
+    }  # fmt: skip
+    for i, (reader, feature) in enumerate(items):
+
+        def one(name: str) -> Any:
+            return feature[name][1][0]
+
+        def put() -> None:
+            _version, out["frames"][i], out["pcm1"][i], out["pcm2"][i] = reader.media(feature, writable=False)
+            for name in _STRINGS:
+                out[name][i] = bytes(one(name))
+            out["score1"][i] = np.float32(one("score1"))
+            out["is_mom"][i] = one("is_mom") != 0
+
+        _guarded(put, reader.where)
+    return out
+
+
 def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
     """The batch of examples ``items`` (:func:`collate` of their :func:`to_arrays`, decoded into
     preallocated arrays; on ``pool``'s threads when given)."""
