@@ -18,9 +18,9 @@ chunks of examples that ``unbatch`` splits again): a packed shard
 (record schema 3) keeps its clips' compressed media while its examples are
 read and assembles each example from them; records of schema 1 (raw) and 2
 (self-contained, zstd) are read too. Shuffling holds the examples as stored
-(uint8 frames, int16 PCM); the float audio is made after it (per batch when batched). Shards of a newer record version are
-refused before reading, naming the file (and the decoder refuses any
-record it cannot read).
+(uint8 frames, int16 PCM); the float audio is made after it (per batch when
+batched). Shards of a newer record version are refused before reading,
+naming the file (and the decoder refuses any record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
 module stays cheap. Without TensorFlow, :mod:`audioscope.models.numpy_data`
 gives the same examples as numpy arrays.

@@ -66,7 +66,9 @@ stores the codecs above in every example (about 2.2x smaller on the synthetic
 corpus, ``benchmarks/loader.py``); 3 packs a shard's clips (above). Readers
 read all three (:func:`frames_from`, :func:`audio_from`, :class:`ShardReader`). Only :func:`to_example`, :func:`encode`,
 :func:`feature_spec` and :func:`write_tfrecord` import TensorFlow, inside
-the function; decoding and reading need only numpy and Pillow.
+the function; decoding and reading need only numpy and Pillow (records are
+parsed by the ``protobuf`` package's C parser where it is installed, else by
+:func:`audioscope.schemas.tfrecord.parse_example`, the same values).
 """
 
 from __future__ import annotations
@@ -427,28 +429,30 @@ def _example_class() -> Any:
     pkg = "audioscope_records"
     fdp = descriptor_pb2.FileDescriptorProto(name=f"{pkg}/example.proto", package=pkg, syntax="proto3")
 
-    def message(name: str, fields: Sequence[tuple[str, int, int, str]], into: Any = None) -> Any:
+    def message(name: str, fields: Sequence[tuple[str, int, Any, Any]], into: Any = None) -> Any:
+        """A message of (name, number, label, type or message name) fields."""
         m = (fdp.message_type if into is None else into).add(name=name)
-        for fname, number, ftype, type_name in fields:
-            label = F.LABEL_REPEATED if fname == "feature" or (fname == "value" and ftype != F.TYPE_MESSAGE) else F.LABEL_OPTIONAL
-            f = m.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                f.type_name = type_name
+        for fname, number, label, ftype in fields:
+            f = m.field.add(name=fname, number=number, label=label)
+            if isinstance(ftype, str):
+                f.type, f.type_name = F.TYPE_MESSAGE, f".{pkg}.{ftype}"
+            else:
+                f.type = ftype
         return m
 
-    message("BytesList", [("value", 1, F.TYPE_BYTES, "")])
-    message("FloatList", [("value", 1, F.TYPE_FLOAT, "")])
-    message("Int64List", [("value", 1, F.TYPE_INT64, "")])
-    feature = message("Feature", [(f"{k}_list", i, F.TYPE_MESSAGE, f".{pkg}.{t}List")
-                                  for i, (k, t) in enumerate((("bytes", "Bytes"), ("float", "Float"), ("int64", "Int64")), 1)])
+    many, one = F.LABEL_REPEATED, F.LABEL_OPTIONAL
+    for kind, ftype in (("Bytes", F.TYPE_BYTES), ("Float", F.TYPE_FLOAT), ("Int64", F.TYPE_INT64)):
+        message(f"{kind}List", [("value", 1, many, ftype)])
+    lists = [(f"{k.lower()}_list", i, one, f"{k}List") for i, k in enumerate(("Bytes", "Float", "Int64"), 1)]
+    feature = message("Feature", lists)
     feature.oneof_decl.add(name="kind")
     for f in feature.field:
         f.oneof_index = 0
-    features = message("Features", [("feature", 1, F.TYPE_MESSAGE, f".{pkg}.Features.FeatureEntry")])
-    entry = message("FeatureEntry", [("key", 1, F.TYPE_STRING, ""), ("value", 2, F.TYPE_MESSAGE, f".{pkg}.Feature")],
-                    into=features.nested_type)
+    features = message("Features", [("feature", 1, many, "Features.FeatureEntry")])
+    entry_fields = [("key", 1, one, F.TYPE_STRING), ("value", 2, one, "Feature")]
+    entry = message("FeatureEntry", entry_fields, into=features.nested_type)
     entry.options.map_entry = True
-    message("Example", [("features", 1, F.TYPE_MESSAGE, f".{pkg}.Features")])
+    message("Example", [("features", 1, one, "Features")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Example"))
@@ -544,7 +548,9 @@ class ShardReader:
             raise RecordError(f"{self._at()}a record of kind {kind!r}; a schema-3 shard holds clip and example records")
         return feature
 
-    def media(self, feature: Mapping[str, tuple[str, list]], writable: bool = True) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    def media(
+        self, feature: Mapping[str, tuple[str, list]], writable: bool = True
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(version, frames, pcm1, pcm2) of an example :meth:`take` returned (thread-safe: reads only;
         ``writable=False``: the frames of a packed shard may be a read-only view, for a caller that copies them)."""
         version = _version(feature)
