@@ -46,6 +46,7 @@ and examples with ``seed``, a new order each pass (not the TF loader's order).
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
@@ -96,7 +97,9 @@ def to_ints(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, A
         return feature[name][1][0]
 
     def get() -> dict[str, Any]:
-        _version, frames, pcm1, pcm2 = reader.media(feature)
+        frames = np.empty(records.FRAMES_SHAPE, np.uint8)
+        pcm1, pcm2 = np.empty(records.AUDIO_SAMPLES, np.int16), np.empty(records.AUDIO_SAMPLES, np.int16)
+        reader.media_into(feature, frames, pcm1, pcm2)
         out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
         out.update(score1=np.float32(one("score1")), frames=frames, pcm1=pcm1, pcm2=pcm2,
                    is_mom=np.bool_(one("is_mom") != 0))  # fmt: skip
@@ -141,6 +144,17 @@ def _empty_batch(n: int) -> dict[str, np.ndarray]:
     return out
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch_pcm() -> tuple[np.ndarray, np.ndarray]:
+    """Two int16 [80000] arrays of this thread, reused for every example it decodes."""
+    pcm = getattr(_SCRATCH, "pcm", None)
+    if pcm is None:
+        pcm = _SCRATCH.pcm = np.empty((2, records.AUDIO_SAMPLES), np.int16)
+    return pcm[0], pcm[1]
+
+
 def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feature: dict[str, Any]) -> None:
     """Decode one example of ``reader``'s shard straight into row ``i`` of ``batch`` (the values of
     :func:`to_arrays`, without its per-example arrays: frames copied once, float audio written in place)."""
@@ -149,12 +163,12 @@ def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feat
         return feature[name][1][0]
 
     def put() -> None:
-        _version, frames, pcm1, pcm2 = reader.media(feature, writable=False)
+        pcm1, pcm2 = _scratch_pcm()
+        reader.media_into(feature, batch["frames"][i], pcm1, pcm2)
         for name in _STRINGS:
             batch[name][i] = bytes(one(name))
         batch["score1"][i] = np.float32(one("score1"))
         batch["is_mom"][i] = one("is_mom") != 0
-        batch["frames"][i] = frames
         scale = np.float32(1 / records.AUDIO_SCALE)
         audio1, audio2 = batch["audio1"][i], batch["audio2"][i]
         np.multiply(pcm1, scale, out=audio1)
@@ -181,7 +195,7 @@ def int_batch(items: Sequence[Item]) -> dict[str, np.ndarray]:
             return feature[name][1][0]
 
         def put() -> None:
-            _version, out["frames"][i], out["pcm1"][i], out["pcm2"][i] = reader.media(feature, writable=False)
+            reader.media_into(feature, out["frames"][i], out["pcm1"][i], out["pcm2"][i])
             for name in _STRINGS:
                 out[name][i] = bytes(one(name))
             out["score1"][i] = np.float32(one("score1"))

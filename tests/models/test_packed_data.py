@@ -161,3 +161,29 @@ def test_without_protobuf_the_pure_python_reader_gives_the_same_batches(packed, 
         assert list(a) == list(b)
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_media_decoded_in_place_equal_the_media_and_wrong_sizes_are_refused(packed):
+    import zstandard
+
+    root, _recs = packed
+    for f in sorted(str(p) for p in root.rglob("*.tfrecord")):
+        reader = records.ShardReader(f)
+        for data in read_records(f):
+            feature = reader.take(data)
+            if feature is None:
+                continue
+            frames = np.empty(records.FRAMES_SHAPE, np.uint8)
+            pcm1, pcm2 = np.full(records.AUDIO_SAMPLES, 7, np.int16), np.full(records.AUDIO_SAMPLES, 7, np.int16)
+            version = reader.media_into(feature, frames, pcm1, pcm2)
+            want = reader.media(feature)
+            assert version == want[0]
+            for got, expected in zip((frames, pcm1, pcm2), want[1:]):
+                assert got.dtype == expected.dtype
+                np.testing.assert_array_equal(got, expected)
+    out = np.empty(100, np.uint8)
+    for payload, what in ((bytes(99), "hold 99 bytes, not 100"), (bytes(101), "hold more than 100 bytes")):
+        with pytest.raises(RecordError, match=what):
+            records._unzstd_into(zstandard.ZstdCompressor().compress(payload), out, "audio")
+    with pytest.raises(RecordError, match="cannot be decompressed"):
+        records._unzstd_into(b"not zstd at all", out, "frames")
