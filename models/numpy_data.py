@@ -39,7 +39,9 @@ Without shuffling, examples come in file order, shard after shard (the same
 order as the TF loader). A packed shard (record schema 3) is read record by
 record: its clips' compressed media are kept while its examples are read and
 decoded, so memory holds the compressed clips of the shards that examples in
-the shuffle buffer come from (at most ``shuffle_buffer`` + 1 shards). Shuffling (``shuffle_buffer`` > 0) shuffles files
+the shuffle buffer come from (at most ``shuffle_buffer`` + 1 shards). Batches are decoded in place: each
+example's media are decompressed straight into the batch's arrays (no
+per-example buffers). Shuffling (``shuffle_buffer`` > 0) shuffles files
 and examples with ``seed``, a new order each pass (not the TF loader's order).
 """
 
