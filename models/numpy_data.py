@@ -39,13 +39,16 @@ Without shuffling, examples come in file order, shard after shard (the same
 order as the TF loader). A packed shard (record schema 3) is read record by
 record: its clips' compressed media are kept while its examples are read and
 decoded, so memory holds the compressed clips of the shards that examples in
-the shuffle buffer come from (at most ``shuffle_buffer`` + 1 shards). Shuffling (``shuffle_buffer`` > 0) shuffles files
+the shuffle buffer come from (at most ``shuffle_buffer`` + 1 shards). Batches are decoded in place: each
+example's media are decompressed straight into the batch's arrays (no
+per-example buffers). Shuffling (``shuffle_buffer`` > 0) shuffles files
 and examples with ``seed``, a new order each pass (not the TF loader's order).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
@@ -96,7 +99,9 @@ def to_ints(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, A
         return feature[name][1][0]
 
     def get() -> dict[str, Any]:
-        _version, frames, pcm1, pcm2 = reader.media(feature)
+        frames = np.empty(records.FRAMES_SHAPE, np.uint8)
+        pcm1, pcm2 = np.empty(records.AUDIO_SAMPLES, np.int16), np.empty(records.AUDIO_SAMPLES, np.int16)
+        reader.media_into(feature, frames, pcm1, pcm2)
         out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
         out.update(score1=np.float32(one("score1")), frames=frames, pcm1=pcm1, pcm2=pcm2,
                    is_mom=np.bool_(one("is_mom") != 0))  # fmt: skip
@@ -128,6 +133,90 @@ def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardRea
         feature = _guarded(lambda: reader.take(data), uri)
         if feature is not None:
             yield reader, feature
+
+
+def _empty_batch(n: int) -> dict[str, np.ndarray]:
+    """Uninitialised arrays for a batch of ``n`` examples (as :func:`collate` makes them)."""
+    shapes = {"frames": (records.FRAMES_SHAPE, np.uint8), "score1": ((), np.float32), "is_mom": ((), np.bool_)}
+    audio = ((records.AUDIO_SAMPLES,), np.float32)
+    out: dict[str, np.ndarray] = {}
+    for name in FIELDS:
+        shape, dtype = (((), object) if name in _STRINGS else shapes.get(name, audio))
+        out[name] = np.empty((n, *shape), dtype)
+    return out
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch_pcm() -> tuple[np.ndarray, np.ndarray]:
+    """Two int16 [80000] arrays of this thread, reused for every example it decodes."""
+    pcm = getattr(_SCRATCH, "pcm", None)
+    if pcm is None:
+        pcm = _SCRATCH.pcm = np.empty((2, records.AUDIO_SAMPLES), np.int16)
+    return pcm[0], pcm[1]
+
+
+def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feature: dict[str, Any]) -> None:
+    """Decode one example of ``reader``'s shard straight into row ``i`` of ``batch`` (the values of
+    :func:`to_arrays`, without its per-example arrays: frames copied once, float audio written in place)."""
+
+    def one(name: str) -> Any:
+        return feature[name][1][0]
+
+    def put() -> None:
+        pcm1, pcm2 = _scratch_pcm()
+        reader.media_into(feature, batch["frames"][i], pcm1, pcm2)
+        for name in _STRINGS:
+            batch[name][i] = bytes(one(name))
+        batch["score1"][i] = np.float32(one("score1"))
+        batch["is_mom"][i] = one("is_mom") != 0
+        scale = np.float32(1 / records.AUDIO_SCALE)
+        audio1, audio2 = batch["audio1"][i], batch["audio2"][i]
+        np.multiply(pcm1, scale, out=audio1)
+        np.multiply(pcm2, scale, out=audio2)
+        np.add(audio1, audio2, out=batch["mixture"][i])
+
+    _guarded(put, reader.where)
+
+
+def int_batch(items: Sequence[Item]) -> dict[str, np.ndarray]:
+    """The examples ``items`` with their media as stored (:func:`to_ints`'s values), stacked:
+    frames uint8 [n,5,128,128,3], ``pcm1``/``pcm2`` int16 [n,80000], strings object arrays of bytes,
+    ``score1`` float32 [n], ``is_mom`` bool [n] (what the TF loader's generator yields)."""
+    n = len(items)
+    out: dict[str, np.ndarray] = {
+        "frames": np.empty((n, *records.FRAMES_SHAPE), np.uint8),
+        "pcm1": np.empty((n, records.AUDIO_SAMPLES), np.int16), "pcm2": np.empty((n, records.AUDIO_SAMPLES), np.int16),
+        **{name: np.empty(n, object) for name in _STRINGS},
+        "score1": np.empty(n, np.float32), "is_mom": np.empty(n, np.bool_),
+    }  # fmt: skip
+    for i, (reader, feature) in enumerate(items):
+
+        def one(name: str) -> Any:
+            return feature[name][1][0]
+
+        def put() -> None:
+            reader.media_into(feature, out["frames"][i], out["pcm1"][i], out["pcm2"][i])
+            for name in _STRINGS:
+                out[name][i] = bytes(one(name))
+            out["score1"][i] = np.float32(one("score1"))
+            out["is_mom"][i] = one("is_mom") != 0
+
+        _guarded(put, reader.where)
+    return out
+
+
+def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
+    """The batch of examples ``items`` (:func:`collate` of their :func:`to_arrays`, decoded into
+    preallocated arrays; on ``pool``'s threads when given)."""
+    batch = _empty_batch(len(items))
+    if pool is None:
+        for i, (reader, feature) in enumerate(items):
+            fill(batch, i, reader, feature)
+    else:
+        list(pool.map(lambda k: fill(batch, k, *items[k]), range(len(items))))
+    return batch
 
 
 def collate(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -200,7 +289,8 @@ class MixtureArrays:
         rng.shuffle(buffer)
         yield from buffer
 
-    def _examples(self, pool: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
+    def _items(self) -> Iterator[Item]:
+        """The examples to decode, pass after pass (one pass without ``repeat``)."""
         while True:
             rng = None
             if self.shuffle_buffer > 0:
@@ -209,19 +299,22 @@ class MixtureArrays:
             items = self._serialized(rng)
             if rng is not None:
                 items = self._shuffled(items, rng)
-            if pool is None:
-                for reader, feature in items:
-                    yield to_arrays(reader, feature)
-            else:
-                chunk: list[Item] = []
-                for item in items:
-                    chunk.append(item)
-                    if len(chunk) == 4 * self.threads:
-                        yield from pool.map(lambda it: to_arrays(*it), chunk)
-                        chunk = []
-                yield from pool.map(lambda it: to_arrays(*it), chunk)
+            yield from items
             if not self.repeat:
                 return
+
+    def _examples(self, pool: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
+        if pool is None:
+            for reader, feature in self._items():
+                yield to_arrays(reader, feature)
+            return
+        chunk: list[Item] = []
+        for item in self._items():
+            chunk.append(item)
+            if len(chunk) == 4 * self.threads:
+                yield from pool.map(lambda it: to_arrays(*it), chunk)
+                chunk = []
+        yield from pool.map(lambda it: to_arrays(*it), chunk)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
@@ -229,14 +322,14 @@ class MixtureArrays:
             if self.batch_size is None:
                 yield from self._examples(pool)
                 return
-            batch: list[dict[str, Any]] = []
-            for example in self._examples(pool):
-                batch.append(example)
+            batch: list[Item] = []
+            for item in self._items():
+                batch.append(item)
                 if len(batch) == self.batch_size:
-                    yield collate(batch)
+                    yield collate_items(batch, pool)
                     batch = []
             if batch and not self.drop_remainder:
-                yield collate(batch)
+                yield collate_items(batch, pool)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -115,3 +115,75 @@ def test_an_example_whose_clip_is_missing_is_refused_naming_the_file(packed, tmp
         recs = shard_of(3)
         records.encode_shard([recs[0], records.MixtureRecord(**{**recs[1].__dict__, "clip_id1": recs[0].clip_id1,
                                                                "audio1": recs[2].audio1})])  # fmt: skip
+
+
+def test_the_fast_readers_give_what_the_reference_readers_give(packed):
+    """The protobuf parse of every record equals the pure Python reader's; batches decoded in place
+    (numpy loader, one and several threads) equal the single examples stacked; garbage is refused."""
+    import math
+
+    from audioscope.models.numpy_data import collate
+    from audioscope.schemas.records import _parse
+
+    root, _recs = packed
+    files = sorted(str(p) for p in root.rglob("*.tfrecord"))
+    for f in files:
+        for data in read_records(f):
+            fast, slow = _parse(data), parse_example(data)
+            assert list(fast) == list(slow) or set(fast) == set(slow)
+            for name, (kind, values) in slow.items():
+                assert fast[name][0] == kind and len(fast[name][1]) == len(values), name
+                for x, y in zip(fast[name][1], values):
+                    assert type(x) is type(y) and (x == y or (math.isnan(x) and math.isnan(y))), name
+    for bad in (b"\xff\xff\xff", b"\x0a\x05\x0a\x03"):
+        with pytest.raises(RecordError, match="not a tf.train.Example"):
+            _parse(bad)
+    for source in (str(root / "train"), str(root / "v2")):
+        singles = list(MixtureArrays(source))
+        for threads in (1, 3):
+            batches = list(MixtureArrays(source, batch_size=4, threads=threads))
+            assert len(batches) == math.ceil(len(singles) / 4)
+            for k, batch in enumerate(batches):
+                want = collate(singles[4 * k : 4 * k + 4])
+                assert list(batch) == list(want)
+                for name in want:
+                    assert batch[name].dtype == want[name].dtype and batch[name].shape == want[name].shape, name
+                    np.testing.assert_array_equal(batch[name], want[name], err_msg=name)
+
+
+def test_without_protobuf_the_pure_python_reader_gives_the_same_batches(packed, monkeypatch):
+    root, _recs = packed
+    with_protobuf = list(MixtureArrays(str(root / "train"), batch_size=3))
+    monkeypatch.setattr(records, "_EXAMPLE", [None])  # as where the protobuf package is missing
+    without = list(MixtureArrays(str(root / "train"), batch_size=3))
+    assert len(with_protobuf) == len(without) == 2
+    for a, b in zip(with_protobuf, without):
+        assert list(a) == list(b)
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_media_decoded_in_place_equal_the_media_and_wrong_sizes_are_refused(packed):
+    import zstandard
+
+    root, _recs = packed
+    for f in sorted(str(p) for p in root.rglob("*.tfrecord")):
+        reader = records.ShardReader(f)
+        for data in read_records(f):
+            feature = reader.take(data)
+            if feature is None:
+                continue
+            frames = np.empty(records.FRAMES_SHAPE, np.uint8)
+            pcm1, pcm2 = np.full(records.AUDIO_SAMPLES, 7, np.int16), np.full(records.AUDIO_SAMPLES, 7, np.int16)
+            version = reader.media_into(feature, frames, pcm1, pcm2)
+            want = reader.media(feature)
+            assert version == want[0]
+            for got, expected in zip((frames, pcm1, pcm2), want[1:]):
+                assert got.dtype == expected.dtype
+                np.testing.assert_array_equal(got, expected)
+    out = np.empty(100, np.uint8)
+    for payload, what in ((bytes(99), "hold 99 bytes, not 100"), (bytes(101), "hold more than 100 bytes")):
+        with pytest.raises(RecordError, match=what):
+            records._unzstd_into(zstandard.ZstdCompressor().compress(payload), out, "audio")
+    with pytest.raises(RecordError, match="cannot be decompressed"):
+        records._unzstd_into(b"not zstd at all", out, "frames")
