@@ -63,7 +63,7 @@ import re
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import quote, urljoin
 
 import pandas as pd

@@ -55,7 +55,6 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from audioscope import storage
 from audioscope.clipstore.format import (  # noqa: F401 (index_shard_*: re-exported)
-    VIDEOS_PER_INDEX_SHARD,
     Layout,
     index_shard_count,
     index_shard_of,
