@@ -14,7 +14,8 @@ float32. Batched, every feature gets a leading batch dimension.
 
 Each shard is read by a generator (``tf.data.Dataset.from_generator``
 over :func:`audioscope.models.numpy_data.iter_shard`, yielding stacked
-chunks of examples that ``unbatch`` splits again): a packed shard
+chunks of examples that ``unbatch`` splits again; unshuffled and batched,
+one generator yields the batches themselves, the same values): a packed shard
 (record schema 3) keeps its clips' compressed media while its examples are
 read and assembles each example from them; records of schema 1 (raw) and 2
 (self-contained, zstd) are read too. Shuffling holds the examples as stored
@@ -104,6 +105,36 @@ def shard_dataset(uri: "tf.Tensor") -> "tf.data.Dataset":
     return tf.data.Dataset.from_generator(generate, args=(uri,), output_signature=signature).unbatch()
 
 
+def in_order_batches(files: Sequence[str], batch_size: int, drop_remainder: bool, repeat: bool) -> "tf.data.Dataset":
+    """The batches (media as stored) that reading ``files`` shard after shard (looping with
+    ``repeat``) and batching would give, made by one generator: each batch is decoded straight
+    into its arrays, with no per-example tensors to split and stack again (the unshuffled path:
+    evaluation, export)."""
+    import tensorflow as tf
+
+    from audioscope.models.numpy_data import int_batch, iter_shard
+
+    def generate() -> Any:
+        chunk: list[Any] = []
+        while True:
+            examples = 0
+            for f in files:
+                for item in iter_shard(f):
+                    examples += 1
+                    chunk.append(item)
+                    if len(chunk) == batch_size:
+                        yield int_batch(chunk)
+                        chunk = []
+            if not repeat or examples == 0:  # an empty pass ends a repeat (as tf.data's repeat does)
+                break
+        if chunk and not drop_remainder:
+            yield int_batch(chunk)
+
+    rows = batch_size if drop_remainder else None
+    signature = {name: tf.TensorSpec((rows, *shape), getattr(tf, dtype)) for name, dtype, shape in _INTS}
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+
 def to_float(example: dict[str, "tf.Tensor"]) -> dict[str, "tf.Tensor"]:
     """A shard's example (or a batch of them) with ``audio1``, ``audio2`` and ``mixture`` float32 (int16 / 32768)."""
     import tensorflow as tf
@@ -176,6 +207,9 @@ def load_dataset(
     items = [source] if isinstance(source, str) else list(source)
     files = shard_files([resolve_source(s, root=release_root, dest=release_dir) for s in items])
     check_versions(files)
+    if shuffle_buffer <= 0 and batch_size is not None:  # the same batches, without unbatching and batching
+        ds = in_order_batches(files, batch_size, drop_remainder, repeat)
+        return ds.map(to_float, num_parallel_calls=parallel, deterministic=deterministic).prefetch(tf.data.AUTOTUNE)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_buffer > 0:
         # Shuffled: files in a new order each epoch, read four at a time.

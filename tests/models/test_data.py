@@ -85,6 +85,23 @@ def test_batches_and_the_last_short_one(shards):
     assert batches[0]["frames"].shape.as_list() == [4, 5, 128, 128, 3] and batches[0]["is_mom"].dtype.name == "bool"
 
 
+def test_unshuffled_batches_equal_the_examples_stacked(shards):
+    # Unshuffled batches are made whole by one generator (no unbatch and batch): the same values,
+    # batches spanning shards and, with repeat, the end of one pass and the start of the next.
+    root, _ = shards
+    examples = list(load_dataset(str(root)).as_numpy_iterator())
+    looped = examples * 3
+    batches = list(load_dataset(str(root), batch_size=5, repeat=True).take(5).as_numpy_iterator())
+    for k, batch in enumerate(batches):
+        for name, value in batch.items():
+            expected = np.stack([e[name] for e in looped[5 * k : 5 * k + 5]])
+            np.testing.assert_array_equal(value, expected, err_msg=name)
+    fixed = load_dataset(str(root), batch_size=5, drop_remainder=True)
+    assert fixed.element_spec["frames"].shape.as_list() == [5, 5, 128, 128, 3]
+    assert fixed.element_spec["mixture"].shape.as_list() == [5, 80_000]
+    assert len(list(fixed)) == len(examples) // 5
+
+
 def test_shuffling_is_seeded_and_repeat_goes_on(shards):
     root, written = shards
     plain = ids(load_dataset(str(root)))
