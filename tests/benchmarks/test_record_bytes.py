@@ -1,0 +1,63 @@
+"""benchmarks/record_bytes.py on a video ffmpeg makes: every candidate codec is lossless and the table adds up."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "record_bytes.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("record_bytes_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "testsrc.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10:duration=11",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=11", "-c:v", "libx264", "-c:a", "aac",
+                    "-shortest", str(path)], check=True)  # fmt: skip
+    return path
+
+
+def test_the_candidate_filters_are_invertible(bench):
+    # What the table compares must be lossless: the Sub and Up filters and the audio difference undo exactly.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, 128, 128, 3), dtype=np.uint8)
+    sub = x.copy()
+    np.subtract(x[:, :, 1:], x[:, :, :-1], out=sub[:, :, 1:])
+    np.testing.assert_array_equal(np.cumsum(sub, axis=2, dtype=np.uint8), x)
+    a = rng.integers(-32768, 32767, 80_000, dtype=np.int16)
+    d = np.diff(a.astype(np.int32), prepend=0).astype(np.int16)
+    np.testing.assert_array_equal(np.cumsum(d, dtype=np.int16), a)
+
+
+def test_the_table_on_a_real_file(video):
+    out = subprocess.run([sys.executable, str(SCRIPT), str(video)], capture_output=True, text=True, check=True).stdout
+    assert "2 frame clips, 2 sound clips" in out
+    sizes = {m[0]: float(m[1]) for m in re.findall(r"(frames, .+?|audio,  .+?)\s+([\d.]+) kB of", out)}
+    assert len(sizes) == 5 and all(0 < v < 246 for v in sizes.values())
+    now = re.search(r"schema 3 now\s+([\d.]+) kB: ([\d.]+)x", out)
+    clip = sizes["frames, zstd (schema 3 now)"] + sizes["audio,  byte split + zstd (schema 3 now)"]
+    assert float(now[1]) == pytest.approx(clip + 0.3, abs=0.15)
+    assert float(now[2]) == pytest.approx(566.4 / float(now[1]), rel=0.01)
+
+
+def test_a_video_without_sound_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "mute.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=5:duration=6",
+                    "-c:v", "libx264", str(path)], check=True)  # fmt: skip
+    res = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.strip().endswith("has no sound track: give it with --frames-from")
