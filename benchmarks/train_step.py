@@ -104,6 +104,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
+    from audioscope import quiet
+
+    quiet.configure()  # TensorFlow's start-up notes off stderr, as the CLI does
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
