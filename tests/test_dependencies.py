@@ -40,7 +40,9 @@ SERVER_SIDE_SCRIPTS = {"annotation/ls_provision.py"}
 
 
 def _imported_modules() -> set[str]:
-    """Top-level names of every absolute import in the package's sources."""
+    """The first two parts of every absolute import in the package's sources (``google.protobuf``,
+    ``numpy.typing``): the top-level name, and the package inside a namespace package shared by
+    several distributions (``google``)."""
     names: set[str] = set()
     for folder in PACKAGE_DIRS:
         for path in (ROOT / folder).rglob("*.py"):
@@ -48,18 +50,29 @@ def _imported_modules() -> set[str]:
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
                 if isinstance(node, ast.Import):
-                    names.update(a.name.split(".")[0] for a in node.names)
+                    names.update(".".join(a.name.split(".")[:2]) for a in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n != "audioscope"}
+                    names.add(".".join(node.module.split(".")[:2]))
+    top = lambda n: n.split(".")[0]  # noqa: E731
+    return {n for n in names if top(n) not in sys.stdlib_module_names and top(n) != "audioscope"}
+
+
+def _provides(dist: str, module: str) -> bool:
+    """Whether distribution ``dist`` installs the (dotted) ``module``."""
+    path = module.replace(".", "/")
+    return any(str(f) == f"{path}.py" or str(f).startswith(f"{path}/") for f in md.files(dist) or [])
 
 
 def _dists_of(modules: set[str]) -> dict[str, set[str]]:
-    """Installed distribution (canonical) -> the imported modules it provides."""
+    """Installed distribution (canonical) -> the imported modules it provides (a module of a
+    namespace package that several distributions share goes to those that install it)."""
     provided = md.packages_distributions()
     out: dict[str, set[str]] = {}
     for m in modules:
-        for dist in provided.get(m, []):
+        dists = provided.get(m.split(".")[0], [])
+        if len(set(dists)) > 1 and "." in m:
+            dists = [d for d in dists if _provides(d, m)]
+        for dist in dists:
             out.setdefault(_canonical(dist), set()).add(m)
     return out
 
