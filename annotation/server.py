@@ -183,11 +183,50 @@ def running_pid(data_dir: str) -> int | None:
 # --------------------------------------------------------------------------- environment
 
 
+#: Characters of the signing key we give Label Studio (no ``$``: see :func:`signing_key`).
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+
+def signing_key(ls_data_dir: str) -> str:
+    """Label Studio's ``SECRET_KEY`` (it signs the access tokens) of its data folder, made once.
+
+    Left to itself, each Label Studio process reads the key from
+    ``LS_DATA/.env`` through django-environ, which takes a value that starts
+    with ``$`` for the name of another variable: a generated key that starts
+    with ``$`` (1 in 50) reads back as missing, so the next process (our
+    account script, a reader) makes and appends another key, and every token
+    it signs is "invalid" to the server. We keep one key with no ``$`` in
+    that file (owner-only) and hand it to every process in the environment,
+    where it wins over the file. A valid key already there is kept (tokens
+    made with it stay valid); a ``$`` key is replaced.
+    """
+    import secrets as random
+
+    path = os.path.join(ls_data_dir, ".env")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    keys = [line.split("=", 1)[1].strip() for line in lines if line.strip().startswith("SECRET_KEY=")]
+    if keys and keys[0] and not keys[0].startswith("$"):
+        return keys[0]
+    key = "".join(random.choice(_KEY_CHARS) for _ in range(50))
+    kept = [line for line in lines if not line.strip().startswith("SECRET_KEY=")]
+    os.makedirs(ls_data_dir, mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join([*kept, f"SECRET_KEY={key}", ""]))
+    os.replace(tmp, path)
+    return key
+
+
 def server_env(settings: ServerSettings, secrets: Secrets, base: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The subprocess environment: ours plus Label Studio's settings (secrets only here)."""
-    env = {k: v for k, v in base.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
+    env = {k: v for k, v in base.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_")) and k != "SECRET_KEY"}
     env.update(
         {
+            "SECRET_KEY": signing_key(settings.path(LS_DATA)),
             "LABEL_STUDIO_BASE_DATA_DIR": os.path.abspath(settings.path(LS_DATA)),
             "LABEL_STUDIO_USERNAME": secrets.admin.email,
             "LABEL_STUDIO_PASSWORD": secrets.admin.password,

@@ -99,3 +99,24 @@ def test_a_host_other_than_loopback_says_what_it_exposes(tmp_path, monkeypatch, 
     assert code == 2 and "stopped while starting" in err
     assert "listening on 0.0.0.0" in err and "sign-up stays closed" in err and "unencrypted" in err
     assert "change, export or delete" in err  # what Label Studio cannot prevent is said plainly
+
+
+def test_one_signing_key_without_a_dollar_for_every_label_studio_process(tmp_path):
+    # django-environ reads a value starting with "$" as the name of another variable, so a key Label
+    # Studio generates with a leading "$" reads back as missing and the next process signs with another.
+    settings = _settings(tmp_path)
+    s = C.server_secrets(str(tmp_path / "s.json"), "admin@x", [], env={})
+    env_file = tmp_path / "labelstudio" / ".env"
+    env = server_env(settings, s, base={"PATH": "/bin", "SECRET_KEY": "the-user's-own"})
+    key = env["SECRET_KEY"]
+    assert len(key) == 50 and "$" not in key and key != "the-user's-own"
+    assert env_file.read_text().splitlines() == [f"SECRET_KEY={key}"]
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert server_env(settings, s, base={})["SECRET_KEY"] == key  # the same key for the next process
+
+    env_file.write_text("DEBUG=1\nSECRET_KEY=$3dollar-first\nSECRET_KEY=another\n")
+    fresh = server_env(settings, s, base={})["SECRET_KEY"]
+    assert not fresh.startswith("$") and env_file.read_text().splitlines() == ["DEBUG=1", f"SECRET_KEY={fresh}"]
+
+    env_file.write_text("SECRET_KEY=kept-as-it-is\n")  # a usable key of an existing server stays
+    assert server_env(settings, s, base={})["SECRET_KEY"] == "kept-as-it-is"
