@@ -14,6 +14,8 @@ media once, then the examples by reference), and read back by:
   tf v2/v3   the same loader on the schema-2 and schema-3 shards.
   numpy v2/v3 ``audioscope.models.numpy_data.MixtureArrays`` (no TensorFlow),
              one thread.
+  shuffled   both loaders on the schema-3 shard with a shuffle buffer of
+             ``--shuffle-buffer`` examples (seed 1): the training path.
 
 The synthetic examples are paired as ``audioscope mix`` pairs a training
 shard: every clip is the first mixture (and frames) of one example and the
@@ -130,6 +132,7 @@ def main() -> int:
     ap.add_argument("--examples", type=int, default=600, help="examples to use (default 600)")
     ap.add_argument("--batch-size", type=int, default=64, help="batch size of both passes (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow and tf.data threads (default 1: per core)")
+    ap.add_argument("--shuffle-buffer", type=int, default=256, help="buffer of the shuffled passes (default 256)")
     ap.add_argument("--repeats", type=int, default=3, help="passes of each kind; the fastest counts (default 3)")
     args = ap.parse_args()
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
@@ -169,15 +172,18 @@ def main() -> int:
     def raw() -> Any:
         return tf.data.TFRecordDataset([v3]).batch(args.batch_size).with_options(options)
 
-    def tf_loader(path: str) -> Callable[[], Any]:
-        return lambda: load_dataset([path], batch_size=args.batch_size).with_options(options)
+    def tf_loader(path: str, shuffle: int = 0) -> Callable[[], Any]:
+        kw = {"shuffle_buffer": shuffle, "seed": 1} if shuffle else {}
+        return lambda: load_dataset([path], batch_size=args.batch_size, **kw).with_options(options)
 
-    def numpy_loader(path: str) -> Callable[[], Any]:
-        return lambda: MixtureArrays([path], batch_size=args.batch_size)
+    def numpy_loader(path: str, shuffle: int = 0) -> Callable[[], Any]:
+        kw = {"shuffle_buffer": shuffle, "seed": 1} if shuffle else {}
+        return lambda: MixtureArrays([path], batch_size=args.batch_size, **kw)
 
     passes = {
         "raw": raw, "tf v1": tf_loader(v1), "tf v2": tf_loader(v2), "tf v3": tf_loader(v3),
         "numpy v2": numpy_loader(v2), "numpy v3": numpy_loader(v3),
+        "tf v3 shuffled": tf_loader(v3, args.shuffle_buffer), "numpy v3 shuffled": numpy_loader(v3, args.shuffle_buffer),
     }  # fmt: skip
     for make in passes.values():
         timed(make)  # warm-up: page cache, graph tracing
@@ -201,6 +207,8 @@ def main() -> int:
         "tf loader, schema 3": line(results["tf v3"]),
         "numpy loader, schema 2": line(results["numpy v2"]),
         "numpy loader, schema 3": line(results["numpy v3"]),
+        f"tf loader, schema 3, shuffled ({args.shuffle_buffer})": line(results["tf v3 shuffled"]),
+        f"numpy loader, schema 3, shuffled ({args.shuffle_buffer})": line(results["numpy v3 shuffled"]),
         "tf v3 / tf v2 time": f"{results['tf v3'][0] / results['tf v2'][0]:7.2f}x",
         "numpy v3 / numpy v2 time": f"{results['numpy v3'][0] / results['numpy v2'][0]:7.2f}x",
     }
