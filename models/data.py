@@ -87,16 +87,10 @@ def shard_dataset(uri: "tf.Tensor") -> "tf.data.Dataset":
     kept while its examples are read: memory is one shard's compressed clips)."""
     import tensorflow as tf
 
-    from audioscope.models.numpy_data import int_batch, iter_shard
+    from audioscope.models.numpy_data import chunks, int_batch, iter_shard
 
     def generate(path: bytes) -> Any:
-        chunk: list[Any] = []
-        for item in iter_shard(path.decode("utf-8")):
-            chunk.append(item)
-            if len(chunk) == _CHUNK:
-                yield int_batch(chunk)
-                chunk = []
-        if chunk:
+        for chunk in chunks(iter_shard(path.decode("utf-8")), _CHUNK):
             yield int_batch(chunk)
 
     # The generator yields stacked chunks (a Python call per chunk, not per example); unbatch()
@@ -112,23 +106,22 @@ def in_order_batches(files: Sequence[str], batch_size: int, drop_remainder: bool
     evaluation, export)."""
     import tensorflow as tf
 
-    from audioscope.models.numpy_data import int_batch, iter_shard
+    from audioscope.models.numpy_data import chunks, int_batch, iter_shard
 
-    def generate() -> Any:
-        chunk: list[Any] = []
+    def passes() -> Any:
         while True:
             examples = 0
             for f in files:
                 for item in iter_shard(f):
                     examples += 1
-                    chunk.append(item)
-                    if len(chunk) == batch_size:
-                        yield int_batch(chunk)
-                        chunk = []
+                    yield item
             if not repeat or examples == 0:  # an empty pass ends a repeat (as tf.data's repeat does)
-                break
-        if chunk and not drop_remainder:
-            yield int_batch(chunk)
+                return
+
+    def generate() -> Any:
+        for chunk in chunks(passes(), batch_size):
+            if len(chunk) == batch_size or not drop_remainder:
+                yield int_batch(chunk)
 
     rows = batch_size if drop_remainder else None
     signature = {name: tf.TensorSpec((rows, *shape), getattr(tf, dtype)) for name, dtype, shape in _INTS}

@@ -50,7 +50,7 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -92,20 +92,25 @@ def _guarded(call: Any, where: str) -> Any:
         raise records.RecordError(f"{where + ': ' if where else ''}not a mixture record ({e})") from None
 
 
-def to_ints(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
-    """An example of ``reader``'s shard with its media as stored: frames uint8, ``pcm1``/``pcm2`` int16."""
+def _fields(feature: dict[str, Any]) -> dict[str, Any]:
+    """An example's values besides its media: the strings as bytes, ``score1`` float32, ``is_mom`` bool."""
 
     def one(name: str) -> Any:
         return feature[name][1][0]
+
+    out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
+    out.update(score1=np.float32(one("score1")), is_mom=np.bool_(one("is_mom") != 0))
+    return out
+
+
+def to_ints(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
+    """An example of ``reader``'s shard with its media as stored: frames uint8, ``pcm1``/``pcm2`` int16."""
 
     def get() -> dict[str, Any]:
         frames = np.empty(records.FRAMES_SHAPE, np.uint8)
         pcm1, pcm2 = np.empty(records.AUDIO_SAMPLES, np.int16), np.empty(records.AUDIO_SAMPLES, np.int16)
         reader.media_into(feature, frames, pcm1, pcm2)
-        out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
-        out.update(score1=np.float32(one("score1")), frames=frames, pcm1=pcm1, pcm2=pcm2,
-                   is_mom=np.bool_(one("is_mom") != 0))  # fmt: skip
-        return out
+        return {**_fields(feature), "frames": frames, "pcm1": pcm1, "pcm2": pcm2}
 
     return _guarded(get, reader.where)
 
@@ -161,16 +166,11 @@ def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feat
     """Decode one example of ``reader``'s shard straight into row ``i`` of ``batch`` (the values of
     :func:`to_arrays`, without its per-example arrays: frames copied once, float audio written in place)."""
 
-    def one(name: str) -> Any:
-        return feature[name][1][0]
-
     def put() -> None:
         pcm1, pcm2 = _scratch_pcm()
         reader.media_into(feature, batch["frames"][i], pcm1, pcm2)
-        for name in _STRINGS:
-            batch[name][i] = bytes(one(name))
-        batch["score1"][i] = np.float32(one("score1"))
-        batch["is_mom"][i] = one("is_mom") != 0
+        for name, value in _fields(feature).items():
+            batch[name][i] = value
         scale = np.float32(1 / records.AUDIO_SCALE)
         audio1, audio2 = batch["audio1"][i], batch["audio2"][i]
         np.multiply(pcm1, scale, out=audio1)
@@ -193,18 +193,25 @@ def int_batch(items: Sequence[Item]) -> dict[str, np.ndarray]:
     }  # fmt: skip
     for i, (reader, feature) in enumerate(items):
 
-        def one(name: str) -> Any:
-            return feature[name][1][0]
-
         def put() -> None:
             reader.media_into(feature, out["frames"][i], out["pcm1"][i], out["pcm2"][i])
-            for name in _STRINGS:
-                out[name][i] = bytes(one(name))
-            out["score1"][i] = np.float32(one("score1"))
-            out["is_mom"][i] = one("is_mom") != 0
+            for name, value in _fields(feature).items():
+                out[name][i] = value
 
         _guarded(put, reader.where)
     return out
+
+
+def chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """``items`` in lists of ``size`` (the last one shorter when they do not divide)."""
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
@@ -308,13 +315,8 @@ class MixtureArrays:
             for reader, feature in self._items():
                 yield to_arrays(reader, feature)
             return
-        chunk: list[Item] = []
-        for item in self._items():
-            chunk.append(item)
-            if len(chunk) == 4 * self.threads:
-                yield from pool.map(lambda it: to_arrays(*it), chunk)
-                chunk = []
-        yield from pool.map(lambda it: to_arrays(*it), chunk)
+        for chunk in chunks(self._items(), 4 * self.threads):
+            yield from pool.map(lambda it: to_arrays(*it), chunk)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
@@ -322,14 +324,9 @@ class MixtureArrays:
             if self.batch_size is None:
                 yield from self._examples(pool)
                 return
-            batch: list[Item] = []
-            for item in self._items():
-                batch.append(item)
-                if len(batch) == self.batch_size:
+            for batch in chunks(self._items(), self.batch_size):
+                if len(batch) == self.batch_size or not self.drop_remainder:
                     yield collate_items(batch, pool)
-                    batch = []
-            if batch and not self.drop_remainder:
-                yield collate_items(batch, pool)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -241,15 +241,22 @@ def audio_bytes(audio: np.ndarray | None) -> bytes:
 _DECOMPRESSORS = threading.local()  # one zstd decompressor per thread (an object is not thread-safe)
 
 
-def _unzstd(data: bytes, size: int, what: str) -> bytes:
-    """A zstd frame's bytes, refusing anything but exactly ``size`` bytes (no decompression bomb)."""
+def _decompressor() -> Any:
+    """This thread's zstd decompressor."""
     import zstandard
 
     decompressor = getattr(_DECOMPRESSORS, "zstd", None)
     if decompressor is None:
         decompressor = _DECOMPRESSORS.zstd = zstandard.ZstdDecompressor()
+    return decompressor
+
+
+def _unzstd(data: bytes, size: int, what: str) -> bytes:
+    """A zstd frame's bytes, refusing anything but exactly ``size`` bytes (no decompression bomb)."""
+    import zstandard
+
     try:
-        raw = decompressor.decompress(data, max_output_size=size)
+        raw = _decompressor().decompress(data, max_output_size=size)
     except zstandard.ZstdError as e:
         raise RecordError(f"the {what} cannot be decompressed ({e})") from None
     if len(raw) != size:
@@ -262,13 +269,10 @@ def _unzstd_into(data: bytes, out: np.ndarray, what: str) -> None:
     (no new buffer: a fresh ~250 kB allocation per call costs more than decompressing, page faults)."""
     import zstandard
 
-    decompressor = getattr(_DECOMPRESSORS, "zstd", None)
-    if decompressor is None:
-        decompressor = _DECOMPRESSORS.zstd = zstandard.ZstdDecompressor()
     target = memoryview(out).cast("B")
     size, got = len(target), 0
     try:
-        with decompressor.stream_reader(data) as reader:
+        with _decompressor().stream_reader(data) as reader:
             while got < size:
                 n = reader.readinto(target[got:])
                 if not n:
@@ -328,7 +332,12 @@ def packed_audio_bytes(audio: np.ndarray) -> bytes:
 def packed_audio_from(data: bytes) -> np.ndarray:
     """Decoded int16 samples [80000] of :func:`packed_audio_bytes`."""
     raw = np.frombuffer(_unzstd(data, 2 * AUDIO_SAMPLES, "audio"), np.uint8)
-    out = raw[:AUDIO_SAMPLES].view(np.int8).astype(np.int16)  # the signed high byte
+    return _join_bytes(raw, np.empty(AUDIO_SAMPLES, np.int16))
+
+
+def _join_bytes(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (int16 [80000]) filled from the high bytes then the low bytes in ``raw`` (uint8)."""
+    out[...] = raw[:AUDIO_SAMPLES].view(np.int8)  # the signed high byte
     out <<= 8
     out |= raw[AUDIO_SAMPLES:]  # the low byte (three passes: 3x faster than interleaving the bytes)
     return out
@@ -340,9 +349,7 @@ def packed_audio_into(data: bytes, out: np.ndarray) -> None:
     if scratch is None:
         scratch = _DECOMPRESSORS.audio = np.empty(2 * AUDIO_SAMPLES, np.uint8)
     _unzstd_into(data, scratch, "audio")
-    out[...] = scratch[:AUDIO_SAMPLES].view(np.int8)  # the signed high byte
-    out <<= 8
-    out |= scratch[AUDIO_SAMPLES:]  # the low byte
+    _join_bytes(scratch, out)
 
 
 def decode_media(frames: bytes, audio1: bytes, audio2: bytes, version: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
