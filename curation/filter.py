@@ -180,6 +180,15 @@ INDEX_COLUMNS: tuple[str, ...] = (
 KEY_COLUMNS: tuple[str, ...] = ("clip_id", "video_id", "start", "end")
 
 
+def _not_in_store(n: int, total: int, example: str, store: str) -> UserError:
+    """The error for ``n`` of ``total`` scored clips (``example`` one of them) missing from the store."""
+    return UserError(
+        f"{n} of {total} scored clips (e.g. {example!r}) are not in the clip store {store}: "
+        "the scores were made from a different store. Give the store that was scored with --store, "
+        f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
+    )
+
+
 def join_index(
     scores: pd.DataFrame, index: pd.DataFrame, store: str = "the store", columns: tuple[str, ...] = INDEX_COLUMNS
 ) -> pd.DataFrame:
@@ -191,13 +200,7 @@ def join_index(
     merged = scores[["clip_id", "probability", "model_id"]].merge(idx, on="clip_id", how="left", indicator=True)
     unknown = merged["_merge"] == "left_only"
     if unknown.any():
-        n = int(unknown.sum())
-        example = merged.loc[unknown, "clip_id"].iloc[0]
-        raise UserError(
-            f"{n} of {len(scores)} scored clips (e.g. {example!r}) are not in the clip store {store}: "
-            "the scores were made from a different store. Give the store that was scored with --store, "
-            f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
-        )
+        raise _not_in_store(int(unknown.sum()), len(scores), merged.loc[unknown, "clip_id"].iloc[0], store)
     for c in ("split", "licence_name", "licence_url"):
         if c in columns and c not in merged.columns:
             merged[c] = None
@@ -411,12 +414,7 @@ def _join_positions(scores: ScoreColumns, index: IndexScan, store: str) -> np.nd
     pos = pc.index_in(scores.clip_id, value_set=index.clip_id)
     if pos.null_count:
         unknown = pos.is_null().to_numpy(zero_copy_only=False)
-        example = scores.clip_id[int(np.argmax(unknown))].as_py()
-        raise UserError(
-            f"{int(unknown.sum())} of {len(scores)} scored clips (e.g. {example!r}) are not in the clip store {store}: "
-            "the scores were made from a different store. Give the store that was scored with --store, "
-            f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
-        )
+        raise _not_in_store(int(unknown.sum()), len(scores), scores.clip_id[int(np.argmax(unknown))].as_py(), store)
     return pos.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
