@@ -55,6 +55,7 @@ from typing import Mapping
 
 import requests
 
+from audioscope import storage
 from audioscope.annotation.credentials import Account, Secrets, read_secrets, server_secrets, write_secrets
 from audioscope.processes import pid_alive
 
@@ -213,11 +214,7 @@ def signing_key(ls_data_dir: str) -> str:
     key = "".join(random.choice(_KEY_CHARS) for _ in range(50))
     kept = [line for line in lines if not line.strip().startswith("SECRET_KEY=")]
     os.makedirs(ls_data_dir, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join([*kept, f"SECRET_KEY={key}", ""]))
-    os.replace(tmp, path)
+    storage.atomic_write(path, "\n".join([*kept, f"SECRET_KEY={key}", ""]), mode=0o600)
     return key
 
 
@@ -349,8 +346,6 @@ def wait_ready(url: str, process: subprocess.Popen | None, timeout_s: float, log
 
 
 def _write_json(path: str, payload: Mapping[str, object]) -> None:
-    from audioscope import storage
-
     storage.atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
