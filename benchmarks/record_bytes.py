@@ -10,8 +10,8 @@ command line (decoded as ingest decodes them: 16 kHz mono, one 128x128
 picture per second, padded), each cut into back-to-back 5-second clips:
 
   frames   zstd of the raw pixels (schema 3 now), PNG's Sub filter (the
-           byte minus the same channel of the pixel to its left, mod 256),
-           and Up (minus the pixel above) before zstd.
+           byte minus the same channel of the pixel to its left, mod 256:
+           schema 2's frames codec), and Up (minus the pixel above) before zstd.
   audio    zstd of the high bytes then the low bytes (schema 3 now), and
            the same after a first-order difference (x[t] - x[t-1], wrapped
            to int16: lossless).
@@ -67,17 +67,16 @@ def zstd(data: bytes) -> int:
 def frame_codecs() -> dict[str, Callable[[np.ndarray], int]]:
     from audioscope.schemas import records
 
-    def sub(x: np.ndarray) -> int:
-        y = x.copy()
-        np.subtract(x[:, :, 1:], x[:, :, :-1], out=y[:, :, 1:])
-        return zstd(y.tobytes())
-
     def up(x: np.ndarray) -> int:
         y = x.copy()
         np.subtract(x[:, 1:], x[:, :-1], out=y[:, 1:])
         return zstd(y.tobytes())
 
-    return {"zstd (schema 3 now)": lambda x: len(records.packed_frames_bytes(x)), "Sub + zstd": sub, "Up + zstd": up}
+    return {
+        "zstd (schema 3 now)": lambda x: len(records.packed_frames_bytes(x)),
+        "Sub + zstd": lambda x: len(records.frames_bytes(x)),  # schema 2's frames codec
+        "Up + zstd": up,
+    }
 
 
 def audio_codecs() -> dict[str, Callable[[np.ndarray], int]]:

@@ -74,6 +74,14 @@ def summary_of(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+def copy_pair_lists(mixed: Path, dest: Path) -> Path:
+    """The pair CSVs a mix run wrote, copied to ``dest`` (a ``--pairs-dir`` for another run)."""
+    for rel in summary_of(mixed)["pairs"]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mixed / rel, dest / rel)
+    return dest
+
+
 def shard_records(out: Path) -> dict[str, list[records.MixtureRecord]]:
     return {s["path"]: list(records.decode_shard(records.read_tfrecord(str(out / s["path"])))) for s in summary_of(out)["shards"]}
 
@@ -228,10 +236,7 @@ def test_another_plan_in_the_same_folder_is_refused(mixed, inputs, capsys):
 
 
 def test_our_pair_lists_rebuild_the_same_evaluation_shards(mixed, inputs, tmp_path):
-    pairs = tmp_path / "pairs"
-    for rel in summary_of(mixed)["pairs"]:
-        (pairs / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(mixed / rel, pairs / rel)
+    pairs = copy_pair_lists(mixed, tmp_path / "pairs")
     out = tmp_path / "rebuilt"
     assert mix(inputs, out, "--recipes", "unsupervised", "--pairs-dir", str(pairs)) == 0
     rebuilt = {k: v for k, v in tfrecords(out).items() if k.startswith("eval/")}
@@ -465,10 +470,7 @@ def test_the_catalog_never_gathers_the_whole_store_index(inputs, tmp_path, monke
         raise AssertionError("mix read ClipStore.index (the whole store's rows)")
 
     monkeypatch.setattr(ClipStore, "index", property(gathered))
-    pairs = tmp_path / "pairs"
-    for rel in summary_of(mixed)["pairs"]:
-        (pairs / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(mixed / rel, pairs / rel)
+    pairs = copy_pair_lists(mixed, tmp_path / "pairs")
     out = tmp_path / "streamed"
     assert mix(inputs, out, "--recipes", "unsupervised", "--pairs-dir", str(pairs)) == 0
     assert {k: v for k, v in tfrecords(out).items() if k.startswith("eval/")} == {
