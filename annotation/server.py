@@ -208,6 +208,10 @@ def signing_key(ls_data_dir: str) -> str:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         lines = []
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise ServerError(
+            f"{path} is not Label Studio's settings file (not text): move it away and start the server again"
+        ) from None
     keys = [line.split("=", 1)[1].strip() for line in lines if line.strip().startswith("SECRET_KEY=")]
     if keys and keys[0] and not keys[0].startswith("$"):
         return keys[0]

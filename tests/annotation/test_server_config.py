@@ -120,3 +120,14 @@ def test_one_signing_key_without_a_dollar_for_every_label_studio_process(tmp_pat
 
     env_file.write_text("SECRET_KEY=kept-as-it-is\n")  # a usable key of an existing server stays
     assert server_env(settings, s, base={})["SECRET_KEY"] == "kept-as-it-is"
+
+
+def test_an_unreadable_settings_file_is_one_clear_error(tmp_path):
+    settings = _settings(tmp_path)
+    s = C.server_secrets(str(tmp_path / "s.json"), "admin@x", [], env={})
+    env_file = tmp_path / "labelstudio" / ".env"
+    env_file.parent.mkdir()
+    env_file.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ServerError, match="not Label Studio's settings file.*move it away"):
+        server_env(settings, s, base={})
+    assert env_file.read_bytes() == b"\xff\xfe\x00binary"  # left as it was
