@@ -35,22 +35,32 @@ lossless; zstd was measured against PNG + zlib on the synthetic corpus's
 mixtures: 10% fewer bytes and a third of the decoding time
 (:func:`decode_media` undoes them with numpy and ``zstandard``).
 
-Schema 3 (this one) is a *packed shard*: every clip a shard uses is stored
-once, in a **clip record** at the head of the shard file, and the examples
-that follow hold only references (their ``frames``, ``audio1`` and ``audio2``
-are empty; the media are those of ``frames_clip_id``, ``clip_id1`` and
-``clip_id2``)::
+Schema 4 (this one), like schema 3, is a *packed shard*: every clip a shard
+uses is stored once, in a **clip record** at the head of the shard file, and
+the examples that follow hold only references (their ``frames``, ``audio1``
+and ``audio2`` are empty; the media are those of ``frames_clip_id``,
+``clip_id1`` and ``clip_id2``)::
 
     record_kind       bytes   "clip" (an example record says "example")
     clip_id           bytes   the clip
-    frames            bytes   its frames, uint8 in C order as one zstd frame (no filter:
-                              11% fewer bytes than the Sub filter on the synthetic
-                              corpus's frames and a tenth of the decoding time), or
-                              empty when no example of the shard shows them
-    audio             bytes   its int16 PCM as the high bytes of every sample, then the
-                              low bytes, as one zstd frame (12% fewer bytes than the
-                              interleaved PCM on the synthetic corpus), or empty
-    schema_version    int64   3
+    frames            bytes   its frames, uint8 5x128x128x3 in C order seen as 640 rows of
+                              128 RGB pixels: red and blue minus green (modulo 256), then
+                              each row Sub-filtered (a byte minus the same channel of the
+                              pixel to its left, modulo 256), as one zstd frame; or empty
+                              when no example of the shard shows them
+    audio             bytes   its int16 PCM as first differences d[t] = x[t] - x[t-1]
+                              (x[-1] = 0, modulo 2**16), each split as d = 256 h + l with
+                              l the signed low byte: every h (int8) then every l (int8),
+                              as one zstd frame; or empty
+    schema_version    int64   4
+
+Both clip codecs were chosen on real videos (``benchmarks/record_bytes.py``,
+docs/experiments/mixture-bytes-and-loader.md): against schema 3 (the raw
+frames, the PCM's high then low bytes, zstd level 3) they store a clip of
+real footage in ~25% fewer bytes, and they are undone with a few numpy
+passes (a running sum per row, two additions, one running sum of the audio).
+Schema 3's clip records held the raw frames and the PCM's high then low bytes
+(:data:`CLIP_CODECS`); its shards still read.
 
 A reader keeps the compressed clips of the shard it reads (bounded by one
 shard's size) and decodes each example's media from them
@@ -63,8 +73,9 @@ example cannot be decoded alone (:func:`decode` says so).
 
 Schema versions: 1 stored raw frames and raw PCM (566 kB per example); 2
 stores the codecs above in every example (about 2.2x smaller on the synthetic
-corpus, ``benchmarks/loader.py``); 3 packs a shard's clips (above). Readers
-read all three (:func:`frames_from`, :func:`audio_from`, :class:`ShardReader`). Only :func:`to_example`, :func:`encode`,
+corpus, ``benchmarks/loader.py``); 3 packs a shard's clips; 4 packs them in
+the clip codecs above (4.1-4.4x smaller than schema 1 on real videos).
+Readers read all four (:func:`frames_from`, :func:`audio_from`, :class:`ShardReader`). Only :func:`to_example`, :func:`encode`,
 :func:`feature_spec` and :func:`write_tfrecord` import TensorFlow, inside
 the function; decoding and reading need only numpy and Pillow (records are
 parsed by the ``protobuf`` package's C parser where it is installed, else by
@@ -91,12 +102,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
 #: Version of the record layout; bump it when a feature changes meaning or type.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The oldest record version this version reads (1: raw frames and PCM).
 OLDEST_READABLE = 1
 #: zstd level of the writer (frames and audio): measured on the synthetic corpus, level 3
 #: gives 33 kB of frames and 230 kB of audio per example; higher levels gain ~3%.
 ZSTD_LEVEL = 3
+#: zstd level of a packed shard's clip records (schema 4): on real videos level 6 stores the
+#: filtered frames in 6% fewer bytes than level 3 at ~1.3 ms per clip; levels 7-12 store more,
+#: 13-15 ~4% fewer at 8-11 ms per clip. Decoding costs the same at every level.
+CLIP_ZSTD_LEVEL = 6
 
 from audioscope.geometry import AUDIO_SAMPLES, CLIP_SECONDS, FRAMES_SHAPE, SAMPLE_RATE  # noqa: E402,F401
 #: int16 full scale: float audio is ``int16 / AUDIO_SCALE``.
@@ -306,33 +321,19 @@ def audio_from(data: bytes, version: int) -> np.ndarray:
 
 
 def packed_frames_bytes(frames: np.ndarray) -> bytes:
-    """The frames' raw bytes (uint8, C order) as one zstd frame: on the synthetic corpus 11% fewer
-    bytes than the Sub-filtered frames of :func:`frames_bytes`, and a tenth of the decoding time."""
+    """Schema 3's clip frames: the raw bytes (uint8, C order) as one zstd frame (read by
+    :func:`clip_frames_into`; written now only to compare and to test reading old shards)."""
     import zstandard
 
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(frames, np.uint8).tobytes())
 
 
-def packed_frames_from(data: bytes, writable: bool = True) -> np.ndarray:
-    """Decoded frames uint8 [5, 128, 128, 3] of :func:`packed_frames_bytes` (``writable=False``: a
-    read-only view of the decompressed bytes, no copy)."""
-    raw = _unzstd(data, int(np.prod(FRAMES_SHAPE)), "frames")
-    frames = np.frombuffer(raw, np.uint8).reshape(FRAMES_SHAPE)
-    return frames.copy() if writable else frames
-
-
 def packed_audio_bytes(audio: np.ndarray) -> bytes:
-    """int16 PCM as its high bytes then its low bytes (little-endian samples split), one zstd frame."""
+    """Schema 3's clip audio: int16 PCM as its high bytes then its low bytes, one zstd frame."""
     import zstandard
 
     pairs = np.ascontiguousarray(audio, "<i2").view(np.uint8).reshape(-1, 2)
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(pairs[:, 1].tobytes() + pairs[:, 0].tobytes())
-
-
-def packed_audio_from(data: bytes) -> np.ndarray:
-    """Decoded int16 samples [80000] of :func:`packed_audio_bytes`."""
-    raw = np.frombuffer(_unzstd(data, 2 * AUDIO_SAMPLES, "audio"), np.uint8)
-    return _join_bytes(raw, np.empty(AUDIO_SAMPLES, np.int16))
 
 
 def _join_bytes(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -343,13 +344,68 @@ def _join_bytes(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def packed_audio_into(data: bytes, out: np.ndarray) -> None:
-    """:func:`packed_audio_from` of ``data`` written into the int16 [80000] array ``out``."""
+def clip_frames_bytes(frames: np.ndarray) -> bytes:
+    """Schema 4's clip frames: red and blue minus green, then every row of the 5 stacked frames
+    Sub-filtered (all modulo 256), as one zstd frame (level :data:`CLIP_ZSTD_LEVEL`)."""
+    import zstandard
+
+    n, h, w, c = FRAMES_SHAPE
+    x = np.ascontiguousarray(frames, dtype=np.uint8).reshape(n * h, w, c)
+    colour = x.copy()
+    colour[..., 0] -= x[..., 1]  # uint8 wraps modulo 256
+    colour[..., 2] -= x[..., 1]
+    filtered = colour.copy()
+    np.subtract(colour[:, 1:], colour[:, :-1], out=filtered[:, 1:])
+    return zstandard.ZstdCompressor(level=CLIP_ZSTD_LEVEL).compress(filtered.tobytes())
+
+
+def clip_audio_bytes(audio: np.ndarray) -> bytes:
+    """Schema 4's clip audio: first differences (modulo 2**16), each as ``256 h + l`` with ``l`` its
+    signed low byte; every ``h`` then every ``l``, one zstd frame (level :data:`CLIP_ZSTD_LEVEL`)."""
+    import zstandard
+
+    x = np.ascontiguousarray(audio, np.int16)
+    d = x.copy()
+    np.subtract(x[1:], x[:-1], out=d[1:])  # int16 wraps modulo 2**16
+    low = d.astype("<i2").view(np.uint8)[0::2]
+    high = (d.astype(np.int32) - low.view(np.int8)) >> 8  # -128..128; 128 is -128 modulo 256
+    return zstandard.ZstdCompressor(level=CLIP_ZSTD_LEVEL).compress(high.astype(np.uint8).tobytes() + low.tobytes())
+
+
+def _audio_scratch() -> np.ndarray:
+    """This thread's uint8 [160000] buffer for one clip's decompressed audio."""
     scratch = getattr(_DECOMPRESSORS, "audio", None)
     if scratch is None:
         scratch = _DECOMPRESSORS.audio = np.empty(2 * AUDIO_SAMPLES, np.uint8)
+    return scratch
+
+
+def clip_frames_into(version: int, data: bytes, out: np.ndarray) -> None:
+    """A clip record's frames (``version`` 3 or 4) decoded into ``out`` (uint8 [5,128,128,3], C order)."""
+    _unzstd_into(data, out, "frames")
+    if version >= 4:
+        n, h, w, c = FRAMES_SHAPE
+        rows = out.reshape(n * h, w, c)
+        np.cumsum(rows, axis=1, dtype=np.uint8, out=rows)  # undo Sub, modulo 256
+        out[..., 0] += out[..., 1]  # undo the green differences
+        out[..., 2] += out[..., 1]
+
+
+def clip_audio_into(version: int, data: bytes, out: np.ndarray) -> None:
+    """A clip record's audio (``version`` 3 or 4) decoded into ``out`` (int16 [80000])."""
+    scratch = _audio_scratch()
     _unzstd_into(data, scratch, "audio")
-    _join_bytes(scratch, out)
+    if version < 4:
+        _join_bytes(scratch, out)
+        return
+    out[...] = scratch[:AUDIO_SAMPLES].view(np.int8)  # h
+    out <<= 8
+    out += scratch[AUDIO_SAMPLES:].view(np.int8)  # + l, modulo 2**16
+    np.cumsum(out, dtype=np.int16, out=out)  # undo the differences, modulo 2**16
+
+
+#: The clip record codecs of each packed-shard version: (frames writer, audio writer).
+CLIP_CODECS: dict[int, tuple[Any, Any]] = {3: (packed_frames_bytes, packed_audio_bytes), 4: (clip_frames_bytes, clip_audio_bytes)}
 
 
 def decode_media(frames: bytes, audio1: bytes, audio2: bytes, version: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -370,7 +426,7 @@ CLIP_FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def _values(record: MixtureRecord, packed: bool = False) -> dict[str, Any]:
+def _values(record: MixtureRecord, packed: bool = False, version: int = SCHEMA_VERSION) -> dict[str, Any]:
     """Each feature's value list, in :data:`FEATURES` order, then ``record_kind`` (``packed``: the
     media left empty, the example refers to its shard's clip records)."""
     if packed:
@@ -385,7 +441,7 @@ def _values(record: MixtureRecord, packed: bool = False) -> dict[str, Any]:
     for name, (kind, shape) in FEATURES.items():
         value = arrays[name] if name in arrays else getattr(record, name)
         if name == "schema_version":
-            value = SCHEMA_VERSION  # the bytes are always written in this version's layout
+            value = version  # the bytes are always written in this version's layout
         if kind == "bytes":
             value = value if isinstance(value, bytes) else str(value).encode("utf-8")
         elif kind == "int64":
@@ -402,11 +458,15 @@ def _serialize(values: Mapping[str, list], kinds: Mapping[str, tuple[str, str]])
     return _example(values, kinds).SerializeToString(deterministic=True)
 
 
-def encode_shard(recs: Sequence[MixtureRecord]) -> list[bytes]:
-    """The serialized records of a packed (schema 3) shard holding ``recs``: a clip record per clip
-    the examples use (sorted by clip id; frames only of clips shown, audio only of clips heard),
-    then one reference record per example, in order. Raises :class:`RecordError` when two
-    examples give one clip different media."""
+def encode_shard(recs: Sequence[MixtureRecord], version: int = SCHEMA_VERSION) -> list[bytes]:
+    """The serialized records of a packed shard holding ``recs``: a clip record per clip the
+    examples use (sorted by clip id; frames only of clips shown, audio only of clips heard), then
+    one reference record per example, in order. Raises :class:`RecordError` when two examples
+    give one clip different media. ``version`` 3 writes schema 3's clip codecs (to compare and to
+    test readers of old shards); the mix step writes :data:`SCHEMA_VERSION`."""
+    if version not in CLIP_CODECS:
+        raise RecordError(f"packed shards are written in record schema {sorted(CLIP_CODECS)}, not {version}")
+    frames_codec, audio_codec = CLIP_CODECS[version]
     audio: dict[str, np.ndarray] = {}
     frames: dict[str, np.ndarray] = {}
 
@@ -425,12 +485,12 @@ def encode_shard(recs: Sequence[MixtureRecord]) -> list[bytes]:
     for clip_id in sorted(set(audio) | set(frames)):
         values = {
             "record_kind": [CLIP_KIND.encode()], "clip_id": [clip_id.encode("utf-8")],
-            "frames": [packed_frames_bytes(frames[clip_id]) if clip_id in frames else b""],
-            "audio": [packed_audio_bytes(audio[clip_id]) if clip_id in audio else b""],
-            "schema_version": [SCHEMA_VERSION],
+            "frames": [frames_codec(frames[clip_id]) if clip_id in frames else b""],
+            "audio": [audio_codec(audio[clip_id]) if clip_id in audio else b""],
+            "schema_version": [version],
         }  # fmt: skip
         out.append(_serialize(values, CLIP_FEATURES))
-    out += [_serialize(_values(rec, packed=True), FEATURES) for rec in recs]
+    out += [_serialize(_values(rec, packed=True, version=version), FEATURES) for rec in recs]
     return out
 
 
@@ -555,20 +615,21 @@ class ShardReader:
 
     def __init__(self, where: str = "") -> None:
         self.where = where
-        self.frames: dict[bytes, bytes] = {}
-        self.audio: dict[bytes, bytes] = {}
+        #: clip id -> (the clip record's version, its compressed frames / audio)
+        self.frames: dict[bytes, tuple[int, bytes]] = {}
+        self.audio: dict[bytes, tuple[int, bytes]] = {}
 
     def _at(self) -> str:
         return f"{self.where}: " if self.where else ""
 
-    def _clip(self, table: dict[bytes, bytes], clip_id: Any, what: str) -> bytes:
-        data = table.get(bytes(clip_id))
-        if data is None:
+    def _clip(self, table: dict[bytes, tuple[int, bytes]], clip_id: Any, what: str) -> tuple[int, bytes]:
+        got = table.get(bytes(clip_id))
+        if got is None:
             raise RecordError(
                 f"{self._at()}an example refers to the {what} of clip {bytes(clip_id).decode('utf-8', 'replace')}, "
                 "which no clip record before it holds: the shard is damaged or was cut; write or fetch it again"
             )
-        return data
+        return got
 
     def take(self, data: bytes) -> dict[str, tuple[str, list]] | None:
         """Parse a record: an example's features (its media decoded by :meth:`media`), or None for a
@@ -584,28 +645,24 @@ class ShardReader:
             for table, name in ((self.frames, "frames"), (self.audio, "audio")):
                 value = bytes(_one(feature, name))
                 if value:
-                    table[clip_id] = value
+                    table[clip_id] = (version, value)
             return None
         if kind != EXAMPLE_KIND:
-            raise RecordError(f"{self._at()}a record of kind {kind!r}; a schema-3 shard holds clip and example records")
+            raise RecordError(f"{self._at()}a record of kind {kind!r}; a packed shard holds clip and example records")
         return feature
 
     def media(
         self, feature: Mapping[str, tuple[str, list]], writable: bool = True
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(version, frames, pcm1, pcm2) of an example :meth:`take` returned (thread-safe: reads only;
-        ``writable=False``: the frames of a packed shard may be a read-only view, for a caller that copies them)."""
+        ``writable=False``: the frames of a self-contained record may be a read-only view, for a caller that copies them)."""
         version = _version(feature)
-        if version < 3 or _one(feature, "frames"):  # media inside the record (schema 3: in the codecs of 2)
+        if version < 3 or _one(feature, "frames"):  # media inside the record (schema 3 on: in the codecs of 2)
             got = decode_media(_one(feature, "frames"), _one(feature, "audio1"), _one(feature, "audio2"), min(version, 2))
             return (version, *got)
-        frames = packed_frames_from(self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"), writable)
-        pcm1 = packed_audio_from(self._clip(self.audio, _one(feature, "clip_id1"), "audio"))
-        if _one(feature, "is_mom"):
-            pcm2 = packed_audio_from(self._clip(self.audio, _one(feature, "clip_id2"), "audio"))
-        else:
-            pcm2 = np.zeros(AUDIO_SAMPLES, np.int16)
-        return version, frames, pcm1, pcm2
+        frames = np.empty(FRAMES_SHAPE, np.uint8)
+        pcm1, pcm2 = np.empty(AUDIO_SAMPLES, np.int16), np.empty(AUDIO_SAMPLES, np.int16)
+        return self.media_into(feature, frames, pcm1, pcm2), frames, pcm1, pcm2
 
     def media_into(self, feature: Mapping[str, tuple[str, list]], frames: np.ndarray, pcm1: np.ndarray,
                    pcm2: np.ndarray) -> int:  # fmt: skip
@@ -615,10 +672,10 @@ class ShardReader:
         if version < 3 or _one(feature, "frames"):
             version, frames[...], pcm1[...], pcm2[...] = self.media(feature, writable=False)
             return version
-        _unzstd_into(self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"), frames, "frames")
-        packed_audio_into(self._clip(self.audio, _one(feature, "clip_id1"), "audio"), pcm1)
+        clip_frames_into(*self._clip(self.frames, _one(feature, "frames_clip_id"), "frames"), frames)
+        clip_audio_into(*self._clip(self.audio, _one(feature, "clip_id1"), "audio"), pcm1)
         if _one(feature, "is_mom"):
-            packed_audio_into(self._clip(self.audio, _one(feature, "clip_id2"), "audio"), pcm2)
+            clip_audio_into(*self._clip(self.audio, _one(feature, "clip_id2"), "audio"), pcm2)
         else:
             pcm2[...] = 0
         return version

@@ -1,4 +1,4 @@
-"""Packed mixture shards (record schema 3): each clip once, examples by reference, read by both loaders."""
+"""Packed mixture shards (record schemas 3 and 4): each clip once, examples by reference, read by both loaders."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def packed(tmp_path_factory) -> tuple[Path, list[records.MixtureRecord]]:
     records.write_tfrecord(str(root / "train/p/p-00000-of-00002.tfrecord"), records.encode_shard(recs[:4]))
     records.write_tfrecord(str(root / "train/p/p-00001-of-00002.tfrecord"), records.encode_shard(recs[4:]))
     records.write_tfrecord(str(root / "v2/q-00000-of-00001.tfrecord"), [as_version_2(r) for r in recs])
+    records.write_tfrecord(str(root / "v3/r-00000-of-00001.tfrecord"), records.encode_shard(recs, version=3))
     return root, recs
 
 
@@ -63,7 +64,7 @@ def test_a_packed_shard_holds_each_clip_once_and_decodes_to_the_same_records(pac
     back = list(records.decode_shard(data))
     assert len(back) == 4
     for a, b in zip(recs[:4], back):
-        assert b.schema_version == records.SCHEMA_VERSION == 3
+        assert b.schema_version == records.SCHEMA_VERSION == 4
         for name in records.record_fields():
             if name != "schema_version":
                 assert getattr(a, name) == getattr(b, name) or (getattr(a, name) != getattr(a, name)), name
@@ -79,11 +80,11 @@ def test_a_packed_shard_holds_each_clip_once_and_decodes_to_the_same_records(pac
     assert saved > 3.9 * 2 * records.AUDIO_SAMPLES
 
 
-def test_both_loaders_assemble_packed_and_read_schema_2_shards_alike(packed):
+def test_both_loaders_assemble_packed_and_read_schema_2_and_3_shards_alike(packed):
     from audioscope.models.data import load_dataset
 
     root, recs = packed
-    for source in (str(root / "train"), str(root / "v2")):
+    for source in (str(root / "train"), str(root / "v2"), str(root / "v3")):
         tf_side = list(load_dataset(source, batch_size=4).as_numpy_iterator())
         np_side = list(MixtureArrays(source, batch_size=4))
         assert [len(b["frames"]) for b in tf_side] == [len(b["frames"]) for b in np_side] == [4, 2]
@@ -138,7 +139,7 @@ def test_the_fast_readers_give_what_the_reference_readers_give(packed):
     for bad in (b"\xff\xff\xff", b"\x0a\x05\x0a\x03"):
         with pytest.raises(RecordError, match="not a tf.train.Example"):
             _parse(bad)
-    for source in (str(root / "train"), str(root / "v2")):
+    for source in (str(root / "train"), str(root / "v2"), str(root / "v3")):
         singles = list(MixtureArrays(source))
         for threads in (1, 3):
             batches = list(MixtureArrays(source, batch_size=4, threads=threads))
@@ -187,3 +188,17 @@ def test_media_decoded_in_place_equal_the_media_and_wrong_sizes_are_refused(pack
             records._unzstd_into(zstandard.ZstdCompressor().compress(payload), out, "audio")
     with pytest.raises(RecordError, match="cannot be decompressed"):
         records._unzstd_into(b"not zstd at all", out, "frames")
+
+
+def test_schema_3_and_4_shards_hold_the_same_examples_and_4_is_written_by_default(packed):
+    root, recs = packed
+    v3 = list(records.decode_shard(read_records(str(root / "v3/r-00000-of-00001.tfrecord"))))
+    assert [r.schema_version for r in v3] == [3] * len(recs)
+    assert records.encode_shard(recs) == records.encode_shard(recs, version=4)
+    v4 = list(records.decode_shard(records.encode_shard(recs)))
+    for a, b in zip(v3, v4):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.audio1, b.audio1)
+        assert (a.audio2 is None) == (b.audio2 is None)
+    with pytest.raises(RecordError, match="written in record schema .3, 4., not 2"):
+        records.encode_shard(recs, version=2)

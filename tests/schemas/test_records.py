@@ -162,7 +162,7 @@ def test_version_1_records_still_decode_to_the_same_record():
     assert back.schema_version == 1
     np.testing.assert_array_equal(back.frames, rec.frames)
     np.testing.assert_array_equal(back.audio2, rec.audio2)
-    assert records.SCHEMA_VERSION == 3
+    assert records.SCHEMA_VERSION == 4
 
 
 def test_compressed_records_are_lossless_and_smaller_on_smooth_media():
@@ -238,3 +238,23 @@ def test_a_decompression_bomb_or_garbage_media_is_refused():
     example.features.feature["audio1"].bytes_list.value[0] = b"not zstd"
     with pytest.raises(RecordError, match="audio cannot be decompressed"):
         records.decode(example.SerializeToString())
+
+
+def test_schema_4_clip_codecs_are_lossless_at_the_extremes():
+    # Differences that wrap int16 (full-scale square waves, a jump from -32768 to 32767), differences
+    # whose high part is +128 (stored as -128), noise over the whole range, and frames of every value.
+    rng = np.random.default_rng(7)
+    square = np.where(np.arange(AUDIO_SAMPLES) % 2, 32767, -32768).astype(np.int16)
+    edges = np.resize(np.array([0, 32767, -32768, 32767, 32640, -129, 127, -128, 255, -256], np.int16), AUDIO_SAMPLES)
+    noise = rng.integers(-32768, 32768, AUDIO_SAMPLES).astype(np.int16)
+    out = np.empty(AUDIO_SAMPLES, np.int16)
+    for audio in (square, edges, noise, np.zeros(AUDIO_SAMPLES, np.int16)):
+        records.clip_audio_into(4, records.clip_audio_bytes(audio), out)
+        np.testing.assert_array_equal(out, audio)
+    frames = np.empty(FRAMES_SHAPE, np.uint8)
+    for pictures in (rng.integers(0, 256, FRAMES_SHAPE).astype(np.uint8), np.full(FRAMES_SHAPE, 255, np.uint8),
+                     np.resize(np.array([0, 255], np.uint8), FRAMES_SHAPE)):  # fmt: skip
+        records.clip_frames_into(4, records.clip_frames_bytes(pictures), frames)
+        np.testing.assert_array_equal(frames, pictures)
+    with pytest.raises(RecordError, match="cannot be decompressed"):
+        records.clip_audio_into(4, b"garbage", out)
