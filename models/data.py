@@ -12,16 +12,17 @@ int16 / 32768); ``type``, ``label1``, ``clip_id1``, ``clip_id2``,
 ``video_id1``, ``video_id2`` tf.string; ``is_mom`` tf.bool; ``score1``
 float32. Batched, every feature gets a leading batch dimension.
 
-Each shard is read by a generator (``tf.data.Dataset.from_generator``
-over :func:`audioscope.models.numpy_data.iter_shard`, yielding stacked
-chunks of examples that ``unbatch`` splits again; unshuffled and batched,
-one generator yields the batches themselves, the same values): a packed shard
-(record schema 3) keeps its clips' compressed media while its examples are
-read and assembles each example from them; records of schema 1 (raw) and 2
-(self-contained, zstd) are read too. Shuffling holds the examples as stored
-(uint8 frames, int16 PCM); the float audio is made after it (per batch when
-batched). Shards of a newer record version are refused before reading,
-naming the file (and the decoder refuses any record it cannot read).
+One generator (``tf.data.Dataset.from_generator``) reads the shards with
+:mod:`audioscope.models.numpy_data` and yields whole batches, each decoded
+straight into its arrays: a packed shard (record schemas 3 and 4) keeps its
+clips' compressed media while its examples are read and assembles each
+example from them; records of schema 1 (raw) and 2 (self-contained, zstd)
+are read too. Shuffling happens before decoding, in Python, as the numpy
+loader shuffles (files shuffled, read four at a time, through a buffer of
+undecoded examples: the buffer holds compressed clips, not decoded media),
+so both loaders give the same order for the same seed; the float audio is
+made per batch. Shards of a newer record version are refused before
+reading, naming the file (and the decoder refuses any record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
 module stays cheap. Without TensorFlow, :mod:`audioscope.models.numpy_data`
 gives the same examples as numpy arrays.
@@ -29,6 +30,9 @@ gives the same examples as numpy arrays.
 
 from __future__ import annotations
 
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 
 from audioscope import storage
@@ -69,7 +73,7 @@ def _is_file(uri: str) -> bool:
     return bool(fs.isfile(path))
 
 
-#: What a shard's generator yields (media as stored: uint8 frames, int16 PCM), converted after shuffling.
+#: What the generator yields (media as stored: uint8 frames, int16 PCM), converted to float per batch.
 _INTS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("frames", "uint8", records.FRAMES_SHAPE), ("pcm1", "int16", (records.AUDIO_SAMPLES,)),
     ("pcm2", "int16", (records.AUDIO_SAMPLES,)), ("type", "string", ()), ("label1", "string", ()),
@@ -78,52 +82,37 @@ _INTS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
 )  # fmt: skip
 
 
-#: Examples a shard's generator decodes and stacks per call (memory: 32 x 0.57 MB of media as stored).
+#: Examples the generator decodes and stacks per call when not batching (memory: 32 x 0.57 MB).
 _CHUNK = 32
 
 
-def shard_dataset(uri: "tf.Tensor") -> "tf.data.Dataset":
-    """The examples of one shard, media as stored (any record version; a packed shard's clips are
-    kept while its examples are read: memory is one shard's compressed clips)."""
+def example_batches(files: Sequence[str], *, batch_size: int | None, drop_remainder: bool = False,
+                    repeat: bool = False, shuffle_buffer: int = 0, seed: int | None = None,
+                    threads: int = 1) -> "tf.data.Dataset":  # fmt: skip
+    """Batches of the examples of ``files``, media as stored (uint8 frames, int16 PCM), made by one
+    generator: examples in file order or shuffled before decoding (files shuffled, read four at a
+    time, through a buffer of ``shuffle_buffer`` undecoded examples: the numpy loader's order for
+    the same seed, a new one each pass), looping with ``repeat``; each batch decoded straight into
+    its arrays on ``threads`` threads. ``batch_size`` None: chunks of :data:`_CHUNK` examples to
+    unbatch."""
     import tensorflow as tf
 
-    from audioscope.models.numpy_data import chunks, int_batch, iter_shard
+    from audioscope.models.numpy_data import chunks, int_batch, passes
 
-    def generate(path: bytes) -> Any:
-        for chunk in chunks(iter_shard(path.decode("utf-8")), _CHUNK):
-            yield int_batch(chunk)
-
-    # The generator yields stacked chunks (a Python call per chunk, not per example); unbatch()
-    # gives the examples one by one, in the same order.
-    signature = {name: tf.TensorSpec((None, *shape), getattr(tf, dtype)) for name, dtype, shape in _INTS}
-    return tf.data.Dataset.from_generator(generate, args=(uri,), output_signature=signature).unbatch()
-
-
-def in_order_batches(files: Sequence[str], batch_size: int, drop_remainder: bool, repeat: bool) -> "tf.data.Dataset":
-    """The batches (media as stored) that reading ``files`` shard after shard (looping with
-    ``repeat``) and batching would give, made by one generator: each batch is decoded straight
-    into its arrays, with no per-example tensors to split and stack again (the unshuffled path:
-    evaluation, export)."""
-    import tensorflow as tf
-
-    from audioscope.models.numpy_data import chunks, int_batch, iter_shard
-
-    def passes() -> Any:
-        while True:
-            examples = 0
-            for f in files:
-                for item in iter_shard(f):
-                    examples += 1
-                    yield item
-            if not repeat or examples == 0:  # an empty pass ends a repeat (as tf.data's repeat does)
-                return
+    size = batch_size or _CHUNK
+    epochs = itertools.count()  # shared by every iteration of the dataset: a new order each time
 
     def generate() -> Any:
-        for chunk in chunks(passes(), batch_size):
-            if len(chunk) == batch_size or not drop_remainder:
-                yield int_batch(chunk)
+        pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        try:
+            for chunk in chunks(passes(files, shuffle_buffer, seed, repeat, epochs), size):
+                if len(chunk) == size or not drop_remainder or batch_size is None:
+                    yield int_batch(chunk, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
-    rows = batch_size if drop_remainder else None
+    rows = batch_size if drop_remainder and batch_size else None
     signature = {name: tf.TensorSpec((rows, *shape), getattr(tf, dtype)) for name, dtype, shape in _INTS}
     return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
@@ -174,6 +163,7 @@ def load_dataset(
     drop_remainder: bool = False,
     deterministic: bool = True,
     num_parallel_calls: Any = None,
+    threads: int | None = None,
     release_root: str | None = None,
     release_dir: str | None = None,
 ) -> "tf.data.Dataset":
@@ -189,35 +179,25 @@ def load_dataset(
     ``shuffle_buffer`` > 0 shuffles files and examples with ``seed`` (a new
     order each epoch, the same sequence of orders for the same seed);
     ``repeat`` loops forever; ``batch_size`` batches (``drop_remainder`` drops
-    the last short batch). With ``deterministic`` the order does not depend on
-    thread timing. ``num_parallel_calls`` defaults to ``tf.data.AUTOTUNE``.
+    the last short batch). The order never depends on thread timing.
+    ``threads`` decode each batch (default: up to 4, one per core);
+    ``num_parallel_calls`` (default ``tf.data.AUTOTUNE``) and
+    ``deterministic`` apply to the float conversion.
     """
     import tensorflow as tf
 
     from audioscope.curation.release import resolve_source
 
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    if threads is None:
+        threads = min(4, os.cpu_count() or 1)
     items = [source] if isinstance(source, str) else list(source)
     files = shard_files([resolve_source(s, root=release_root, dest=release_dir) for s in items])
     check_versions(files)
-    if shuffle_buffer <= 0 and batch_size is not None:  # the same batches, without unbatching and batching
-        ds = in_order_batches(files, batch_size, drop_remainder, repeat)
-        return ds.map(to_float, num_parallel_calls=parallel, deterministic=deterministic).prefetch(tf.data.AUTOTUNE)
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle_buffer > 0:
-        # Shuffled: files in a new order each epoch, read four at a time.
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.interleave(
-            tf.autograph.experimental.do_not_convert(shard_dataset), cycle_length=min(len(files), 4), block_length=1,
-            num_parallel_calls=parallel, deterministic=deterministic,
-        )  # fmt: skip
-    else:
-        ds = ds.flat_map(tf.autograph.experimental.do_not_convert(shard_dataset))  # in order: shard after shard
-    if repeat:
-        ds = ds.repeat()
-    if shuffle_buffer > 0:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if batch_size is not None:  # float audio made per batch (one vectorised op, not one per example)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = example_batches(files, batch_size=batch_size, drop_remainder=drop_remainder, repeat=repeat,
+                         shuffle_buffer=shuffle_buffer, seed=seed, threads=threads)  # fmt: skip
+    if batch_size is None:
+        ds = ds.unbatch()
+    # float audio made per batch (one vectorised op, not one per example)
     ds = ds.map(to_float, num_parallel_calls=parallel, deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -47,6 +47,7 @@ and examples with ``seed``, a new order each pass (not the TF loader's order).
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -140,6 +141,82 @@ def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardRea
             yield reader, feature
 
 
+def epoch_rng(seed: int | None, epoch: int) -> random.Random:
+    """The shuffling generator of pass ``epoch``: the same sequence of orders for the same ``seed``
+    (a new order each pass), a fresh random one when ``seed`` is None."""
+    return random.Random() if seed is None else random.Random(f"{seed}-{epoch}")
+
+
+def _interleaved(files: Sequence[str], cycle: int, verify: bool) -> Iterator[Item]:
+    """The examples of ``files`` read ``cycle`` files at a time, one example from each in turn (a
+    finished file's place taken by the next file)."""
+    pending = iter(files)
+    active: list[Iterator[Item]] = []
+    while True:
+        while len(active) < cycle:
+            f = next(pending, None)
+            if f is None:
+                break
+            active.append(iter_shard(f, verify))
+        if not active:
+            return
+        for it in list(active):
+            item = next(it, None)
+            if item is None:
+                active.remove(it)
+            else:
+                yield item
+
+
+def _through_buffer(items: Iterator[Item], size: int, rng: random.Random) -> Iterator[Item]:
+    """``items`` through a shuffle buffer of ``size`` (as ``tf.data``'s shuffle)."""
+    buffer: list[Item] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        k = rng.randrange(len(buffer))
+        yield buffer[k]
+        buffer[k] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+#: Shards read side by side when shuffling (as the TF loader's interleave read them before).
+CYCLE = 4
+
+
+def epoch_items(files: Sequence[str], shuffle_buffer: int = 0, rng: random.Random | None = None,
+                verify: bool = True) -> Iterator[Item]:  # fmt: skip
+    """One pass over the examples of ``files``, not yet decoded: in file order, shard after shard
+    (``rng`` None or ``shuffle_buffer`` 0), or the files shuffled with ``rng``, read :data:`CYCLE` at
+    a time, through a buffer of ``shuffle_buffer`` examples. Both loaders read through this, so the
+    same seed gives them the same order. The buffer holds parsed records, and their shards' readers
+    the compressed clips: memory is compressed media, not decoded examples."""
+    if rng is None or shuffle_buffer <= 0:
+        for f in files:
+            yield from iter_shard(f, verify)
+        return
+    order = list(files)
+    rng.shuffle(order)
+    yield from _through_buffer(_interleaved(order, CYCLE, verify), shuffle_buffer, rng)
+
+
+def passes(files: Sequence[str], shuffle_buffer: int, seed: int | None, repeat: bool, epochs: Iterator[int],
+           verify: bool = True) -> Iterator[Item]:  # fmt: skip
+    """The examples to decode, pass after pass (one pass without ``repeat``; an empty pass ends a
+    repeat, as ``tf.data``'s repeat does), each pass shuffled with :func:`epoch_rng` of ``seed``
+    and the next of ``epochs`` when ``shuffle_buffer`` > 0."""
+    while True:
+        rng = epoch_rng(seed, next(epochs)) if shuffle_buffer > 0 else None
+        examples = 0
+        for item in epoch_items(files, shuffle_buffer, rng, verify):
+            examples += 1
+            yield item
+        if not repeat or examples == 0:
+            return
+
+
 def _empty_batch(n: int) -> dict[str, np.ndarray]:
     """Uninitialised arrays for a batch of ``n`` examples (as :func:`collate` makes them)."""
     shapes = {"frames": (records.FRAMES_SHAPE, np.uint8), "score1": ((), np.float32), "is_mom": ((), np.bool_)}
@@ -180,10 +257,11 @@ def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feat
     _guarded(put, reader.where)
 
 
-def int_batch(items: Sequence[Item]) -> dict[str, np.ndarray]:
+def int_batch(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
     """The examples ``items`` with their media as stored (:func:`to_ints`'s values), stacked:
     frames uint8 [n,5,128,128,3], ``pcm1``/``pcm2`` int16 [n,80000], strings object arrays of bytes,
-    ``score1`` float32 [n], ``is_mom`` bool [n] (what the TF loader's generator yields)."""
+    ``score1`` float32 [n], ``is_mom`` bool [n] (what the TF loader's generator yields); decoded on
+    ``pool``'s threads when given."""
     n = len(items)
     out: dict[str, np.ndarray] = {
         "frames": np.empty((n, *records.FRAMES_SHAPE), np.uint8),
@@ -191,14 +269,22 @@ def int_batch(items: Sequence[Item]) -> dict[str, np.ndarray]:
         **{name: np.empty(n, object) for name in _STRINGS},
         "score1": np.empty(n, np.float32), "is_mom": np.empty(n, np.bool_),
     }  # fmt: skip
-    for i, (reader, feature) in enumerate(items):
 
-        def put() -> None:
+    def put(i: int) -> None:
+        reader, feature = items[i]
+
+        def one() -> None:
             reader.media_into(feature, out["frames"][i], out["pcm1"][i], out["pcm2"][i])
             for name, value in _fields(feature).items():
                 out[name][i] = value
 
-        _guarded(put, reader.where)
+        _guarded(one, reader.where)
+
+    if pool is None:
+        for i in range(n):
+            put(i)
+    else:
+        list(pool.map(put, range(n)))
     return out
 
 
@@ -275,40 +361,10 @@ class MixtureArrays:
         self.drop_remainder = drop_remainder
         self.threads = max(1, threads)
         self.verify = verify
-        self._epoch = 0
-
-    def _serialized(self, rng: random.Random | None) -> Iterator[Item]:
-        files = list(self.files)
-        if rng is not None:
-            rng.shuffle(files)
-        for f in files:
-            yield from iter_shard(f, self.verify)
-
-    def _shuffled(self, items: Iterator[Item], rng: random.Random) -> Iterator[Item]:
-        buffer: list[Item] = []
-        for item in items:
-            if len(buffer) < self.shuffle_buffer:
-                buffer.append(item)
-                continue
-            k = rng.randrange(len(buffer))
-            yield buffer[k]
-            buffer[k] = item
-        rng.shuffle(buffer)
-        yield from buffer
+        self._epochs = itertools.count()  # a new shuffled order each pass
 
     def _items(self) -> Iterator[Item]:
-        """The examples to decode, pass after pass (one pass without ``repeat``)."""
-        while True:
-            rng = None
-            if self.shuffle_buffer > 0:
-                rng = random.Random(f"{self.seed}-{self._epoch}")
-            self._epoch += 1
-            items = self._serialized(rng)
-            if rng is not None:
-                items = self._shuffled(items, rng)
-            yield from items
-            if not self.repeat:
-                return
+        return passes(self.files, self.shuffle_buffer, self.seed, self.repeat, self._epochs, self.verify)
 
     def _examples(self, pool: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
         if pool is None:

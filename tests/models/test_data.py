@@ -114,6 +114,36 @@ def test_shuffling_is_seeded_and_repeat_goes_on(shards):
     assert len(looped) == 30 and looped[:12] == plain
 
 
+def test_both_loaders_shuffle_alike_a_new_order_each_pass(shards):
+    from audioscope.models.numpy_data import MixtureArrays
+
+    root, written = shards
+    n = sum(len(r) for r in written.values())
+    for kw in ({"shuffle_buffer": 5, "seed": 7}, {"shuffle_buffer": 100, "seed": 8}):
+        tf_side = ids(load_dataset(str(root), batch_size=3, **kw))
+        np_side = [x.decode() for b in MixtureArrays(str(root), batch_size=3, **kw) for x in b["clip_id1"]]
+        assert tf_side == np_side and len(tf_side) == n
+    two = ids(load_dataset(str(root), shuffle_buffer=5, seed=7, repeat=True, batch_size=4).take(2 * n // 4))
+    first, second = two[:n], two[n:]
+    assert sorted(first) == sorted(second) and first != second  # every example once per pass, a new order
+    ds = load_dataset(str(root), shuffle_buffer=5, seed=7)
+    assert ids(ds) != ids(ds)  # iterating the dataset again is another pass: another order
+
+
+def test_shuffling_decodes_only_the_examples_it_yields(shards, monkeypatch):
+    # The shuffle buffer holds parsed records, not decoded media: a first batch of 2 out of a buffer
+    # of 100 examples decodes 2 examples.
+    from audioscope.models.numpy_data import MixtureArrays
+
+    root, _ = shards
+    decoded = []
+    media_into = records.ShardReader.media_into
+    monkeypatch.setattr(records.ShardReader, "media_into", lambda self, *a: decoded.append(1) or media_into(self, *a))
+    batches = iter(MixtureArrays(str(root), batch_size=2, shuffle_buffer=100, seed=1))
+    next(batches)
+    assert len(decoded) == 2
+
+
 def test_importing_the_loader_does_not_import_tensorflow():
     code = "import sys, audioscope.models.data; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
