@@ -205,7 +205,7 @@ def main() -> int:
         what = f"{len(recs)} examples of the clips of {len(args.videos)} real video(s)"
     else:
         recs = list(synthetic_records(args.examples))
-        what = f"{len(recs)} synthetic examples (smooth shapes and tones)"
+        what = f"{len(recs)} synthetic examples (shapes on noise, tones with noise)"
     v1 = os.path.join(scratch.name, "v1-00000-of-00001.tfrecord")
     v2 = os.path.join(scratch.name, "v2-00000-of-00001.tfrecord")
     v3 = os.path.join(scratch.name, "v3-00000-of-00001.tfrecord")

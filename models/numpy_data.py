@@ -35,14 +35,17 @@ loader does. Usable from PyTorch and JAX::
 
     # JAX: batches are numpy arrays; jax.device_put(batch["mixture"]) moves one to the device.
 
-Without shuffling, examples come in file order, shard after shard (the same
-order as the TF loader). A packed shard (record schema 3) is read record by
-record: its clips' compressed media are kept while its examples are read and
-decoded, so memory holds the compressed clips of the shards that examples in
-the shuffle buffer come from (at most ``shuffle_buffer`` + 1 shards). Batches are decoded in place: each
-example's media are decompressed straight into the batch's arrays (no
-per-example buffers). Shuffling (``shuffle_buffer`` > 0) shuffles files
-and examples with ``seed``, a new order each pass (not the TF loader's order).
+Without shuffling, examples come in file order, shard after shard. A packed
+shard (record schemas 3 and 4) is read record by record: its clips'
+compressed media are kept while its examples are read and decoded, so memory
+holds the compressed clips of the shards that examples in the shuffle buffer
+come from. Batches are decoded in place: each example's media are
+decompressed straight into the batch's arrays (no per-example buffers).
+Shuffling (``shuffle_buffer`` > 0) shuffles the files with ``seed``, reads
+four at a time and passes the examples, undecoded, through a buffer of
+``shuffle_buffer``; a new order each pass (:func:`epoch_items`). The TF
+loader reads through the same functions: both give the same examples in the
+same order for the same arguments.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def decode_example(data: bytes, where: str = "") -> dict[str, Any]:
 
     Raises :class:`audioscope.schemas.records.RecordError` (naming ``where``)
     for a record of an unreadable version or layout; an example of a packed
-    (schema 3) shard needs its shard's clips (:func:`iter_shard`).
+    (schema 3 or 4) shard needs its shard's clips (:func:`iter_shard`).
     """
     reader = records.ShardReader(where)
     feature = _guarded(lambda: reader.take(data), where)

@@ -254,7 +254,7 @@ def to_record(e: Planned, media: Media) -> records.MixtureRecord:
 def write_shard(store: Any, layout: MixLayout, shard: Shard) -> int:
     """Read the shard's media, encode its examples and write the file atomically; its size.
 
-    The shard is packed (record schema 3: each clip once, then the examples
+    The shard is packed (record schema 4: each clip once, then the examples
     by reference, ``records.encode_shard``); the file is moved into place
     only when it holds exactly the records made (``records.write_tfrecord(expected=...)``).
     """
