@@ -144,6 +144,30 @@ def test_shuffling_decodes_only_the_examples_it_yields(shards, monkeypatch):
     assert len(decoded) == 2
 
 
+def test_an_abandoned_endless_dataset_leaves_no_decoding_threads(shards):
+    import gc
+    import threading
+    import time
+
+    root, _ = shards
+
+    def decoding() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+
+    before = set(decoding())
+    for seed in range(3):
+        it = iter(load_dataset(str(root), shuffle_buffer=8, seed=seed, repeat=True, threads=3))
+        for _ in range(5):
+            next(it)
+        assert set(decoding()) - before  # the batches are decoded on the pool's threads
+        del it
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while set(decoding()) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not set(decoding()) - before
+
+
 def test_importing_the_loader_does_not_import_tensorflow():
     code = "import sys, audioscope.models.data; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
