@@ -251,15 +251,16 @@ def to_record(e: Planned, media: Media) -> records.MixtureRecord:
     )  # fmt: skip
 
 
-def write_shard(store: Any, layout: MixLayout, shard: Shard) -> int:
+def write_shard(store: Any, layout: MixLayout, shard: Shard, version: int = records.SCHEMA_VERSION) -> int:
     """Read the shard's media, encode its examples and write the file atomically; its size.
 
-    The shard is packed (record schema 4: each clip once, then the examples
-    by reference, ``records.encode_shard``); the file is moved into place
-    only when it holds exactly the records made (``records.write_tfrecord(expected=...)``).
+    The shard is packed (record schema ``version``, 4 unless the folder was
+    started in 3: each clip once, then the examples by reference,
+    ``records.encode_shard``); the file is moved into place only when it
+    holds exactly the records made (``records.write_tfrecord(expected=...)``).
     """
     media = read_shard_media(store, shard.examples)
-    packed = records.encode_shard([to_record(e, media) for e in shard.examples])
+    packed = records.encode_shard([to_record(e, media) for e in shard.examples], version)
     return records.write_tfrecord(layout.path(shard.path), packed, expected=len(packed))
 
 
@@ -273,9 +274,10 @@ class WriteShards(beam.DoFn):
     cannot be written gets a marker in ``failed/`` and a counter; the run goes on.
     """
 
-    def __init__(self, store: str, mix_dir: str) -> None:
+    def __init__(self, store: str, mix_dir: str, version: int = records.SCHEMA_VERSION) -> None:
         self.store = store
         self.mix_dir = mix_dir
+        self.version = version
 
     def setup(self) -> None:
         import tensorflow  # noqa: F401 - loaded once per worker, not per shard
@@ -302,7 +304,7 @@ class WriteShards(beam.DoFn):
             yield {"path": shard.path, "examples": len(shard.examples), "bytes": storage.size(target)}
             return
         try:
-            size = write_shard(self.clips, self.layout, shard)
+            size = write_shard(self.clips, self.layout, shard, self.version)
         except Exception as e:  # noqa: BLE001 - recorded, the run goes on, retried next run
             logger.warning("cannot write %s: %s", shard.path, e)
             self.layout.record_failure(shard.path, f"{type(e).__name__}: {e}")
@@ -316,24 +318,27 @@ class WriteShards(beam.DoFn):
 class MixPipeline(beam.PTransform):
     """Writes every shard named in the work files."""
 
-    def __init__(self, *, store: str, mix_dir: str, work_files: Sequence[str]) -> None:
+    def __init__(self, *, store: str, mix_dir: str, work_files: Sequence[str],
+                 version: int = records.SCHEMA_VERSION) -> None:  # fmt: skip
         super().__init__()
         self.store = store
         self.mix_dir = mix_dir
         self.work_files = list(work_files)
+        self.version = version
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[dict[str, Any]]:
         return (
             pbegin
             | "ReadWork" >> ReadWork(self.work_files)
-            | "WriteShards" >> beam.ParDo(WriteShards(self.store, self.mix_dir))
+            | "WriteShards" >> beam.ParDo(WriteShards(self.store, self.mix_dir, self.version))
         )
 
 
-def run_pipeline(*, store: str, mix_dir: str, work_files: Sequence[str], beam_args: Sequence[str] = ()) -> Any:
-    """Build and run the mix pipeline; waits until it finishes."""
+def run_pipeline(*, store: str, mix_dir: str, work_files: Sequence[str], beam_args: Sequence[str] = (),
+                 version: int = records.SCHEMA_VERSION) -> Any:  # fmt: skip
+    """Build and run the mix pipeline (shards in record schema ``version``); waits until it finishes."""
     p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
-    _ = p | "Mix" >> MixPipeline(store=store, mix_dir=mix_dir, work_files=work_files)
+    _ = p | "Mix" >> MixPipeline(store=store, mix_dir=mix_dir, work_files=work_files, version=version)
     result = p.run()
     result.wait_until_finish()
     return result
@@ -391,18 +396,49 @@ class WorkWriter:
         self._tmp.cleanup()
 
 
-def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
-    """Write ``mix.json``, or refuse a MIX_DIR that holds another plan."""
-    wanted = {"format_version": FORMAT_VERSION, "plan_sha256": plan_sha256, "config": dict(config_json),
-              "inputs": dict(inputs)}  # fmt: skip
+def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any], inputs: Mapping[str, Any],
+             written: Sequence[str] = ()) -> int:  # fmt: skip
+    """Write ``mix.json``, or refuse a MIX_DIR that holds another plan; the record schema its
+    shards are written in (:func:`record_version`; ``written``: the shards that exist)."""
     have = layout.read_pin()
-    if have is not None and have.get("plan_sha256") != wanted["plan_sha256"]:
-        changed = [k for k in ("config", "inputs") if have.get(k) != wanted[k]] or ["the contents of the inputs"]
+    if have is not None and have.get("plan_sha256") != plan_sha256:
+        wanted = {"config": dict(config_json), "inputs": dict(inputs)}
+        changed = [k for k in wanted if have.get(k) != wanted[k]] or ["the contents of the inputs"]
         raise UserError(
             f"{layout.root} holds mixtures of another plan (changed: {', '.join(changed)}); "
             "a mixture folder holds one plan: pick a new --out, or delete the old one"
         )
-    storage.atomic_write(layout.mix_json, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    version = record_version(layout, have, written)
+    pin = {"format_version": FORMAT_VERSION, "plan_sha256": plan_sha256, "config": dict(config_json),
+           "inputs": dict(inputs), "record_schema": version}  # fmt: skip
+    storage.atomic_write(layout.mix_json, json.dumps(pin, indent=2, sort_keys=True) + "\n")
+    return version
+
+
+def record_version(layout: MixLayout, pin: Mapping[str, Any] | None, written: Sequence[str]) -> int:
+    """The record schema of a folder's shards: the one its pin names, else (a folder begun before
+    the pin named it) that of a shard already written, else this version's. Every shard of a
+    folder has one schema, so a run resumed by a newer audioscope-data finishes it in the schema
+    it was begun in; one begun in a schema no longer written is refused."""
+    version = records.SCHEMA_VERSION
+    if pin is not None and "record_schema" in pin:
+        version = int(pin["record_schema"])
+    elif written:
+        from audioscope.schemas.tfrecord import parse_example, read_records
+
+        first = sorted(written)[0]
+        try:
+            data = next(iter(read_records(layout.path(first))))
+            version = int(parse_example(data)["schema_version"][1][0])
+        except (StopIteration, KeyError, IndexError, ValueError) as e:
+            raise UserError(f"{layout.path(first)} cannot be read ({e}): delete it so that it is written again") from None
+    if version not in records.CLIP_CODECS:
+        raise UserError(
+            f"{layout.root} holds shards of record schema {version}, which this version of audioscope-data "
+            f"reads but no longer writes (it writes {sorted(records.CLIP_CODECS)}): finish the folder with the "
+            "version that began it, or pick a new --out"
+        )
+    return version
 
 
 class ShardPoller:
@@ -438,7 +474,7 @@ def write_shards(layout: MixLayout, plan: Plan, config: MixConfig, options: Plan
     writer = WorkWriter(layout, list(todo))
     try:
         sha = plan.scan(writer.add)
-        pin_plan(layout, sha, options.to_json(), inputs)
+        version = pin_plan(layout, sha, options.to_json(), inputs, list(written))
     except BaseException:
         writer.close()
         raise
@@ -450,7 +486,8 @@ def write_shards(layout: MixLayout, plan: Plan, config: MixConfig, options: Plan
     )
     work_files = writer.publish()
     if todo:
-        kwargs = dict(store=config.store, mix_dir=layout.root, work_files=work_files, beam_args=config.beam_args)
+        kwargs = dict(store=config.store, mix_dir=layout.root, work_files=work_files, beam_args=config.beam_args,
+                      version=version)  # fmt: skip
         if config.progress:
             with Poller(Progress("mix", total=len(todo), unit="shards"), ShardPoller(layout, todo), every=config.poll):
                 run_pipeline(**kwargs)

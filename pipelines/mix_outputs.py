@@ -91,15 +91,17 @@ def eval_sets(plan: Plan) -> dict[tuple[str, str], list[Planned]]:
     return plan.eval
 
 
-def summary(plan: Plan, config: PlanOptions, inputs: Mapping[str, Any], shard_bytes: Mapping[str, int]) -> dict[str, Any]:
-    """``summary.json``: versions, every option, inputs, counts, shards (with sizes) and notes."""
+def summary(plan: Plan, config: PlanOptions, inputs: Mapping[str, Any], shard_bytes: Mapping[str, int],
+            record_version: int = records.SCHEMA_VERSION) -> dict[str, Any]:  # fmt: skip
+    """``summary.json``: versions (``record_version``: the shards' record schema), every option,
+    inputs, counts, shards (with sizes) and notes."""
     from audioscope import __version__
     from audioscope.schemas.tables import SCHEMA_VERSIONS
 
     return {
         "format_version": FORMAT_VERSION,
         "schema_versions": {
-            "mixture_record": records.SCHEMA_VERSION, "examples": SCHEMA_VERSIONS["examples"],
+            "mixture_record": record_version, "examples": SCHEMA_VERSIONS["examples"],
             "pairs": SCHEMA_VERSIONS["pairs"],
         },
         "toolkit_version": __version__,
@@ -120,6 +122,7 @@ def write_outputs(layout: MixLayout, plan: Plan, config: PlanOptions, inputs: Ma
     write_examples_parquet(plan, layout.examples_parquet)
     for (split, name), examples in eval_sets(plan).items():
         storage.atomic_write(layout.path(pairs_csv_path(split, name)), pairs_csv(examples))
-    result = summary(plan, config, inputs, sizes)
+    pin = layout.read_pin() or {}
+    result = summary(plan, config, inputs, sizes, int(pin.get("record_schema", records.SCHEMA_VERSION)))
     storage.atomic_write(layout.summary_json, json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return result

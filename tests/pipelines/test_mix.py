@@ -96,6 +96,7 @@ def tfrecords(out: Path) -> dict[str, bytes]:
 def test_summary_and_examples_describe_every_shard(mixed, capsys):
     summary = summary_of(mixed)
     assert summary["schema_versions"] == {"mixture_record": records.SCHEMA_VERSION, "examples": 1, "pairs": 1}
+    assert json.loads((mixed / "mix.json").read_text())["record_schema"] == records.SCHEMA_VERSION
     assert records.SCHEMA_VERSION == 4
     assert summary["config"]["seed"] == 0 and summary["config"]["recipes"]["semi-supervised"]["LOn"] == 0.125
     assert summary["inputs"]["model_id"] == MODEL_ID and summary["inputs"]["labels"].endswith("labels.parquet")
@@ -227,6 +228,33 @@ def test_rerunning_resumes_and_rewrites_only_missing_shards(mixed, inputs, tmp_p
     assert "1 to write" in capsys.readouterr().err
     assert file_bytes(out) == file_bytes(mixed)
     assert [p for p in before if p != gone and (out / p).stat().st_mtime_ns != before[p]] == []
+
+
+def test_a_folder_begun_in_record_schema_3_is_finished_in_schema_3(mixed, inputs, tmp_path, capsys):
+    # As a folder that an older audioscope-data (schema 3, no record_schema in mix.json) began and a
+    # newer one resumes: the missing shards are written in the folder's schema, not a second one.
+    out = tmp_path / "mix"
+    shutil.copytree(mixed, out)
+    shards = sorted(tfrecords(out))
+    for rel in shards:
+        recs = list(records.decode_shard(records.read_tfrecord(str(out / rel))))
+        records.write_tfrecord(str(out / rel), records.encode_shard(recs, version=3))
+    pin = json.loads((out / "mix.json").read_text())
+    del pin["record_schema"]
+    (out / "mix.json").write_text(json.dumps(pin))
+    (out / shards[0]).unlink()
+    (out / "summary.json").unlink()
+    assert mix(inputs, out) == 0
+    assert "1 to write" in capsys.readouterr().err
+    versions = {rel: {r.schema_version for r in recs} for rel, recs in shard_records(out).items()}
+    assert versions == {rel: {3} for rel in shards}
+    assert summary_of(out)["schema_versions"]["mixture_record"] == 3
+    assert json.loads((out / "mix.json").read_text())["record_schema"] == 3
+    pin["record_schema"] = 2  # a schema this version reads but no longer writes
+    (out / "mix.json").write_text(json.dumps(pin))
+    (out / shards[0]).unlink()
+    assert mix(inputs, out) == 2
+    assert "record schema 2, which this version of audioscope-data reads but no longer writes" in capsys.readouterr().err
 
 
 def test_another_plan_in_the_same_folder_is_refused(mixed, inputs, capsys):
