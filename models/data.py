@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 
 from audioscope import storage
@@ -97,20 +96,16 @@ def example_batches(files: Sequence[str], *, batch_size: int | None, drop_remain
     unbatch."""
     import tensorflow as tf
 
-    from audioscope.models.numpy_data import chunks, int_batch, passes
+    from audioscope.models.numpy_data import chunks, decode_pool, int_batch, passes
 
     size = batch_size or _CHUNK
     epochs = itertools.count()  # shared by every iteration of the dataset: a new order each time
 
     def generate() -> Any:
-        pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        try:
+        with decode_pool(threads) as pool:
             for chunk in chunks(passes(files, shuffle_buffer, seed, repeat, epochs), size):
                 if len(chunk) == size or not drop_remainder or batch_size is None:
                     yield int_batch(chunk, pool)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
 
     rows = batch_size if drop_remainder and batch_size else None
     signature = {name: tf.TensorSpec((rows, *shape), getattr(tf, dtype)) for name, dtype, shape in _INTS}
@@ -135,7 +130,7 @@ def check_versions(files: Sequence[str]) -> None:
     shards are written by one run); the graph checks every record again.
     """
     from audioscope.errors import UserError
-    from audioscope.schemas.tfrecord import RecordFileError, parse_example, read_records
+    from audioscope.schemas.tfrecord import RecordFileError
 
     seen: set[str] = set()
     for f in files:
@@ -144,11 +139,9 @@ def check_versions(files: Sequence[str]) -> None:
             continue
         seen.add(folder)
         try:
-            first = next(iter(read_records(f)), None)
-            if first is None:
-                continue
-            kind, values = parse_example(first).get("schema_version", ("int64", [0]))
-            records.check_version(int(values[0]) if values else 0, f)
+            version = records.first_version(f)
+            if version is not None:
+                records.check_version(version, f)
         except (records.RecordError, RecordFileError, ValueError) as e:
             raise UserError(f"{e}" if f in str(e) else f"{f}: {e}") from None
 

@@ -54,6 +54,7 @@ import itertools
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -283,12 +284,29 @@ def int_batch(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> 
 
         _guarded(one, reader.where)
 
+    _each_row(n, put, pool)
+    return out
+
+
+def _each_row(n: int, put: Any, pool: ThreadPoolExecutor | None) -> None:
+    """``put(i)`` for every row ``i`` of a batch of ``n``, on ``pool``'s threads when given."""
     if pool is None:
         for i in range(n):
             put(i)
     else:
         list(pool.map(put, range(n)))
-    return out
+
+
+@contextmanager
+def decode_pool(threads: int) -> Iterator[ThreadPoolExecutor | None]:
+    """Threads that decode a batch's rows (None for one thread), shut down on leaving, also when
+    the generator holding it is closed before its end."""
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
@@ -307,11 +325,7 @@ def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None)
     """The batch of examples ``items`` (:func:`collate` of their :func:`to_arrays`, decoded into
     preallocated arrays; on ``pool``'s threads when given)."""
     batch = _empty_batch(len(items))
-    if pool is None:
-        for i, (reader, feature) in enumerate(items):
-            fill(batch, i, reader, feature)
-    else:
-        list(pool.map(lambda k: fill(batch, k, *items[k]), range(len(items))))
+    _each_row(len(items), lambda k: fill(batch, k, *items[k]), pool)
     return batch
 
 
@@ -378,17 +392,13 @@ class MixtureArrays:
             yield from pool.map(lambda it: to_arrays(*it), chunk)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-        try:
+        with decode_pool(self.threads) as pool:
             if self.batch_size is None:
                 yield from self._examples(pool)
                 return
             for batch in chunks(self._items(), self.batch_size):
                 if len(batch) == self.batch_size or not self.drop_remainder:
                     yield collate_items(batch, pool)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def load_arrays(source: Source, **kwargs: Any) -> MixtureArrays:

@@ -424,14 +424,14 @@ def record_version(layout: MixLayout, pin: Mapping[str, Any] | None, written: Se
     if pin is not None and "record_schema" in pin:
         version = int(pin["record_schema"])
     elif written:
-        from audioscope.schemas.tfrecord import parse_example, read_records
-
-        first = sorted(written)[0]
+        first = layout.path(sorted(written)[0])
         try:
-            data = next(iter(read_records(layout.path(first))))
-            version = int(parse_example(data)["schema_version"][1][0])
-        except (StopIteration, KeyError, IndexError, ValueError) as e:
-            raise UserError(f"{layout.path(first)} cannot be read ({e}): delete it so that it is written again") from None
+            found = records.first_version(first)
+        except ValueError as e:  # a damaged file (RecordFileError) or record (RecordError)
+            raise UserError(f"{first} cannot be read ({e}): delete it so that it is written again") from None
+        if found is None:
+            raise UserError(f"{first} holds no records: delete it so that it is written again")
+        version = found
     if version not in records.CLIP_CODECS:
         raise UserError(
             f"{layout.root} holds shards of record schema {version}, which this version of audioscope-data "

@@ -240,10 +240,16 @@ def frames_bytes(frames: np.ndarray) -> bytes:
     import zstandard
 
     n, h, w, c = frames.shape
-    x = np.ascontiguousarray(frames, dtype=np.uint8).reshape(n * h, w, c)
-    filtered = x.copy()
-    np.subtract(x[:, 1:], x[:, :-1], out=filtered[:, 1:])  # uint8 wraps modulo 256
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(filtered.tobytes())
+    rows = np.ascontiguousarray(frames, dtype=np.uint8).reshape(n * h, w, c)
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(_sub_filtered(rows).tobytes())
+
+
+def _sub_filtered(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (uint8 [rows, width, channels]) Sub-filtered as in PNG: every byte minus the same
+    channel of the pixel to its left, modulo 256 (undone by a running sum along each row)."""
+    filtered = rows.copy()
+    np.subtract(rows[:, 1:], rows[:, :-1], out=filtered[:, 1:])  # uint8 wraps modulo 256
+    return filtered
 
 
 def audio_bytes(audio: np.ndarray | None) -> bytes:
@@ -355,9 +361,7 @@ def clip_frames_bytes(frames: np.ndarray) -> bytes:
     colour = x.copy()
     colour[..., 0] -= x[..., 1]  # uint8 wraps modulo 256
     colour[..., 2] -= x[..., 1]
-    filtered = colour.copy()
-    np.subtract(colour[:, 1:], colour[:, :-1], out=filtered[:, 1:])
-    return zstandard.ZstdCompressor(level=CLIP_ZSTD_LEVEL).compress(filtered.tobytes())
+    return zstandard.ZstdCompressor(level=CLIP_ZSTD_LEVEL).compress(_sub_filtered(colour).tobytes())
 
 
 def clip_audio_bytes(audio: np.ndarray) -> bytes:
@@ -735,6 +739,18 @@ def decode_shard(serialized: Iterable[bytes], where: str = "") -> Iterator[Mixtu
         got = reader.read(data)
         if got is not None:
             yield _record(*got)
+
+
+def first_version(uri: str) -> int | None:
+    """The record schema of a shard file's first record (0 when it names none; None for an empty
+    file): what a folder's shards were written in. Raises what reading the file raises."""
+    from audioscope.schemas.tfrecord import parse_example, read_records
+
+    first = next(iter(read_records(uri)), None)
+    if first is None:
+        return None
+    _kind, values = parse_example(first).get("schema_version", ("int64", [0]))
+    return int(values[0]) if values else 0
 
 
 def check_version(version: int, where: str = "") -> None:
