@@ -88,18 +88,18 @@ def video_records(videos: list[str], n: int, frames_from: list[str]) -> Iterable
     import numpy as np
 
     from audioscope.schemas import records
-    from record_bytes import decode  # benchmarks/record_bytes.py, next to this script
+    from record_bytes import decode, picture_clips, sound_clips  # benchmarks/record_bytes.py, next to this script
 
     sounds, pictures = [], []
     for path in videos:
         frames, audio = decode(path)
         if audio is not None:
-            sounds += [audio[80_000 * i : 80_000 * (i + 1)] for i in range(len(audio) // 80_000)]
+            sounds += sound_clips(audio)
         if not frames_from:
-            pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+            pictures += picture_clips(frames)
     for path in frames_from:
         frames, _ = decode(path)
-        pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+        pictures += picture_clips(frames)
     if not sounds or not pictures:
         raise SystemExit("the videos give no 5-second clip with sound and pictures: give longer videos with a sound track")
     partner = np.random.default_rng(0).permutation(n)

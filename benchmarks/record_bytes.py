@@ -58,6 +58,16 @@ def decode(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     return frames, audio
 
 
+def sound_clips(audio: np.ndarray) -> list[np.ndarray]:
+    """Back-to-back 5-second clips of 16 kHz audio (a shorter tail dropped)."""
+    return [audio[80_000 * i : 80_000 * (i + 1)] for i in range(len(audio) // 80_000)]
+
+
+def picture_clips(frames: np.ndarray) -> list[np.ndarray]:
+    """Back-to-back clips of 5 one-per-second frames (a shorter tail dropped)."""
+    return [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+
+
 def _has_stream(ffmpeg: str, path: str, kind: str) -> bool:
     probe = subprocess.run([ffmpeg, "-v", "error", "-i", path, "-map", f"0:{kind}:0", "-t", "0.1", "-f", "null", "-"],
                            capture_output=True)  # fmt: skip
@@ -112,15 +122,15 @@ def main() -> int:
         if audio is None:
             print(f"{path} has no sound track: give it with --frames-from", file=sys.stderr)
             return 2
-        sounds += [audio[80_000 * i : 80_000 * (i + 1)] for i in range(len(audio) // 80_000)]
+        sounds += sound_clips(audio)
         if not args.frames_from:
             if not len(frames):
                 print(f"{path} has no pictures: give videos to take them from with --frames-from", file=sys.stderr)
                 return 2
-            pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+            pictures += picture_clips(frames)
     for path in args.frames_from:
         frames, _ = decode(path)
-        pictures += [frames[5 * i : 5 * i + 5] for i in range(len(frames) // 5)]
+        pictures += picture_clips(frames)
     if not sounds or not pictures:
         print("the videos are shorter than one 5-second clip", file=sys.stderr)
         return 2
