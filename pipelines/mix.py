@@ -422,7 +422,12 @@ def record_version(layout: MixLayout, pin: Mapping[str, Any] | None, written: Se
     it was begun in; one begun in a schema no longer written is refused."""
     version = records.SCHEMA_VERSION
     if pin is not None and "record_schema" in pin:
-        version = int(pin["record_schema"])
+        version = pin["record_schema"]
+        if type(version) is not int:
+            raise UserError(
+                f"{layout.mix_json} names record schema {version!r}, not a number: it was not written by "
+                "`audioscope mix`; pick a new --out"
+            )
     elif written:
         first = layout.path(sorted(written)[0])
         try:

@@ -255,6 +255,10 @@ def test_a_folder_begun_in_record_schema_3_is_finished_in_schema_3(mixed, inputs
     (out / shards[0]).unlink()
     assert mix(inputs, out) == 2
     assert "record schema 2, which this version of audioscope-data reads but no longer writes" in capsys.readouterr().err
+    pin["record_schema"] = "4"  # a hand-edited pin is one clear line, not a traceback
+    (out / "mix.json").write_text(json.dumps(pin))
+    assert mix(inputs, out) == 2
+    assert "names record schema '4', not a number" in capsys.readouterr().err
 
 
 def test_another_plan_in_the_same_folder_is_refused(mixed, inputs, capsys):
