@@ -98,13 +98,16 @@ def _filter_stderr() -> None:
     try:
         sys.stderr.flush()
         read_end, write_end = os.pipe()
+        wake_read, wake_write = os.pipe()
         original = os.dup(2)
         os.dup2(write_end, 2)
         os.close(write_end)
     except OSError:  # no usable file descriptor 2: leave it alone
         return
     _installed = True
-    thread = threading.Thread(target=_pump, args=(read_end, original), name="stderr-filter", daemon=True)
+    thread = threading.Thread(
+        target=_pump, args=(read_end, original, wake_read), name="stderr-filter", daemon=True
+    )
     thread.start()
 
     def restore() -> None:
@@ -112,10 +115,19 @@ def _filter_stderr() -> None:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        os.dup2(original, 2)  # closes the pipe's last write end in this process
+        os.dup2(original, 2)  # closes the pipe's write end in this process
+        # Child processes that outlive the command (multiprocessing's resource
+        # tracker lives until this process exits) still hold the pipe's write
+        # end, so its end of file may never come: tell the pump to stop once
+        # the pipe is drained instead of waiting for it.
+        os.write(wake_write, b"x")
         thread.join(timeout=2.0)
 
     atexit.register(restore)
+
+
+#: how long the pump waits for more output once the command has ended
+DRAIN_IDLE_S = 0.05
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -127,11 +139,27 @@ def _write_all(fd: int, data: bytes) -> bool:
         return False
 
 
-def _pump(read_end: int, out: int) -> None:
-    """Forward what is written to standard error, less the noise lines."""
+def _pump(read_end: int, out: int, wake: int) -> None:
+    """Forward what is written to standard error, less the noise lines, until
+    the pipe's end of file, or until ``wake`` is written to and the pipe has
+    been quiet for :data:`DRAIN_IDLE_S`."""
+    import select
+
+    poller = select.poll()
+    poller.register(read_end, select.POLLIN)
+    poller.register(wake, select.POLLIN)
     pending = b""
     alive = True
+    ending = False
     while True:
+        ready = {fd for fd, _ in poller.poll(DRAIN_IDLE_S * 1000 if ending else None)}
+        if wake in ready:
+            poller.unregister(wake)
+            ending = True
+        if read_end not in ready:
+            if ending and not ready:
+                break
+            continue
         try:
             chunk = os.read(read_end, 1 << 16)
         except OSError:

@@ -78,3 +78,40 @@ def test_harmless_library_log_records_are_dropped_and_others_kept(caplog) -> Non
         assert [r.getMessage() for r in caplog.records] == ["the store is half full"]
     finally:
         root.filters[:] = before
+
+
+
+CHILD_OUTLIVES = """
+import subprocess, sys, time
+from audioscope import quiet
+quiet.configure(0)
+# a child that inherits standard error and outlives the command, as
+# multiprocessing's resource tracker does
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+sys.stderr.write("I0000 00:00:1.5     911 port.cc:153] oneDNN custom operations are on.\\n")
+sys.stderr.write("the last line\\n")
+sys.stderr.write("and one without an end of line")
+print(child.pid, time.time(), flush=True)
+"""
+
+
+def test_a_child_that_outlives_the_command_does_not_hold_up_its_exit() -> None:
+    """The filter's end of file never comes while a child holds standard error: the command still ends
+    at once (it used to wait 2 s for it), and everything written before the end comes through, less the
+    noise line."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_OUTLIVES], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    pid, ended_at = proc.stdout.readline().split()
+    try:
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        exit_s = time.time() - float(ended_at)
+        assert proc.returncode == 0, err
+        assert err == "the last line\nand one without an end of line"
+        assert exit_s < 1.5, f"the command took {exit_s:.2f} s to exit after its last line"
+    finally:
+        os.kill(int(pid), signal.SIGKILL)
