@@ -2,7 +2,8 @@
 
 The launcher does the small, serial part on the user's machine: it reads the
 list, records unreadable rows, writes the normalised requests into the store
-and runs the Beam pipeline (:mod:`audioscope.pipelines.ingest`) with any Beam
+and runs the Beam pipeline (:mod:`audioscope.pipelines.ingest`, which loads
+:mod:`audioscope.pipelines.ingest_beam`) with any Beam
 flags given after ``--``. While the pipeline runs it shows progress read back
 from the status records in the store, so the display is the same on the
 local runner and on Dataflow.

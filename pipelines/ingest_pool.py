@@ -7,7 +7,7 @@ both leave cores idle. On the local runner the same per-video code
 (:func:`ingest_line`: ``decode_video`` then ``finish_video``, as
 ``IngestVideo`` runs them) is therefore handed to ONE pool of worker
 processes in the launcher, which the runner's threads all feed
-(``pipelines.ingest.IngestVideoInPool``): an idle process takes the next
+(``pipelines.ingest_beam.IngestVideoInPool``): an idle process takes the next
 video, whichever thread submitted it (dynamic assignment), and each process
 has its own interpreter. Remote runners never take this path.
 
@@ -161,3 +161,24 @@ def take_early(line: str) -> Future | None:
     """The future of ``line`` if :func:`submit_early` handed it to the pool (once: it is forgotten here)."""
     with _pool_lock:
         return _early.pop(line, None)
+
+
+def local_pool_size(beam_args: Sequence[str]) -> int | None:
+    """How many processes take the per-video work on the local runner (None: the runner's own workers).
+
+    Only when the DirectRunner runs its workers as threads of this process
+    (``--direct_running_mode`` multi_threading, as ``--workers`` sets it)
+    and more than one: then ``--direct_num_workers`` processes. Every other
+    runner and mode (multi_processing, portable, Dataflow) runs IngestVideo
+    on its own workers.
+    """
+    from audioscope.pipelines.runner import flag_value, local_runner
+
+    args = list(beam_args)
+    if not local_runner(args) or flag_value(args, "direct_running_mode") != "multi_threading":
+        return None
+    try:
+        n = int(flag_value(args, "direct_num_workers") or 1)
+    except ValueError:
+        return None
+    return n if n > 1 else None

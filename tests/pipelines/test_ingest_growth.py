@@ -152,7 +152,7 @@ def test_a_lock_left_by_a_killed_run_here_is_taken_over_and_a_live_one_refuses(m
 
 
 def test_a_runner_that_loses_videos_cannot_end_with_exit_0(media, tmp_path, monkeypatch, capsys):
-    from audioscope.pipelines import ingest as ingest_lib
+    from audioscope.pipelines import ingest_beam
 
     lst = tmp_path / "l.txt"
     lst.write_text("long.mp4\nshort.mp4\n")
@@ -160,7 +160,7 @@ def test_a_runner_that_loses_videos_cannot_end_with_exit_0(media, tmp_path, monk
     # a runner stand-in that drops what finish_bundle emits (as DaskRunner does);
     # one worker: IngestVideo in the launcher (with more, the local runner hands
     # the videos to a process pool: tests/pipelines/test_ingest_pool.py)
-    monkeypatch.setattr(ingest_lib.IngestVideo, "finish_bundle", lambda self: iter(()))
+    monkeypatch.setattr(ingest_beam.IngestVideo, "finish_bundle", lambda self: iter(()))
     assert ingest(lst, store, "--media-root", str(media), "--workers", "1") == 1
     assert "not finished" in capsys.readouterr().err
     monkeypatch.undo()

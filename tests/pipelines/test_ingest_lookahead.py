@@ -11,7 +11,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from audioscope.clipstore import writer
 from audioscope.clipstore.writer import STATUS_FAILED, DecodedVideo, StatusRecord
-from audioscope.pipelines import ingest
+from audioscope.pipelines import ingest_beam as ingest
 from audioscope.sources.lists import VideoRequest
 
 

@@ -14,7 +14,7 @@ from audioscope import cli
 from audioscope.clipstore import ClipStore
 from audioscope.clipstore.format import Layout, StoreParams, init_store
 from audioscope.clipstore.writer import STATUS_FAILED, IngestSettings, read_status
-from audioscope.pipelines import ingest, ingest_pool
+from audioscope.pipelines import ingest, ingest_beam, ingest_pool
 from audioscope.sources.lists import VideoRequest
 
 from .videos import make_corpus
@@ -33,6 +33,18 @@ def test_the_pool_takes_the_work_only_for_in_process_local_workers():
     assert ingest.local_pool_size(["--runner=DataflowRunner", *threads]) is None
 
 
+def test_the_launcher_hands_out_the_first_videos_before_beam_loads():
+    """Importing Beam takes about a second: the launcher and its pool do not import it, so the pool's
+    processes decode the first videos meanwhile; only the pipeline's module does."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import audioscope.pipelines.ingest, audioscope.pipelines.ingest_cli, "
+            "audioscope.pipelines.ingest_pool; print('apache_beam' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    assert ingest.EARLY_PER_PROCESS >= 1
+
+
 def _line(video_id: str, uri: str) -> str:
     return VideoRequest(
         video_id=video_id, uri=uri, origin=f"list.txt:{video_id}",
@@ -49,7 +61,7 @@ def test_two_runner_threads_share_one_pool_and_every_video_comes_out_once(tmp_pa
     settings = IngestSettings(store=str(store), params=StoreParams())
     ids = [f"v{i}" for i in range(8)]
     lines = [_line(v, str(tmp_path / f"{v}.mp4")) for v in ids]  # no such files: failed quickly
-    a, b = ingest.IngestVideoInPool(settings, 2), ingest.IngestVideoInPool(settings, 2)
+    a, b = ingest_beam.IngestVideoInPool(settings, 2), ingest_beam.IngestVideoInPool(settings, 2)
     try:
         # the launcher hands the first videos over before the pipeline runs
         ingest_pool.submit_early(2, settings, [lines[0], lines[5]])
@@ -130,12 +142,12 @@ def test_a_runner_that_drops_the_pools_last_outputs_loses_no_video(tmp_path, mon
         wait(self._in_flight)  # the videos are finished, their ids never reach the runner
         return iter(())
 
-    monkeypatch.setattr(ingest.IngestVideoInPool, "finish_bundle", drop_after_waiting)
+    monkeypatch.setattr(ingest_beam.IngestVideoInPool, "finish_bundle", drop_after_waiting)
     assert cli.main([*args, "--out", str(tmp_path / "s1")]) == 0
     assert sorted(ClipStore.open(str(tmp_path / "s1")).index["video_id"].unique()) == ["a", "b", "c"]
 
     # a runner that loses the requests before the pool gets them: exit non-zero, a re-run completes
-    monkeypatch.setattr(ingest.IngestVideoInPool, "process", lambda self, line: iter(()))
+    monkeypatch.setattr(ingest_beam.IngestVideoInPool, "process", lambda self, line: iter(()))
     monkeypatch.setattr(ingest, "EARLY_PER_PROCESS", 0)
     assert cli.main([*args, "--out", str(tmp_path / "s2")]) == 1
     assert "not finished" in capsys.readouterr().err
