@@ -427,6 +427,42 @@ def audio_filter(info: ProbeInfo, sample_rate: int) -> str:
     return f"{anchor},aresample={sample_rate}"
 
 
+def shown_seconds(duration: float) -> int:
+    """Frames that :func:`decode` keeps for a video of ``duration`` seconds: second k's frame is
+    the picture shown at k + 0.5 s, so only the seconds whose middle is within the video count."""
+    return int(np.floor(duration - 0.5 + 1e-6)) + 1 if duration >= 0.5 else 0
+
+
+def usable_seconds_at_most(info: ProbeInfo) -> int | None:
+    """An upper bound on the whole seconds with both audio and a frame that :func:`decode` gives
+    for a file probed as ``info``: it keeps :func:`shown_seconds` frames of the container's
+    duration. None when the container does not say how long it is."""
+    return shown_seconds(info.duration) if info.duration else None
+
+
+def check_decodable(
+    info: ProbeInfo, *, max_duration_s: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> float:
+    """Refuse, from the probe alone, what :func:`decode` refuses before it starts ffmpeg (no video,
+    no audio, pictures over ``max_pixels``, longer than the duration limit): raises
+    :class:`MediaError`. Returns the duration limit in seconds (``math.inf``: none)."""
+    limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else float(max_duration_s)
+    if not limit > 0:
+        raise ValueError(f"max_duration_s must be positive, not {max_duration_s!r}")
+    if not info.has_video:
+        raise MediaError("no_video", "the file has no video stream")
+    if not info.has_audio:
+        raise MediaError("no_audio", "the file has no audio stream, so it cannot give clips")
+    if info.width and info.height and info.width * info.height > max_pixels:
+        raise _too_large(info.width, info.height, max_pixels)
+    if info.duration and info.duration > limit:
+        raise MediaError(
+            "too_long",
+            f"the video lasts {info.duration:.0f} s, more than the limit of {limit:g} s",
+        )
+    return limit
+
+
 def decode(
     path: str | os.PathLike[str],
     *,
@@ -452,21 +488,8 @@ def decode(
     Raises :class:`MediaError` for videos that cannot give clips.
     """
     path = os.fspath(path)
-    limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else float(max_duration_s)
-    if not limit > 0:
-        raise ValueError(f"max_duration_s must be positive, not {max_duration_s!r}")
     info = info or probe(path, timeout_s=min(timeout_s, 60.0), max_pixels=max_pixels)
-    if not info.has_video:
-        raise MediaError("no_video", "the file has no video stream")
-    if not info.has_audio:
-        raise MediaError("no_audio", "the file has no audio stream, so it cannot give clips")
-    if info.width and info.height and info.width * info.height > max_pixels:
-        raise _too_large(info.width, info.height, max_pixels)
-    if info.duration and info.duration > limit:
-        raise MediaError(
-            "too_long",
-            f"the video lasts {info.duration:.0f} s, more than the limit of {limit:g} s",
-        )
+    limit = check_decodable(info, max_duration_s=max_duration_s, max_pixels=max_pixels)
     frame_bytes = frame_size * frame_size * 3
     read_limit: list[str] = []
     audio_cap: list[str] = []
@@ -515,8 +538,7 @@ def decode(
     if info.duration:
         # fps=1 may repeat the last picture past the end; no picture is shown
         # at k + 0.5 when that is after the end of the video.
-        n_shown = int(np.floor(info.duration - 0.5 + 1e-6)) + 1 if info.duration >= 0.5 else 0
-        frames = frames[: max(n_shown, 0)]
+        frames = frames[: shown_seconds(info.duration)]
     if audio.size == 0:
         raise MediaError("no_audio", "the audio stream decoded to no samples")
     if len(frames) == 0:

@@ -255,7 +255,8 @@ class DecodedVideo:
     request: "VideoRequest"
     base: StatusRecord
     info: "ProbeInfo"
-    decoded: "Decoded"
+    #: None when the probe shows the video is too short for one clip (it was not decoded)
+    decoded: "Decoded | None"
     t0: float
 
 
@@ -291,7 +292,7 @@ def decode_video(
     finished already (``skipped``) or failed here (its status is written).
     Waits mostly on the network and on ffmpeg; writes no media.
     """
-    from audioscope.media import MediaError, decode, probe
+    from audioscope.media import MediaError, check_decodable, decode, probe, usable_seconds_at_most
     from audioscope.sources.fetch import FetchError, FetchLimits, fetch
 
     layout = Layout(settings.store)
@@ -337,6 +338,11 @@ def decode_video(
     try:
         local = fetch(request.uri, workdir, settings.limits or FetchLimits())
         info = probe(local.path, max_pixels=settings.max_pixels)
+        check_decodable(info, max_duration_s=settings.max_duration_s, max_pixels=settings.max_pixels)
+        at_most = usable_seconds_at_most(info)
+        if at_most is not None and at_most < params.clip_seconds:
+            # Too short for one clip whatever its streams hold: no ffmpeg run.
+            return DecodedVideo(request=request, base=base, info=info, decoded=None, t0=t0)
         decoded = decode(
             local.path,
             sample_rate=params.sample_rate,
@@ -378,11 +384,19 @@ def decode_video(
 
 def store_video(video: DecodedVideo, settings: IngestSettings) -> StatusRecord:
     """The second half: slice the decoded video into clips, write its media shard, then its status."""
+    from audioscope.media import usable_seconds_at_most
+
     layout = Layout(settings.store)
     params = settings.params
     request, info, decoded, t0 = video.request, video.info, video.decoded, video.t0
-    usable = decoded.usable_seconds
-    duration = info.duration if info.duration else decoded.duration_s
+    if decoded is None:
+        usable = usable_seconds_at_most(info) or 0
+        duration = info.duration
+        have = f"the video lasts {info.duration:.2f} s, so at most {usable} s have both audio and frames (not decoded)"
+    else:
+        usable = decoded.usable_seconds
+        duration = info.duration if info.duration else decoded.duration_s
+        have = f"only {usable} s have both audio and frames"
     base = dataclasses.replace(video.base, duration=duration, usable_seconds=usable, probe=info.to_json())
     if request.spans is None:
         windows = sliding_windows(usable, params.clip_seconds, params.hop_seconds)
@@ -400,12 +414,13 @@ def store_video(video: DecodedVideo, settings: IngestSettings) -> StatusRecord:
         )
         return _finish(layout, record, t0)
     if not windows:
-        # Decoded fine but shorter than one clip: a finished video with no clips.
+        # Shorter than one clip (decoded, or known from the probe): a finished video with no clips.
         record = dataclasses.replace(
             base,
-            message=f"only {usable} s have both audio and frames; a clip needs {params.clip_seconds} s",
+            message=f"{have}; a clip needs {params.clip_seconds} s",
         )
         return _finish(layout, record, t0)
+    assert decoded is not None  # a video that was not decoded cannot give a clip
 
     sr = params.sample_rate
     if request.spans is None:

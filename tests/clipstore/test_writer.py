@@ -58,3 +58,32 @@ def test_ingest_video_gives_the_clips_the_reader_returns(tmp_path):
     assert not skipped and [tuple(c) for c in record.clips] == [(0.0, 5.0), (1.0, 6.0)]
     audio, frames, meta = decode_media(storage.read_bytes(Layout(str(store)).media("w")))
     assert audio.dtype == np.int16 and frames.shape == (6, 128, 128, 3) and meta["video_id"] == "w"
+
+
+def test_a_video_too_short_for_a_clip_is_finished_from_its_probe_without_decoding(tmp_path, monkeypatch):
+    """A container that says 4.4 s cannot give 5 whole seconds of frames (second k's frame is the one
+    shown at k + 0.5 s): no ffmpeg run, a finished record with no clips that says why. Just past the
+    bound (5.2 s: frames at 0.5 ... 4.5 s) the video is decoded and gives its clip, as is a short
+    video without sound refused as before."""
+    import audioscope.media
+
+    store = tmp_path / "store"
+    init_store(Layout(str(store)), StoreParams())
+    settings = IngestSettings(store=str(store), params=StoreParams())
+    short, clip, mute = (av_video(tmp_path / "short.mp4", duration=4.4), av_video(tmp_path / "clip.mp4", duration=5.2),
+                         video_only(tmp_path / "mute.mp4", duration=3))  # fmt: skip
+    decoded: list[str] = []
+    real_decode = audioscope.media.decode
+    monkeypatch.setattr(audioscope.media, "decode", lambda path, **kw: decoded.append(path) or real_decode(path, **kw))
+
+    record, skipped = ingest_video(_request("short", short), settings, str(tmp_path))
+    assert not skipped and decoded == [] and record.status == "ok" and record.n_clips == 0
+    assert record.usable_seconds == 4 and 4.3 < record.duration < 4.5
+    assert "not decoded" in record.message and "a clip needs 5 s" in record.message
+    assert read_status(Layout(str(store)), "short") == record and not storage.exists(Layout(str(store)).media("short"))
+
+    record, _ = ingest_video(_request("clip", clip), settings, str(tmp_path))
+    assert decoded == [str(clip)] and [tuple(c) for c in record.clips] == [(0.0, 5.0)]
+
+    record, _ = ingest_video(_request("mute", mute), settings, str(tmp_path))
+    assert record.status == STATUS_FAILED and record.kind == "no_audio" and len(decoded) == 1
