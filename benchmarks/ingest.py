@@ -66,6 +66,8 @@ def make_corpus(workdir: Path, minutes: float, seed: int) -> tuple[Path, list[di
     """Synthesize videos until the good ones add up to ``minutes`` of video."""
     corpus = workdir / "corpus"
     n = max(12, int(minutes * 60 / 25))
+    if (corpus / "corpus.json").exists():  # a corpus of an earlier run: start at its size (synth resumes it)
+        n = max(n, len(json.loads((corpus / "corpus.json").read_text())["videos"]))
     while True:
         subprocess.run(
             [audioscope_bin(), "synth", "--out", str(corpus), "--videos", str(n),
@@ -79,6 +81,33 @@ def make_corpus(workdir: Path, minutes: float, seed: int) -> tuple[Path, list[di
             return corpus, videos
         shutil.rmtree(corpus)
         n = int(n * (minutes * 60) / max(total, 1.0)) + 2
+
+
+def real_corpus(workdir: Path, sources: list[str], minutes: float) -> tuple[Path, list[dict]]:
+    """A corpus of real videos: ``sources`` taken in turn (hard links, or copies across file
+    systems) until they add up to ``minutes``; each copy is a video of its own to every contestant."""
+    from audioscope.media import probe
+
+    corpus = workdir / "corpus-real"
+    shutil.rmtree(corpus, ignore_errors=True)
+    (corpus / "videos").mkdir(parents=True)
+    lengths = [probe(s).duration or 0.0 for s in sources]
+    if not all(lengths):
+        raise SystemExit("every --videos file must be a video whose container gives its duration")
+    videos: list[dict] = []
+    total = 0.0
+    while total < minutes * 60:
+        i = len(videos)
+        src = sources[i % len(sources)]
+        name = f"videos/real{i:05d}{Path(src).suffix}"
+        try:
+            os.link(src, corpus / name)
+        except OSError:
+            shutil.copyfile(src, corpus / name)
+        videos.append({"stem": f"real{i:05d}", "file": name, "duration": lengths[i % len(sources)]})
+        total += lengths[i % len(sources)]
+    (corpus / "list.csv").write_text("uri,video_id\n" + "".join(f"{v['file']},{v['stem']}\n" for v in videos))
+    return corpus, videos
 
 
 def run_ours(corpus: Path, store: Path, workers: int, exe: str | None = None) -> float:
@@ -198,6 +227,11 @@ def main() -> int:
     ap.add_argument("--workdir", default=None, help="where to put the corpus and stores (default: a temp dir, removed after)")
     ap.add_argument("--minutes", type=float, default=20.0, help="minutes of video in the corpus (default 20)")
     ap.add_argument("--seed", type=int, default=90210, help="corpus seed (default 90210)")
+    ap.add_argument(
+        "--videos", nargs="+", default=None, metavar="V",
+        help="real videos to use instead of the synthetic corpus: each is taken in turn (as a new video "
+        "each time) until --minutes are reached",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="parallel workers for every contestant (default: CPU count)")
     ap.add_argument(
         "--list-mb", type=float, default=None, metavar="MB",
@@ -222,7 +256,10 @@ def main() -> int:
         tmp = tempfile.mkdtemp(prefix="bench-ingest-")
         workdir = Path(tmp)
     try:
-        corpus, videos = make_corpus(workdir, args.minutes, args.seed)
+        if args.videos:
+            corpus, videos = real_corpus(workdir, args.videos, args.minutes)
+        else:
+            corpus, videos = make_corpus(workdir, args.minutes, args.seed)
         minutes = sum(v["duration"] for v in videos) / 60
 
         store = workdir / "store"

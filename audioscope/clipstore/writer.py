@@ -12,6 +12,7 @@ is tested without Beam and runs the same inside any Beam worker.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -284,13 +285,15 @@ def finish_video(
 
 
 def decode_video(
-    request: "VideoRequest", settings: IngestSettings, workdir: str
+    request: "VideoRequest", settings: IngestSettings, workdir: str, decode_slot: Any = None
 ) -> DecodedVideo | tuple[StatusRecord, bool]:
     """The first half: skip a finished video, else fetch, probe and decode it.
 
     Returns the decoded video, or ``(record, skipped)`` when the video is
     finished already (``skipped``) or failed here (its status is written).
     Waits mostly on the network and on ffmpeg; writes no media.
+    ``decode_slot``, if given, is a context manager (a semaphore shared by
+    processes) held while ffmpeg runs, not while the video downloads.
     """
     from audioscope.media import MediaError, check_decodable, decode, probe, usable_seconds_at_most
     from audioscope.sources.fetch import FetchError, FetchLimits, fetch
@@ -343,17 +346,18 @@ def decode_video(
         if at_most is not None and at_most < params.clip_seconds:
             # Too short for one clip whatever its streams hold: no ffmpeg run.
             return DecodedVideo(request=request, base=base, info=info, decoded=None, t0=t0)
-        decoded = decode(
-            local.path,
-            sample_rate=params.sample_rate,
-            frame_size=params.frame_size,
-            aspect=params.aspect,
-            timeout_s=settings.decode_timeout_s,
-            threads=settings.ffmpeg_threads,
-            max_duration_s=settings.max_duration_s,
-            max_pixels=settings.max_pixels,
-            info=info,
-        )
+        with decode_slot if decode_slot is not None else contextlib.nullcontext():
+            decoded = decode(
+                local.path,
+                sample_rate=params.sample_rate,
+                frame_size=params.frame_size,
+                aspect=params.aspect,
+                timeout_s=settings.decode_timeout_s,
+                threads=settings.ffmpeg_threads,
+                max_duration_s=settings.max_duration_s,
+                max_pixels=settings.max_pixels,
+                info=info,
+            )
     except FetchError as e:
         record = dataclasses.replace(
             base, status=STATUS_FAILED, kind=e.kind, message=e.message, transient=bool(e.transient)

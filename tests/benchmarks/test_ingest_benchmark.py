@@ -1,0 +1,34 @@
+"""benchmarks/ingest.py on real videos (--videos): the registry's footage taken in turn, every contestant on
+the same files, and a table whose ratios come from the times it prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "ingest.py"
+
+
+@pytest.mark.integration
+def test_the_benchmark_runs_on_real_videos(registry_media, tmp_path):
+    from tests.sources.test_real_media import BUNNY, TRAILER
+
+    videos = [str(registry_media(TRAILER)), str(registry_media(BUNNY))]
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--videos", *videos, "--minutes", "1.5", "--workers", "2", "--no-per-clip",
+         "--workdir", str(tmp_path)], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # 55.1 s + 5.3 s + 55.1 s: three videos reach 1.5 minutes, each a video of its own
+    corpus = re.search(r"corpus\s+(\d+) videos with audio, ([\d.]+) min, (\d+) clips, workers=2", out)
+    assert corpus and int(corpus[1]) == 3 and float(corpus[2]) == pytest.approx(115.5 / 60, abs=0.05), out
+    assert sorted(p.name for p in (tmp_path / "corpus-real" / "videos").iterdir()) == [
+        "real00000.mp4", "real00001.mp4", "real00002.mp4"]  # fmt: skip
+    ours = float(re.search(r"ours \(audioscope ingest\)\s+([\d.]+) s", out)[1])
+    bare1 = float(re.search(r"bare decode, 1 ffmpeg thread\s+([\d.]+) s", out)[1])
+    ratio = float(re.search(r"\(b''\) ours / bare at 1 thread\s+([\d.]+)x", out)[1])
+    assert ratio == pytest.approx(ours / bare1, rel=0.06), out  # the times are printed to 0.1 s
