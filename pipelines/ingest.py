@@ -11,7 +11,6 @@ the pool's processes start, and get their first videos, while the launcher
 reads the list and Beam loads (about a second) and builds the pipeline.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

@@ -10,7 +10,8 @@ Stages (labels as they show in the Beam / Dataflow UI)::
                        a worker decodes the next video while it writes one;
                        on the local runner with --workers N > 1 the same
                        per-video code runs in ONE shared pool of 2N processes
-                       that every runner thread feeds (IngestVideoInPool,
+                       (N ffmpeg runs at a time) that every runner thread
+                       feeds (IngestVideoInPool,
                        pipelines/ingest_pool.py): a free process takes the
                        next video (no static split), and the launcher hands
                        the first videos over before the pipeline is built

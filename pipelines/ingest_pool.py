@@ -9,7 +9,10 @@ both leave cores idle. On the local runner the same per-video code
 processes in the launcher, which the runner's threads all feed
 (``pipelines.ingest_beam.IngestVideoInPool``): an idle process takes the next
 video, whichever thread submitted it (dynamic assignment), and each process
-has its own interpreter. Remote runners never take this path.
+has its own interpreter. There are two processes per worker, so that a
+core never waits on a video's Python half, but only one ffmpeg run per
+worker at a time (a semaphore the processes share): more runs than cores
+cost CPU. Remote runners never take this path.
 
 The pool's processes are forked from a fork server that imported this
 module (and through it the per-video code, but not Beam) once; the launcher
