@@ -60,8 +60,12 @@ def outcome(record: StatusRecord, skipped: bool) -> tuple[str, Counts]:
 #: 2-core machine: 1 process per worker was ~1.14x slower than 2.
 PROCESSES_PER_WORKER = 2
 
-#: Modules the pool's fork server imports once, so its processes start warm.
-POOL_PRELOAD = ("audioscope.pipelines.ingest_pool", "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists")
+#: Modules the pool's fork server imports once, so its processes start warm (PyAV, which the
+#: probe imports on first use, too: ~36 ms that every process paid again at its first video).
+POOL_PRELOAD = (
+    "audioscope.pipelines.ingest_pool", "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists",
+    "av",
+)
 
 _pool_lock = threading.Lock()
 _pool: Any = None  # (size, ProcessPoolExecutor, workdir) of this process

@@ -189,3 +189,27 @@ def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
         running += step
         most = max(most, running)
     assert len(events) == 16 and most == 2, f"{most} ffmpeg runs at once with 2 workers ({ingest_pool.pool_processes(2)} processes)"
+
+
+def test_the_pools_processes_start_with_the_per_video_code_imported(tmp_path):
+    """The fork server imports what a video needs once (PyAV included): a process's first video
+    does not import the media stack again (PyAV took ~36 ms per process)."""
+    import ast
+    import subprocess
+    import sys
+
+    from .videos import av_video
+
+    video = av_video(tmp_path / "v.mp4", duration=2)
+    code = (
+        "import importlib, sys\n"
+        "from audioscope.pipelines.ingest_pool import POOL_PRELOAD\n"
+        "for m in POOL_PRELOAD: importlib.import_module(m)\n"
+        "before = set(sys.modules)\n"
+        "from audioscope.media import probe\n"
+        f"probe({str(video)!r})\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('av', 'numpy')))\n"
+    )
+    imported = ast.literal_eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    # (a probe may still load one of PyAV's small submodules, such as av.subtitles, on first use)
+    assert not {"av", "av._core", "av.container", "numpy"} & set(imported), imported
