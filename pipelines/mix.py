@@ -464,9 +464,11 @@ def _say(config: MixConfig, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def write_shards(layout: MixLayout, plan: Plan, config: MixConfig, options: PlanOptions, inputs: Mapping[str, Any]) -> dict[str, str]:
+def write_shards(
+    layout: MixLayout, plan: Plan, config: MixConfig, options: PlanOptions, inputs: Mapping[str, Any]
+) -> tuple[dict[str, str], int]:
     """Pin the plan and run the pipeline for the shards that do not exist yet; the shards missing
-    at the end (path -> reason).
+    at the end (path -> reason) and the record schema the folder's shards are written in.
 
     The plan is scanned once, shard by shard: its SHA-256, the counts and the
     work lines of the missing shards (streamed to files) in one pass.
@@ -503,7 +505,7 @@ def write_shards(layout: MixLayout, plan: Plan, config: MixConfig, options: Plan
     failed = layout.read_failures()
     existing = layout.existing_shards()
     failed.update({p: "not written (the pipeline stopped early?)" for p in planned if p not in existing and p not in failed})
-    return failed
+    return failed, version
 
 
 def mix(config: MixConfig) -> MixResult:
@@ -532,8 +534,8 @@ def mix(config: MixConfig) -> MixResult:
     plan = make_plan(catalog, df, labels, loaded["pair_lists"], options)
     plan.notes["pair_problems"] = loaded["pair_problems"] + plan.notes["pair_problems"]
     layout = MixLayout(config.out)
-    failed = write_shards(layout, plan, config, options, loaded["inputs"])
+    failed, version = write_shards(layout, plan, config, options, loaded["inputs"])
     if failed:
         return MixResult(layout, None, failed, time.time() - started)
-    summary = write_outputs(layout, plan, options, loaded["inputs"])
+    summary = write_outputs(layout, plan, options, loaded["inputs"], version)
     return MixResult(layout, summary, {}, time.time() - started)

@@ -116,13 +116,16 @@ def summary(plan: Plan, config: PlanOptions, inputs: Mapping[str, Any], shard_by
     }  # fmt: skip
 
 
-def write_outputs(layout: MixLayout, plan: Plan, config: PlanOptions, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """After every shard exists: examples.parquet, the pair CSVs, then summary.json (last)."""
+def write_outputs(
+    layout: MixLayout, plan: Plan, config: PlanOptions, inputs: Mapping[str, Any],
+    record_version: int = records.SCHEMA_VERSION,
+) -> dict[str, Any]:
+    """After every shard exists: examples.parquet, the pair CSVs, then summary.json (last), which
+    names ``record_version``, the record schema the shards were written in."""
     sizes = layout.existing_shards()
     write_examples_parquet(plan, layout.examples_parquet)
     for (split, name), examples in eval_sets(plan).items():
         storage.atomic_write(layout.path(pairs_csv_path(split, name)), pairs_csv(examples))
-    pin = layout.read_pin() or {}
-    result = summary(plan, config, inputs, sizes, int(pin.get("record_schema", records.SCHEMA_VERSION)))
+    result = summary(plan, config, inputs, sizes, record_version)
     storage.atomic_write(layout.summary_json, json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return result
