@@ -161,6 +161,7 @@ def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
     """Two processes per worker (so that no core waits on Python work), but no more ffmpeg runs at
     once than workers: more cost 7-10% more CPU per video on real footage. An ffmpeg stand-in on
     PATH logs when each run starts and ends (and lingers, so that runs would overlap)."""
+    import os
     import shutil
 
     from .videos import av_video
@@ -177,7 +178,7 @@ def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
         f"echo \"- $(date +%s%N)\" >> {log}\nexit $rc\n"
     )
     (bin_dir / "ffmpeg").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     assert ingest_pool._pool is None  # the pool's processes start with this PATH
     args = ["ingest", str(tmp_path / "l.txt"), "--media-root", str(media), "--out", str(tmp_path / "s"),
             "--poll", "0", "--workers", "2"]  # fmt: skip
