@@ -3,6 +3,7 @@ the same files, and a table whose ratios come from the times it prints."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,3 +33,13 @@ def test_the_benchmark_runs_on_real_videos(registry_media, tmp_path):
     bare1 = float(re.search(r"bare decode, 1 ffmpeg thread\s+([\d.]+) s", out)[1])
     ratio = float(re.search(r"\(b''\) ours / bare at 1 thread\s+([\d.]+)x", out)[1])
     assert ratio == pytest.approx(ours / bare1, rel=0.06), out  # the times are printed to 0.1 s
+    # the issue's target is judged only with a worker per core (the test machine may have more cores than 2)
+    verdict = re.search(r"\(b''\) ours / bare at 1 thread\s+[\d.]+x   target <= 1.25 with a worker per core   (.+)$",
+                        out, re.M)[1]  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    if cores != 2:
+        assert verdict == f"not judged: 2 workers on {cores} cores"
+    elif abs(ratio - 1.25) > 0.005:  # (the printed ratio is rounded)
+        assert verdict == ("PASS" if ratio <= 1.25 else "MISS")
+    else:
+        assert verdict in ("PASS", "MISS")
