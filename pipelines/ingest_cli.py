@@ -193,14 +193,26 @@ class StatusPoller:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioscope.clipstore.summary import summary_rows
     from audioscope.errors import UserError
-    from audioscope.pipelines.ingest import IngestConfig, ingest
-    from audioscope.progress import Poller, Progress, print_summary
+    from audioscope.pipelines.ingest_pool import boot_fork_server, local_pool_size, stop_fork_server
 
     beam_args = split_args(args)
     if not args.store:
         raise UserError("--store STORE is required: the clip store to create or resume (the older spelling --out works too)")
+    if not local_pool_size(beam_args):
+        return _run(args, beam_args)
+    boot_fork_server()  # the local pool's fork server imports the per-video code while the launcher imports
+    try:
+        return _run(args, beam_args)
+    finally:
+        stop_fork_server()  # a run that ended before its pool started leaves no server behind
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from audioscope.clipstore.summary import summary_rows
+    from audioscope.pipelines.ingest import IngestConfig, ingest
+    from audioscope.progress import Poller, Progress, print_summary
+
     config = IngestConfig(
         list_path=args.list,
         store=args.store,

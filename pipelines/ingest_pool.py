@@ -30,23 +30,19 @@ import shutil
 import tempfile
 import threading
 from concurrent.futures import Future
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from audioscope.clipstore.writer import (
-    STATUS_OK,
-    STATUS_PARTIAL,
-    IngestSettings,
-    StatusRecord,
-    decode_video,
-    finish_video,
-)
+if TYPE_CHECKING:  # pragma: no cover
+    from audioscope.clipstore.writer import IngestSettings, StatusRecord
 
 #: A video's counters: (name, increment) pairs.
 Counts = tuple[tuple[str, int], ...]
 
 
-def outcome(record: StatusRecord, skipped: bool) -> tuple[str, Counts]:
+def outcome(record: "StatusRecord", skipped: bool) -> tuple[str, Counts]:
     """A finished video's id and the counters it adds (name, increment): small, picklable."""
+    from audioscope.clipstore.writer import STATUS_OK, STATUS_PARTIAL
+
     if skipped:
         return record.video_id, (("videos_skipped", 1),)
     if record.status in (STATUS_OK, STATUS_PARTIAL):
@@ -60,11 +56,13 @@ def outcome(record: StatusRecord, skipped: bool) -> tuple[str, Counts]:
 #: 2-core machine: 1 process per worker was ~1.14x slower than 2.
 PROCESSES_PER_WORKER = 2
 
-#: Modules the pool's fork server imports once, so its processes start warm (PyAV, which the
-#: probe imports on first use, too: ~36 ms that every process paid again at its first video).
+#: Modules the pool's fork server imports once, so its processes start warm: the per-video code
+#: (this module imports it only when a video is ingested, so that the launcher can boot the fork
+#: server before its own imports: :func:`boot_fork_server`), and PyAV, which the probe imports on
+#: first use (~36 ms that every process paid again at its first video).
 POOL_PRELOAD = (
-    "audioscope.pipelines.ingest_pool", "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists",
-    "av",
+    "audioscope.pipelines.ingest_pool", "audioscope.clipstore.writer", "audioscope.media", "audioscope.sources.fetch",
+    "audioscope.sources.lists", "av",
 )
 
 _pool_lock = threading.Lock()
@@ -94,6 +92,24 @@ def pool_processes(size: int) -> int:
     return PROCESSES_PER_WORKER * size
 
 
+def _fork_context() -> Any:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(POOL_PRELOAD))
+    return ctx
+
+
+def boot_fork_server() -> None:
+    """Start the pool's fork server now, without waiting for it: it imports the per-video code
+    (:data:`POOL_PRELOAD`, ~0.15 s) while the launcher does its own imports and reads the list,
+    instead of after (the launcher calls this first thing; :func:`local_pool` then finds it ready)."""
+    from multiprocessing import forkserver
+
+    _fork_context()
+    forkserver.ensure_running()
+
+
 def local_pool(size: int) -> tuple[Any, str]:
     """This process's shared pool for ``size`` workers (started once) and its scratch folder."""
     global _pool
@@ -101,11 +117,9 @@ def local_pool(size: int) -> tuple[Any, str]:
         if _pool is not None and _pool[0] != size:
             _close_pool_locked()
         if _pool is None:
-            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(list(POOL_PRELOAD))
+            ctx = _fork_context()
             # Two processes per worker so that a core never waits on Python work, but only one
             # ffmpeg run per worker at a time: more than one per core costs 7-10% more CPU per
             # video on 720p footage (caches), as the benchmark's bare decode shows at 2x the workers.
@@ -149,15 +163,22 @@ def _close_pool_locked() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
         # The fork server has reaped the pool's processes; stop and reap it too
         # (no process left behind, and their CPU time is accounted to us).
-        from multiprocessing import forkserver
-
-        stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
-        if stop is not None:
-            stop()
+        stop_fork_server()
 
 
-def ingest_line(line: str, settings: IngestSettings, workdir: str) -> tuple[str, Counts]:
+def stop_fork_server() -> None:
+    """Stop this process's fork server, if one runs (booted, or left by a pool); it restarts on demand."""
+    import sys
+
+    forkserver = sys.modules.get("multiprocessing.forkserver")  # never imported: never started
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
+
+
+def ingest_line(line: str, settings: "IngestSettings", workdir: str) -> tuple[str, Counts]:
     """One request line -> :func:`outcome` of its video, in a pool process (the same steps as IngestVideo)."""
+    from audioscope.clipstore.writer import decode_video, finish_video
     from audioscope.sources.lists import VideoRequest
 
     request = VideoRequest.from_json(line)
@@ -168,7 +189,7 @@ def ingest_line(line: str, settings: IngestSettings, workdir: str) -> tuple[str,
 _early: dict[str, Future] = {}
 
 
-def submit_early(size: int, settings: IngestSettings, lines: Sequence[str]) -> None:
+def submit_early(size: int, settings: "IngestSettings", lines: Sequence[str]) -> None:
     """Hand ``lines`` (the first requests) to the pool now; the pipeline's DoFn picks up their results."""
     executor, workdir = local_pool(size)
     with _pool_lock:

@@ -214,3 +214,60 @@ def test_the_pools_processes_start_with_the_per_video_code_imported(tmp_path):
     imported = ast.literal_eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     # (a probe may still load one of PyAV's small submodules, such as av.subtitles, on first use)
     assert not {"av", "av._core", "av.container", "numpy"} & set(imported), imported
+
+
+def test_the_fork_server_boots_before_the_launcher_imports_the_per_video_code():
+    """`audioscope ingest --workers N` starts the pool's fork server first thing, so that it imports the
+    per-video code while the launcher imports its own; the pool then forks from that same server."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from multiprocessing import forkserver\n"
+        "from audioscope.pipelines import ingest_pool\n"
+        "print('audioscope.clipstore.writer' in sys.modules)\n"  # the pool module alone is light
+        "ingest_pool.boot_fork_server()\n"
+        "booted = forkserver._forkserver._forkserver_pid\n"
+        "executor, _ = ingest_pool.local_pool(1)\n"
+        "pid = executor.submit(os.getppid).result()\n"  # a pool process's parent: the fork server
+        "print(booted is not None and pid == booted == forkserver._forkserver._forkserver_pid)\n"
+        "ingest_pool.close_local_pool()\n"
+        "print(forkserver._forkserver._forkserver_pid)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["False", "True", "None"]
+    assert "audioscope.clipstore.writer" in ingest_pool.POOL_PRELOAD
+
+
+def test_an_ingest_that_fails_before_its_pool_starts_leaves_no_fork_server(tmp_path, capsys):
+    from multiprocessing import forkserver
+
+    rc = cli.main(["ingest", str(tmp_path / "missing.csv"), "--store", str(tmp_path / "store"), "--workers", "2"])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    assert forkserver._forkserver._forkserver_pid is None
+
+
+def test_the_index_stage_reshuffles_only_for_workers_outside_the_launcher(tmp_path):
+    import apache_beam as beam
+
+    settings = IngestSettings(store=str(tmp_path / "store"), params=StoreParams())
+
+    def labels(local_pool):
+        p = beam.Pipeline()
+        _ = p | ingest_beam.IngestPipeline(settings, [str(tmp_path / "requests.jsonl")], local_pool=local_pool)
+        found = []
+
+        class Visit(beam.pipeline.PipelineVisitor):
+            def enter_composite_transform(self, node):
+                found.append(node.full_label)
+
+            def visit_transform(self, node):
+                found.append(node.full_label)
+
+        p.visit(Visit())
+        return found
+
+    assert any(label.endswith("BuildIndex/SpreadJobs") for label in labels(None))  # remote or in-process workers
+    assert not any("BuildIndex/SpreadJobs" in label for label in labels(2))  # the launcher's pool: one process
+    assert any(label.endswith("BuildIndex/ByShard") for label in labels(2))
