@@ -32,6 +32,8 @@ def test_the_benchmark_runs_on_real_videos(registry_media, tmp_path):
     ours = float(re.search(r"ours \(audioscope ingest\)\s+([\d.]+) s", out)[1])
     bare1 = float(re.search(r"bare decode, 1 ffmpeg thread\s+([\d.]+) s", out)[1])
     ratio = float(re.search(r"\(b''\) ours / bare at 1 thread\s+([\d.]+)x", out)[1])
+    assert re.search(r"\(a\) per-clip / ours\s+n/a\s+\(--no-per-clip: not measured\)$", out, re.M), out
+    assert "per-clip ffmpeg cutting" not in out and "(a')" not in out
     assert ratio == pytest.approx(ours / bare1, rel=0.06), out  # the times are printed to 0.1 s
     # the issue's target is judged only with a worker per core (the test machine may have more cores than 2)
     verdict = re.search(r"\(b''\) ours / bare at 1 thread\s+[\d.]+x   target <= 1.25 with a worker per core   (.+)$",
