@@ -42,7 +42,6 @@ from audioscope.models.features import LogMelConfig, make_log_mel_layer
 OUTPUT_KEY = "probability"
 
 FUSIONS = ("temporal", "covariation", "concat")
-FUSION_ACTIVATIONS = ("leaky_relu", "relu")
 EXPORT_WEIGHTS = ("average", "selected", "last")
 
 
@@ -63,12 +62,6 @@ class CoincidenceConfig:
     image_channels: tuple[int, ...] = (16, 32, 64)
     image_size: int = 64  # frames are average-pooled to this size inside the model
     fusion_units: int = 64
-    # The fusion layer's activation. With "relu", every unit was off for clips
-    # whose sound is on at all five frame instants (and for silent clips):
-    # they all got exactly the bias's score. "leaky_relu" (slope 0.2 below
-    # zero) keeps what the units see, and those clips are ranked
-    # (docs/experiments/coincidence-model.md).
-    fusion_activation: str = "leaky_relu"
     # Per-second fusion: "temporal" [a*v, (a - mean a)*(v - mean v)] (means over
     # the clip's 5 seconds; co-occurrence and co-variation), "covariation" only
     # the second term, "concat" [a, v, a*v]. Measured on held-out videos,
@@ -140,8 +133,6 @@ class CoincidenceConfig:
             raise ValueError(f"score must be 'sigmoid' or 'contrast', got {self.score!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if self.fusion_activation not in FUSION_ACTIVATIONS:
-            raise ValueError(f"fusion_activation must be one of {FUSION_ACTIVATIONS}, got {self.fusion_activation!r}")
         if not 0.0 < self.audio_context_s <= 1.0:
             raise ValueError("audio_context_s must be in (0, 1]")
         if self.export_weights not in EXPORT_WEIGHTS:
@@ -264,7 +255,7 @@ def _fusion_head(config: CoincidenceConfig) -> keras.Model:
         ])
     else:
         h = layers.Concatenate(name="pair")([a, v, layers.Multiply(name="a_times_v")([a, v])])
-    h = layers.Dense(config.fusion_units, activation=config.fusion_activation, name="fusion_hidden")(h)
+    h = layers.Dense(config.fusion_units, activation="relu", name="fusion_hidden")(h)
     if config.dropout:
         h = layers.Dropout(config.dropout, name="fusion_dropout")(h)
     per_second = layers.Dense(1, name="per_second_logit")(h)  # [B, 5, 1]

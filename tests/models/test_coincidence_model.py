@@ -37,31 +37,6 @@ def test_config_rejects_bad_values() -> None:
         C.CoincidenceConfig(image_size=48)
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-def test_fusion_units_that_are_all_below_zero_still_rank_clips_unless_relu(activation: str) -> None:
-    from audioscope.models.coincidence_model import _fusion_head
-
-    config = C.CoincidenceConfig.tiny(fusion_activation=activation)
-    head = _fusion_head(config)
-    hidden = head.get_layer("fusion_hidden")
-    kernel, _ = hidden.get_weights()
-    # every unit's input below zero for positive embeddings: the clips a ReLU fusion cannot tell apart
-    hidden.set_weights([-np.abs(kernel) - 0.1, np.full(kernel.shape[1], -1.0, np.float32)])
-    d = config.embedding_dim
-    rng = np.random.default_rng(0)
-    a, v = (rng.uniform(0.5, 1.5, (2, 5, d)).astype(np.float32) for _ in range(2))
-    logits = np.asarray(head([a, v], training=False))[:, 0]
-    if activation == "relu":
-        assert logits[0] == logits[1]  # both get the bias's score
-    else:
-        assert abs(logits[0] - logits[1]) > 1e-4
-
-
-def test_config_rejects_an_unknown_fusion_activation() -> None:
-    with pytest.raises(ValueError, match="fusion_activation"):
-        C.CoincidenceConfig(fusion_activation="tanh")
-
-
 def _window(arrays: tuple[np.ndarray, np.ndarray], start: int) -> tuple[np.ndarray, np.ndarray]:
     audio, frames = arrays
     return audio[start * 16_000 : (start + 5) * 16_000], frames[start : start + 5]
