@@ -8,6 +8,7 @@ videos=${2:-120}
 seed=${3:-2026}
 budget=${4:-480}
 as_budget=${5:-600}
+examples=${6:-2048}
 as=".venv/bin/audioscope"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -46,7 +47,7 @@ $as annotate pull --annotations "$out/annotation" --server-dir "$out/labelstudio
 $as annotate status --annotations "$out/annotation"
 
 step "7/9 mix: mixture-of-mixtures training shards (three recipes) and the four evaluation sets"
-$as mix --store "$out/clipstore" --df "$out/df" --labels "$out/annotation" --out "$out/mix" --examples 512
+$as mix --store "$out/clipstore" --df "$out/df" --labels "$out/annotation" --out "$out/mix" --examples "$examples"
 
 step "8/9 release: publish audioscope-demo 1.0.0, list, pull the evaluation sets, verify"
 if [ -e "$out/releases/audioscope-demo/1.0.0/manifest.json" ]; then
