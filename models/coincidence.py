@@ -48,6 +48,8 @@ from audioscope.models.coincidence_data import (  # noqa: F401
     checked_video,
     frame_levels,
     load_videos,
+    matched_start,
+    on_codes,
     shifted_start,
     sound_on,
     split_videos,

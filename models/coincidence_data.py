@@ -186,6 +186,32 @@ def shifted_start(
     return int(rng.choice(cands)) if cands else None
 
 
+def on_codes(on: np.ndarray) -> np.ndarray:
+    """Per clip start, which of its five frame instants have sound on
+    (:func:`sound_on` per second), as a 5-bit code. int64 ``[n_starts]``."""
+    n_starts = len(on) - CLIP_SECONDS + 1
+    if n_starts < 1:
+        return np.zeros(0, np.int64)
+    bits = np.stack([np.asarray(on[i : i + n_starts], np.int64) for i in range(CLIP_SECONDS)], axis=1)
+    return (bits << np.arange(CLIP_SECONDS)).sum(axis=1)
+
+
+def matched_start(rng: np.random.Generator, codes: Sequence[np.ndarray], target: int) -> tuple[int, int] | None:
+    """``(j, start)``: a start of ``codes[j]`` whose code is ``target``, every
+    such start of every video equally likely; None when there is none."""
+    hits = [np.flatnonzero(c == target) for c in codes]
+    counts = np.array([len(h) for h in hits], np.float64)
+    if not counts.sum():
+        return None
+    j = int(rng.choice(len(hits), p=counts / counts.sum()))
+    return j, int(rng.choice(hits[j]))
+
+
+def video_on(audio: np.ndarray, margin_db: float, context_s: float) -> np.ndarray:
+    """:func:`sound_on` at each whole second's frame instant of one video."""
+    return sound_on(frame_levels(audio, int(len(audio) // SAMPLE_RATE), context_s), margin_db)
+
+
 class ExampleSampler:
     """Training pairs sliced from per-video arrays (no clip is materialised).
 
@@ -195,6 +221,11 @@ class ExampleSampler:
     aligned audio (:func:`sound_on` with ``shift_onoff_db``; any shift when it
     is 0); when there is none (a short video, a sound that never stops), the
     example takes audio from another video instead (counted in ``fallbacks``).
+    With ``other_match_db``, audio from another video is drawn among the starts
+    whose sound is on at the same frame instants as the frames' own audio
+    (any start when there is none, counted in ``match_fallbacks``), unless
+    the own audio is silent at all five: silence against silence teaches
+    nothing, and would lift the score of silent clips.
     """
 
     def __init__(self, videos: Mapping[str, VideoArrays], config: CoincidenceConfig, seed: int) -> None:
@@ -209,15 +240,17 @@ class ExampleSampler:
         self.config = config
         self.rng = np.random.default_rng(seed)
         self.fallbacks = 0
+        self.match_fallbacks = 0
         self.sound_on: list[np.ndarray] | None = None
         if config.shift_onoff_db > 0:
-            self.sound_on = [
-                sound_on(
-                    frame_levels(np.asarray(self.videos[v][0]), video_seconds(self.videos[v]), config.audio_context_s),
-                    config.shift_onoff_db,
-                )
-                for v in self.ids
-            ]
+            self.sound_on = [self._on(v, config.shift_onoff_db) for v in self.ids]
+        self.codes: list[np.ndarray] | None = None
+        if config.other_match_db > 0:
+            self.codes = [on_codes(self._on(v, config.other_match_db)) for v in self.ids]
+
+    def _on(self, vid: str, margin_db: float) -> np.ndarray:
+        audio = np.asarray(self.videos[vid][0])
+        return video_on(audio[: video_seconds(self.videos[vid]) * SAMPLE_RATE], margin_db, self.config.audio_context_s)
 
     def _shifted_start(self, vi: int, start: int) -> int | None:
         on = self.sound_on[vi] if self.sound_on is not None else None
@@ -248,9 +281,16 @@ class ExampleSampler:
                         k = OTHER_VIDEO
                         self.fallbacks += 1
                 if k == OTHER_VIDEO:
-                    avi = int(self.rng.integers(len(self.ids) - 1))
-                    avi += avi >= vi
-                    astart = int(self.rng.integers(self.n_starts[avi]))
+                    others = [j for j in range(len(self.ids)) if j != vi]
+                    hit = None
+                    if self.codes is not None and self.codes[vi][start]:
+                        hit = matched_start(self.rng, [self.codes[j] for j in others], int(self.codes[vi][start]))
+                        self.match_fallbacks += hit is None
+                    if hit is None:
+                        avi = others[int(self.rng.integers(len(others)))]
+                        astart = int(self.rng.integers(self.n_starts[avi]))
+                    else:
+                        avi, astart = others[hit[0]], hit[1]
             assert astart is not None
             va, vf = self.videos[self.ids[vi]]
             aa, _ = self.videos[self.ids[avi]]
@@ -327,6 +367,7 @@ class _Slot:
     frames: np.ndarray
     n_starts: int
     on: np.ndarray | None
+    codes: np.ndarray | None
     quota: int
 
 
@@ -353,7 +394,7 @@ class StreamingSampler:
     video of the window chosen in proportion to the examples it has left
     (``passes`` per window of its seconds, at least one); a negative takes
     audio from another video of the window or from the same video shifted
-    (as :class:`ExampleSampler`). A video whose examples are used up leaves
+    (as :class:`ExampleSampler`, ``other_match_db`` included). A video whose examples are used up leaves
     the window and the next one enters. Deterministic given ``seed``.
     Unusable videos are left out with a reason in ``skipped``.
     """
@@ -376,6 +417,7 @@ class StreamingSampler:
         self.passes = passes
         self.skipped: dict[str, str] = {}
         self.fallbacks = 0
+        self.match_fallbacks = 0
         self.videos_read = 0
         self.windows_seen = 0  # windows (1 s hop) of the videos that entered
 
@@ -384,13 +426,14 @@ class StreamingSampler:
         if why is not None:
             self.skipped[vid] = why
             return None
-        n_starts = video_seconds((audio, frames)) - CLIP_SECONDS + 1
-        on = None
-        if self.config.shift_onoff_db > 0:
-            on = sound_on(frame_levels(audio, video_seconds((audio, frames)), self.config.audio_context_s),
-                          self.config.shift_onoff_db)  # fmt: skip
+        seconds = video_seconds((audio, frames))
+        n_starts = seconds - CLIP_SECONDS + 1
+        c = self.config
+        whole = audio[: seconds * SAMPLE_RATE]
+        on = video_on(whole, c.shift_onoff_db, c.audio_context_s) if c.shift_onoff_db > 0 else None
+        codes = on_codes(video_on(whole, c.other_match_db, c.audio_context_s)) if c.other_match_db > 0 else None
         self.windows_seen += n_starts
-        return _Slot(vid, audio, frames, n_starts, on, max(1, int(round(n_starts * self.passes))))
+        return _Slot(vid, audio, frames, n_starts, on, codes, max(1, int(round(n_starts * self.passes))))
 
     def _videos(self, pool: ThreadPoolExecutor) -> Iterator[tuple[str, Any]]:
         """``(video_id, future of its arrays)`` in the seeded order, pass after pass."""
@@ -467,7 +510,13 @@ class StreamingSampler:
                     astart = shifted
             if kind == OTHER_VIDEO:
                 others = [s for s in window if s.video_id != slot.video_id]
-                if others:
+                hit = None
+                if others and slot.codes is not None and slot.codes[start]:
+                    hit = matched_start(rng, [s.codes for s in others], int(slot.codes[start]))  # type: ignore[misc]
+                    self.match_fallbacks += hit is None
+                if hit is not None:
+                    source, astart = others[hit[0]], hit[1]
+                elif others:
                     source = others[int(rng.integers(len(others)))]
                     astart = int(rng.integers(source.n_starts))
                 else:  # the window holds this video only (a tiny store at a pass boundary)

@@ -86,6 +86,15 @@ class CoincidenceConfig:
     # its sound do not belong together; when no shift qualifies, the example
     # takes audio from another video.
     shift_onoff_db: float = 0.0
+    # A negative from another video takes audio whose sound is on at the same
+    # frame instants as the frames' own audio ("on": this many dB above each
+    # video's floor; 0 takes any start). Then "something sounds while
+    # something glows" is no evidence either way: only which sound goes with
+    # which picture is. When the window has no such start, any start is taken
+    # (counted in the card's matched_fallbacks); so it is when the frames' own
+    # audio is silent at all five instants (silence against silence would
+    # teach nothing and lift the score of silent clips).
+    other_match_db: float = 0.0
     validation_examples: int = 512
     # Which weights are exported: "average" (the mean of the weights at the
     # evaluations, every eval_every steps, of the last average_fraction of the
@@ -139,8 +148,8 @@ class CoincidenceConfig:
             raise ValueError(f"export_weights must be one of {EXPORT_WEIGHTS}, got {self.export_weights!r}")
         if not 0.0 < self.average_fraction <= 1.0:
             raise ValueError("average_fraction must be in (0, 1]")
-        if self.shift_onoff_db < 0:
-            raise ValueError("shift_onoff_db must be >= 0")
+        if self.shift_onoff_db < 0 or self.other_match_db < 0:
+            raise ValueError("shift_onoff_db and other_match_db must be >= 0")
         if self.window_videos < 2:
             raise ValueError("window_videos must be >= 2 (a negative takes audio from another video)")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.readahead_videos < 1 or self.shuffle_buffer < 1:

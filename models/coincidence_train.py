@@ -386,7 +386,9 @@ def train(
     snapshots.clear()
 
     skipped = source.all_skipped()
-    fallbacks = int(getattr(getattr(source, "train_sampler", None), "fallbacks", 0))
+    train_sampler = getattr(source, "train_sampler", None)
+    fallbacks = int(getattr(train_sampler, "fallbacks", 0))
+    match_fallbacks = int(getattr(train_sampler, "match_fallbacks", 0))
     exported_weights = (
         f"mean of the weights at the evaluations from step {int(final['averaged_from_step'])}"
         if "averaged_from_step" in final else {
@@ -421,6 +423,7 @@ def train(
             "last_validation_auc": last["auc"],
             "seed": config.seed,
             "shifted_fallbacks": fallbacks,
+            "matched_fallbacks": match_fallbacks,
             "validation_history": [
                 {"step": int(m["step"]), "train_loss": round(m["train_loss"], 4), "auc": round(m["auc"], 4)}
                 for m in history
@@ -438,6 +441,11 @@ def train(
                 f" where sound switches on or off ({config.shift_onoff_db:g} dB over the floor) "
                 "at some frame instant."
                 if config.shift_onoff_db else "."
+            )
+            + (
+                f" Audio from another video is sound on at the same frame instants "
+                f"({config.other_match_db:g} dB over its floor) where the window has such a start."
+                if config.other_match_db else ""
             ),
             "Validation AUC is for the self-supervised task on held-out videos, "
             "not for on-screen-sound labels.",

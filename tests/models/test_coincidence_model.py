@@ -230,6 +230,63 @@ def test_shifted_negatives_switch_sound_at_some_frame_instant() -> None:
     assert same
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_other_video_negatives_sound_at_the_same_frame_instants(streaming: bool) -> None:
+    from tests.models.conftest import toy_video
+
+    rng = np.random.default_rng(21)
+    videos, schedules = {}, {}
+    for i in range(6):
+        audio, frames, on = toy_video(rng, 30)
+        videos[f"v{i}"], schedules[f"v{i}"] = (audio, frames), on
+
+    def sample(cfg: C.CoincidenceConfig) -> tuple[C.ExampleBatch, int]:
+        if streaming:
+            s: object = C.StreamingSampler(lambda v: videos[v], sorted(videos), cfg, seed=4, passes=3.0)
+        else:
+            s = C.ExampleSampler(videos, cfg, seed=4)
+        return s.sample(600), s.match_fallbacks  # type: ignore[attr-defined]
+
+    def same_instants(b: C.ExampleBatch, i: int) -> bool:
+        f, a = int(b.frames_start_s[i]), int(b.audio_start_s[i])
+        return bool((schedules[b.frames_video[i]][f : f + 5] == schedules[b.audio_video[i]][a : a + 5]).all())
+
+    def silent(b: C.ExampleBatch, i: int) -> bool:
+        f = int(b.frames_start_s[i])
+        return not schedules[b.frames_video[i]][f : f + 5].any()
+
+    cfg = C.CoincidenceConfig.tiny(other_match_db=10.0, window_videos=6)
+    b, fallbacks = sample(cfg)
+    other = np.flatnonzero(b.kind == C.OTHER_VIDEO)
+    assert all(b.audio_video[i] != b.frames_video[i] for i in other)
+    sounding = [i for i in other if not silent(b, i)]
+    assert len(sounding) > 60
+    matched = [same_instants(b, i) for i in sounding]
+    # every draw matches unless no other video has the pattern (counted)
+    assert len(matched) - sum(matched) <= fallbacks
+    assert sum(matched) > 0.8 * len(matched)
+    # silence is not matched with silence: any start of another video
+    quiet = [i for i in other if silent(b, i)]
+    assert len(quiet) >= 3 and not all(same_instants(b, i) for i in quiet)
+    # Without the option the instants agree by chance only (1 in 32 for
+    # five fair coin flips).
+    plain, none = sample(C.CoincidenceConfig.tiny(window_videos=6))
+    other = np.flatnonzero(plain.kind == C.OTHER_VIDEO)
+    assert none == 0
+    assert sum(same_instants(plain, i) for i in other) < 0.2 * len(other)
+
+
+def test_on_codes_and_matched_start() -> None:
+    on = np.array([1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1], bool)
+    codes = C.on_codes(on)
+    assert codes.tolist() == [31, 15, 23, 27, 29, 30, 31]
+    assert C.on_codes(on[:3]).size == 0
+    rng = np.random.default_rng(0)
+    picks = {C.matched_start(rng, [codes, np.array([31, 0, 31])], 31) for _ in range(200)}
+    assert picks == {(0, 0), (0, 6), (1, 0), (1, 2)}
+    assert C.matched_start(rng, [codes], 3) is None
+
+
 def _history(*aucs: float) -> list[dict[str, float]]:
     return [{"step": 100.0 * (i + 1), "auc": a} for i, a in enumerate(aucs)]
 
