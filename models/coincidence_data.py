@@ -186,6 +186,15 @@ def shifted_start(
     return int(rng.choice(cands)) if cands else None
 
 
+def silent_shift(rng: np.random.Generator, codes: np.ndarray, start: int, config: CoincidenceConfig) -> int | None:
+    """A start ``shift_min_s`` .. ``shift_max_s`` away from ``start`` whose
+    sound is off at all five frame instants (code 0 of :func:`on_codes`),
+    or None when there is none."""
+    c = config
+    cands = [s for s in range(len(codes)) if c.shift_min_s <= abs(s - start) <= c.shift_max_s and not codes[s]]
+    return int(rng.choice(cands)) if cands else None
+
+
 def on_codes(on: np.ndarray) -> np.ndarray:
     """Per clip start, which of its five frame instants have sound on
     (:func:`sound_on` per second), as a 5-bit code. int64 ``[n_starts]``."""
@@ -223,9 +232,10 @@ class ExampleSampler:
     example takes audio from another video instead (counted in ``fallbacks``).
     With ``other_match_db``, audio from another video is drawn among the starts
     whose sound is on at the same frame instants as the frames' own audio
-    (any start when there is none, counted in ``match_fallbacks``), unless
-    the own audio is silent at all five: silence against silence teaches
-    nothing, and would lift the score of silent clips.
+    (any start when there is none, counted in ``match_fallbacks``); and when
+    the frames' own audio is silent at all five, a shifted negative is silent
+    at all five too: silence is then no evidence either way (were every
+    negative to sound, silence would mean "aligned").
     """
 
     def __init__(self, videos: Mapping[str, VideoArrays], config: CoincidenceConfig, seed: int) -> None:
@@ -253,6 +263,8 @@ class ExampleSampler:
         return video_on(audio[: video_seconds(self.videos[vid]) * SAMPLE_RATE], margin_db, self.config.audio_context_s)
 
     def _shifted_start(self, vi: int, start: int) -> int | None:
+        if self.codes is not None and not self.codes[vi][start]:
+            return silent_shift(self.rng, self.codes[vi], start, self.config)
         on = self.sound_on[vi] if self.sound_on is not None else None
         return shifted_start(self.rng, int(self.n_starts[vi]), start, self.config, on)
 
@@ -283,7 +295,7 @@ class ExampleSampler:
                 if k == OTHER_VIDEO:
                     others = [j for j in range(len(self.ids)) if j != vi]
                     hit = None
-                    if self.codes is not None and self.codes[vi][start]:
+                    if self.codes is not None:
                         hit = matched_start(self.rng, [self.codes[j] for j in others], int(self.codes[vi][start]))
                         self.match_fallbacks += hit is None
                     if hit is None:
@@ -502,7 +514,10 @@ class StreamingSampler:
         if rng.random() >= c.positive_fraction:
             kind = OTHER_VIDEO if rng.random() < c.negative_mix else SHIFTED
             if kind == SHIFTED:
-                shifted = shifted_start(rng, slot.n_starts, start, c, slot.on)
+                if slot.codes is not None and not slot.codes[start]:
+                    shifted = silent_shift(rng, slot.codes, start, c)
+                else:
+                    shifted = shifted_start(rng, slot.n_starts, start, c, slot.on)
                 if shifted is None:
                     kind = OTHER_VIDEO
                     self.fallbacks += 1
@@ -511,7 +526,7 @@ class StreamingSampler:
             if kind == OTHER_VIDEO:
                 others = [s for s in window if s.video_id != slot.video_id]
                 hit = None
-                if others and slot.codes is not None and slot.codes[start]:
+                if others and slot.codes is not None:
                     hit = matched_start(rng, [s.codes for s in others], int(slot.codes[start]))  # type: ignore[misc]
                     self.match_fallbacks += hit is None
                 if hit is not None:

@@ -443,8 +443,9 @@ def train(
                 if config.shift_onoff_db else "."
             )
             + (
-                f" Audio from another video is sound on at the same frame instants "
-                f"({config.other_match_db:g} dB over its floor) where the window has such a start."
+                f" Audio from another video sounds at the same frame instants as the clip's own "
+                f"({config.other_match_db:g} dB over each video's floor) where the window has such "
+                "a start; a clip silent at all five instants gets silent shifted audio."
                 if config.other_match_db else ""
             ),
             "Validation AUC is for the self-supervised task on held-out videos, "
