@@ -60,7 +60,7 @@ class AudioScopeModel(keras.Model):
         self.audio_embedding = AudioEmbedding(config, name="audio_embedding")
         self.video_embedding = VideoEmbedding(config, name="video_embedding")
         self.attention = AudioVisualAttention(config.attention_dim, name="av_attention")
-        self.classifier = OnScreenClassifier(config.classifier_hidden, name="classifier")
+        self.classifier = OnScreenClassifier(config.classifier_hidden, config.classifier_inputs, name="classifier")
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool | None = None) -> dict[str, tf.Tensor]:
         mixture = tf.convert_to_tensor(inputs["mixture"], tf.float32)

@@ -62,6 +62,7 @@ from typing import Any, Callable, Mapping
 CLASSIFICATION_LOSSES: tuple[str, ...] = ("exact", "mi", "ac")
 CLASSIFICATION_WEIGHTINGS: tuple[str, ...] = ("uniform", "power")
 VIDEO_INPUTS: tuple[str, ...] = ("frames", "motion")
+CLASSIFIER_INPUTS: tuple[str, ...] = ("global", "audio", "av")
 EXPORT_WEIGHTS: tuple[str, ...] = ("last", "average")
 
 
@@ -105,6 +106,10 @@ class AudioScopeConfig:
     # gradient flows through the separated sources). Off, the separation
     # learns from MixIT alone, which on a small budget separates better.
     classifier_trains_separation: bool = True
+    # What the on-screen classifier sees of each source: "global" (the
+    # video's global embedding, the same for every source), "audio" (the
+    # source's audio embedding), "av" (its audio-visual attention features).
+    classifier_inputs: tuple[str, ...] = ("global", "audio", "av")
     # ---- losses
     snr_tau: float = 1e-3
     classification_loss: str = "exact"
@@ -155,6 +160,12 @@ class AudioScopeConfig:
             raise ValueError(
                 f"classification_weighting must be one of {CLASSIFICATION_WEIGHTINGS}, "
                 f"got {self.classification_weighting!r}"
+            )
+        if not self.classifier_inputs or len(set(self.classifier_inputs)) != len(self.classifier_inputs) or not set(
+            self.classifier_inputs
+        ) <= set(CLASSIFIER_INPUTS):
+            raise ValueError(
+                f"classifier_inputs must be distinct names out of {CLASSIFIER_INPUTS}, got {self.classifier_inputs!r}"
             )
         if self.video_input not in VIDEO_INPUTS:
             raise ValueError(f"video_input must be one of {VIDEO_INPUTS}, got {self.video_input!r}")

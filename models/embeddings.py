@@ -145,16 +145,18 @@ class AudioVisualAttention(keras.layers.Layer):
 class OnScreenClassifier(keras.layers.Layer):
     """``(global [B, D], audio [B, M, D], audio-visual [B, M, A]) -> logits [B, M]``."""
 
-    def __init__(self, hidden: int, **kwargs: Any) -> None:
+    def __init__(self, hidden: int, inputs: tuple[str, ...] = ("global", "audio", "av"), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hidden_units = hidden
+        self.inputs = tuple(inputs)
         self.hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")
         self.logit = keras.layers.Dense(1, name="logit")
 
     def call(self, global_emb: tf.Tensor, audio: tf.Tensor, av: tf.Tensor) -> tf.Tensor:
         m = tf.shape(audio)[1]
-        tiled = tf.tile(global_emb[:, None, :], [1, m, 1])
-        return tf.squeeze(self.logit(self.hidden(tf.concat([tiled, audio, av], axis=-1))), -1)
+        parts = {"global": lambda: tf.tile(global_emb[:, None, :], [1, m, 1]), "audio": lambda: audio, "av": lambda: av}
+        x = tf.concat([parts[name]() for name in self.inputs], axis=-1)
+        return tf.squeeze(self.logit(self.hidden(x)), -1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "hidden": self.hidden_units}
+        return {**super().get_config(), "hidden": self.hidden_units, "inputs": list(self.inputs)}

@@ -99,6 +99,30 @@ def test_named_configs_and_round_trip() -> None:
         configs.get_config("tiny", export_weights="best")
     with pytest.raises(ValueError, match="average_fraction"):
         configs.get_config("tiny", average_fraction=0.0)
+    for bad in ((), ("av", "av"), ("av", "pixels")):
+        with pytest.raises(ValueError, match="classifier_inputs"):
+            configs.get_config("tiny", classifier_inputs=bad)
+
+
+def test_the_classifier_sees_only_its_inputs() -> None:
+    """Without "global", two videos whose global embeddings differ but whose
+    sources' audio and audio-visual features are the same get the same
+    logits; with it, they do not."""
+    from audioscope.models.embeddings import OnScreenClassifier
+
+    rng = np.random.default_rng(0)
+    audio = np.repeat(rng.normal(size=(1, 3, 8)).astype(np.float32), 2, axis=0)
+    av = np.repeat(rng.normal(size=(1, 3, 4)).astype(np.float32), 2, axis=0)
+    glob = rng.normal(size=(2, 6)).astype(np.float32)
+    for inputs, width in ((("global", "audio", "av"), 18), (("audio", "av"), 12), (("av",), 4)):
+        clf = OnScreenClassifier(5, inputs)
+        logits = clf(glob, audio, av).numpy()
+        assert logits.shape == (2, 3)
+        assert clf.hidden.kernel.shape == (width, 5)
+        assert np.allclose(logits[0], logits[1]) == ("global" not in inputs)
+    config = micro_config(classifier_inputs=("av",))
+    out = build_model(config, samples=4000)(_inputs(2, 4000), training=False)
+    assert tuple(out["logits"].shape) == (2, config.num_sources)
 
 
 @pytest.mark.parametrize("video_input", ["frames", "motion"])
