@@ -19,11 +19,7 @@ clip store and export it as a SavedModel.
 
 Positives are a clip's own audio and frames; negatives pair the frames with
 audio from a different video, or with audio of the same video shifted by
-2-10 seconds. Nothing is labelled by hand. The negatives are chosen so that
-"something sounds" is no evidence: audio from another video sounds at the
-same frame instants as the clip's own, a shifted one switches on or off at
-some instant (and stays silent where the clip is silent), so the model must
-learn which sound goes with which picture. Whole videos are held out for
+2-10 seconds. Nothing is labelled by hand. Whole videos are held out for
 validation; validation AUC is printed as training goes.
 
 Training stops after --steps or when --time-budget runs out (the default

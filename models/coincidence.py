@@ -4,9 +4,9 @@ together in time?
 Self-supervised: a positive is a clip's own audio with its own frames; a
 negative pairs the frames with audio from a different video, or with audio
 of the same video shifted by several seconds. Nothing is labelled by hand.
-By default the negatives sound when the clip sounds (another video's audio
-with sound at the same frame instants) or switch sound on or off at another
-instant (shifted), so that "something sounds" is no evidence either way.
+Options (off by default) make the negatives sound when the clip sounds
+(``other_match_db``) and switch sound on or off at another instant
+(``shift_onoff_db``), so that "something sounds" is no evidence.
 The probability is what the Df filter thresholds (0.8 in the paper): clips
 whose picture visibly "moves with" the sound score high, clips whose sound
 comes from off screen score low.

@@ -8,7 +8,7 @@ videos=${2:-120}
 seed=${3:-2026}
 budget=${4:-480}
 as_budget=${5:-600}
-examples=${6:-4096}
+examples=${6:-2048}
 as=".venv/bin/audioscope"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
