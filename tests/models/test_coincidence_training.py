@@ -21,9 +21,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[C.TrainResult, dict]:
     videos = toy_videos(60, 8, seed=5)
-    # Negatives from other videos at any start: with the default
-    # (other_match_db, the same frame instants sounding) only the toy's four
-    # sound classes tell them apart, which 200 steps do not learn.
+    # Negatives from other videos at any start (stated, though it is the
+    # default): with other_match_db (the same frame instants sounding) only
+    # the toy's four sound classes tell them apart, which 200 steps do not learn.
     cfg = C.CoincidenceConfig.tiny(steps=200, eval_every=100, batch_size=32, learning_rate=3e-3,
                                    other_match_db=0.0)
     out = tmp_path_factory.mktemp("coinc") / "model"
