@@ -172,26 +172,26 @@ def sound_on(levels: np.ndarray, margin_db: float) -> np.ndarray:
 
 
 def shifted_start(
-    rng: np.random.Generator, n_starts: int, start: int, config: CoincidenceConfig, on: np.ndarray | None
+    rng: np.random.Generator,
+    n_starts: int,
+    start: int,
+    config: CoincidenceConfig,
+    on: np.ndarray | None,
+    codes: np.ndarray | None = None,
 ) -> int | None:
     """A start ``shift_min_s`` .. ``shift_max_s`` away from ``start`` in the same
-    video where sound is on at a different set of frame instants (``on``, per
-    second; any shift when None), or None when there is none."""
+    video, or None when there is none. Where ``codes`` (:func:`on_codes` with
+    ``other_match_db``) says the clip is silent at all five frame instants,
+    the start is silent there too; otherwise its sound is on at a different
+    set of frame instants (``on``, per second; any shift when None)."""
     c = config
-    cands = [
-        s for s in range(n_starts)
-        if c.shift_min_s <= abs(s - start) <= c.shift_max_s
-        and (on is None or bool((on[s : s + CLIP_SECONDS] != on[start : start + CLIP_SECONDS]).any()))
-    ]
-    return int(rng.choice(cands)) if cands else None
-
-
-def silent_shift(rng: np.random.Generator, codes: np.ndarray, start: int, config: CoincidenceConfig) -> int | None:
-    """A start ``shift_min_s`` .. ``shift_max_s`` away from ``start`` whose
-    sound is off at all five frame instants (code 0 of :func:`on_codes`),
-    or None when there is none."""
-    c = config
-    cands = [s for s in range(len(codes)) if c.shift_min_s <= abs(s - start) <= c.shift_max_s and not codes[s]]
+    if codes is not None and not codes[start]:
+        keep: Callable[[int], bool] = lambda s: not codes[s]  # noqa: E731
+    elif on is not None:
+        keep = lambda s: bool((on[s : s + CLIP_SECONDS] != on[start : start + CLIP_SECONDS]).any())  # noqa: E731
+    else:
+        keep = lambda s: True  # noqa: E731
+    cands = [s for s in range(n_starts) if c.shift_min_s <= abs(s - start) <= c.shift_max_s and keep(s)]
     return int(rng.choice(cands)) if cands else None
 
 
@@ -263,10 +263,9 @@ class ExampleSampler:
         return video_on(audio[: video_seconds(self.videos[vid]) * SAMPLE_RATE], margin_db, self.config.audio_context_s)
 
     def _shifted_start(self, vi: int, start: int) -> int | None:
-        if self.codes is not None and not self.codes[vi][start]:
-            return silent_shift(self.rng, self.codes[vi], start, self.config)
         on = self.sound_on[vi] if self.sound_on is not None else None
-        return shifted_start(self.rng, int(self.n_starts[vi]), start, self.config, on)
+        codes = self.codes[vi] if self.codes is not None else None
+        return shifted_start(self.rng, int(self.n_starts[vi]), start, self.config, on, codes)
 
     def sample(self, n: int) -> ExampleBatch:
         c = self.config
@@ -293,13 +292,14 @@ class ExampleSampler:
                         k = OTHER_VIDEO
                         self.fallbacks += 1
                 if k == OTHER_VIDEO:
-                    others = [j for j in range(len(self.ids)) if j != vi]
                     hit = None
                     if self.codes is not None:
+                        others = [j for j in range(len(self.ids)) if j != vi]
                         hit = matched_start(self.rng, [self.codes[j] for j in others], int(self.codes[vi][start]))
                         self.match_fallbacks += hit is None
                     if hit is None:
-                        avi = others[int(self.rng.integers(len(others)))]
+                        avi = int(self.rng.integers(len(self.ids) - 1))
+                        avi += avi >= vi
                         astart = int(self.rng.integers(self.n_starts[avi]))
                     else:
                         avi, astart = others[hit[0]], hit[1]
@@ -406,8 +406,8 @@ class StreamingSampler:
     video of the window chosen in proportion to the examples it has left
     (``passes`` per window of its seconds, at least one); a negative takes
     audio from another video of the window or from the same video shifted
-    (as :class:`ExampleSampler`, ``other_match_db`` included). A video whose examples are used up leaves
-    the window and the next one enters. Deterministic given ``seed``.
+    (as :class:`ExampleSampler`, ``other_match_db`` included). A video whose
+    examples are used up leaves the window and the next one enters. Deterministic given ``seed``.
     Unusable videos are left out with a reason in ``skipped``.
     """
 
@@ -514,10 +514,7 @@ class StreamingSampler:
         if rng.random() >= c.positive_fraction:
             kind = OTHER_VIDEO if rng.random() < c.negative_mix else SHIFTED
             if kind == SHIFTED:
-                if slot.codes is not None and not slot.codes[start]:
-                    shifted = silent_shift(rng, slot.codes, start, c)
-                else:
-                    shifted = shifted_start(rng, slot.n_starts, start, c, slot.on)
+                shifted = shifted_start(rng, slot.n_starts, start, c, slot.on, slot.codes)
                 if shifted is None:
                     kind = OTHER_VIDEO
                     self.fallbacks += 1

@@ -161,12 +161,9 @@ class AudioScopeConfig:
                 f"classification_weighting must be one of {CLASSIFICATION_WEIGHTINGS}, "
                 f"got {self.classification_weighting!r}"
             )
-        if not self.classifier_inputs or len(set(self.classifier_inputs)) != len(self.classifier_inputs) or not set(
-            self.classifier_inputs
-        ) <= set(CLASSIFIER_INPUTS):
-            raise ValueError(
-                f"classifier_inputs must be distinct names out of {CLASSIFIER_INPUTS}, got {self.classifier_inputs!r}"
-            )
+        names = self.classifier_inputs
+        if not names or len(set(names)) != len(names) or not set(names) <= set(CLASSIFIER_INPUTS):
+            raise ValueError(f"classifier_inputs must be distinct names out of {CLASSIFIER_INPUTS}, got {names!r}")
         if self.video_input not in VIDEO_INPUTS:
             raise ValueError(f"video_input must be one of {VIDEO_INPUTS}, got {self.video_input!r}")
         if self.export_weights not in EXPORT_WEIGHTS:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from audioscope.models.configs import AudioScopeConfig
+from audioscope.models.configs import CLASSIFIER_INPUTS, AudioScopeConfig
 from audioscope.models.features import LogMelConfig, log_mel
 
 from audioscope.geometry import CLIP_SECONDS as FRAMES
@@ -145,7 +145,7 @@ class AudioVisualAttention(keras.layers.Layer):
 class OnScreenClassifier(keras.layers.Layer):
     """``(global [B, D], audio [B, M, D], audio-visual [B, M, A]) -> logits [B, M]``."""
 
-    def __init__(self, hidden: int, inputs: tuple[str, ...] = ("global", "audio", "av"), **kwargs: Any) -> None:
+    def __init__(self, hidden: int, inputs: tuple[str, ...] = CLASSIFIER_INPUTS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hidden_units = hidden
         self.inputs = tuple(inputs)
