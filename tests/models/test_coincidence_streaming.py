@@ -146,15 +146,21 @@ def _train_cmd(store: Path, out: Path) -> list[str]:
 def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     store = _make_store(tmp_path / "store", 8, 12)
     out = tmp_path / "model"
-    checkpoint = tmp_path / "model.run" / "checkpoints" / "ckpt-100.index"
+    # TensorFlow names a checkpoint in this state file only once all its files
+    # are written: ckpt-100.index alone can appear before the checkpoint is whole.
+    state = tmp_path / "model.run" / "checkpoints" / "checkpoint"
+
+    def saved_at_100() -> bool:
+        return state.exists() and '"ckpt-100"' in state.read_text()
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(_train_cmd(store, out), cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 900
-        while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+        while not saved_at_100() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert checkpoint.exists(), "no checkpoint at step 100"
+        assert saved_at_100(), "no checkpoint at step 100"
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
