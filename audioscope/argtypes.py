@@ -47,3 +47,11 @@ def positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {value:g}")
     return value
+
+
+def nonnegative_db(text: str) -> float:
+    """A level in dB >= 0 (0 switches the option off)."""
+    value = float(_number(text, float))
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 dB (0: off), got {value:g}")
+    return value

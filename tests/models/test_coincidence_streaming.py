@@ -139,11 +139,12 @@ def test_peak_memory_stays_flat_when_the_store_grows_four_times(tmp_path: Path) 
 
 def _train_cmd(store: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "audioscope", "coincidence", "train", "--store", str(store), "--out", str(out),
-            "--tiny", "--steps", "200", "--batch-size", "8", "--time-budget", "3000"]  # fmt: skip
+            "--tiny", "--steps", "200", "--batch-size", "8", "--time-budget", "3000",
+            "--other-match-db", "10", "--shift-onoff-db", "6"]  # fmt: skip
 
 
 @pytest.mark.integration
-def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+def test_a_killed_training_resumes_from_its_checkpoint_with_its_options(tmp_path: Path) -> None:
     store = _make_store(tmp_path / "store", 8, 12)
     out = tmp_path / "model"
     # TensorFlow names a checkpoint in this state file only once all its files
@@ -175,6 +176,8 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         assert noise not in again.stderr + again.stdout
     card = json.loads((out / "model_card.json").read_text())
     assert card["training"]["steps"] == 200
+    # the negatives' options of the command reach the model (and its card)
+    assert card["config"]["other_match_db"] == 10 and card["config"]["shift_onoff_db"] == 6
     assert card["training"]["resumed_from_step"] >= 100
     history = [m["step"] for m in card["training"]["validation_history"]]
     assert history == sorted(set(history)) and history[-1] == 200 and 100 in history
