@@ -87,13 +87,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0); the same seed, store and --steps give the same model when "
         "training ends by --steps, not by the time budget")
     p.add_argument(
-        "--other-match-db", type=nonnegative_db, default=0.0, metavar="DB",
+        "--other-match-db", type=nonnegative_db, default=None, metavar="DB",
         help="negatives from another video take audio that sounds (DB over that video's floor) at the "
         "same five frame instants as the clip's own, so that sound alone is no evidence (default: 0, off; "
         "10 with --shift-onoff-db 10 lifted the demo store's Df AUC, see README)",
     )
     p.add_argument(
-        "--shift-onoff-db", type=nonnegative_db, default=0.0, metavar="DB",
+        "--shift-onoff-db", type=nonnegative_db, default=None, metavar="DB",
         help="a shifted negative must switch sound (DB over the video's floor) on or off at one of the "
         "five frame instants (default: 0, any shift)",
     )
@@ -135,13 +135,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     from audioscope.models.coincidence import CoincidenceConfig, RunDirError, train
 
-    overrides: dict[str, object] = {
-        "seed": args.seed, "other_match_db": args.other_match_db, "shift_onoff_db": args.shift_onoff_db,
-    }
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
+    overrides: dict[str, object] = {"seed": args.seed}
+    for key in ("steps", "batch_size", "other_match_db", "shift_onoff_db"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     config = CoincidenceConfig.tiny(**overrides) if args.tiny else CoincidenceConfig(**overrides)  # type: ignore[arg-type]
     try:
         result = train(
