@@ -45,7 +45,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -67,6 +66,7 @@ from audioscope.pipelines.ingest_pool import (
     pool_processes,
     take_early,
 )
+from audioscope.pipelines.runner import new_pipeline
 from audioscope.pipelines.work import ReadWork
 
 METRICS_NAMESPACE = "audioscope.ingest"
@@ -452,8 +452,7 @@ def run_pipeline(
     On the local runner with in-process workers (:func:`local_pool_size`)
     the per-video work goes to the shared process pool, stopped at the end.
     """
-    options = PipelineOptions(list(beam_args))
-    p = beam.Pipeline(options=options)
+    p = new_pipeline(beam_args)
     pool = local_pool_size(beam_args)
     _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at, local_pool=pool)
     try:

@@ -44,7 +44,6 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
 from audioscope.errors import UserError
@@ -53,6 +52,7 @@ from audioscope.pipelines.mix_layout import FORMAT_VERSION, MixLayout
 from audioscope.pipelines.mix_outputs import first_clip_info
 from audioscope.pipelines.mix_plan import DEFAULT_MOM_PARTNERS, Plan, Planned, PlanOptions, Shard
 from audioscope.pipelines.mix_recipes import DEFAULT_SHARD_BYTES, RECIPES, Recipe
+from audioscope.pipelines.runner import new_pipeline
 from audioscope.pipelines.work import ReadWork
 from audioscope.schemas import records
 
@@ -337,7 +337,7 @@ class MixPipeline(beam.PTransform):
 def run_pipeline(*, store: str, mix_dir: str, work_files: Sequence[str], beam_args: Sequence[str] = (),
                  version: int = records.SCHEMA_VERSION) -> Any:  # fmt: skip
     """Build and run the mix pipeline (shards in record schema ``version``); waits until it finishes."""
-    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    p = new_pipeline(beam_args)
     _ = p | "Mix" >> MixPipeline(store=store, mix_dir=mix_dir, work_files=work_files, version=version)
     result = p.run()
     result.wait_until_finish()

@@ -55,7 +55,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
 from audioscope.errors import UserError
@@ -63,7 +62,7 @@ from audioscope.folders import FolderLayout
 from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.schemas.annotations import AnnotationLayout
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
-from audioscope.pipelines.runner import RunnerConfig, to_stderr
+from audioscope.pipelines.runner import RunnerConfig, new_pipeline, to_stderr
 from audioscope.pipelines.work import WORK_SHARDS, ReadWork, write_work_shards
 from audioscope.progress import Poller, Progress
 
@@ -296,7 +295,7 @@ class RenderPipeline(beam.PTransform):
 
 def run_pipeline(media_dir: str, work_files: Sequence[str], beam_args: Sequence[str] = ()) -> Any:
     """Build and run the render pipeline; waits until it finishes."""
-    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    p = new_pipeline(beam_args)
     _ = p | "Render" >> RenderPipeline(media_dir, work_files)
     result = p.run()
     result.wait_until_finish()

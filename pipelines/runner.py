@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from audioscope.errors import UserError
 
@@ -64,6 +64,20 @@ def runner_name(beam_args: list[str]) -> str | None:
 def local_runner(beam_args: list[str]) -> bool:
     """True when the Beam flags leave the pipeline on the local DirectRunner."""
     return runner_name(beam_args) in LOCAL_RUNNERS
+
+
+def new_pipeline(beam_args: Sequence[str]) -> Any:
+    """A Beam pipeline for these flags; on the local runner, :class:`~audioscope.pipelines.local_runner.LocalRunner`
+    (Beam's DirectRunner would first try to download and run the PrismRunner)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(list(beam_args))
+    if local_runner(list(beam_args)):
+        from audioscope.pipelines.local_runner import LocalRunner
+
+        return beam.Pipeline(runner=LocalRunner(), options=options)
+    return beam.Pipeline(options=options)
 
 
 def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:

@@ -49,6 +49,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -58,12 +59,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from audioscope import storage
 from audioscope.errors import UserError
 from audioscope.ids import check_clip_id, check_video_id
-from audioscope.pipelines.runner import RunnerConfig, to_stderr
+from audioscope.pipelines.runner import RunnerConfig, new_pipeline, to_stderr
 from audioscope.pipelines.score_layout import FORMAT_VERSION, ScoresLayout  # ScoresLayout re-exported
 from audioscope.pipelines.work import IncompleteRun, ReadWork, shortfalls
 
@@ -88,15 +88,19 @@ def _local_copy(uri: str) -> str:
     """Copy a model directory on an object store to a local temporary folder."""
     fs, root = storage.url_to_fs(uri)
     root = root.rstrip("/")
-    local = tempfile.mkdtemp(prefix="audioscope-model-")
     files = fs.find(root)
     if not files:
         raise FileNotFoundError(f"no files under {uri}")
-    for f in files:
-        rel = f[len(root) :].lstrip("/")
-        dest = os.path.join(local, *rel.split("/"))
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        fs.get_file(f, dest)
+    local = tempfile.mkdtemp(prefix="audioscope-model-")
+    try:
+        for f in files:
+            rel = f[len(root) :].lstrip("/")
+            dest = os.path.join(local, *rel.split("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            fs.get_file(f, dest)
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
     return local
 
 
@@ -109,10 +113,14 @@ def load_predictor(model_path: str, batch_size: int = 64) -> Any:
     """
     from audioscope.schemas.coincidence_signature import load_model
 
-    local = model_path if storage.is_local(model_path) else _local_copy(model_path)
-    if local.startswith("file://"):
-        local = local[len("file://") :]
-    return load_model(local, batch_size=batch_size)
+    if storage.is_local(model_path):
+        local = model_path[len("file://") :] if model_path.startswith("file://") else model_path
+        return load_model(local, batch_size=batch_size)
+    local = _local_copy(model_path)
+    try:  # the model is in memory once loaded (and its id hashed): the copy is not left behind
+        return load_model(local, batch_size=batch_size)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 class CoincidenceModelHandler(ModelHandler[Example, float, Any]):
@@ -511,7 +519,7 @@ def run_pipeline(
     beam_args: Sequence[str] = (), started_at: float | None = None,
 ) -> beam.runners.runner.PipelineResult:
     """Build and run the score pipeline; waits until it finishes."""
-    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    p = new_pipeline(beam_args)
     _ = p | "Score" >> ScorePipeline(
         store=store, scores_dir=scores_dir, model_path=model_path, model_id=model_id,
         batch_size=batch_size, work_files=work_files, info=info, started_at=started_at,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -18,6 +19,40 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "integration" in item.keywords:
                 item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- #
+# nothing reaches the internet at test time
+
+#: Host names a test may look up: this machine (servers the tests start, emulators).
+LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1", "0.0.0.0", "ip6-localhost", socket.gethostname()}
+_looked_up: list[str] = []
+_getaddrinfo = socket.getaddrinfo
+
+
+def _local_only_getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in LOCAL_HOSTS:
+        _looked_up.append(str(name))
+        raise socket.gaierror(socket.EAI_NONAME, f"{name}: no network at test time")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _local_only_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _no_network() -> Iterator[None]:
+    """Fail a test whose process looked up a host on the network (offline, the lookup fails as it does here).
+
+    Registry fixtures are fetched by ``pip`` in a child process, outside this check.
+    """
+    del _looked_up[:]
+    yield
+    if _looked_up:
+        hosts = sorted(set(_looked_up))
+        del _looked_up[:]
+        pytest.fail(f"the test tried to reach the network: {', '.join(hosts)}")
 
 
 # --------------------------------------------------------------------------- #

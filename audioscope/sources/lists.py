@@ -26,7 +26,8 @@ What the published lists look like (checked in google-research/sound-separation,
 
 This module imports only the standard library, so the CLI can read lists
 without loading Beam or TensorFlow; remote list files (``gs://``, ``s3://``)
-are opened through fsspec, imported when needed.
+are opened through :mod:`audioscope.storage` (fsspec), imported when needed,
+so a public bucket is read without credentials as the media are.
 """
 
 from __future__ import annotations
@@ -441,10 +442,10 @@ def _open_raw(path: str) -> io.BufferedIOBase:
             raise UserError(f"video list {path} is a directory: give the list file itself") from None
         except PermissionError:
             raise UserError(f"cannot read video list {path}: permission denied") from None
-    import fsspec  # remote list files only
+    from audioscope import storage  # remote list files: public buckets without credentials, the GCS emulator
 
     try:
-        return fsspec.open(path, "rb").open()
+        return storage.open_file(path, "rb")  # type: ignore[return-value]
     except FileNotFoundError:
         raise UserError(f"video list {path} not found: check the URI and your credentials") from None
 

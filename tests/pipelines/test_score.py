@@ -267,3 +267,31 @@ def test_help_describes_the_output():
         assert word in text
     assert score_cli.normalise("rel/x") == os.path.abspath("rel/x")
     assert score_cli.normalise("gs://b/x/") == "gs://b/x"
+
+
+def test_a_model_on_an_object_store_is_loaded_without_leaving_its_copy(models, tmp_path, monkeypatch):
+    """Workers copy a gs:// model to a local folder to load it; once loaded (same id as the local files) the
+    copy is removed, and a model folder with no files leaves nothing either."""
+    import tempfile
+
+    from audioscope import storage
+    from audioscope.pipelines.score import load_predictor
+    from tests.gcs_emulator import GcsEmulator, pointed_at
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    local = load_predictor(str(models["a"]))
+    with GcsEmulator(bucket="models") as emu, pointed_at(emu.url):
+        fs, _ = storage.url_to_fs("gs://models/a")
+        for f in sorted(p for p in models["a"].rglob("*") if p.is_file()):
+            fs.put_file(str(f), f"models/a/{f.relative_to(models['a']).as_posix()}")
+        remote = load_predictor("gs://models/a")
+        assert remote.model_id == local.model_id
+        assert list(scratch.iterdir()) == []
+        audio = np.zeros((2, 80000), np.float32)
+        frames = np.full((2, 5, 128, 128, 3), 200, np.uint8)
+        assert np.allclose(remote(audio, frames), local(audio, frames))
+        with pytest.raises(FileNotFoundError):
+            load_predictor("gs://models/none")
+        assert list(scratch.iterdir()) == []

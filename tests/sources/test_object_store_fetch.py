@@ -166,6 +166,22 @@ def test_public_bucket_is_read_without_credentials(public_s3, tmp_path):
     assert open(got.path, "rb").read() == MEDIA
 
 
+def test_a_compressed_list_on_a_public_bucket_is_read_without_credentials(public_s3):
+    """The list reader goes through the same storage layer as the media (before: fsspec's defaults, which sign
+    every request and fail with no AWS keys)."""
+    import gzip
+
+    from audioscope.sources.lists import VideoRequest, read_video_list
+
+    owner, _ = public_s3
+    body = gzip.compress(b"videos/a.mp4\nvideos/b.mp4\n")
+    owner.put_object(Bucket="commons", Key="lists/videos.txt.gz", Body=body, ACL="public-read")
+    items = list(read_video_list("s3://commons/lists/videos.txt.gz", media_root="s3://commons"))
+    assert [i.uri for i in items if isinstance(i, VideoRequest)] == [
+        "s3://commons/videos/a.mp4", "s3://commons/videos/b.mp4",
+    ]
+
+
 def test_private_object_without_credentials_is_one_clear_access_denied(public_s3, tmp_path):
     owner, _ = public_s3
     owner.put_object(Bucket="private", Key="a.mp4", Body=MEDIA)  # not public
