@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from audioscope import __version__, quiet
 from audioscope.errors import UserError
@@ -68,6 +70,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the command stops as on Ctrl-C (finished work kept, scratch removed, worker
+    processes stopped, a training checkpointed) instead of dying where it stands."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread while a command runs (the previous
+    handlers come back after: the tests call :func:`main` in their own process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or :class:`Stopped`) behind ``exc``, if any.
+
+    A Beam DoFn running in the main thread (one local worker) turns the
+    KeyboardInterrupt it receives into ``RuntimeError("KeyboardInterrupt
+    [while running 'step']")``, raised while handling it: the interrupt is in
+    the exception's context chain.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    what = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped) else "interrupted"
+    print(
+        f"\naudioscope {command}: {what}. Finished work is kept; run the same command again to resume.",
+        file=sys.stderr,
+    )
+    return 128 + exc.signum if isinstance(exc, Stopped) else 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -81,23 +138,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(func(args) or 0)
+        with _stop_signals():
+            return int(func(args) or 0)
     except UserError as e:
         print(f"audioscope {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"\naudioscope {args.command}: interrupted. Finished work is kept; "
-            "run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(args.command, e)
     except BrokenPipeError:
         # The reader went away (`audioscope clips list | head`): stop quietly,
         # as other Unix tools do, with 128 + SIGPIPE. Standard output now
         # points at /dev/null so that flushing it at exit raises nothing.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as e:
+        stop = interruption(e)
+        if stop is None:
+            raise
+        return _interrupted(args.command, stop)
 
 
 def run() -> None:

@@ -65,6 +65,16 @@ class _HarmlessRecords(logging.Filter):
         return not any(m in message for m in HARMLESS_LOG_MESSAGES)
 
 
+#: Loggers whose records of an interrupt (Ctrl-C, SIGTERM) repeat what the command says in one line:
+#: Beam logs the KeyboardInterrupt a DoFn in the main thread receives, with its traceback, as an error.
+INTERRUPT_LOGGERS = ("apache_beam.runners.common",)
+
+
+class _InterruptRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
 def configure(verbose: int = 0) -> None:
     """Keep library start-up noise out of the output (``verbose`` 0), or let
     it through (``verbose`` >= 1). Call it before TensorFlow is imported."""
@@ -75,6 +85,9 @@ def configure(verbose: int = 0) -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger().addFilter(_HarmlessRecords())
+    for name in INTERRUPT_LOGGERS:
+        if not any(isinstance(f, _InterruptRecords) for f in logging.getLogger(name).filters):
+            logging.getLogger(name).addFilter(_InterruptRecords())
     for module in ("keras", "tensorflow", "absl"):
         warnings.filterwarnings("ignore", module=module)
     if sys.stderr is sys.__stderr__:  # not under a test runner's capture

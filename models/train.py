@@ -321,6 +321,7 @@ def _loop(
     t0 = time.monotonic()
     window: list[dict[str, float]] = []
     stopped_by = "steps"
+    interrupt: KeyboardInterrupt | None = None
     step = start_step
     try:
         while step < target:
@@ -341,8 +342,8 @@ def _loop(
                     trainer.average.add(trainer.model.weights, step)
             if step % config.checkpoint_every == 0:
                 trainer.checkpoints.save(step, used + time.monotonic() - t0)
-    except KeyboardInterrupt:
-        stopped_by = "interrupted"
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (audioscope.cli.Stopped)
+        stopped_by, interrupt = "interrupted", e
     finally:
         if bar:
             bar.close()
@@ -351,8 +352,8 @@ def _loop(
     writer.flush()
     last = _mean(window[-config.summary_every :])
     result = _finish(trainer, run_dir, step, step - start_step, seconds, stopped_by, last, progress)
-    if stopped_by == "interrupted":
-        raise KeyboardInterrupt
+    if interrupt is not None:
+        raise interrupt
     return result
 
 

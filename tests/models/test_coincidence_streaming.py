@@ -188,6 +188,35 @@ def test_a_killed_training_resumes_from_its_checkpoint_with_its_options(tmp_path
 
 
 @pytest.mark.integration
+def test_sigterm_stops_training_as_ctrl_c_does_with_a_checkpoint_first(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM (preemption, `timeout`, `kill`) checkpoints the step reached and says so; before,
+    the process died at once and the steps since the last periodic checkpoint were lost."""
+    import re
+
+    store = _make_store(tmp_path / "store", 8, 12)
+    state = tmp_path / "model.run" / "checkpoints" / "checkpoint"
+    proc = subprocess.Popen(_train_cmd(store, tmp_path / "model"), cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 900
+        while not (state.exists() and '"ckpt-100"' in state.read_text()) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint at step 100"
+            time.sleep(0.2)
+        time.sleep(1.0)  # some steps past the periodic checkpoint
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "audioscope coincidence: stopped by SIGTERM. Finished work is kept; run the same command again to resume."
+    )
+    latest = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.M)
+    assert latest and int(latest.group(1)) > 100  # the step reached was saved on the way out
+
+
+@pytest.mark.integration
 def test_streaming_reads_a_gs_store_through_the_clip_store_reader(tmp_path: Path) -> None:
     """The same store on the GCS emulator (a real GCS API on 127.0.0.1) gives the same examples."""
     import uuid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -221,6 +222,66 @@ def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
     pd.testing.assert_frame_equal(_index_table(killed), _index_table(reference))
     leftovers = [p for p in killed.rglob("*") if p.name.startswith(".")]
     assert leftovers == [] or all(p.suffix == ".tmp" for p in leftovers)
+
+
+def _session_processes(sid: int) -> list[str]:
+    """Command lines of the live processes of session ``sid`` (zombies not counted)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+@pytest.mark.parametrize(
+    "sig,workers,code,said",
+    [(signal.SIGTERM, "2", 143, "stopped by SIGTERM"), (signal.SIGINT, "1", 130, "interrupted")],
+    ids=["sigterm-pool", "ctrl-c-one-worker"],
+)
+def test_a_stopped_run_cleans_up_says_so_and_resumes(sig, workers, code, said, tmp_path):
+    """SIGTERM (a scheduler, `timeout`, `kill`) stops a run as Ctrl-C does: before, it died where it stood,
+    leaving the pool's processes running and its scratch in the temporary directory; and Ctrl-C with one
+    worker (the DoFn in the main thread, where Beam wraps the interrupt in a RuntimeError) ended in a
+    traceback."""
+    lst = _many_videos(tmp_path / "c", 8)
+    reference = tmp_path / "reference"
+    assert ingest(lst, reference) == 0
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audioscope", "ingest", str(lst), "--out", str(stopped), "--workers", workers],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )  # fmt: skip
+    status_dir = stopped / "status"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if status_dir.exists() and any(status_dir.rglob("*.json")):
+            break
+        time.sleep(0.02)
+    proc.send_signal(sig)  # the launcher alone, not its process group
+    err = proc.communicate(timeout=60)[1]
+    try:
+        assert proc.returncode == code, err
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+            f"audioscope ingest: {said}. Finished work is kept; run the same command again to resume."
+        )
+        assert not (stopped / "summary.json").exists()  # stopped before the end
+        deadline = time.monotonic() + 10
+        while _session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _session_processes(proc.pid) == []  # the pool, its fork server and ffmpeg are gone too
+        assert sorted(p.name for p in scratch.iterdir()) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert ingest(lst, stopped) == 0
+    pd.testing.assert_frame_equal(_index_table(stopped), _index_table(reference))
 
 
 def _free_port() -> int:

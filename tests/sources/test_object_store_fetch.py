@@ -302,6 +302,9 @@ def test_every_credentials_error_of_gcsfs_s3fs_and_their_auth_libraries_is_acces
             raise error
 
     monkeypatch.setattr(storage, "url_to_fs", lambda u, anonymous=False: (Refusing(), u.split("://", 1)[1]))
+    # The message says whether AWS credentials exist; botocore's chain would end at the instance metadata
+    # server (169.254.169.254), as it should on EC2. This machine is not one.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(FetchError) as e:
         fetch(uri, str(tmp_path), FetchLimits(retries=3, backoff_s=0.01, timeout_s=30))
     assert e.value.kind == "access_denied" and not e.value.transient and len(calls) == 1
