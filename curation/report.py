@@ -418,7 +418,8 @@ def _band_examples(report: DfReport, run_dir: str, media: Media) -> str:
     from audioscope.clipstore.reader import ClipStore
 
     try:
-        scores = pd.read_parquet(ScoresLayout(scores_dir).scores_parquet, columns=["clip_id", "probability"])
+        with storage.open_file(ScoresLayout(scores_dir).scores_parquet) as fh:  # local, gs:// or s3://
+            scores = pd.read_parquet(fh, columns=["clip_id", "probability"])
         store = ClipStore.open(store_dir)
     except Exception as e:  # noqa: BLE001 - the report says what could not be read, and goes on
         return head + f"<p class=\"missing\">The example clips could not be read ({esc(e)}).</p>"
