@@ -192,6 +192,15 @@ def _all_clips(store: Path) -> dict[str, tuple[bytes, bytes]]:
     return {c.clip_id: (c.audio.tobytes(), c.frames.tobytes()) for c in cs.iter_clips()}
 
 
+def _wait_for_a_finished_video(proc: subprocess.Popen, status_dir: Path) -> None:
+    """Until the run ``proc`` has written its first video status (or ended, or 2 minutes passed)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if status_dir.exists() and any(status_dir.rglob("*.json")):
+            break
+        time.sleep(0.02)
+
+
 def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
     lst = _many_videos(tmp_path / "c", 8)
     reference = tmp_path / "reference"
@@ -203,11 +212,7 @@ def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     status_dir = killed / "status"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if status_dir.exists() and any(status_dir.rglob("*.json")):
-            break
-        time.sleep(0.02)
+    _wait_for_a_finished_video(proc, status_dir)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_at_kill = len(list(status_dir.rglob("*.json")))
@@ -259,11 +264,7 @@ def test_a_stopped_run_cleans_up_says_so_and_resumes(sig, workers, code, said, t
         env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
     status_dir = stopped / "status"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if status_dir.exists() and any(status_dir.rglob("*.json")):
-            break
-        time.sleep(0.02)
+    _wait_for_a_finished_video(proc, status_dir)
     proc.send_signal(sig)  # the launcher alone, not its process group
     err = proc.communicate(timeout=60)[1]
     try:
