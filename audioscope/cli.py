@@ -118,10 +118,11 @@ def interruption(exc: BaseException) -> KeyboardInterrupt | None:
 
 def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
     what = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped) else "interrupted"
-    print(
-        f"\naudioscope {command}: {what}. Finished work is kept; run the same command again to resume.",
-        file=sys.stderr,
-    )
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(
+            f"\naudioscope {command}: {what}. Finished work is kept; run the same command again to resume.",
+            file=sys.stderr,
+        )
     return 128 + exc.signum if isinstance(exc, Stopped) else 130
 
 
