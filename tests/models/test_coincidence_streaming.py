@@ -143,25 +143,25 @@ def _train_cmd(store: Path, out: Path) -> list[str]:
             "--other-match-db", "10", "--shift-onoff-db", "6"]  # fmt: skip
 
 
+def _saved_at_100(state: Path) -> bool:
+    """Whether the checkpoint state file names ckpt-100. TensorFlow names a checkpoint there only once all
+    its files are written: ckpt-100.index alone can appear before the checkpoint is whole."""
+    return state.exists() and '"ckpt-100"' in state.read_text()
+
+
 @pytest.mark.integration
 def test_a_killed_training_resumes_from_its_checkpoint_with_its_options(tmp_path: Path) -> None:
     store = _make_store(tmp_path / "store", 8, 12)
     out = tmp_path / "model"
-    # TensorFlow names a checkpoint in this state file only once all its files
-    # are written: ckpt-100.index alone can appear before the checkpoint is whole.
     state = tmp_path / "model.run" / "checkpoints" / "checkpoint"
-
-    def saved_at_100() -> bool:
-        return state.exists() and '"ckpt-100"' in state.read_text()
-
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(_train_cmd(store, out), cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 900
-        while not saved_at_100() and first.poll() is None and time.monotonic() < deadline:
+        while not _saved_at_100(state) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert saved_at_100(), "no checkpoint at step 100"
+        assert _saved_at_100(state), "no checkpoint at step 100"
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
@@ -199,7 +199,7 @@ def test_sigterm_stops_training_as_ctrl_c_does_with_a_checkpoint_first(tmp_path:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 900
-        while not (state.exists() and '"ckpt-100"' in state.read_text()) and proc.poll() is None:
+        while not _saved_at_100(state) and proc.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint at step 100"
             time.sleep(0.2)
         time.sleep(1.0)  # some steps past the periodic checkpoint
