@@ -19,6 +19,8 @@ from typing import IO, Any, Iterator
 import fsspec
 from fsspec import AbstractFileSystem
 
+from audioscope import uris
+
 Pathlike = str | os.PathLike[str]
 
 
@@ -99,14 +101,13 @@ def url_to_fs(uri: Pathlike, *, anonymous: bool = False) -> tuple[AbstractFileSy
     return fs, path
 
 
-def is_local(uri: Pathlike) -> bool:
-    return "://" not in os.fspath(uri) or os.fspath(uri).startswith("file://")
+is_local = uris.is_local
 
 
 def join(base: Pathlike, *parts: str) -> str:
     """Join path parts with ``/`` (kept as a URI when ``base`` is one)."""
     base_s = os.fspath(base)
-    if is_local(base_s) and not base_s.startswith("file://"):
+    if is_local(base_s) and not base_s.startswith(uris.FILE_SCHEME):
         return os.path.join(base_s, *parts)
     return posixpath.join(base_s.rstrip("/"), *parts)
 

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from audioscope import storage
+from audioscope import storage, uris
 from audioscope.schemas.df import DfLayout, read_df, read_report
 from audioscope.curation.manifest import fmt_bytes
 from audioscope.errors import UserError
@@ -365,7 +365,7 @@ def shown_path(path: Any) -> str:
     text = str(path)
     if not storage.is_local(text):
         return text.rstrip("/")
-    local = text[len("file://"):] if text.startswith("file://") else text
+    local = uris.local_path(text)
     if not os.path.isabs(local):
         return os.path.normpath(local)
     rel = os.path.relpath(local, os.getcwd())

@@ -66,7 +66,7 @@ from audioscope.pipelines.ingest_pool import (
     pool_processes,
     take_early,
 )
-from audioscope.pipelines.runner import new_pipeline
+from audioscope.pipelines.runner import new_pipeline, run_to_end
 from audioscope.pipelines.work import ReadWork
 
 METRICS_NAMESPACE = "audioscope.ingest"
@@ -456,8 +456,7 @@ def run_pipeline(
     pool = local_pool_size(beam_args)
     _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at, local_pool=pool)
     try:
-        result = p.run()
-        result.wait_until_finish()
+        result = run_to_end(p)
     finally:
         if pool:
             close_local_pool()

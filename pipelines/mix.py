@@ -52,7 +52,7 @@ from audioscope.pipelines.mix_layout import FORMAT_VERSION, MixLayout
 from audioscope.pipelines.mix_outputs import first_clip_info
 from audioscope.pipelines.mix_plan import DEFAULT_MOM_PARTNERS, Plan, Planned, PlanOptions, Shard
 from audioscope.pipelines.mix_recipes import DEFAULT_SHARD_BYTES, RECIPES, Recipe
-from audioscope.pipelines.runner import new_pipeline
+from audioscope.pipelines.runner import new_pipeline, run_to_end
 from audioscope.pipelines.work import ReadWork
 from audioscope.schemas import records
 
@@ -339,9 +339,7 @@ def run_pipeline(*, store: str, mix_dir: str, work_files: Sequence[str], beam_ar
     """Build and run the mix pipeline (shards in record schema ``version``); waits until it finishes."""
     p = new_pipeline(beam_args)
     _ = p | "Mix" >> MixPipeline(store=store, mix_dir=mix_dir, work_files=work_files, version=version)
-    result = p.run()
-    result.wait_until_finish()
-    return result
+    return run_to_end(p)
 
 
 # --------------------------------------------------------------------------- the run

@@ -56,13 +56,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from audioscope import storage
+from audioscope import storage, uris
 from audioscope.errors import UserError
 from audioscope.folders import FolderLayout
 from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.schemas.annotations import AnnotationLayout
 from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_tool, stderr_tail
-from audioscope.pipelines.runner import RunnerConfig, new_pipeline, to_stderr
+from audioscope.pipelines.runner import RunnerConfig, new_pipeline, run_to_end, to_stderr
 from audioscope.pipelines.work import WORK_SHARDS, ReadWork, write_work_shards
 from audioscope.progress import Poller, Progress
 
@@ -297,9 +297,7 @@ def run_pipeline(media_dir: str, work_files: Sequence[str], beam_args: Sequence[
     """Build and run the render pipeline; waits until it finishes."""
     p = new_pipeline(beam_args)
     _ = p | "Render" >> RenderPipeline(media_dir, work_files)
-    result = p.run()
-    result.wait_until_finish()
-    return result
+    return run_to_end(p)
 
 
 # --------------------------------------------------------------------------- the launcher's part
@@ -346,14 +344,14 @@ def confine_source(raw: str, media_root: str | None) -> str:
     value = resolve_location(raw, media_root or "/", media_root)
     if media_root is None:
         return value
-    if "://" in media_root and not media_root.startswith("file://"):
+    if not uris.is_local(media_root):
         root = media_root.rstrip("/") + "/"
         if not value.startswith(root):
             raise RowError("unsafe_path", f"{raw!r} is outside the media root {media_root}")
         return value
-    if "://" in value and not value.startswith("file://"):
+    if not uris.is_local(value):
         raise RowError("unsafe_path", f"{raw!r} is not a file under the media root {media_root}")
-    root = os.path.realpath(media_root[len("file://"):] if media_root.startswith("file://") else media_root)
+    root = os.path.realpath(uris.local_path(media_root))
     real = os.path.realpath(value)
     if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
         raise RowError("unsafe_path", f"{raw!r} is outside the media root {root}")

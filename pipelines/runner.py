@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from audioscope.errors import UserError
+from audioscope.uris import is_local, normalise
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +81,35 @@ def new_pipeline(beam_args: Sequence[str]) -> Any:
     return beam.Pipeline(options=options)
 
 
+def run_to_end(pipeline: Any) -> Any:
+    """Run a pipeline built by :func:`new_pipeline` and wait until it finishes; returns its result.
+
+    For a runner other than the local one, Beam stages a list of the
+    launcher's packages in a new folder under the system's temporary folder
+    (``tmp*/submission_environment_dependencies.txt``) and leaves it there,
+    one per launch; that scratch goes to a private folder removed when the
+    run ends, whatever the ending.
+    """
+    import shutil
+    import tempfile
+
+    from audioscope.pipelines.local_runner import LocalRunner
+
+    if isinstance(pipeline.runner, LocalRunner):
+        result = pipeline.run()
+        result.wait_until_finish()
+        return result
+    scratch = tempfile.mkdtemp(prefix="audioscope-launch-")
+    previous, tempfile.tempdir = tempfile.tempdir, scratch
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
 def local_parallelism(beam_args: list[str], workers: int | None) -> list[str]:
     """Add ``workers``-way parallelism when the pipeline runs on the local runner.
 
@@ -126,11 +156,6 @@ def remote_workers(beam_args: list[str]) -> bool:
     return runner in REMOTE_RUNNERS or env in REMOTE_ENVIRONMENTS
 
 
-def is_local_path(uri: str) -> bool:
-    """A path on this machine's disk (plain path or ``file://``), not a URI workers can reach."""
-    return "://" not in uri or uri.startswith("file://")
-
-
 def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -> dict[str, str | None]:
     """Every path normalised (:func:`normalise`), local ones refused when the workers are remote.
 
@@ -142,7 +167,7 @@ def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -
     """
     out = {k: (normalise(v) if v else v) for k, v in paths.items()}
     if remote_workers(beam_args):
-        local = [f"{k} {v}" for k, v in out.items() if v and is_local_path(v)]
+        local = [f"{k} {v}" for k, v in out.items() if v and is_local(v)]
         if local:
             runner = runner_name(beam_args) or "the portable runner"
             raise UserError(
@@ -151,12 +176,3 @@ def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -
                 "reach (or run on the local runner)"
             )
     return out
-
-
-def normalise(uri: str) -> str:
-    """A local path made absolute (so `./x` and `/abs/x` are the same); URIs as given."""
-    if "://" in uri and not uri.startswith("file://"):
-        return uri.rstrip("/")
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
-    return os.path.abspath(uri)

@@ -60,10 +60,10 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from audioscope import storage
+from audioscope import storage, uris
 from audioscope.errors import UserError
 from audioscope.ids import check_clip_id, check_video_id
-from audioscope.pipelines.runner import RunnerConfig, new_pipeline, to_stderr
+from audioscope.pipelines.runner import RunnerConfig, new_pipeline, run_to_end, to_stderr
 from audioscope.pipelines.score_layout import FORMAT_VERSION, ScoresLayout  # ScoresLayout re-exported
 from audioscope.pipelines.work import IncompleteRun, ReadWork, shortfalls
 
@@ -114,8 +114,7 @@ def load_predictor(model_path: str, batch_size: int = 64) -> Any:
     from audioscope.schemas.coincidence_signature import load_model
 
     if storage.is_local(model_path):
-        local = model_path[len("file://") :] if model_path.startswith("file://") else model_path
-        return load_model(local, batch_size=batch_size)
+        return load_model(uris.local_path(model_path), batch_size=batch_size)
     local = _local_copy(model_path)
     try:  # the model is in memory once loaded (and its id hashed): the copy is not left behind
         return load_model(local, batch_size=batch_size)
@@ -524,9 +523,7 @@ def run_pipeline(
         store=store, scores_dir=scores_dir, model_path=model_path, model_id=model_id,
         batch_size=batch_size, work_files=work_files, info=info, started_at=started_at,
     )
-    result = p.run()
-    result.wait_until_finish()
-    return result
+    return run_to_end(p)
 
 
 # --------------------------------------------------------------------------- #

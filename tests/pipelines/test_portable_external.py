@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -106,11 +107,16 @@ def external(tmp_path_factory):
             _stop(pool)
 
 
-def test_ingest_and_score_with_external_workers_equal_the_direct_runner(external):
+def test_ingest_and_score_with_external_workers_equal_the_direct_runner(external, monkeypatch):
     from audioscope.clipstore import ClipStore
     from audioscope.pipelines.score import ScoresLayout
 
     tmp = external["tmp"]
+    # The launcher's temporary folder: Beam stages a package list there for remote
+    # workers (one tmp*/ per launch, never removed by Beam); nothing may be left in it.
+    launcher_tmp = tmp / "launcher-tmp"
+    launcher_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(launcher_tmp))
     root = f"gs://{external['emu'].bucket}/{uuid.uuid4().hex[:8]}"
     videos = tmp / "videos"
     videos.mkdir()
@@ -128,6 +134,9 @@ def test_ingest_and_score_with_external_workers_equal_the_direct_runner(external
         assert cli.main(["ingest", f"{root}/list.txt", "--store", store, "--poll", "1", *rest]) == 0
         assert cli.main(["score", "--store", store, "--model", f"{root}/model", "--out", scores, "--poll", "1", *rest]) == 0
         results[name] = (ClipStore.open(store), ScoresLayout(scores))
+        # (multiprocessing's and TensorFlow's files of this process go when it exits)
+        left = [p.name for p in launcher_tmp.iterdir() if not p.name.startswith(("pymp-", "__autograph_generated"))]
+        assert left == [], name
 
     (direct, d_scores), (portable, p_scores) = results["direct"], results["external"]
     assert len(direct.index) == 5 and set(direct.index["video_id"]) == {"first", "second_one"}
