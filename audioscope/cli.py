@@ -21,7 +21,7 @@ import threading
 from typing import Callable, Iterator, Sequence
 
 from audioscope import __version__, quiet
-from audioscope.errors import UserError
+from audioscope.errors import UserError, exception_chain, system_failure
 
 __all__ = ["UserError", "build_parser", "main", "run"]
 
@@ -106,14 +106,7 @@ def interruption(exc: BaseException) -> KeyboardInterrupt | None:
     [while running 'step']")``, raised while handling it: the interrupt is in
     the exception's context chain.
     """
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, KeyboardInterrupt)), None)
 
 
 def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
@@ -154,9 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except Exception as e:
         stop = interruption(e)
-        if stop is None:
+        if stop is not None:
+            return _interrupted(args.command, stop)
+        failure = system_failure(e)
+        if failure is None:
             raise
-        return _interrupted(args.command, stop)
+        print(f"audioscope {args.command}: error: {failure}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

@@ -3,10 +3,18 @@
 Library code raises :class:`UserError` with a message that says what went
 wrong and what to do next; the command line (``audioscope.cli``) prints it
 on one line, without a traceback, and exits with status 2. Library code
-never decides exit codes or imports the command line.
+never decides exit codes or imports the command line. A failure of the
+machine (a full disk, a read-only folder) is not the user's input: it rises
+as the OSError it is, and :func:`system_failure` gives the command line its
+one line (exit status 1).
 """
 
 from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import Iterator
 
 
 class UserError(Exception):
@@ -14,3 +22,55 @@ class UserError(Exception):
 
     The message must say what went wrong and what to do next.
     """
+
+
+#: Failures of the machine, not of the input or the code: errno -> (what happened, what to do).
+_SYSTEM_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free some space (or give a location on another disk)"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space (or give a location on another disk)"),
+    errno.EROFS: ("the file system is read-only", "give a location that can be written"),
+    errno.EACCES: ("permission denied", "check the folder's permissions (or give another location)"),
+    errno.EPERM: ("operation not permitted", "check the folder's permissions (or give another location)"),
+    errno.EMFILE: ("too many open files", "raise the limit (`ulimit -n 65536`) or run fewer workers"),
+}
+#: The same failures as they read in messages that crossed a process (Beam's SDK workers
+#: and TensorFlow pass on the text of an error, not the error).
+_SYSTEM_ERROR_TEXT = {os.strerror(code): code for code in _SYSTEM_ERRORS}
+_ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] [^\n:']*(?:: '([^'\n]+)'(?: -> '([^'\n]+)')?)?")
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, once each."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        yield e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+
+
+def system_failure(exc: BaseException) -> str | None:
+    """One line for a failure of the machine behind ``exc`` (a full disk, a read-only or
+    forbidden folder, too many open files), saying what to do; None for any other error.
+
+    Library code lets such an OSError rise (it is not the input's fault, and the
+    next item would fail the same way); Beam and TensorFlow may wrap it, or pass
+    on only its text, so the whole exception chain and its messages are read.
+    """
+    chain = list(exception_chain(exc))
+    failures = [e for e in chain if isinstance(e, OSError) and e.errno in _SYSTEM_ERRORS]
+    failures.sort(key=lambda e: e.filename is None)  # one that names its file first
+    # (of a copy or a rename, the file written: ``filename2``)
+    found = (failures[0].errno, failures[0].filename2 or failures[0].filename) if failures else None
+    if found is None:  # only the text crossed over: Python's "[Errno N] text: 'file'", or the text alone
+        texts = [str(e) for e in chain]
+        named = [(int(m[1]), m[3] or m[2]) for t in texts for m in _ERRNO_TEXT.finditer(t) if int(m[1]) in _SYSTEM_ERRORS]
+        named.sort(key=lambda n: n[1] is None)
+        found = named[0] if named else next(
+            ((c, None) for t in texts for text, c in _SYSTEM_ERROR_TEXT.items() if text in t), None
+        )
+    if found is None:
+        return None
+    (what, todo), filename = _SYSTEM_ERRORS[found[0]], found[1]
+    where = f" ({filename})" if filename else ""
+    return f"{what}{where}: {todo}, then run the same command again; finished work is kept"

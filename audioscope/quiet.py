@@ -57,6 +57,7 @@ _PREFIXES = (b"I0", b"W0", b"WARNING: All log", b"To enable the following", b"20
 HARMLESS_LOG_MESSAGES = ("Resource module is not available for current platform",)
 
 _installed = False
+_quiet = False
 
 
 class _HarmlessRecords(logging.Filter):
@@ -65,21 +66,43 @@ class _HarmlessRecords(logging.Filter):
         return not any(m in message for m in HARMLESS_LOG_MESSAGES)
 
 
-#: Loggers whose records of an interrupt (Ctrl-C, SIGTERM) repeat what the command says in one line:
-#: Beam logs the KeyboardInterrupt a DoFn in the main thread receives, with its traceback, as an error.
-INTERRUPT_LOGGERS = ("apache_beam.runners.common",)
+#: Loggers whose records of an interrupt (Ctrl-C, SIGTERM) or of a full disk repeat what the command
+#: says in one line: Beam logs the exception a DoFn raises (a KeyboardInterrupt in the main thread
+#: included), with its traceback, as an error.
+INTERRUPT_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")
+
+
+def reported_by_the_command(exc: BaseException | None, text: str = "") -> bool:
+    """Whether a runner's report of an error (the exception, or only its text) is an
+    interrupt or a failure of the machine (a full disk...): the command says either
+    in one line of its own (``audioscope.cli``), so the runner's traceback is a repeat."""
+    from audioscope.errors import system_failure
+
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    lines = text.strip().splitlines()
+    if exc is None and lines and lines[-1].startswith("KeyboardInterrupt"):
+        return True
+    return system_failure(exc if exc is not None else Exception(text)) is not None
+
+
+def active() -> bool:
+    """Whether :func:`configure` made this process quiet (no ``--verbose``)."""
+    return _quiet
 
 
 class _InterruptRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+        return not reported_by_the_command(record.exc_info[1] if record.exc_info else None, record.getMessage())
 
 
 def configure(verbose: int = 0) -> None:
     """Keep library start-up noise out of the output (``verbose`` 0), or let
     it through (``verbose`` >= 1). Call it before TensorFlow is imported."""
+    global _quiet
     if verbose:
         return
+    _quiet = True
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     for name in NOISY_LOGGERS:

@@ -166,9 +166,11 @@ def atomic_write(
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
             if os.path.exists(tmp):
                 os.remove(tmp)
+            if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # say which file
+                raise OSError(e.errno, e.strerror, os.fspath(uri)) from e
             raise
     else:
         fs.pipe_file(path, payload, **_content_type_kwargs(fs, content_type))

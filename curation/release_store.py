@@ -130,7 +130,10 @@ def copy_file(
             if max_bytes is not None and n + len(chunk) > max_bytes:
                 raise TooLarge(max_bytes)
             h.update(chunk)
-            fout.write(chunk)
+            try:
+                fout.write(chunk)
+            except OSError as e:  # a full or read-only disk: say which file could not be written
+                raise OSError(e.errno, e.strerror, dst) from e
             n += len(chunk)
         if dst_local:
             fout.flush()

@@ -10,6 +10,11 @@ here has tested. The steps' local runs therefore go straight to the
 FnApiRunner, set up as the DirectRunner sets it up for a batch pipeline
 (the pipeline options handed to its workers), with no network access.
 ``--runner PrismRunner`` still chooses Prism explicitly.
+
+Beam's in-process workers also print the traceback of any error a DoFn
+raises to standard error, before the runner raises the same error in the
+command: for an interrupt or a full disk, which the command reports in one
+line, that print is dropped unless ``--verbose`` is given.
 """
 
 from __future__ import annotations
@@ -27,6 +32,26 @@ class LocalRunner(PipelineRunner):
         from apache_beam.runners.portability.fn_api_runner import fn_runner
         from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+        _quiet_worker_tracebacks()
         encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
         info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
         return fn_runner.FnApiRunner(provision_info=info).run_pipeline(pipeline, options)
+
+
+def _quiet_worker_tracebacks() -> None:
+    """Route the print of Beam's SDK worker (``sdk_worker.print``) through
+    :func:`audioscope.quiet.reported_by_the_command` in a quiet command."""
+    from apache_beam.runners.worker import sdk_worker
+
+    from audioscope import quiet
+
+    if not quiet.active() or getattr(sdk_worker, "print", None) is _worker_print:
+        return
+    sdk_worker.print = _worker_print  # type: ignore[attr-defined]  # a module global shadows the builtin
+
+
+def _worker_print(*args: Any, **kwargs: Any) -> None:
+    from audioscope import quiet
+
+    if not quiet.reported_by_the_command(None, " ".join(str(a) for a in args)):
+        print(*args, **kwargs)

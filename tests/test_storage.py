@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import fsspec
@@ -32,6 +33,19 @@ def test_failed_write_keeps_old_content(tmp_path, monkeypatch):
         storage.atomic_write(str(target), b"new")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_a_failed_write_names_its_file(tmp_path, monkeypatch):
+    """The OSError of a write (a full disk) names no file; atomic_write's names the one it was writing."""
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", lambda fd: full(fd, b""))
+    with pytest.raises(OSError) as caught:
+        storage.atomic_write(str(tmp_path / "x.bin"), b"new")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "x.bin")
+    assert os.listdir(tmp_path) == []
 
 
 def test_listing_skips_hidden_temporaries(tmp_path):

@@ -1,0 +1,142 @@
+"""A full disk, a read-only folder: the command says so in one line (which file, what to do),
+with no traceback and a non-zero exit, and running it again once there is room resumes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from audioscope.clipstore import ClipStore
+from audioscope.errors import system_failure
+
+from .videos import av_video
+
+pytestmark = pytest.mark.integration
+
+AUDIOSCOPE = f"{shlex.quote(sys.executable)} -m audioscope"
+
+
+def _can_mount() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode == 0
+
+
+needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs root and `unshare -m` to mount a small disk")
+
+
+def _in_own_mounts(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` (sh) in a private mount namespace: its tmpfs mounts vanish with it."""
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+
+
+def _sections(out: str) -> dict[str, str]:
+    """The script's output cut at ``== NAME`` marker lines."""
+    parts: dict[str, list[str]] = {}
+    name = ""
+    for line in out.splitlines():
+        if line.startswith("== "):
+            name = line[3:]
+            parts[name] = []
+        else:
+            parts.setdefault(name, []).append(line)
+    return {k: "\n".join(v) for k, v in parts.items()}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("full-disk")
+    (root / "videos").mkdir()
+    for i in range(5):
+        av_video(root / "videos" / f"v{i}.mp4", duration=7 + i % 2, size="320x240")
+    (root / "list.txt").write_text("".join(f"videos/v{i}.mp4\n" for i in range(5)))
+    return root
+
+
+def test_the_line_names_the_file_and_what_to_do():
+    full = system_failure(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/store/media/a.npz"))
+    assert full is not None and full.startswith("no space left on the device (/data/store/media/a.npz): free some space")
+    assert full.endswith("run the same command again; finished work is kept")
+    # Beam's in-process workers hand the launcher only the text of a worker's error;
+    # of a copy, the file written is the one to name
+    text = RuntimeError(
+        "Traceback ...\nOSError: [Errno 30] Read-only file system: '/tmp/work-0.jsonl' -> '/out/mix/work-0.jsonl' "
+        "[while running 'Mix/WriteShards']"
+    )
+    assert system_failure(text).startswith("the file system is read-only (/out/mix/work-0.jsonl): give a location")
+    wrapped = RuntimeError("bundle failed")
+    wrapped.__cause__ = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+    assert system_failure(wrapped).startswith("disk quota exceeded: free some space")
+    assert system_failure(ValueError("bad value")) is None
+    assert system_failure(FileNotFoundError(errno.ENOENT, "No such file", "/x")) is None
+
+
+def test_a_full_standard_output_is_one_line(videos, tmp_path):
+    store = tmp_path / "store"
+    ok = subprocess.run([sys.executable, "-m", "audioscope", "ingest", str(videos / "list.txt"), "--out", str(store)],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "audioscope", "clips", "list", "--store", str(store)],
+                              stdout=full, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "audioscope clips: error: no space left on the device: free some space (or give a location on another "
+        "disk), then run the same command again; finished work is kept"
+    ]
+
+
+@needs_mount
+def test_ingest_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_room(videos, tmp_path):
+    reference = tmp_path / "reference"
+    ok = subprocess.run([sys.executable, "-m", "audioscope", "ingest", str(videos / "list.txt"), "--out", str(reference)],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    media = sorted(p.stat().st_size for p in (reference / "media").rglob("*.npz"))
+    room = sum(media[:2]) + media[-1] // 2 + 64 * 1024  # two videos fit, the third does not
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    ingest = f"{AUDIOSCOPE} ingest {videos / 'list.txt'} --out {disk / 'store'} --workers 1"
+    out = _in_own_mounts(
+        f"mount -t tmpfs -o size={room} tmpfs {disk} && echo '== full' && {ingest} 2>&1; echo \"rc=$?\"; "
+        f"echo '== room' && mount -o remount,size={sum(media) * 4} {disk} && {ingest} 2>&1; echo \"rc=$?\"; "
+        f"cp -a {disk / 'store'} {kept}"
+    )
+    said = _sections(out.stdout)
+    full = said["full"].splitlines()
+    assert full[-1] == "rc=1", out.stdout + out.stderr
+    assert "Traceback" not in said["full"]
+    assert full[-2].startswith(f"audioscope ingest: error: no space left on the device ({disk / 'store'}/")
+    assert full[-2].endswith("free some space (or give a location on another disk), then run the same "
+                             "command again; finished work is kept")  # fmt: skip
+    assert said["room"].splitlines()[-1] == "rc=0", said["room"]
+    # the resumed store is the store of a run that never lacked room
+    pd.testing.assert_frame_equal(ClipStore.open(str(kept)).index, ClipStore.open(str(reference)).index)
+    assert not [p for p in kept.rglob(".*")], "a partial file was left on the full disk"
+
+
+@needs_mount
+def test_a_read_only_folder_is_one_line_for_every_writer(videos, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    commands = {
+        "synth": f"{AUDIOSCOPE} synth --out {ro / 'corpus'} --videos 2",
+        "ingest": f"{AUDIOSCOPE} ingest {videos / 'list.txt'} --out {ro / 'store'}",
+    }
+    script = f"mount -t tmpfs -o ro tmpfs {ro}" + "".join(
+        f" && echo '== {name}' && {{ {cmd} 2>&1; echo \"rc=$?\"; }}" for name, cmd in commands.items()
+    )
+    said = _sections(_in_own_mounts(script).stdout)
+    for name in commands:
+        lines = said[name].splitlines()
+        assert lines[-1] == "rc=1", (name, said[name])
+        assert "Traceback" not in said[name]
+        assert lines[-2].startswith(f"audioscope {name}: error: the file system is read-only ({ro}/"), lines
