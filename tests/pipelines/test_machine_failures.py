@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from audioscope.clipstore import ClipStore
 from audioscope.errors import system_failure
 
+from .namespaces import can_mount
 from .videos import av_video
 
 pytestmark = pytest.mark.integration
@@ -24,13 +24,7 @@ pytestmark = pytest.mark.integration
 AUDIOSCOPE = f"{shlex.quote(sys.executable)} -m audioscope"
 
 
-def _can_mount() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode == 0
-
-
-needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs root and `unshare -m` to mount a small disk")
+needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and `unshare -m` to mount a small disk")
 
 
 def _in_own_mounts(script: str) -> subprocess.CompletedProcess[str]:

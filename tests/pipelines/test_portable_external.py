@@ -12,7 +12,6 @@ The stores and scores must equal the DirectRunner's.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,17 +26,11 @@ import pytest
 
 from audioscope import cli, storage
 from tests.gcs_emulator import GcsEmulator, free_port, pointed_at
+from tests.pipelines.namespaces import can_mount
 from tests.pipelines.test_score import export_model
 from tests.pipelines.videos import av_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
-    return probe.returncode == 0
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
@@ -70,7 +63,7 @@ def _upload(local: Path, uri: str) -> None:
 @pytest.fixture(scope="module")
 def external(tmp_path_factory):
     """The emulator (this process pointed at it), a job server and an EXTERNAL worker pool blind to our disk."""
-    if not _can_unshare():
+    if not can_mount():
         pytest.skip("needs root and `unshare -m` (a private mount namespace for the worker pool)")
     tmp = tmp_path_factory.mktemp("portable")
     marker = tmp / "launcher-only.txt"
