@@ -32,7 +32,12 @@ _SYSTEM_ERRORS: dict[int, tuple[str, str]] = {
     errno.EACCES: ("permission denied", "check the folder's permissions (or give another location)"),
     errno.EPERM: ("operation not permitted", "check the folder's permissions (or give another location)"),
     errno.EMFILE: ("too many open files", "raise the limit (`ulimit -n 65536`) or run fewer workers"),
+    errno.ENFILE: ("too many open files on the system", "close other programs or run fewer workers"),
 }
+#: The failures of the machine that end a whole run rather than one item: the next
+#: item would fail the same way. (A source that cannot be read, EACCES included,
+#: is that item's own problem and is recorded with it.)
+RUN_ENDING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EMFILE, errno.ENFILE})
 #: The same failures as they read in messages that crossed a process (Beam's SDK workers
 #: and TensorFlow pass on the text of an error, not the error).
 _SYSTEM_ERROR_TEXT = {os.strerror(code): code for code in _SYSTEM_ERRORS}
@@ -74,3 +79,20 @@ def system_failure(exc: BaseException) -> str | None:
     (what, todo), filename = _SYSTEM_ERRORS[found[0]], found[1]
     where = f" ({filename})" if filename else ""
     return f"{what}{where}: {todo}, then run the same command again; finished work is kept"
+
+
+def ends_the_run(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was raised from) a failure in :data:`RUN_ENDING_ERRNOS`:
+    a step that records one item's failure and goes on must let this one rise."""
+    return any(isinstance(e, OSError) and e.errno in RUN_ENDING_ERRNOS for e in exception_chain(exc))
+
+
+def tool_failure(messages: str) -> OSError | None:
+    """The run-ending failure a program (ffmpeg) reports in its messages, as the OSError
+    Python would have raised, naming the file when the message does; None when there is none."""
+    for code in sorted(RUN_ENDING_ERRNOS):
+        text = os.strerror(code)
+        if text in messages:
+            named = re.search(r"(?:file:)?(/[^\s:']+)'?: " + re.escape(text), messages)
+            return OSError(code, text, named.group(1) if named else None)
+    return None

@@ -83,6 +83,7 @@ from typing import Literal
 
 import numpy as np
 
+from audioscope.errors import tool_failure
 from audioscope.geometry import FRAME_SIZE, SAMPLE_RATE
 
 Aspect = Literal["pad", "crop", "stretch"]
@@ -186,7 +187,13 @@ class Decoded:
 
 
 def run_tool(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
-    """Run ``cmd`` in its own process group; kill the whole group on timeout."""
+    """Run ``cmd`` in its own process group; kill the whole group on timeout.
+
+    A run that failed because the disk it writes to is full or read-only (or
+    files ran out) raises that OSError (:func:`audioscope.errors.tool_failure`):
+    every video after it would fail the same way, so it ends the run instead
+    of being recorded as the video's fault.
+    """
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -210,6 +217,10 @@ def run_tool(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[by
             pass
         proc.wait()
         raise
+    if proc.returncode != 0:  # a full or read-only disk under its output is not the input's fault
+        failure = tool_failure(err.decode("utf-8", "replace"))
+        if failure is not None:
+            raise failure
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from audioscope import storage
-from audioscope.errors import UserError
+from audioscope.errors import UserError, ends_the_run
 from audioscope.pipelines.mix_catalog import ClipRef
 from audioscope.pipelines.mix_layout import FORMAT_VERSION, MixLayout
 from audioscope.pipelines.mix_outputs import first_clip_info
@@ -210,6 +210,8 @@ def read_video_clips(store: Any, video_id: str, audio_starts: Iterable[int], fra
     except ValueError as e:  # a clip outside the stored seconds, or a shard of an unknown version
         raise MediaError(f"video {video_id} in {store.root}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any damage of one video's media is reported with its id
+        if ends_the_run(e):
+            raise
         raise MediaError(f"the media of video {video_id} in {store.root} cannot be read ({type(e).__name__}: {e})") from e
 
 
@@ -306,6 +308,8 @@ class WriteShards(beam.DoFn):
         try:
             size = write_shard(self.clips, self.layout, shard, self.version)
         except Exception as e:  # noqa: BLE001 - recorded, the run goes on, retried next run
+            if ends_the_run(e):  # a full disk fails every shard after it: the run stops
+                raise
             logger.warning("cannot write %s: %s", shard.path, e)
             self.layout.record_failure(shard.path, f"{type(e).__name__}: {e}")
             self._count("shards_failed")

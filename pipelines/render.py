@@ -57,7 +57,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from audioscope import storage, uris
-from audioscope.errors import UserError
+from audioscope.errors import UserError, ends_the_run
 from audioscope.folders import FolderLayout
 from audioscope.ids import check_clip_id, check_video_id, file_in
 from audioscope.schemas.annotations import AnnotationLayout
@@ -251,6 +251,8 @@ class RenderVideo(beam.DoFn):
             except (FetchError, MediaError) as e:
                 kind, message = e.kind, e.message
             except Exception as e:  # noqa: BLE001 - recorded per clip, naming the video; the run goes on
+                if ends_the_run(e):  # a full disk fails every video after it: the run stops
+                    raise
                 kind, message = "error", f"{type(e).__name__}: {e}"
             else:
                 kind = message = None
@@ -270,6 +272,8 @@ class RenderVideo(beam.DoFn):
                     self._fail(clip_id, work["video_id"], e.kind, e.message)
                     continue
                 except Exception as e:  # noqa: BLE001 - recorded (retried by the next run); the run goes on
+                    if ends_the_run(e):
+                        raise
                     self._fail(clip_id, work["video_id"], "error", f"{type(e).__name__}: {e}")
                     continue
                 self.counters["clips_rendered"].inc()

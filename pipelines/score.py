@@ -61,7 +61,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from audioscope import storage, uris
-from audioscope.errors import UserError
+from audioscope.errors import UserError, ends_the_run
 from audioscope.ids import check_clip_id, check_video_id
 from audioscope.pipelines.runner import RunnerConfig, new_pipeline, run_to_end, to_stderr
 from audioscope.pipelines.score_layout import FORMAT_VERSION, ScoresLayout  # ScoresLayout re-exported
@@ -222,6 +222,8 @@ class ReadClips(_Counted):
         try:
             audio, frames = self.store.video(video_id)
         except Exception as e:  # noqa: BLE001 - the caller records it; the message names the shard
+            if ends_the_run(e):
+                raise
             raise ValueError(
                 f"its media shard {self.store.layout.media_rel(video_id)} in {self.store_uri} cannot be read "
                 f"({type(e).__name__}: {e}): the store's copy of the video is damaged; ingest it again into "
@@ -248,6 +250,8 @@ class ReadClips(_Counted):
         try:
             examples = self._slice(video_id, work["clips"])
         except Exception as e:  # noqa: BLE001 - recorded, the run goes on, retried next run
+            if ends_the_run(e):  # e.g. too many open files: every video after it would fail too
+                raise
             logger.warning("cannot read the clips of %s: %s", video_id, e)
             message = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             record = {"video_id": video_id, "message": message, "clips": len(work["clips"])}

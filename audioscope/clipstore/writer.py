@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from audioscope import storage
+from audioscope.errors import ends_the_run
 from audioscope.media import DEFAULT_MAX_PIXELS
 from audioscope.clipstore.format import (
     Layout,
@@ -370,6 +371,8 @@ def decode_video(
         )
         return _finish(layout, record, t0), False
     except Exception as e:  # noqa: BLE001 - recorded with its message, retried next run
+        if ends_the_run(e):  # a full disk fails every video after it: the run stops, nothing recorded
+            raise
         # An unexpected error on one item (a bug, a storage hiccup) must not
         # kill the bundle; it is logged with its traceback and recorded as
         # transient so that the next run tries the video again.

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from audioscope.errors import ends_the_run
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -175,6 +177,8 @@ def _fetch_local(uri: str, limits: FetchLimits) -> LocalMedia:
     except FileNotFoundError:
         raise FetchError("not_found", f"no such file: {path}") from None
     except OSError as e:
+        if ends_the_run(e):
+            raise
         raise FetchError("io_error", f"cannot read {path}: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise FetchError("unsafe_uri", f"{path} is not a regular file (a FIFO, device or folder)")
@@ -332,6 +336,8 @@ def _fetch_fsspec(uri: str, workdir: str, limits: FetchLimits) -> LocalMedia:
         except (FetchError, _Retry):
             raise
         except Exception as e:  # noqa: BLE001 - sorted below; anything else is re-raised
+            if ends_the_run(e):  # the scratch disk is full: not worth another try, nor the object's fault
+                raise
             problem = _credentials_problem(e)
             if problem is not None:
                 raise FetchError("access_denied", _access_message(uri, problem, anonymous)) from None

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from audioscope.clipstore import ClipStore
-from audioscope.errors import system_failure
+from audioscope.errors import ends_the_run, system_failure, tool_failure
 
 from .namespaces import can_mount
 from .videos import av_video
@@ -45,6 +45,20 @@ def _sections(out: str) -> dict[str, str]:
     return {k: "\n".join(v) for k, v in parts.items()}
 
 
+def _full_then_room(mount: str, *, full: str, room: str, after: str = "") -> str:
+    """In a mount namespace of its own: ``mount``, then the command ``full``, which must fail
+    in one line (returned) without a traceback, then ``room``, which must succeed, then ``after``."""
+    out = _in_own_mounts(
+        f"{mount} && echo '== full' && {{ {full} 2>&1; echo \"rc=$?\"; }}; "
+        f"echo '== room' && {{ {room} 2>&1; echo \"rc=$?\"; }}; {after}"
+    )
+    said = _sections(out.stdout)
+    failed = said["full"].splitlines()
+    assert failed[-1] == "rc=1" and "Traceback" not in said["full"], out.stdout + out.stderr
+    assert said["room"].splitlines()[-1] == "rc=0", said["room"]
+    return failed[-2]
+
+
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("full-disk")
@@ -53,6 +67,16 @@ def videos(tmp_path_factory) -> Path:
         av_video(root / "videos" / f"v{i}.mp4", duration=7 + i % 2, size="320x240")
     (root / "list.txt").write_text("".join(f"videos/v{i}.mp4\n" for i in range(5)))
     return root
+
+
+@pytest.fixture(scope="module")
+def reference(videos, tmp_path_factory) -> Path:
+    """The store of an ingest of ``videos`` that never lacked room."""
+    store = tmp_path_factory.mktemp("reference") / "store"
+    ok = subprocess.run([sys.executable, "-m", "audioscope", "ingest", str(videos / "list.txt"), "--out", str(store)],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    return store
 
 
 def test_the_line_names_the_file_and_what_to_do():
@@ -73,13 +97,23 @@ def test_the_line_names_the_file_and_what_to_do():
     assert system_failure(FileNotFoundError(errno.ENOENT, "No such file", "/x")) is None
 
 
-def test_a_full_standard_output_is_one_line(videos, tmp_path):
-    store = tmp_path / "store"
-    ok = subprocess.run([sys.executable, "-m", "audioscope", "ingest", str(videos / "list.txt"), "--out", str(store)],
-                        capture_output=True, text=True)  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
+def test_a_full_disk_in_a_tools_messages_is_that_oserror():
+    said = ("[out#0/s16le @ 0x55] Error writing trailer of file:/tmp/x/audioscope-decode-1/audio.s16le: "
+            "No space left on device\nError closing file ...: No space left on device")  # fmt: skip
+    failure = tool_failure(said)
+    assert failure.errno == errno.ENOSPC and failure.filename == "/tmp/x/audioscope-decode-1/audio.s16le"
+    assert tool_failure("moov atom not found") is None
+    assert tool_failure("/videos/a.mp4: Permission denied") is None  # an unreadable source is the video's own
+    # a step that records one item's failure lets these rise, wrapped or not
+    wrapped = ValueError("cannot read the clips")
+    wrapped.__context__ = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    assert ends_the_run(wrapped) and ends_the_run(failure)
+    assert not ends_the_run(PermissionError(errno.EACCES, "Permission denied", "/videos/a.mp4"))
+
+
+def test_a_full_standard_output_is_one_line(reference):
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "audioscope", "clips", "list", "--store", str(store)],
+        proc = subprocess.run([sys.executable, "-m", "audioscope", "clips", "list", "--store", str(reference)],
                               stdout=full, stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
@@ -89,32 +123,36 @@ def test_a_full_standard_output_is_one_line(videos, tmp_path):
 
 
 @needs_mount
-def test_ingest_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_room(videos, tmp_path):
-    reference = tmp_path / "reference"
-    ok = subprocess.run([sys.executable, "-m", "audioscope", "ingest", str(videos / "list.txt"), "--out", str(reference)],
-                        capture_output=True, text=True)  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
+def test_ingest_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_room(videos, reference, tmp_path):
     media = sorted(p.stat().st_size for p in (reference / "media").rglob("*.npz"))
     room = sum(media[:2]) + media[-1] // 2 + 64 * 1024  # two videos fit, the third does not
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
     ingest = f"{AUDIOSCOPE} ingest {videos / 'list.txt'} --out {disk / 'store'} --workers 1"
-    out = _in_own_mounts(
-        f"mount -t tmpfs -o size={room} tmpfs {disk} && echo '== full' && {ingest} 2>&1; echo \"rc=$?\"; "
-        f"echo '== room' && mount -o remount,size={sum(media) * 4} {disk} && {ingest} 2>&1; echo \"rc=$?\"; "
-        f"cp -a {disk / 'store'} {kept}"
+    said = _full_then_room(
+        f"mount -t tmpfs -o size={room} tmpfs {disk}", full=ingest,
+        room=f"mount -o remount,size={sum(media) * 4} {disk} && {ingest}", after=f"cp -a {disk / 'store'} {kept}",
     )
-    said = _sections(out.stdout)
-    full = said["full"].splitlines()
-    assert full[-1] == "rc=1", out.stdout + out.stderr
-    assert "Traceback" not in said["full"]
-    assert full[-2].startswith(f"audioscope ingest: error: no space left on the device ({disk / 'store'}/")
-    assert full[-2].endswith("free some space (or give a location on another disk), then run the same "
-                             "command again; finished work is kept")  # fmt: skip
-    assert said["room"].splitlines()[-1] == "rc=0", said["room"]
+    assert said.startswith(f"audioscope ingest: error: no space left on the device ({disk / 'store'}/")
+    assert said.endswith("free some space (or give a location on another disk), then run the same "
+                         "command again; finished work is kept")  # fmt: skip
     # the resumed store is the store of a run that never lacked room
     pd.testing.assert_frame_equal(ClipStore.open(str(kept)).index, ClipStore.open(str(reference)).index)
     assert not [p for p in kept.rglob(".*")], "a partial file was left on the full disk"
+
+
+@needs_mount
+def test_a_full_scratch_disk_stops_ingest_instead_of_failing_every_video(videos, reference, tmp_path):
+    """ffmpeg decodes into the temporary directory: when it is full, ffmpeg fails, and
+    that is the machine's failure, not the video's (it was recorded as "corrupt", for good)."""
+    scratch, store = tmp_path / "scratch", tmp_path / "store"
+    scratch.mkdir()
+    ingest = f"{AUDIOSCOPE} ingest {videos / 'list.txt'} --out {store}"
+    said = _full_then_room(f"mount -t tmpfs -o size=64k tmpfs {scratch}", full=f"TMPDIR={scratch} {ingest}", room=ingest)
+    assert said.startswith(f"audioscope ingest: error: no space left on the device ({scratch}/audioscope-decode-")
+    pd.testing.assert_frame_equal(ClipStore.open(str(store)).index, ClipStore.open(str(reference)).index)
+    status = pd.read_parquet(store / "index" / "status.parquet")
+    assert set(status["status"]) == {"ok"}, status[["video_id", "status", "message"]]
 
 
 @needs_mount

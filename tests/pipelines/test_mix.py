@@ -4,6 +4,7 @@ real TFRecord shards checked example by example against the clip store."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -352,6 +353,33 @@ def test_a_shard_that_cannot_be_written_is_recorded_and_retried(inputs, tmp_path
     assert not list((out / "failed").glob("*.json")) and (out / "summary.json").exists()
     assert all(tfrecords(out)[p] == b for p, b in written.items())
     assert len(tfrecords(out)) == len(summary_of(out)["shards"]) > len(written)
+
+
+def test_a_full_disk_stops_the_run_instead_of_failing_every_shard(inputs, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from audioscope.pipelines import mix as mix_module
+
+    real, calls = mix_module.write_shard, []
+
+    def filling(store, layout, shard, *a, **kw):
+        calls.append(shard.path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), layout.path(shard.path))
+        return real(store, layout, shard, *a, **kw)
+
+    monkeypatch.setattr(mix_module, "write_shard", filling)
+    out = tmp_path / "out"
+    args = ["mix", "--store", str(inputs.store), "--df", str(inputs.df), "--out", str(out), "--examples", "24",
+            "--shard-bytes", "3M", "--recipes", "unsupervised", "--poll", "0.2", "--workers", "1"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(f"audioscope mix: error: no space left on the device ({out}/")
+    assert "Traceback" not in err
+    assert not list(out.glob("failed/*.json")), "the disk's failure was recorded as the shards' own"
+    monkeypatch.setattr(mix_module, "write_shard", real)
+    assert cli.main(args) == 0
+    assert sum(s["examples"] for s in summary_of(out)["shards"]) == 24
 
 
 def test_user_errors_say_what_to_do(inputs, tmp_path, capsys):
