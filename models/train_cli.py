@@ -195,5 +195,7 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped_by == "already_done":
         print(f"{args.out} is already trained to step {result.step} (its --steps or --time-budget); "
               "give a larger --steps or --time-budget to train on", file=sys.stderr)  # fmt: skip
-    print(f"\nNext: audioscope evaluate --model {args.out} --data MIX_DIR --out REPORT_DIR", file=sys.stderr)
+    # the folder trained from, when it holds the evaluation sets too (a mixtures folder, a pulled release)
+    data = args.data if storage.exists(storage.join(args.data, "eval")) else "MIX_DIR"
+    print(f"\nNext: audioscope evaluate --model {args.out} --data {data} --out REPORT_DIR", file=sys.stderr)
     return 0

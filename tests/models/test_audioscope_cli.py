@@ -129,3 +129,14 @@ def test_errors_say_what_to_do(trained, tmp_path, capsys) -> None:
     assert "no TFRecord shards" in capsys.readouterr().err
     assert cli.main(["train", "--data", str(mix), "--out", str(tmp_path / "run3"), "--recipe", "unsupervised"]) == 2
     assert "train/unsupervised" in capsys.readouterr().err
+
+
+def test_the_next_step_names_the_folder_that_holds_the_evaluation_sets(trained, capsys) -> None:
+    mix, run = trained
+    assert cli.main(["train", "--data", str(mix), "--out", str(run), "--steps", "4"]) == 0  # already trained
+    err = capsys.readouterr().err
+    assert "already trained to step 4" in err
+    assert f"Next: audioscope evaluate --model {run} --data {mix} --out REPORT_DIR" in err
+    # trained from a recipe's shards alone: where the evaluation sets are is the user's to say
+    assert cli.main(["train", "--data", str(mix / "train" / "semi-supervised"), "--out", str(run), "--steps", "4"]) == 0
+    assert f"--model {run} --data MIX_DIR --out REPORT_DIR" in capsys.readouterr().err
