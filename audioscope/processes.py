@@ -1,12 +1,18 @@
-"""Whether a process still runs (standard library only).
+"""Processes (standard library only): whether one still runs, and room for the sockets of a pool.
 
-Used by the clip store's ingest lock (is the holder on this machine gone?)
-and by the Label Studio launcher (is the server we started still up?).
+:func:`pid_alive` is used by the clip store's ingest lock (is the holder on
+this machine gone?) and by the Label Studio launcher (is the server we
+started still up?); :func:`short_socket_folder` by ingest's process pool.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+
+#: The longest path a Unix socket may have (``sun_path`` holds 108 bytes with the final NUL).
+UNIX_SOCKET_PATH_MAX = 107
 
 
 def pid_alive(pid: int) -> bool:
@@ -30,3 +36,34 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> str | None:
+    """Make multiprocessing's sockets (a fork server's) fit a Unix socket path; returns the folder
+    it then uses, or None when the temporary directory already leaves room (or nothing is needed).
+
+    multiprocessing makes its sockets in a ``pymp-XXXXXXXX`` folder of the
+    temporary directory. Under a long ``TMPDIR`` (a batch system's per-job
+    scratch, a CI runner's) the socket's path passes the 107 bytes a Unix
+    socket allows, and the fork server fails to start ("AF_UNIX path too
+    long"). Then this process's multiprocessing folder goes to the first of
+    ``candidates`` that can be written: only the sockets go there, every other
+    scratch file stays in ``TMPDIR``. Call it before the first process pool.
+    """
+    from multiprocessing import process, util
+
+    config = process.current_process()._config  # type: ignore[attr-defined]  # where util.get_temp_dir keeps it
+    if config.get("tempdir") is not None:
+        return None
+    longest = os.path.join(tempfile.gettempdir(), "pymp-" + "x" * 8, "listener-" + "x" * 8)
+    if len(os.fsencode(longest)) <= UNIX_SOCKET_PATH_MAX:
+        return None
+    for parent in candidates:
+        try:
+            folder = tempfile.mkdtemp(prefix="pymp-", dir=parent)
+        except OSError:
+            continue
+        config["tempdir"] = folder
+        util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
+        return folder
+    return None

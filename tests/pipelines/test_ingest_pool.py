@@ -240,6 +240,31 @@ def test_the_fork_server_boots_before_the_launcher_imports_the_per_video_code():
     assert "audioscope.clipstore.writer" in ingest_pool.POOL_PRELOAD
 
 
+@pytest.mark.integration
+def test_the_pool_starts_under_a_temporary_directory_too_long_for_a_unix_socket(tmp_path):
+    """The fork server listens on a Unix socket in the temporary directory; a batch job's
+    long TMPDIR made the socket's path longer than the 107 bytes Unix allows, and ingest
+    ended in a traceback ("AF_UNIX path too long")."""
+    import os
+    import subprocess
+    import sys
+
+    from .videos import av_video
+
+    av_video(tmp_path / "v.mp4", duration=6)
+    (tmp_path / "list.txt").write_text("v.mp4\n")
+    long_tmp = tmp_path / ("scratch-of-a-batch-job-" + "x" * 80)
+    long_tmp.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioscope", "ingest", str(tmp_path / "list.txt"), "--out", str(tmp_path / "store"),
+         "--workers", "2"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(long_tmp)},
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(ClipStore.open(str(tmp_path / "store")).index) == 2
+    assert list(long_tmp.iterdir()) == []
+
+
 def test_an_ingest_that_fails_before_its_pool_starts_leaves_no_fork_server(tmp_path, capsys):
     from multiprocessing import forkserver
 
