@@ -54,9 +54,31 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         e = e.__cause__ or e.__context__
 
 
+#: A server that cannot be reached (an object store, Label Studio, an emulator's address).
+_NETWORK_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ETIMEDOUT})
+
+
+def _network_failure(chain: list[BaseException]) -> str | None:
+    """The one line for a server that cannot be reached (refused, unreachable, unknown host)."""
+    import socket
+
+    if not any(isinstance(e, socket.gaierror) or (isinstance(e, OSError) and e.errno in _NETWORK_ERRNOS)
+               for e in chain):  # fmt: skip
+        return None
+    # the outermost message that says which server (a runner's wrapper holds a whole traceback)
+    said = next((str(e).strip().splitlines()[0] for e in chain if str(e).strip() and not str(e).startswith("Traceback")), "")
+    said = said if len(said) <= 200 else said[:197] + "..."
+    return (
+        f"cannot reach the server{f' ({said})' if said else ''}: check the network connection and the address "
+        "(an emulator's STORAGE_EMULATOR_HOST, an S3 endpoint's AWS_ENDPOINT_URL), then run the same command again; "
+        "finished work is kept"
+    )
+
+
 def system_failure(exc: BaseException) -> str | None:
     """One line for a failure of the machine behind ``exc`` (a full disk, a read-only or
-    forbidden folder, too many open files), saying what to do; None for any other error.
+    forbidden folder, too many open files, a server out of reach), saying what to do;
+    None for any other error.
 
     Library code lets such an OSError rise (it is not the input's fault, and the
     next item would fail the same way); Beam and TensorFlow may wrap it, or pass
@@ -75,7 +97,7 @@ def system_failure(exc: BaseException) -> str | None:
             ((c, None) for t in texts for text, c in _SYSTEM_ERROR_TEXT.items() if text in t), None
         )
     if found is None:
-        return None
+        return _network_failure(chain)
     (what, todo), filename = _SYSTEM_ERRORS[found[0]], found[1]
     where = f" ({filename})" if filename else ""
     return f"{what}{where}: {todo}, then run the same command again; finished work is kept"

@@ -38,8 +38,9 @@ QUIET_ENV = {
     "GLOG_minloglevel": "2",
 }
 
-#: Python loggers that TensorFlow and Keras print to
-NOISY_LOGGERS = ("tensorflow", "absl", "h5py")
+#: Python loggers that TensorFlow and Keras print to, and gcsfs's (on a machine without Google
+#: credentials, every first use of a bucket warns that its type could not be determined)
+NOISY_LOGGERS = ("tensorflow", "absl", "h5py", "gcsfs")
 
 #: lines dropped from standard error (C++ INFO/WARNING in absl's and in
 #: TensorFlow's older format, and the start-up notes)
@@ -66,10 +67,11 @@ class _HarmlessRecords(logging.Filter):
         return not any(m in message for m in HARMLESS_LOG_MESSAGES)
 
 
-#: Loggers whose records of an interrupt (Ctrl-C, SIGTERM) or of a full disk repeat what the command
-#: says in one line: Beam logs the exception a DoFn raises (a KeyboardInterrupt in the main thread
-#: included), with its traceback, as an error.
-INTERRUPT_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")
+#: Loggers whose records of an interrupt (Ctrl-C, SIGTERM), a full disk or a server out of reach
+#: repeat what the command says in one line (``errors.system_failure``): Beam logs the exception a
+#: DoFn raises (a KeyboardInterrupt in the main thread included) with its traceback, and gcsfs each
+#: request it gave up on.
+REPORTED_ERROR_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker", "gcsfs")
 
 
 def reported_by_the_command(exc: BaseException | None, text: str = "") -> bool:
@@ -91,7 +93,7 @@ def active() -> bool:
     return _quiet
 
 
-class _InterruptRecords(logging.Filter):
+class _ReportedErrorRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not reported_by_the_command(record.exc_info[1] if record.exc_info else None, record.getMessage())
 
@@ -108,9 +110,9 @@ def configure(verbose: int = 0) -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger().addFilter(_HarmlessRecords())
-    for name in INTERRUPT_LOGGERS:
-        if not any(isinstance(f, _InterruptRecords) for f in logging.getLogger(name).filters):
-            logging.getLogger(name).addFilter(_InterruptRecords())
+    for name in REPORTED_ERROR_LOGGERS:
+        if not any(isinstance(f, _ReportedErrorRecords) for f in logging.getLogger(name).filters):
+            logging.getLogger(name).addFilter(_ReportedErrorRecords())
     for module in ("keras", "tensorflow", "absl"):
         warnings.filterwarnings("ignore", module=module)
     if sys.stderr is sys.__stderr__:  # not under a test runner's capture

@@ -1,5 +1,6 @@
-"""A full disk, a read-only folder: the command says so in one line (which file, what to do),
-with no traceback and a non-zero exit, and running it again once there is room resumes."""
+"""A full disk, a read-only folder, a server out of reach: the command says so in one line
+(which file or server, what to do), with no traceback and a non-zero exit, and running it
+again once there is room resumes."""
 
 from __future__ import annotations
 
@@ -109,6 +110,38 @@ def test_a_full_disk_in_a_tools_messages_is_that_oserror():
     wrapped.__context__ = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
     assert ends_the_run(wrapped) and ends_the_run(failure)
     assert not ends_the_run(PermissionError(errno.EACCES, "Permission denied", "/videos/a.mp4"))
+
+
+def test_a_server_out_of_reach_is_one_line_naming_it():
+    import socket
+
+    refused = RuntimeError('Could not connect to the endpoint URL: "http://127.0.0.1:9/b/store.json"')
+    refused.__context__ = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)")
+    said = system_failure(refused)
+    assert said.startswith('cannot reach the server (Could not connect to the endpoint URL: "http://127.0.0.1:9/')
+    assert "AWS_ENDPOINT_URL" in said and said.endswith("run the same command again; finished work is kept")
+    assert system_failure(socket.gaierror(-2, "Name or service not known")).startswith("cannot reach the server")
+    assert not ends_the_run(refused)  # one video's server out of reach is that video's failure
+
+
+def test_an_object_store_out_of_reach_is_one_line(tmp_path):
+    """No S3 server listens at the endpoint: botocore retries, then the command says so in one line."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k",
+           "AWS_SECRET_ACCESS_KEY": "s", "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "audioscope", "clips", "stats", "--store", "s3://bucket/store"],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f'audioscope clips: error: cannot reach the server (Could not connect to the endpoint URL: '
+        f'"http://127.0.0.1:{port}/bucket/store/store.json"): check the network connection and the address '
+        "(an emulator's STORAGE_EMULATOR_HOST, an S3 endpoint's AWS_ENDPOINT_URL), then run the same command again; "
+        "finished work is kept"
+    ]
 
 
 def test_a_full_standard_output_is_one_line(reference):
