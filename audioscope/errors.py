@@ -44,6 +44,33 @@ _SYSTEM_ERROR_TEXT = {os.strerror(code): code for code in _SYSTEM_ERRORS}
 _ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] [^\n:']*(?:: '([^'\n]+)'(?: -> '([^'\n]+)')?)?")
 
 
+class MissingProgram(OSError):
+    """A program a step runs (ffmpeg) is not installed where the step runs: every item
+    after it would fail the same way, so it ends the run (:func:`ends_the_run`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(errno.ENOENT, f"{name} is not installed (not found on PATH)", name)
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # crosses to the launcher from a pool process
+        return (MissingProgram, (str(self.filename),))
+
+
+_MISSING_PROGRAM_TEXT = re.compile(r"\[Errno 2\] (\S+) is not installed \(not found on PATH\)")
+
+
+def _missing_program(chain: list[BaseException]) -> str | None:
+    name = next((str(e.filename) for e in chain if isinstance(e, MissingProgram)), None)
+    if name is None:  # only the text crossed over
+        name = next((m[1] for e in chain for m in [_MISSING_PROGRAM_TEXT.search(str(e))] if m), None)
+    if name is None:
+        return None
+    return (
+        f"{name} is not installed where the work runs (not found on PATH): install it (Debian: `apt-get install "
+        f"{name}`; on Dataflow, in the worker image, --sdk_container_image), then run the same command again; "
+        "finished work is kept"
+    )
+
+
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and the exceptions it was raised from or while handling, once each."""
     seen: set[int] = set()
@@ -85,6 +112,9 @@ def system_failure(exc: BaseException) -> str | None:
     on only its text, so the whole exception chain and its messages are read.
     """
     chain = list(exception_chain(exc))
+    missing = _missing_program(chain)
+    if missing is not None:
+        return missing
     failures = [e for e in chain if isinstance(e, OSError) and e.errno in _SYSTEM_ERRORS]
     failures.sort(key=lambda e: e.filename is None)  # one that names its file first
     # (of a copy or a rename, the file written: ``filename2``)
@@ -104,9 +134,12 @@ def system_failure(exc: BaseException) -> str | None:
 
 
 def ends_the_run(exc: BaseException) -> bool:
-    """Whether ``exc`` is (or was raised from) a failure in :data:`RUN_ENDING_ERRNOS`:
-    a step that records one item's failure and goes on must let this one rise."""
-    return any(isinstance(e, OSError) and e.errno in RUN_ENDING_ERRNOS for e in exception_chain(exc))
+    """Whether ``exc`` is (or was raised from) a failure in :data:`RUN_ENDING_ERRNOS` or a
+    :class:`MissingProgram`: a step that records one item's failure and goes on must let this one rise."""
+    return any(
+        isinstance(e, MissingProgram) or (isinstance(e, OSError) and e.errno in RUN_ENDING_ERRNOS)
+        for e in exception_chain(exc)
+    )
 
 
 def tool_failure(messages: str) -> OSError | None:

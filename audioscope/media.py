@@ -83,7 +83,7 @@ from typing import Literal
 
 import numpy as np
 
-from audioscope.errors import tool_failure
+from audioscope.errors import MissingProgram, tool_failure
 from audioscope.geometry import FRAME_SIZE, SAMPLE_RATE
 
 Aspect = Literal["pad", "crop", "stretch"]
@@ -194,13 +194,18 @@ def run_tool(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[by
     every video after it would fail the same way, so it ends the run instead
     of being recorded as the video's fault.
     """
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError as e:
+        if e.filename == cmd[0]:
+            raise MissingProgram(cmd[0]) from None
+        raise
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

@@ -67,3 +67,15 @@ def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> s
         util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
         return folder
     return None
+
+
+def require_program(name: str) -> None:
+    """Refuse to start a step whose local workers run ``name`` (ffmpeg) when it is not installed:
+    one line at launch instead of every item failing."""
+    if shutil.which(name) is None:
+        from audioscope.errors import UserError
+
+        raise UserError(
+            f"{name} is not installed (not found on PATH): install it (Debian: `apt-get install {name}`; "
+            f"`make install` does it) and run again"
+        )

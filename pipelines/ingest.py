@@ -222,12 +222,13 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
     from audioscope.clipstore.format import StoreError, StoreParams, init_store
     from audioscope.clipstore.lock import StoreLock
     from audioscope.errors import UserError
-    from audioscope.pipelines.runner import check_paths_for_runner
+    from audioscope.pipelines.runner import check_paths_for_runner, require_local_programs
     from audioscope.sources.fetch import FetchLimits
 
     # Workers see the store and the media root as given: made absolute here,
     # and refused at once when local while the workers run elsewhere.
     paths = check_paths_for_runner(list(config.beam_args), {"--store": config.store, "--media-root": config.media_root})
+    require_local_programs(list(config.beam_args), "ffmpeg")
     config = dataclasses.replace(config, store=str(paths["--store"]), media_root=paths["--media-root"])
     if not storage.exists(config.list_path):
         raise UserError(f"the list {config.list_path} does not exist; give the path of a video list")

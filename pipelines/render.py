@@ -574,12 +574,13 @@ def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> 
     neither rendered nor recorded as failed (a runner lost work; a re-run
     completes it).
     """
-    from audioscope.pipelines.runner import check_paths_for_runner
+    from audioscope.pipelines.runner import check_paths_for_runner, require_local_programs
     from audioscope.pipelines.work import require_complete
     from audioscope.sources.lists import _check_media_root
 
     beam_args = list(config.beam_args)
     paths = check_paths_for_runner(beam_args, {"--media": config.media, "--media-root": config.media_root})
+    require_local_programs(beam_args, "ffmpeg")
     media, media_root = str(paths["--media"]), paths["--media-root"]
     if media_root is not None:
         media_root = _check_media_root(media_root)

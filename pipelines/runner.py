@@ -144,6 +144,16 @@ def flag_value(beam_args: list[str], name: str) -> str | None:
     return value
 
 
+def require_local_programs(beam_args: list[str], *names: str) -> None:
+    """Refuse at launch when workers on this machine would run a program (ffmpeg) that is not
+    installed here; remote workers (:func:`remote_workers`) bring their own image."""
+    from audioscope.processes import require_program
+
+    if not remote_workers(beam_args):
+        for name in names:
+            require_program(name)
+
+
 def remote_workers(beam_args: list[str]) -> bool:
     """True when the Beam flags send the work to workers that may not see this machine's disk.
 

@@ -144,6 +144,40 @@ def test_an_object_store_out_of_reach_is_one_line(tmp_path):
     ]
 
 
+def test_ffmpeg_missing_is_refused_at_launch_and_ends_a_run_on_workers_without_it(videos, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """Without ffmpeg every video failed as an "internal_error" (with a traceback each) and ingest
+    exited 0. Local workers: refused before anything is written. Workers elsewhere (an image
+    without ffmpeg): the first video ends the run in one line, and no video is recorded as failed."""
+    import pickle
+
+    from audioscope import cli
+    from audioscope.errors import MissingProgram
+    from audioscope.media import run_tool
+    from audioscope.pipelines import runner
+
+    with pytest.raises(MissingProgram) as caught:
+        run_tool(["no-such-program-here", "-version"], 10)
+    assert pickle.loads(pickle.dumps(caught.value)).filename == "no-such-program-here"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    store = tmp_path / "store"
+    args = ["ingest", str(videos / "list.txt"), "--out", str(store), "--workers", "2"]
+    assert cli.main(args) == 2
+    assert capsys.readouterr().err.strip().endswith("ffmpeg is not installed (not found on PATH): install it "
+                                                    "(Debian: `apt-get install ffmpeg`; `make install` does it) and run again")  # fmt: skip
+    assert not store.exists()
+    # as on remote workers: the launcher's check does not apply, the workers lack ffmpeg
+    monkeypatch.setattr(runner, "require_local_programs", lambda *a: None)
+    for workers in ("1", "2"):  # in the runner's thread, and in the pool's processes
+        assert cli.main([*args[:-1], workers]) == 1
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1].startswith(
+            "audioscope ingest: error: ffmpeg is not installed where the work runs (not found on PATH)"
+        ) and "Traceback" not in err, err
+        status = list((store / "status").rglob("*.json"))
+        assert status == [], [p.read_text() for p in status]
+
+
 def test_a_full_standard_output_is_one_line(reference):
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, "-m", "audioscope", "clips", "list", "--store", str(reference)],
