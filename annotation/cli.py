@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from audioscope.argtypes import positive_int
 from audioscope.options import add_command, add_runner_options, add_store_option
+from audioscope.shell import q
 
 DEFAULT_SERVER_DIR = "labelstudio"
 #: `annotate server --processes`: one per rater project of the three a clip needs
@@ -200,7 +201,7 @@ def run_server(args: argparse.Namespace) -> int:
             "document root": settings.root, "database": "PostgreSQL" if settings.postgres else "SQLite",
             "started in": f"{server.seconds:.1f} s" if server.process else "was running already",
             "processes": f"{1 + len(server.readers)} (pull reads from {', '.join(server.readers)} too)" if server.readers else 1,
-            "stop with": f"audioscope annotate server --data-dir {args.data_dir} --stop",
+            "stop with": f"audioscope annotate server --data-dir {q(args.data_dir)} --stop",
         },
     )  # fmt: skip
     if args.detach:
@@ -482,7 +483,7 @@ def projects_of(annotation_dir: str) -> Any:
 
     projects = read_projects(annotation_dir)
     if not projects:
-        raise UserError(f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {annotation_dir} ...` first")
+        raise UserError(f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
     return projects
 
 

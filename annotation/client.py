@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import requests
 
+from audioscope.shell import q
+
 logger = logging.getLogger(__name__)
 
 #: Tasks per page of the task list.
@@ -307,6 +309,6 @@ def connection_settings(
     if not resolved:
         raise LabelStudioError(
             f"no Label Studio URL: {server_dir}/server.json does not exist. Start the server with "
-            f"`audioscope annotate server --data-dir {server_dir} --detach`, or give --url (or LABEL_STUDIO_URL)"
+            f"`audioscope annotate server --data-dir {q(server_dir)} --detach`, or give --url (or LABEL_STUDIO_URL)"
         )
     return resolved, secrets_path, info.document_root if info else None

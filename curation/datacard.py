@@ -33,6 +33,7 @@ from audioscope.curation.manifest import fmt_bytes
 from audioscope.errors import UserError
 from audioscope.pipelines.mix_catalog import licence_excluded as licence_matches
 from audioscope.schemas.records import video_of_clip
+from audioscope.shell import q
 
 #: Files of a Df folder (written by `audioscope filter`) that a release carries.
 DF_FILES: tuple[str, ...] = DfLayout.RELEASED
@@ -106,7 +107,7 @@ def load_mix(mix: str) -> tuple[dict[str, Any], pd.DataFrame]:
     from audioscope.pipelines.mix_layout import MixLayout
 
     layout = MixLayout(mix)
-    fix = f"finish the mixtures first: run `audioscope mix ... --out {mix}` again until it prints its summary"
+    fix = f"finish the mixtures first: run `audioscope mix ... --out {q(mix)}` again until it prints its summary"
     summary = _read_json(layout.summary_json, "the mixtures step has not finished", fix)
     for key in ("counts", "shards", "config"):
         if key not in summary:
@@ -613,8 +614,8 @@ def render_readme(
         "## Get it",
         "",
         "```",
-        f"audioscope release pull {name}:{version} --root {shown_root} --to DIR            # everything",
-        f"audioscope release pull {name}:{version} --root {shown_root} --to DIR --only eval  # evaluation sets only",
+        f"audioscope release pull {name}:{version} --root {q(shown_root)} --to DIR            # everything",
+        f"audioscope release pull {name}:{version} --root {q(shown_root)} --to DIR --only eval  # evaluation sets only",
         "audioscope release verify DIR",
         "```",
         "",

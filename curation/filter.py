@@ -47,6 +47,7 @@ from audioscope.errors import UserError
 from audioscope.schemas.df import DF_PARQUET, HISTOGRAM_PNG, REPORT_MD, DfLayout
 from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS, assign_splits, normalise_split
 from audioscope.metrics import precision_recall, roc_auc
+from audioscope.shell import q
 from audioscope.synth.truth import TruthSource, clip_labels, detect_truth, load_truth
 
 #: The published threshold (docs/recipe.md).
@@ -185,7 +186,7 @@ def _not_in_store(n: int, total: int, example: str, store: str) -> UserError:
     return UserError(
         f"{n} of {total} scored clips (e.g. {example!r}) are not in the clip store {store}: "
         "the scores were made from a different store. Give the store that was scored with --store, "
-        f"or score this one with `audioscope score --store {store} --out NEW_SCORES_DIR`"
+        f"or score this one with `audioscope score --store {q(store)} --out NEW_SCORES_DIR`"
     )
 
 
@@ -348,7 +349,7 @@ def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[Scor
     if not storage.exists(path):
         raise UserError(
             f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
-            f"`audioscope score --store STORE --out {scores_dir}`, or give the folder it wrote with --scores"
+            f"`audioscope score --store STORE --out {q(scores_dir)}`, or give the folder it wrote with --scores"
         )
     ids, probs, model_codes = [], [], []
     models: dict[str | None, int] = {}
@@ -378,7 +379,7 @@ def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[Scor
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
             f"{path} is not a scores table written by `audioscope score` ({reason}); "
-            f"re-run `audioscope score --store STORE --out {scores_dir}` into a fresh folder"
+            f"re-run `audioscope score --store STORE --out {q(scores_dir)}` into a fresh folder"
         ) from None
     meta: dict[str, Any] = {}
     if storage.exists(layout.scores_json):
@@ -855,7 +856,7 @@ def filter(config: FilterConfig, *, index: pd.DataFrame | None = None) -> Filter
     if not_scored:
         warnings.append(
             f"{not_scored} clips of the store are not scored and cannot be in Df; "
-            f"run `audioscope score --store {store}` again to score them"
+            f"run `audioscope score --store {q(store)}` again to score them"
         )
     published, conflicts = scan.published, scan.conflicts
     if conflicts:

@@ -20,6 +20,7 @@ from audioscope.curation.manifest import (
 from audioscope.curation.release_layout import INCOMPLETE_PREFIX, MANIFEST_JSON, PUBLISH_MARKER
 from audioscope.curation.release_store import ReleaseRoot, TooLarge, sha
 from audioscope.errors import UserError
+from audioscope.shell import q
 
 #: A leftover ``.incomplete-*`` folder older than this is removed by the next publish.
 STALE_SECONDS = 24 * 3600
@@ -135,7 +136,7 @@ def list_versions(root_uri: str, name: str) -> Listing:
     try:
         check_name(name)
     except ValueError as e:
-        raise UserError(f"{e}; see `audioscope release list --root {root_uri}` for the names there") from None
+        raise UserError(f"{e}; see `audioscope release list --root {q(root_uri)}` for the names there") from None
     root = ReleaseRoot(root_uri)
     root.refresh()
     out = Listing()
@@ -200,7 +201,7 @@ def pick_version(root: ReleaseRoot, spec: str) -> tuple[str, str]:
         version = latest(v.version for v in list_versions(root.uri, name).versions)
         if version is None:
             raise UserError(
-                f"no published version of {name!r} in {root.uri}; see `audioscope release list --root {root.uri}`"
+                f"no published version of {name!r} in {root.uri}; see `audioscope release list --root {q(root.uri)}`"
             )
     return name, version
 
@@ -212,6 +213,6 @@ def remote_manifest(root: ReleaseRoot, name: str, version: str) -> tuple[Manifes
         have = [v.version for v in list_versions(root.uri, name).versions]
         raise UserError(
             f"{name}:{version} is not published in {root.uri} (versions: {', '.join(have) or 'none'}); "
-            f"see `audioscope release list {name} --root {root.uri}`"
+            f"see `audioscope release list {q(name)} --root {q(root.uri)}`"
         )
     return found

@@ -41,6 +41,7 @@ import numpy as np
 from audioscope import storage
 from audioscope.schemas.df import DfLayout, DfReport, read_report
 from audioscope.errors import UserError
+from audioscope.shell import q
 
 REPORT_HTML = "report.html"
 MEDIA_DIR = "media"
@@ -464,7 +465,7 @@ def annotation_section(folder: str | None) -> Section:
     status, labels = read_annotation(folder)
     parts = []
     if status is None:
-        parts.append(missing("status", f"audioscope annotate status --annotations {folder}"))
+        parts.append(missing("status", f"audioscope annotate status --annotations {q(folder)}"))
     else:
         pools = status.get("pools") or {}
         parts.append("<h3>Progress per pool</h3>" + table(

@@ -12,6 +12,7 @@ import sys
 
 from audioscope.argtypes import nonnegative_db, open_fraction, positive_int, positive_seconds
 from audioscope.options import add_command, add_store_option
+from audioscope.shell import q
 
 TRAIN_DESCRIPTION = """\
 Train the audio-visual coincidence model self-supervised on the clips of a
@@ -131,7 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise UserError(str(e)) from None
     if len(store) == 0:
-        raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --store {args.store}`)")
+        raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --store {q(args.store)}`)")
 
     from audioscope.models.coincidence import CoincidenceConfig, RunDirError, train
 
@@ -158,7 +159,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"cannot train on {args.store}: {e}") from None
     print(json.dumps({"model": result.export_dir, "model_id": result.model_id}))
     print(
-        f"\nNext: audioscope score --store {args.store} --model {args.out} --out SCORES_DIR",
+        f"\nNext: audioscope score --store {q(args.store)} --model {q(args.out)} --out SCORES_DIR",
         file=sys.stderr,
     )
     return 0

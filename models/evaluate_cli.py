@@ -11,6 +11,7 @@ import sys
 
 from audioscope.argtypes import positive_int
 from audioscope.options import add_command
+from audioscope.shell import q
 
 DESCRIPTION = """\
 Evaluate a model trained by `audioscope train` on the four evaluation sets
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if not (model_path / "saved_model.pb").exists():
         raise UserError(
             f"{args.model} has no exported model (no saved_model.pb in {model_path}); "
-            f"train one first: audioscope train --data MIX_DIR --out {args.model} --config tiny"
+            f"train one first: audioscope train --data MIX_DIR --out {q(args.model)} --config tiny"
         )
     sets = E.find_sets(args.data, args.split)
     if not sets:

@@ -11,6 +11,7 @@ from typing import Callable
 
 from audioscope.argtypes import positive_int, positive_seconds
 from audioscope.options import add_command
+from audioscope.shell import q
 
 RECIPES = ("semi-supervised", "unsupervised-soff25", "unsupervised")
 STRATEGIES = ("default", "mirrored", "tpu")
@@ -196,6 +197,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.out} is already trained to step {result.step} (its --steps or --time-budget); "
               "give a larger --steps or --time-budget to train on", file=sys.stderr)  # fmt: skip
     # the folder trained from, when it holds the evaluation sets too (a mixtures folder, a pulled release)
-    data = args.data if storage.exists(storage.join(args.data, "eval")) else "MIX_DIR"
-    print(f"\nNext: audioscope evaluate --model {args.out} --data {data} --out REPORT_DIR", file=sys.stderr)
+    data = q(args.data) if storage.exists(storage.join(args.data, "eval")) else "MIX_DIR"
+    print(f"\nNext: audioscope evaluate --model {q(args.out)} --data {data} --out REPORT_DIR", file=sys.stderr)
     return 0

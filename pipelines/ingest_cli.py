@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from audioscope.options import add_command, add_store_option, add_workers_option
 from audioscope.pipelines.runner import local_parallelism, local_runner  # noqa: F401 (re-exported)
+from audioscope.shell import q
 
 if TYPE_CHECKING:  # pragma: no cover
     from audioscope.clipstore.format import Layout
@@ -241,8 +242,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     print(f"ingest: {result.bad_rows} bad list rows (in the status table)", file=sys.stderr)
     print_summary("Ingest finished", {**summary_rows(result.summary), "store": args.store})
     print(
-        f"\nPer-video reasons: audioscope clips list --status --store {args.store}\n"
-        f"Clips:             audioscope clips list --store {args.store}"
+        f"\nPer-video reasons: audioscope clips list --status --store {q(args.store)}\n"
+        f"Clips:             audioscope clips list --store {q(args.store)}"
     )
     if result.unfinished:
         print(

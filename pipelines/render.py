@@ -65,6 +65,7 @@ from audioscope.media import SAFE_INPUT_ARGS, MediaError, ProbeInfo, probe, run_
 from audioscope.pipelines.runner import RunnerConfig, new_pipeline, run_to_end, to_stderr
 from audioscope.pipelines.work import WORK_SHARDS, ReadWork, write_work_shards
 from audioscope.progress import Poller, Progress
+from audioscope.shell import q
 
 logger = logging.getLogger(__name__)
 
@@ -560,7 +561,7 @@ def read_pool_rows(annotations: str) -> Any:
         path = layout.pools_parquet
         raise UserError(
             f"{path} is not a pools table written by `audioscope annotate sample` ({e}); draw the pools again "
-            f"with `audioscope annotate sample --store STORE --df DF_DIR --annotations {annotations}`"
+            f"with `audioscope annotate sample --store STORE --df DF_DIR --annotations {q(annotations)}`"
         ) from None
 
 

@@ -66,6 +66,7 @@ from audioscope.ids import check_clip_id, check_video_id
 from audioscope.pipelines.runner import RunnerConfig, new_pipeline, run_to_end, to_stderr
 from audioscope.pipelines.score_layout import FORMAT_VERSION, ScoresLayout  # ScoresLayout re-exported
 from audioscope.pipelines.work import IncompleteRun, ReadWork, shortfalls
+from audioscope.shell import q
 
 logger = logging.getLogger(__name__)
 
@@ -613,7 +614,7 @@ def iter_video_clips(store: Any) -> Iterator[tuple[str, list[tuple[str, float, f
     except (pa.ArrowException, SchemaError, OSError, ValueError) as e:
         raise UserError(
             f"the index of the clip store {store.root} (in {store.layout.index_dir}) cannot be read ({e}); "
-            f"run `audioscope ingest LIST --store {store.root}` again to rebuild it"
+            f"run `audioscope ingest LIST --store {q(store.root)}` again to rebuild it"
         ) from None
 
 

@@ -16,6 +16,7 @@ from audioscope.errors import UserError
 from audioscope.folders import FolderLayout
 from audioscope.ids import check_video_id, file_in
 from audioscope.shards import ShardTemplate
+from audioscope.shell import q
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -139,7 +140,7 @@ class ScoresLayout(FolderLayout):
         if not storage.exists(path):
             raise UserError(
                 f"no scores in {self.root} (scores.parquet is missing): score the clip store first with "
-                f"`audioscope score --store STORE --model MODEL_DIR --out {self.root}`"
+                f"`audioscope score --store STORE --model MODEL_DIR --out {q(self.root)}`"
             )
         try:
             with storage.open_file(path) as fh:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from audioscope import storage
 from audioscope.folders import FolderLayout
+from audioscope.shell import q
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -72,7 +73,7 @@ class AnnotationLayout(FolderLayout):
         if not storage.exists(self.pools_parquet):
             raise UserError(
                 f"no pools in {self.root}: draw them first with "
-                f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {self.root}`"
+                f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {q(self.root)}`"
             )
         import pyarrow as pa
 
@@ -85,7 +86,7 @@ class AnnotationLayout(FolderLayout):
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(
                 f"{self.pools_parquet} is not a pools table written by `audioscope annotate sample` ({reason}); "
-                f"draw the pools again with `audioscope annotate sample --store STORE --df DF_DIR --annotations {self.root}`"
+                f"draw the pools again with `audioscope annotate sample --store STORE --df DF_DIR --annotations {q(self.root)}`"
             ) from None
 
 

@@ -28,6 +28,7 @@ from audioscope import storage
 from audioscope.schemas.tables import CSV_NAMES, DEFAULT_RATIOS, SPLITS
 from audioscope.errors import UserError
 from audioscope.folders import FolderLayout
+from audioscope.shell import q
 
 DF_PARQUET = "df.parquet"
 REPORT_JSON = "report.json"
@@ -96,7 +97,7 @@ class DfLayout(FolderLayout):
                        if not storage.exists(p)]  # fmt: skip
             raise UserError(
                 f"{self.root} is not a finished Df folder ({', '.join(missing)} missing): make it with "
-                f"`audioscope filter --scores SCORES_DIR --store STORE --out {self.root}`"
+                f"`audioscope filter --scores SCORES_DIR --store STORE --out {q(self.root)}`"
             )
 
 
@@ -131,7 +132,7 @@ def read_df(df: "str | DfLayout", columns: Sequence[str] | None = None) -> pd.Da
     if not storage.exists(path):
         raise UserError(
             f"no Df in {layout.root} ({DF_PARQUET} is missing): make it with "
-            f"`audioscope filter --scores SCORES_DIR --store STORE --out {layout.root}`"
+            f"`audioscope filter --scores SCORES_DIR --store STORE --out {q(layout.root)}`"
         )
     try:
         with storage.open_file(path) as fh:
@@ -215,7 +216,7 @@ class DfReport:
 def read_report(df: "str | DfLayout") -> DfReport:
     """``report.json`` of a finished Df folder; :class:`UserError` when it is missing or not JSON."""
     layout = _layout(df)
-    fix = f"make it with `audioscope filter --scores SCORES_DIR --store STORE --out {layout.root}`"
+    fix = f"make it with `audioscope filter --scores SCORES_DIR --store STORE --out {q(layout.root)}`"
     if not storage.exists(layout.report_json):
         raise UserError(f"{layout.root} is not a finished Df folder ({REPORT_JSON} is missing): {fix}")
     try:

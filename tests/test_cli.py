@@ -101,6 +101,23 @@ def test_user_error_is_reported_without_traceback(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+def test_printed_commands_paste_as_the_same_paths(tmp_path, capsys):
+    """A fix we print names a path with spaces and quotes as one shell word:
+    pasted into a shell, it is the folder the user gave."""
+    import re
+    import shlex
+
+    store = tmp_path / "my store's copy"
+    store.mkdir()
+    rc = cli.main(["clips", "stats", "--store", str(store)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    command = re.search(r"`(audioscope ingest [^`]*)`", err)
+    assert command, err
+    words = shlex.split(command.group(1))
+    assert words[words.index("--store") + 1] == str(store)
+
+
 def test_console_script_exits_with_main_code_after_atexit_handlers(tmp_path):
     """`run` (the console script) ends with os._exit, but only after what an
     ordinary exit does first: other threads joined, atexit handlers run,

@@ -18,6 +18,7 @@ from audioscope.clipstore.format import (
     decode_media,
     load_params,
 )
+from audioscope.shell import q
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -140,11 +141,11 @@ class ClipStore:
         layout = Layout(str(uri))
         params = load_params(layout)
         if params is None:
-            raise StoreError(f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --store {uri}`")
+            raise StoreError(f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --store {q(uri)}`")
         if not layout.is_finished():
             raise StoreError(
                 f"{uri} has no index yet (no summary.json): an ingest has not finished; "
-                f"run `audioscope ingest LIST --store {uri}` again to complete it"
+                f"run `audioscope ingest LIST --store {q(uri)}` again to complete it"
             )
         summary = json.loads(storage.read_text(layout.summary_json))
         return cls(str(uri), params, summary)
@@ -266,7 +267,7 @@ class ClipStore:
         """One clip; only the index shard of its video is read (unless the index is loaded already)."""
         rows = self._rows_of(clip_id)
         if rows.empty:
-            raise KeyError(f"no clip {clip_id!r} in {self.root}; `audioscope clips list --store {self.root}` lists them")
+            raise KeyError(f"no clip {clip_id!r} in {self.root}; `audioscope clips list --store {q(self.root)}` lists them")
         r = rows.iloc[0]
         return self._clip(str(r["clip_id"]), str(r["video_id"]), float(r["start"]), float(r["end"]))
 
