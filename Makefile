@@ -100,7 +100,7 @@ test: install labelstudio chromium
 clean:
 	-@test -x $(BIN)/audioscope && test -e "$(ANNOTATE_DIR)/server.pid" && \
 	  $(BIN)/audioscope annotate server --data-dir "$(ANNOTATE_DIR)" --stop || true
-	rm -rf $(DEMO_DIR) .pytest_cache .hypothesis
+	rm -rf "$(DEMO_DIR)" .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean
