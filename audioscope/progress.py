@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Callable, Mapping, TextIO
 
+from audioscope import quiet
+
 
 def _fmt_duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -95,6 +97,7 @@ class Progress:
             if self.is_tty:
                 self.stream.write("\n")
                 self.stream.flush()
+        quiet.sync()  # the last state shows before whatever the command prints next
 
 
 class Poller:
@@ -157,6 +160,7 @@ class Poller:
 def print_summary(title: str, rows: Mapping[str, object], stream: TextIO | None = None) -> None:
     """Print an aligned ``key: value`` block under a title."""
     stream = stream or sys.stdout
+    quiet.sync()  # after what went to standard error before it
     width = max((len(k) for k in rows), default=0)
     stream.write(f"\n{title}\n")
     for k, v in rows.items():

@@ -18,6 +18,11 @@ imported:
 
 ``audioscope.cli.main`` calls it once, after parsing the arguments.
 Values the user has set are kept; ``--verbose`` leaves everything as it is.
+
+Standard output does not pass through the filter, so a line written to
+standard error reaches it a moment later than a line written to standard
+output after it; :func:`sync` waits until standard error has caught up (a
+progress line's last state before the summary that follows it).
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ HARMLESS_LOG_MESSAGES = ("Resource module is not available for current platform"
 
 _installed = False
 _quiet = False
+#: written to the filtered standard error by :func:`sync`; the pump drops it and wakes the waiter
+_SYNC_MARK = b"\x00audioscope-stderr-sync\x00"
+_sync_lock = threading.Lock()
+_sync_waiters: list[threading.Event] = []  # one per mark written and not yet seen, in order
+_pump_pid: int | None = None  # the process whose filter is running (a forked child has none)
 
 
 class _HarmlessRecords(logging.Filter):
@@ -130,7 +140,7 @@ def _maybe_noise(fragment: bytes) -> bool:
 
 
 def _filter_stderr() -> None:
-    global _installed
+    global _installed, _pump_pid
     if _installed:
         return
     try:
@@ -147,13 +157,17 @@ def _filter_stderr() -> None:
         target=_pump, args=(read_end, original, wake_read), name="stderr-filter", daemon=True
     )
     thread.start()
+    _pump_pid = os.getpid()
 
     def restore() -> None:
+        global _pump_pid
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        os.dup2(original, 2)  # closes the pipe's write end in this process
+        with _sync_lock:
+            _pump_pid = None
+            os.dup2(original, 2)  # closes the pipe's write end in this process
         # Child processes that outlive the command (multiprocessing's resource
         # tracker lives until this process exits) still hold the pipe's write
         # end, so its end of file may never come: tell the pump to stop once
@@ -162,6 +176,32 @@ def _filter_stderr() -> None:
         thread.join(timeout=2.0)
 
     atexit.register(restore)
+
+
+def sync(timeout: float = 1.0) -> None:
+    """Return once everything written to standard error so far has passed the filter
+    (or after ``timeout`` seconds): what is written to standard output next comes after it."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    seen = threading.Event()
+    with _sync_lock:
+        if _pump_pid != os.getpid():
+            return
+        _sync_waiters.append(seen)
+        try:
+            os.write(2, _SYNC_MARK)
+        except OSError:
+            _sync_waiters.remove(seen)
+            return
+    seen.wait(timeout)
+
+
+def _marks_seen(count: int) -> None:
+    with _sync_lock:
+        for _ in range(min(count, len(_sync_waiters))):
+            _sync_waiters.pop(0).set()
 
 
 #: how long the pump waits for more output once the command has ended
@@ -205,12 +245,17 @@ def _pump(read_end: int, out: int, wake: int) -> None:
         if not chunk:
             break
         pending += chunk
+        marks = pending.count(_SYNC_MARK)
+        if marks:
+            pending = pending.replace(_SYNC_MARK, b"")
         *lines, pending = pending.split(b"\n")
         data = b"".join(line + b"\n" for line in lines if not is_noise(line))
-        if pending and not _maybe_noise(pending):
+        if pending and (marks or not _maybe_noise(pending)):  # a waiter wants all that came before
             data, pending = data + pending, b""
         if data and alive:
             alive = _write_all(out, data)
+        if marks:
+            _marks_seen(marks)
     if pending and alive and not is_noise(pending):
         _write_all(out, pending)
     os.close(read_end)

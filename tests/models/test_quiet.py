@@ -115,3 +115,34 @@ def test_a_child_that_outlives_the_command_does_not_hold_up_its_exit() -> None:
         assert exit_s < 1.5, f"the command took {exit_s:.2f} s to exit after its last line"
     finally:
         os.kill(int(pid), signal.SIGKILL)
+
+
+IN_ORDER = """
+import os, sys
+from audioscope import quiet
+from audioscope.progress import Progress, print_summary
+quiet.configure(0)
+for i in range(40):
+    progress = Progress(f"step{i}", total=3, log_interval=3600)
+    progress.update(3)
+    progress.close()  # its last line goes through the filter, to standard error
+    print_summary(f"Summary {i}", {"done": 3})  # straight to standard output
+    sys.stderr.write("I0000 00:00:1.5     911 port.cc:153] oneDNN custom operations are on.\\n")
+    sys.stderr.write(f"partial {i}")  # no end of line: held back until it cannot be noise...
+    quiet.sync()  # ...or until someone waits for it
+    print(f"after {i}", flush=True)
+"""
+
+
+def test_standard_error_comes_before_what_standard_output_prints_after_it() -> None:
+    """Standard output does not pass through the filter: without waiting for it, a command's last
+    progress line landed in the middle of the summary printed after it (in a log file, and over the
+    summary's first line in a terminal)."""
+    done = subprocess.run([sys.executable, "-c", IN_ORDER], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    expected = []
+    for i in range(40):
+        expected += [f"step{i}: 3/3", "", f"Summary {i}", "  done  3", f"partial {i}after {i}"]
+    lines = [line.split(" items")[0] for line in done.stdout.splitlines()]
+    assert lines == expected
