@@ -160,6 +160,32 @@ def export_model(
     return model_id
 
 
+#: The inputs and outputs of an exported AudioScope model's signature (module docstring).
+SIGNATURE_INPUTS = ("mixture", "frames")
+SIGNATURE_OUTPUTS = ("sources", "probabilities", "on_screen")
+
+
+def _serving_function(loaded: Any, path: Path) -> Any:
+    """The serving signature of a loaded SavedModel, refused (one line saying what the
+    folder is instead) unless it is an AudioScope model's."""
+    from audioscope.errors import UserError
+
+    signature = getattr(loaded, "signatures", {}).get(SIGNATURE_NAME)
+    inputs = set(signature.structured_input_signature[1]) if signature is not None else set()
+    outputs = signature.structured_outputs if signature is not None else {}
+    outputs = set(outputs) if isinstance(outputs, Mapping) else set()
+    if inputs == set(SIGNATURE_INPUTS) and set(SIGNATURE_OUTPUTS) <= outputs:
+        return signature
+    if {"audio", "frames"} <= inputs and "probability" in outputs:
+        what = "a coincidence model (from `audioscope coincidence train`; `audioscope score` takes it)"
+    else:
+        what = f"not an AudioScope model (its {SIGNATURE_NAME!r} signature takes {sorted(inputs)} and gives {sorted(outputs)})"
+    raise UserError(
+        f"{path} is {what}: give the run folder of `audioscope train` (or its export/ folder), whose model "
+        f"takes {' and '.join(SIGNATURE_INPUTS)} and gives {', '.join(SIGNATURE_OUTPUTS)}"
+    )
+
+
 class ExportedModel:
     """An exported AudioScope model: ``model(mixture, frames)`` in numpy, batched."""
 
@@ -170,7 +196,7 @@ class ExportedModel:
         self.path = path
         self.batch_size = batch_size
         self._loaded = tf.saved_model.load(str(path))
-        self._fn = self._loaded.signatures[SIGNATURE_NAME]
+        self._fn = _serving_function(self._loaded, path)
         info = path / MODEL_INFO
         self.info: dict[str, Any] = json.loads(info.read_text()) if info.exists() else {}
 

@@ -154,6 +154,12 @@ class CoincidencePredictor:
         return out
 
 
+_NOT_FOR_SCORE = (
+    " (from `audioscope train`; `audioscope evaluate` takes it): scoring takes a coincidence model, the "
+    "folder written by `audioscope coincidence train`"
+)
+
+
 def load_model(path: str | Path, *, batch_size: int = 64) -> CoincidencePredictor:
     """Load ANY SavedModel with the coincidence signature for batched scoring.
 
@@ -162,9 +168,11 @@ def load_model(path: str | Path, *, batch_size: int = 64) -> CoincidencePredicto
     """
     path = Path(path)
     if not (path / "saved_model.pb").exists():
+        if (path / "export" / "saved_model.pb").exists():  # the run folder of `audioscope train`
+            raise SignatureError(f"{path} is the run folder of an AudioScope model{_NOT_FOR_SCORE}")
         raise SignatureError(
             f"{path} is not a SavedModel directory (no saved_model.pb); "
-            "pass the directory written by `train` or by tf.saved_model.save"
+            "pass the folder written by `audioscope coincidence train` (or by tf.saved_model.save)"
         )
     loaded = tf.saved_model.load(str(path))
     sigs = getattr(loaded, "signatures", {})
@@ -177,6 +185,8 @@ def load_model(path: str | Path, *, batch_size: int = 64) -> CoincidencePredicto
         )
     fn = sigs[SIGNATURE_NAME]
     problems = check_signature(fn)
+    if problems and "mixture" in fn.structured_input_signature[1]:
+        raise SignatureError(f"{path} is an AudioScope model{_NOT_FOR_SCORE}")
     if problems:
         raise SignatureError(
             f"{path}: the {SIGNATURE_NAME!r} signature does not match the coincidence contract: "

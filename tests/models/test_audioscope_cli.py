@@ -140,3 +140,22 @@ def test_the_next_step_names_the_folder_that_holds_the_evaluation_sets(trained, 
     # trained from a recipe's shards alone: where the evaluation sets are is the user's to say
     assert cli.main(["train", "--data", str(mix / "train" / "semi-supervised"), "--out", str(run), "--steps", "4"]) == 0
     assert f"--model {run} --data MIX_DIR --out REPORT_DIR" in capsys.readouterr().err
+
+
+def test_the_two_kinds_of_model_are_told_apart(trained, tmp_path, capsys) -> None:
+    """The coincidence model (`coincidence train`, for `score`) and the AudioScope model (`train`, for
+    `evaluate`) are both SavedModels: given to the other command, each is named for what it is, in one
+    line (evaluate used to end in TensorFlow's traceback of the signature call)."""
+    from audioscope.schemas import coincidence_signature as C
+
+    from ..pipelines.test_score import export_model
+
+    mix, run = trained
+    coincidence = export_model(tmp_path / "coincidence", 1.0)
+    assert cli.main(["evaluate", "--model", str(coincidence), "--data", str(mix), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "is a coincidence model" in err and "audioscope train" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "report.json").exists()
+    for folder in (run, run / "export"):
+        with pytest.raises(C.SignatureError, match="AudioScope model .*`audioscope coincidence train`"):
+            C.load_model(folder)
