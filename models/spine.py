@@ -160,6 +160,13 @@ def check_run_dir(run_dir: Path, config: Mapping[str, Any], data: Mapping[str, A
     directory started with another configuration (:class:`RunDirError`)."""
     existing = read_run_json(run_dir)
     if existing is None:
+        foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) if run_dir.is_dir() else []
+        if foreign:  # another step's folder (a model, mixtures): nothing of it may change
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise RunDirError(
+                f"{run_dir} holds other files ({shown}) and is not a training run folder (no {RUN_JSON}); "
+                "give --out a new or empty folder"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         body = {"config": _plain(config), "data": dict(data or {}),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip

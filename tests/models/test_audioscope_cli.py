@@ -159,3 +159,26 @@ def test_the_two_kinds_of_model_are_told_apart(trained, tmp_path, capsys) -> Non
     for folder in (run, run / "export"):
         with pytest.raises(C.SignatureError, match="AudioScope model .*`audioscope coincidence train`"):
             C.load_model(folder)
+
+
+def test_a_folder_of_another_step_is_not_taken_as_a_run_folder(trained, tmp_path, capsys) -> None:
+    """`train --out` at a folder holding something else (a coincidence model, a Df) is refused before
+    anything is written there: training used to add its run.json and tensorboard/ to it."""
+    mix, _ = trained
+    other = tmp_path / "model"
+    other.mkdir()
+    (other / "saved_model.pb").write_bytes(b"not ours")
+    before = sorted(p.name for p in other.rglob("*"))
+    assert cli.main(["train", "--data", str(mix), "--out", str(other), "--steps", "1", "--config", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a training run folder" in err and "saved_model.pb" in err
+    assert sorted(p.name for p in other.rglob("*")) == before
+    (tmp_path / "empty").mkdir()  # an empty folder made beforehand is fine
+    patch = pytest.MonkeyPatch()
+    patch.setitem(configs.CONFIGS, "tiny", lambda: micro_config(train_crop_s=0.25))
+    try:
+        assert cli.main(["train", "--data", str(mix), "--out", str(tmp_path / "empty"), "--config", "tiny",
+                         "--steps", "1", "--batch-size", "2", "--shuffle-buffer", "8"]) == 0  # fmt: skip
+    finally:
+        patch.undo()
+    assert (tmp_path / "empty" / "run.json").exists()
