@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from audioscope.argtypes import positive_int
 from audioscope.options import add_command, add_runner_options, add_store_option
+from audioscope.folders import another_steps_folder
 from audioscope.shell import q
 
 DEFAULT_SERVER_DIR = "labelstudio"
@@ -263,6 +264,7 @@ pool, source_uri, licence_name, licence_url) and pools.json."""
 
 def _register_sample(sub: Sub) -> None:
     p = _parser(sub, "sample", "draw the annotation pools (deterministic, no clip twice)", SAMPLE_DESCRIPTION, run_sample)
+    p.set_defaults(writes=("annotations", "annotations"))
     add_store_option(p)
     p.add_argument("--df", required=True, metavar="DF_DIR", help="the Df folder written by `audioscope filter`")
     _annotations_arg(p)
@@ -319,6 +321,7 @@ Beam flags go after `--` (e.g. -- --runner=DataflowRunner ...)."""
 
 def _register_render(sub: Sub) -> None:
     p = _parser(sub, "render", "render a 5-second MP4 per sampled clip (Beam pipeline)", RENDER_DESCRIPTION, run_render)
+    p.set_defaults(writes=("media", None))
     _annotations_arg(p)
     p.add_argument("--media", required=True, metavar="MEDIA_DIR", help="where the MP4s go (local folder or gs://)")
     p.add_argument(
@@ -483,7 +486,8 @@ def projects_of(annotation_dir: str) -> Any:
 
     projects = read_projects(annotation_dir)
     if not projects:
-        raise UserError(f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
+        raise UserError(another_steps_folder(annotation_dir, "annotations", "--annotations") or
+                        f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
     return projects
 
 

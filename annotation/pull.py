@@ -56,6 +56,7 @@ from audioscope.annotation.client import Client, LabelStudioError
 from audioscope.schemas.annotations import AnnotationLayout
 from audioscope.annotation.push import CANT_TELL, NO, Q_OFFSCREEN, Q_ONSCREEN, YES
 from audioscope.schemas.tables import LABEL_OFFSCREEN_ONLY, LABEL_ONSCREEN_ONLY, LABELS, VOTES, to_table
+from audioscope.folders import another_steps_folder
 from audioscope.shell import q
 
 VOTES_PARQUET = "votes.parquet"
@@ -304,7 +305,8 @@ def read_tables(annotation_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     for name, schema in ((VOTES_PARQUET, VOTES), (LABELS_PARQUET, LABELS)):
         path = storage.join(annotation_dir, name)
         if not storage.exists(path):
-            raise UserError(f"no {name} in {annotation_dir}: run `audioscope annotate pull --annotations {q(annotation_dir)}` first")
+            raise UserError(another_steps_folder(annotation_dir, "annotations", "--annotations") or
+                            f"no {name} in {annotation_dir}: run `audioscope annotate pull --annotations {q(annotation_dir)}` first")
         with storage.open_file(path) as fh:
             out.append(validate(pq.read_table(fh), schema).to_pandas())
     return out[0], out[1]
@@ -484,7 +486,8 @@ def pull(
     projects = read_projects(annotation_dir)
     assignment = read_assignment(annotation_dir)
     if not projects or assignment is None:
-        raise UserError(f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
+        raise UserError(another_steps_folder(annotation_dir, "annotations", "--annotations") or
+                        f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
     records = read_pools(annotation_dir).to_dict("records")
     pooled = {str(r["clip_id"]): r for r in records}
     fields = {c: clip_fields(r) for c, r in pooled.items()}

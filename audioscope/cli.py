@@ -119,6 +119,17 @@ def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
     return 128 + exc.signum if isinstance(exc, Stopped) else 130
 
 
+def _check_output_folder(args: argparse.Namespace) -> None:
+    """A command's output folder (its parser's ``writes`` default: the option's dest and the
+    step's folder kind) must not be another step's (:func:`audioscope.folders.refuse_another_steps`)."""
+    dest, kind = getattr(args, "writes", None) or (None, None)
+    root = getattr(args, dest, None) if dest else None
+    if root:
+        from audioscope.folders import refuse_another_steps
+
+        refuse_another_steps(str(root), kind, "--" + dest.replace("_", "-"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -132,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_output_folder(args)
         with _stop_signals():
             return int(func(args) or 0)
     except UserError as e:

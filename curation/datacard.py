@@ -31,6 +31,7 @@ from audioscope import storage, uris
 from audioscope.schemas.df import DfLayout, read_df, read_report
 from audioscope.curation.manifest import fmt_bytes
 from audioscope.errors import UserError
+from audioscope.folders import another_steps_folder
 from audioscope.pipelines.mix_catalog import licence_excluded as licence_matches
 from audioscope.schemas.records import video_of_clip
 from audioscope.shell import q
@@ -107,6 +108,9 @@ def load_mix(mix: str) -> tuple[dict[str, Any], pd.DataFrame]:
     from audioscope.pipelines.mix_layout import MixLayout
 
     layout = MixLayout(mix)
+    wrong = another_steps_folder(mix, "mix", "--mix")
+    if wrong:
+        raise UserError(wrong)
     fix = f"finish the mixtures first: run `audioscope mix ... --out {q(mix)}` again until it prints its summary"
     summary = _read_json(layout.summary_json, "the mixtures step has not finished", fix)
     for key in ("counts", "shards", "config"):

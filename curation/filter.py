@@ -44,6 +44,7 @@ import pandas as pd
 
 from audioscope import storage
 from audioscope.errors import UserError
+from audioscope.folders import another_steps_folder
 from audioscope.schemas.df import DF_PARQUET, HISTOGRAM_PNG, REPORT_MD, DfLayout
 from audioscope.curation.splits import CSV_NAMES, DEFAULT_RATIOS, SPLITS, assign_splits, normalise_split
 from audioscope.metrics import precision_recall, roc_auc
@@ -348,6 +349,7 @@ def read_score_columns(scores_dir: str, extra: Sequence[str] = ()) -> tuple[Scor
     path = layout.scores_parquet
     if not storage.exists(path):
         raise UserError(
+            another_steps_folder(scores_dir, "scores", "--scores") or
             f"no scores in {scores_dir} (its scores table is missing): score the clip store first with "
             f"`audioscope score --store STORE --out {q(scores_dir)}`, or give the folder it wrote with --scores"
         )

@@ -113,7 +113,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--no-truth", action="store_true",
         help="do not look for ground truth; the report then has no precision/recall",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", "df"))
     return p
 
 

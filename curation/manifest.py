@@ -42,6 +42,7 @@ from audioscope.curation.release_layout import (
     group_of,
 )
 from audioscope.errors import UserError
+from audioscope.folders import another_steps_folder
 
 __all__ = [
     "CHUNK", "CROISSANT_JSON", "FORMAT", "FORMAT_VERSION", "GROUPS", "LICENSES_CSV", "MANIFEST_JSON",
@@ -534,6 +535,7 @@ def read_local_manifest(directory: str) -> Manifest:
         raise UserError(f"{path} is a symbolic link; a release copy holds real files: pull again into a plain folder")
     if not os.path.isfile(path):
         raise UserError(
+            another_steps_folder(directory, "release") or
             f"{directory} is not a release copy (no {MANIFEST_JSON}): pull one with "
             "`audioscope release pull NAME:VERSION --root ROOT --to DIR`"
         )

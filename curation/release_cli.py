@@ -175,6 +175,7 @@ def _list_parser(sub: SubParsers) -> None:
 
 def _pull_parser(sub: SubParsers) -> None:
     p = _action(sub, "pull", run_pull)
+    p.set_defaults(writes=("to", "release"))
     p.add_argument("spec", metavar="NAME:VERSION", help="the release, e.g. audioscope:1.0.0")
     _root(p)
     p.add_argument("--to", required=True, metavar="DIR", help="local folder to download into")

@@ -43,7 +43,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("run_dir", metavar="DIR", help="the run folder holding the step folders (e.g. demo-output)")
     p.add_argument("--out", default=None, metavar="OUT", help="folder to write report.html and media/ to (default: DIR/report)")
     p.add_argument("--no-videos", action="store_true", help="do not cut example clips as video (faster; no ffmpeg needed)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", None))
     return p
 
 

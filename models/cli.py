@@ -111,7 +111,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--tiny", action="store_true",
         help="a very small model for smoke tests (seconds, not minutes; not for real scoring)",
     )
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, writes=("out", "coincidence"))
     return parser
 
 

@@ -67,7 +67,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="examples per model call (default: 16)")
     p.add_argument("--examples", type=int, default=2, metavar="N",
                    help="examples per set written as WAV files (default: 2; 0 for none)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", None))
     return p
 
 

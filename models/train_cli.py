@@ -121,7 +121,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--shuffle-buffer", type=positive_int, default=256, metavar="N",
                    help="examples in the shuffle buffer (default: 256)")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", "run"))
     return p
 
 

@@ -118,7 +118,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="standard Apache Beam pipeline options after `--` (e.g. --runner=DataflowRunner); "
         "other unknown flags are passed to Beam too",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("store", "store"))
     return p
 
 
@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
     beam_args = split_args(args)
     if not args.store:
         raise UserError("--store STORE is required: the clip store to create or resume (the older spelling --out works too)")
+    from audioscope.folders import refuse_another_steps
+
+    refuse_another_steps(args.store, "store", "--store")  # given after LIST, it was parsed only now
     if not local_pool_size(beam_args):
         return _run(args, beam_args)
     boot_fork_server()  # the local pool's fork server imports the per-video code while the launcher imports

@@ -153,7 +153,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "AudioScope lists) instead of choosing pairs from the labels",
     )
     add_runner_options(p, what="work shards written")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", "mix"))
     return p
 
 

@@ -73,7 +73,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "score by a float32 rounding step)",
     )
     add_runner_options(p, what="bundles processed")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", "scores"))
     return p
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from audioscope import storage
 from audioscope.errors import UserError
-from audioscope.folders import FolderLayout
+from audioscope.folders import FolderLayout, another_steps_folder
 from audioscope.ids import check_video_id, file_in
 from audioscope.shards import ShardTemplate
 from audioscope.shell import q
@@ -139,6 +139,7 @@ class ScoresLayout(FolderLayout):
         path = self.scores_parquet
         if not storage.exists(path):
             raise UserError(
+                another_steps_folder(self.root, "scores", "--scores") or
                 f"no scores in {self.root} (scores.parquet is missing): score the clip store first with "
                 f"`audioscope score --store STORE --model MODEL_DIR --out {q(self.root)}`"
             )

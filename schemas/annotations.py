@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from audioscope import storage
-from audioscope.folders import FolderLayout
+from audioscope.folders import FolderLayout, another_steps_folder
 from audioscope.shell import q
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,7 +72,7 @@ class AnnotationLayout(FolderLayout):
 
         if not storage.exists(self.pools_parquet):
             raise UserError(
-                f"no pools in {self.root}: draw them first with "
+                another_steps_folder(self.root, "annotations", "--annotations") or f"no pools in {self.root}: draw them first with "
                 f"`audioscope annotate sample --store STORE --df DF_DIR --annotations {q(self.root)}`"
             )
         import pyarrow as pa

@@ -28,6 +28,7 @@ from audioscope import storage
 from audioscope.schemas.tables import CSV_NAMES, DEFAULT_RATIOS, SPLITS
 from audioscope.errors import UserError
 from audioscope.folders import FolderLayout
+from audioscope.folders import another_steps_folder
 from audioscope.shell import q
 
 DF_PARQUET = "df.parquet"
@@ -93,6 +94,7 @@ class DfLayout(FolderLayout):
 
     def require_finished(self) -> None:
         if not self.is_finished():
+            _not_another_steps(self.root)
             missing = [n for n, p in ((DF_PARQUET, self.df_parquet), (REPORT_JSON, self.report_json))
                        if not storage.exists(p)]  # fmt: skip
             raise UserError(
@@ -108,6 +110,13 @@ def _canonical(path: str) -> str:
         local = path[len("file://"):] if path.startswith("file://") else path
         return os.path.realpath(os.path.abspath(local))
     return path.rstrip("/")
+
+
+def _not_another_steps(root: str) -> None:
+    """Refuse another step's output folder given as a Df folder, naming it."""
+    wrong = another_steps_folder(root, "df", "--df")
+    if wrong:
+        raise UserError(wrong)
 
 
 def _layout(df: "str | DfLayout") -> DfLayout:
@@ -130,6 +139,7 @@ def read_df(df: "str | DfLayout", columns: Sequence[str] | None = None) -> pd.Da
     layout = _layout(df)
     path = layout.df_parquet
     if not storage.exists(path):
+        _not_another_steps(layout.root)
         raise UserError(
             f"no Df in {layout.root} ({DF_PARQUET} is missing): make it with "
             f"`audioscope filter --scores SCORES_DIR --store STORE --out {q(layout.root)}`"
@@ -218,6 +228,7 @@ def read_report(df: "str | DfLayout") -> DfReport:
     layout = _layout(df)
     fix = f"make it with `audioscope filter --scores SCORES_DIR --store STORE --out {q(layout.root)}`"
     if not storage.exists(layout.report_json):
+        _not_another_steps(layout.root)
         raise UserError(f"{layout.root} is not a finished Df folder ({REPORT_JSON} is missing): {fix}")
     try:
         data = json.loads(storage.read_text(layout.report_json))

@@ -156,3 +156,57 @@ def test_closed_pipe_stops_quietly(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+#: A command that writes a folder, with that folder given as ``OUT`` (everything else may not exist:
+#: the output folder is checked first).
+WRITERS = {
+    "synth": ["synth", "--out", "OUT", "--videos", "1"],
+    "ingest (store after the list)": ["ingest", "list.csv", "--store", "OUT"],
+    "ingest (store first)": ["ingest", "--store", "OUT", "list.csv"],
+    "score": ["score", "--store", "S", "--model", "M", "--out", "OUT"],
+    "filter": ["filter", "--scores", "SC", "--store", "S", "--out", "OUT"],
+    "annotate sample": ["annotate", "sample", "--store", "S", "--df", "D", "--annotations", "OUT"],
+    "annotate render": ["annotate", "render", "--annotations", "A", "--media", "OUT"],
+    "mix": ["mix", "--store", "S", "--df", "D", "--out", "OUT"],
+    "release pull": ["release", "pull", "x:1.0.0", "--root", "R", "--to", "OUT"],
+    "coincidence train": ["coincidence", "train", "--store", "S", "--out", "OUT"],
+    "train": ["train", "--data", "MIX", "--out", "OUT"],
+    "evaluate": ["evaluate", "--model", "M", "--data", "MIX", "--out", "OUT"],
+    "report": ["report", "RUN", "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
+def test_no_command_writes_into_another_steps_folder(command, tmp_path, capsys):
+    """Every command that writes a folder refuses one that another step wrote (a Df folder given as
+    --out of score): one line naming what the folder is, nothing written there."""
+    other = tmp_path / "df"
+    other.mkdir()
+    (other / "df.parquet").write_bytes(b"")
+    if command.startswith(("filter", "annotate")) or command == "synth":  # these read or write a Df
+        other = tmp_path / "store"
+        other.mkdir()
+        (other / "store.json").write_text("{}")
+    before = sorted(p.name for p in other.iterdir())
+    argv = [str(other) if a == "OUT" else str(tmp_path / a) if a.isupper() else a for a in WRITERS[command]]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "must not be another step's folder" in err and "written by `audioscope " in err, err
+    assert sorted(p.name for p in other.iterdir()) == before
+
+
+def test_a_folder_given_to_the_wrong_option_is_named(tmp_path, capsys):
+    """Given where another step's folder is expected, a folder is named for what it is, and the fix
+    does not suggest writing into it."""
+    from audioscope.folders import another_steps_folder, folder_kind
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "corpus.json").write_text("{}")
+    assert folder_kind(str(corpus)) == "corpus" and folder_kind(str(tmp_path)) is None
+    assert another_steps_folder(str(corpus), "corpus", "--out") is None
+    assert cli.main(["clips", "stats", "--store", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert "is a synthetic corpus (written by `audioscope synth`), not a clip store" in err
+    assert "give --store the folder that `audioscope ingest` wrote" in err and "--store " + str(corpus) not in err

@@ -19,6 +19,7 @@ from audioscope.clipstore.format import (
     load_params,
 )
 from audioscope.shell import q
+from audioscope.folders import another_steps_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -141,7 +142,10 @@ class ClipStore:
         layout = Layout(str(uri))
         params = load_params(layout)
         if params is None:
-            raise StoreError(f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --store {q(uri)}`")
+            raise StoreError(
+                another_steps_folder(str(uri), "store", "--store")
+                or f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --store {q(uri)}`"
+            )
         if not layout.is_finished():
             raise StoreError(
                 f"{uri} has no index yet (no summary.json): an ingest has not finished; "

@@ -63,7 +63,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--jobs", type=int, default=None, metavar="J",
         help=f"videos made in parallel (default: CPU count, {os.cpu_count()} here)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes=("out", "corpus"))
     return p
 
 
