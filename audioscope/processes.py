@@ -79,3 +79,27 @@ def require_program(name: str) -> None:
             f"{name} is not installed (not found on PATH): install it (Debian: `apt-get install {name}`; "
             f"`make install` does it) and run again"
         )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the system's available memory (Linux
+    ``MemAvailable``), or less under a container's limit (cgroup v2 ``memory.max``); None where
+    neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            found.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None

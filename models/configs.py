@@ -251,6 +251,20 @@ def tiny() -> AudioScopeConfig:
 
 CONFIGS: dict[str, Callable[[], AudioScopeConfig]] = {"paper": paper, "tiny": tiny}
 
+#: Peak memory of a training on the CPU, in GB: (fixed, per example of a step). Measured with
+#: `/usr/bin/time -f %M audioscope train --steps 2 --batch-size B` on the demo's shards, 2 cores
+#: (2026-12-05): paper 5.55 / 9.30 / 16.75 GB at 1 / 2 / 4 examples (8 was killed for memory at
+#: 24 GB), tiny 1.31 / 1.76 GB at 8 / 32.
+CPU_MEMORY_GB: dict[str, tuple[float, float]] = {"paper": (1.8, 3.73), "tiny": (1.16, 0.019)}
+
+
+def cpu_memory_gb(config: AudioScopeConfig) -> float | None:
+    """About how much memory training ``config`` takes on the CPU (None for a configuration not measured)."""
+    fixed, per_example = CPU_MEMORY_GB.get(config.name, (None, None))
+    if fixed is None or per_example is None:
+        return None
+    return fixed + per_example * config.batch_size
+
 
 def get_config(name: str, **overrides: Any) -> AudioScopeConfig:
     """The configuration called ``name`` with ``overrides`` applied."""

@@ -161,6 +161,31 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
     return get_config(args.config or "paper", **overrides)
 
 
+def check_cpu_memory(config: object) -> None:
+    """Refuse, in one line, a training on the CPU that needs more memory than this machine has
+    (the `paper` configuration's 256 examples per step take ~950 GB there): it would be killed
+    for memory with no word, after taking the machine's memory from everything else."""
+    import tensorflow as tf
+
+    from audioscope.errors import UserError
+    from audioscope.models.configs import CPU_MEMORY_GB, cpu_memory_gb
+    from audioscope.processes import available_memory
+
+    if tf.config.list_physical_devices("GPU"):
+        return  # an accelerator's memory is its own
+    need, have = cpu_memory_gb(config), available_memory()  # type: ignore[arg-type]
+    if need is None or have is None or need * 1e9 <= have:
+        return
+    fixed, per_example = CPU_MEMORY_GB[config.name]  # type: ignore[attr-defined]
+    fits = int((have / 1e9 - fixed) // per_example)
+    smaller = f", or with --batch-size {fits} or less" if fits >= 1 else ""
+    raise UserError(
+        f"the {config.name!r} configuration at {config.batch_size} examples per step needs about "  # type: ignore[attr-defined]
+        f"{need:,.0f} GB of memory on the CPU, and this machine has {have / 1e9:.1f} GB available: train it on "
+        f"GPUs (--strategy mirrored) or TPUs (--strategy tpu), or here with --config tiny{smaller}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from audioscope import storage
     from audioscope.errors import UserError
@@ -179,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     from audioscope.models import train as T
 
     config = build_config(args, T.read_run_config(args.out))
+    if args.strategy == "default":
+        check_cpu_memory(config)
     buffer = args.shuffle_buffer
 
     def dataset_fn(seed: int) -> object:

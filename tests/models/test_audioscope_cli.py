@@ -182,3 +182,23 @@ def test_a_folder_of_another_step_is_not_taken_as_a_run_folder(trained, tmp_path
     finally:
         patch.undo()
     assert (tmp_path / "empty" / "run.json").exists()
+
+
+def test_a_training_too_large_for_this_machine_is_refused_before_it_starts(trained, tmp_path, capsys) -> None:
+    """On the CPU, a configuration and batch that need more memory than the machine has would be
+    killed for memory without a word (`paper`'s default 256 examples per step: ~950 GB); it is refused
+    in one line that says what fits, and nothing is written."""
+    from audioscope.models.configs import cpu_memory_gb, get_config
+    from audioscope.processes import available_memory
+
+    mix, _ = trained
+    have = available_memory()
+    assert have is not None and have > 0
+    assert cpu_memory_gb(get_config("paper")) > 900  # the measured rate at the published batch
+    too_many = int(have / 1e9 / 0.019) + 1000  # tiny's measured memory per example
+    out = tmp_path / "big"
+    assert cli.main(["train", "--data", str(mix), "--out", str(out), "--config", "tiny",
+                     "--batch-size", str(too_many)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "GB of memory on the CPU" in err and "--batch-size" in err and "Traceback" not in err
+    assert not out.exists()
