@@ -144,6 +144,32 @@ def resolve_data(data: str, recipe: str | None) -> tuple[str, str | None]:
     return data, None
 
 
+def refuse_evaluation_shards(data: str, source: str, files: list[str]) -> None:
+    """Refuse a --data whose shards include evaluation sets it holds below it (a release pulled with
+    ``--only eval``, an unfinished mixtures folder): read as a folder of shards, their eval/ shards
+    would be trained on, and the test data leak into the model. A folder given as itself (the user
+    pointing at one set) is taken as given."""
+    from audioscope import storage
+    from audioscope.errors import UserError
+    from audioscope.pipelines.mix_layout import MixLayout
+
+    fixed = source.split("*")[0].split("?")[0].split("[")[0]
+    prefix = fixed if any(c in source for c in "*?[") else source.rstrip("/") + "/"
+    inside = [f[len(prefix):] if f.startswith(prefix) else f for f in files]
+    held_out = [f for f in inside if "eval" in f.split("/")[:-1]]
+    if not held_out:
+        return
+    layout = MixLayout(data)
+    if storage.exists(layout.mix_json) and not layout.is_finished():
+        why = f"the mixtures in {data} have not finished (no summary.json): run `audioscope mix` again until it prints its summary"
+    else:
+        why = "give a mixtures folder or a release with train/ shards (a release pulled without --only eval), or its train/RECIPE folder"
+    raise UserError(
+        f"{data} holds evaluation shards ({held_out[0]}{', ...' if len(held_out) > 1 else ''}) and no training "
+        f"shards of a finished mixtures folder: training on them would leak the test sets into the model; {why}"
+    )
+
+
 def build_config(args: argparse.Namespace, stored: object) -> object:
     """The configuration: the stored one when resuming, else --config; with the options given."""
     from audioscope.models.configs import get_config
@@ -200,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         files = loader.shard_files(source)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
+    refuse_evaluation_shards(args.data, source, files)
 
     from audioscope.models import train as T
 

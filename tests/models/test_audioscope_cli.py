@@ -202,3 +202,28 @@ def test_a_training_too_large_for_this_machine_is_refused_before_it_starts(train
     err = capsys.readouterr().err
     assert "GB of memory on the CPU" in err and "--batch-size" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_evaluation_shards_below_the_data_folder_are_never_trained_on(trained, tmp_path, capsys) -> None:
+    """A release pulled with --only eval, or mixtures that have not finished, are not mixtures folders
+    with train/ shards: read as a folder of shards, their evaluation sets were trained on (the test
+    data leaked into the model, exit 0). Refused in one line, before anything is written."""
+    import shutil
+
+    mix, _ = trained
+    eval_only = tmp_path / "pulled"
+    shutil.copytree(mix, eval_only)
+    shutil.rmtree(eval_only / "train")
+    assert cli.main(["train", "--data", str(eval_only), "--out", str(tmp_path / "a"), "--config", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "holds evaluation shards" in err and "leak the test sets" in err and "--only eval" in err
+    assert not (tmp_path / "a").exists()
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(mix, unfinished)
+    (unfinished / "summary.json").unlink()
+    (unfinished / "mix.json").write_text("{}")
+    assert cli.main(["train", "--data", str(unfinished), "--out", str(tmp_path / "b"), "--config", "tiny"]) == 2
+    assert "have not finished" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(unfinished / "**" / "*.tfrecord"), "--out", str(tmp_path / "c"),
+                     "--config", "tiny"]) == 2  # fmt: skip
+    assert "holds evaluation shards" in capsys.readouterr().err
