@@ -134,7 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
     if len(store) == 0:
         raise UserError(f"{args.store} has no clips; ingest some videos first (`audioscope ingest LIST --store {q(args.store)}`)")
 
-    from audioscope.models.coincidence import CoincidenceConfig, RunDirError, train
+    from audioscope.models.coincidence import CoincidenceConfig, RunDirBusy, RunDirError, train
 
     overrides: dict[str, object] = {"seed": args.seed}
     for key in ("steps", "batch_size", "other_match_db", "shift_onoff_db"):
@@ -154,7 +154,8 @@ def run_train(args: argparse.Namespace) -> int:
             strategy=args.strategy,
         )
     except RunDirError as e:
-        raise UserError(f"{e} (delete {Path(str(args.out) + '.run')} to start afresh)") from None
+        fresh = "" if isinstance(e, RunDirBusy) else f" (delete {Path(str(args.out) + '.run')} to start afresh)"
+        raise UserError(f"{e}{fresh}") from None
     except ValueError as e:
         raise UserError(f"cannot train on {args.store}: {e}") from None
     print(json.dumps({"model": result.export_dir, "model_id": result.model_id}))

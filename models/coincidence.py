@@ -91,4 +91,4 @@ from audioscope.models.coincidence_train import (  # noqa: F401
     run_dir_for,
     train,
 )
-from audioscope.models.spine import RunDirError, TrainResult  # noqa: F401
+from audioscope.models.spine import RunDirBusy, RunDirError, TrainResult  # noqa: F401

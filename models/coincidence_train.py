@@ -68,6 +68,7 @@ from audioscope.models.spine import (
     TrainResult,
     WeightAverage,
     check_run_dir,
+    training_lock,
     cosine_learning_rate,
     in_average_window,
     make_strategy,
@@ -223,15 +224,25 @@ def train(
     the AudioScope model). ``data_description`` (e.g. the store URI) goes
     into the card. Checkpoints go to ``run_dir`` (default ``OUT_DIR.run``).
     """
+    if Path(out_dir).exists():
+        raise FileExistsError(f"{out_dir} already exists; choose a new output directory or delete it")
+    run = Path(run_dir) if run_dir is not None else run_dir_for(Path(out_dir))
+    with training_lock(run):  # one training at a time per run folder
+        return _train(videos_or_store, Path(out_dir), config, run, validation_fraction, time_budget_s, progress,
+                      data_description, data, strategy)  # fmt: skip
+
+
+def _train(videos_or_store: Any, out: Path, config: CoincidenceConfig, run: Path, validation_fraction: float,
+           time_budget_s: float | None, progress: bool, data_description: Mapping[str, Any] | None,
+           data: str | None, strategy: str | tf.distribute.Strategy) -> TrainResult:  # fmt: skip
+    """:func:`train`, in the run folder ``run`` that it holds."""
     from audioscope.progress import Progress, print_summary
 
-    out = Path(out_dir)
-    if out.exists():
-        raise FileExistsError(f"{out_dir} already exists; choose a new output directory or delete it")
+    if out.exists():  # exported by a training that ended between the check in `train` and the lock
+        raise FileExistsError(f"{out} already exists; choose a new output directory or delete it")
     mode = data or ("memory" if isinstance(videos_or_store, Mapping) else "stream")
     if mode not in DATA_MODES:
         raise ValueError(f"data must be one of {DATA_MODES}, got {mode!r}")
-    run = Path(run_dir) if run_dir is not None else run_dir_for(out)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic_ops:
         tf.config.experimental.enable_op_determinism()

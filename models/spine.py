@@ -28,6 +28,7 @@ TensorFlow is imported at module level: import this module lazily.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +51,10 @@ STRATEGIES = ("default", "mirrored", "tpu")
 
 class RunDirError(ValueError):
     """The run directory belongs to a different run (another configuration)."""
+
+
+class RunDirBusy(RunDirError):
+    """Another training is running in the run directory."""
 
 
 # --------------------------------------------------------------------------- schedule
@@ -155,18 +160,59 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def _refuse_foreign(run_dir: Path) -> None:
+    """Refuse a folder that holds other files and no ``run.json`` (another step's folder: a model,
+    mixtures): nothing of it may change."""
+    if read_run_json(run_dir) is not None or not run_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise RunDirError(
+            f"{run_dir} holds other files ({shown}) and is not a training run folder (no {RUN_JSON}); "
+            "give --out a new or empty folder"
+        )
+
+
+#: Held (``flock``) by the process training in a run folder; the system releases it when that process
+#: ends, however it ends.
+TRAINING_LOCK = ".training.lock"
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """One training at a time per run folder: a second one is refused (:class:`RunDirError`) while the
+    first runs (both would start from the same checkpoint and write their checkpoints over each other's)."""
+    _refuse_foreign(run_dir)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): concurrent trainings are not coordinated
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / TRAINING_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise RunDirBusy(
+                f"another training is running in {run_dir}{f' (process {holder})' if holder.isdigit() else ''}: "
+                "wait for it to end (running the same command again then resumes it), or give another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def check_run_dir(run_dir: Path, config: Mapping[str, Any], data: Mapping[str, Any] | None) -> bool:
     """Write ``run.json`` on the first start (returns True); refuse a run
     directory started with another configuration (:class:`RunDirError`)."""
     existing = read_run_json(run_dir)
     if existing is None:
-        foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) if run_dir.is_dir() else []
-        if foreign:  # another step's folder (a model, mixtures): nothing of it may change
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise RunDirError(
-                f"{run_dir} holds other files ({shown}) and is not a training run folder (no {RUN_JSON}); "
-                "give --out a new or empty folder"
-            )
+        _refuse_foreign(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         body = {"config": _plain(config), "data": dict(data or {}),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip

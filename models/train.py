@@ -64,6 +64,7 @@ from audioscope.models.spine import (  # noqa: F401 - the spine's names, as this
     TrainResult,
     WeightAverage,
     check_run_dir,
+    training_lock,
     cosine_learning_rate,
     in_average_window,
     make_strategy,
@@ -268,6 +269,20 @@ def train(
     different configuration raises :class:`RunDirError`.
     """
     run_dir = Path(run_dir)
+    with training_lock(run_dir):
+        return _train(dataset_fn, run_dir, config, steps, time_budget_s, strategy, progress, data_description)
+
+
+def _train(
+    dataset_fn: DatasetFn,
+    run_dir: Path,
+    config: AudioScopeConfig,
+    steps: int | None,
+    time_budget_s: float | None,
+    strategy: str | tf.distribute.Strategy,
+    progress: bool,
+    data_description: Mapping[str, Any] | None,
+) -> TrainResult:
     target = int(steps or config.steps)
     check_run_dir(run_dir, config.to_dict(), data_description)
     keras.utils.set_random_seed(config.seed)

@@ -227,3 +227,18 @@ def test_evaluation_shards_below_the_data_folder_are_never_trained_on(trained, t
     assert cli.main(["train", "--data", str(unfinished / "**" / "*.tfrecord"), "--out", str(tmp_path / "c"),
                      "--config", "tiny"]) == 2  # fmt: skip
     assert "holds evaluation shards" in capsys.readouterr().err
+
+
+def test_a_second_training_in_the_same_run_folder_is_refused(trained, tmp_path, capsys) -> None:
+    """Two trainings in one run folder both started from its last checkpoint and wrote their
+    checkpoints over each other's (both exit 0). While one holds the folder, another is refused in one
+    line; once it has ended, the same command resumes."""
+    from audioscope.models.spine import training_lock
+
+    mix, run = trained
+    with training_lock(run):  # a training running there
+        assert cli.main(["train", "--data", str(mix), "--out", str(run), "--steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert f"another training is running in {run} (process " in err and "Traceback" not in err
+    assert json.loads((run / "export" / "model.json").read_text())["step"] == 4  # untouched
+    assert cli.main(["train", "--data", str(mix), "--out", str(run), "--steps", "4"]) == 0  # free again

@@ -159,3 +159,17 @@ def test_training_runs_under_a_mirrored_strategy_and_its_run_directory_refuses_o
         C.train(videos, tmp_path / "m2", C.CoincidenceConfig.tiny(steps=6, eval_every=2, checkpoint_every=2,
                 validation_examples=16, batch_size=8), validation_fraction=0.34, progress=False,
                 run_dir=tmp_path / "m.run")  # fmt: skip
+
+
+def test_a_second_training_of_the_same_model_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Both would train from the same checkpoint in OUT.run and write over each other's checkpoints;
+    the second is refused before it touches anything, and trains once the first has ended."""
+    from audioscope.models.spine import training_lock
+
+    videos = toy_videos(6, 10, seed=9)
+    cfg = C.CoincidenceConfig.tiny(steps=2, eval_every=2, checkpoint_every=2, validation_examples=16, batch_size=8)
+    with training_lock(tmp_path / "m.run"):
+        with pytest.raises(C.RunDirBusy, match="another training is running in .*m.run"):
+            C.train(videos, tmp_path / "m", cfg, validation_fraction=0.34, progress=False)
+        assert [p.name for p in (tmp_path / "m.run").iterdir()] == [".training.lock"]
+    assert C.train(videos, tmp_path / "m", cfg, validation_fraction=0.34, progress=False).step == 2
