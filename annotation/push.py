@@ -439,6 +439,10 @@ def cant_tell_pairs(annotation_dir: str) -> list[tuple[str, str]]:
     return list(zip(frame["clip_id"].astype(str), frame["rater_name"].astype(str)))
 
 
+#: Held by the push writing an annotation folder (:class:`audioscope.locks.FolderLock`).
+PUSH_LOCK = "push.lock"
+
+
 def push(
     url: str,
     secrets: Any,
@@ -454,45 +458,49 @@ def push(
 ) -> dict[str, Any]:
     """Assign every rendered clip to 3 raters and import it into their projects (module docstring); the summary."""
     from audioscope.annotation.assign import assign
+    from audioscope.locks import FolderLock
     from audioscope.pipelines.render import RenderLayout, rendered
 
-    t0 = time.monotonic()
-    place = media_place(media_dir, document_root)
-    have_media = rendered(RenderLayout(media_dir))
-    with_media = pools[pools["clip_id"].isin(have_media)]
-    raters = {name: acc for name, acc in secrets.raters.items()}
-    assignment = assign(with_media["clip_id"], list(raters), read_assignment(annotation_dir), cant_tell_pairs(annotation_dir), seed)
-    write_assignment(annotation_dir, assignment)
-    known = read_projects(annotation_dir)
-    projects: dict[str, RaterProject] = dict(known)
-    per_rater: dict[str, dict[str, int]] = {}
-    created_any, first_task = False, None
-    for name in sorted(raters):
-        acc = raters[name]
-        client = Client(url, acc.token)
-        pid, created = ensure_project(client, known[name].project_id if name in known else None, title)
-        created_any |= created
-        projects[name] = RaterProject(name, acc.email, acc.user_id, acc.organization_id, pid)
-        write_projects(annotation_dir, url, title, projects)
-        ensure_storage(client, pid, place, gcs_credentials)
-        have = existing_tasks(client, pid)
-        mine = assignment.loc[assignment["rater"] == name, "clip_id"]
-        missing = [c for c in mine if c not in have]
-        tasks = [{"data": task_data(c, place.url_of(c), clip_fps(media_dir, c))} for c in missing]
-        ids = import_batches(client, pid, tasks, batch, on_batch)
-        per_rater[name] = {"assigned": int(len(mine)), "imported": len(ids), "already_there": int(len(mine) - len(missing))}
-        if place.storage_kind == "gcs" and first_task is None and (ids or have):
-            first_task = (client, min(ids or [min(v) for v in have.values()]))
-    if first_task is not None:
-        check_signed_url(first_task[0], first_task[1], media_dir)
-    imported = sum(r["imported"] for r in per_rater.values())
-    return {
-        "projects_created": created_any,
-        "raters": per_rater,
-        "pooled_clips": int(len(pools)),
-        "without_media": int(len(pools) - len(with_media)),
-        "assigned_clips": int(assignment["clip_id"].nunique()),
-        "imported": imported,
-        "already_there": sum(r["already_there"] for r in per_rater.values()),
-        "seconds": round(time.monotonic() - t0, 2),
-    }
+    # One push at a time per annotation folder: two would both create a rater's project and import its tasks twice.
+    with FolderLock(AnnotationLayout(annotation_dir).path(PUSH_LOCK), activity="push",
+                    subject=f"the annotation folder {annotation_dir}", what=f"pools to {url}"):  # fmt: skip
+        t0 = time.monotonic()
+        place = media_place(media_dir, document_root)
+        have_media = rendered(RenderLayout(media_dir))
+        with_media = pools[pools["clip_id"].isin(have_media)]
+        raters = {name: acc for name, acc in secrets.raters.items()}
+        assignment = assign(with_media["clip_id"], list(raters), read_assignment(annotation_dir), cant_tell_pairs(annotation_dir), seed)
+        write_assignment(annotation_dir, assignment)
+        known = read_projects(annotation_dir)
+        projects: dict[str, RaterProject] = dict(known)
+        per_rater: dict[str, dict[str, int]] = {}
+        created_any, first_task = False, None
+        for name in sorted(raters):
+            acc = raters[name]
+            client = Client(url, acc.token)
+            pid, created = ensure_project(client, known[name].project_id if name in known else None, title)
+            created_any |= created
+            projects[name] = RaterProject(name, acc.email, acc.user_id, acc.organization_id, pid)
+            write_projects(annotation_dir, url, title, projects)
+            ensure_storage(client, pid, place, gcs_credentials)
+            have = existing_tasks(client, pid)
+            mine = assignment.loc[assignment["rater"] == name, "clip_id"]
+            missing = [c for c in mine if c not in have]
+            tasks = [{"data": task_data(c, place.url_of(c), clip_fps(media_dir, c))} for c in missing]
+            ids = import_batches(client, pid, tasks, batch, on_batch)
+            per_rater[name] = {"assigned": int(len(mine)), "imported": len(ids), "already_there": int(len(mine) - len(missing))}
+            if place.storage_kind == "gcs" and first_task is None and (ids or have):
+                first_task = (client, min(ids or [min(v) for v in have.values()]))
+        if first_task is not None:
+            check_signed_url(first_task[0], first_task[1], media_dir)
+        imported = sum(r["imported"] for r in per_rater.values())
+        return {
+            "projects_created": created_any,
+            "raters": per_rater,
+            "pooled_clips": int(len(pools)),
+            "without_media": int(len(pools) - len(with_media)),
+            "assigned_clips": int(assignment["clip_id"].nunique()),
+            "imported": imported,
+            "already_there": sum(r["already_there"] for r in per_rater.values()),
+            "seconds": round(time.monotonic() - t0, 2),
+        }

@@ -1,129 +1,25 @@
-"""One ingest at a time per clip store: a create-if-absent lock object.
+"""One ingest at a time per clip store (:class:`audioscope.locks.FolderLock` on ``STORE/ingest.lock``).
 
 Two ingests into one store at once could interleave their index rebuilds
-(one removing the other's shards) or lose one list's requests. So an
-ingest first creates ``STORE/ingest.lock`` *only if it does not exist*
-(``O_CREAT | O_EXCL`` on local disk; a conditional write on object stores:
-``ifGenerationMatch=0`` on GCS, ``If-None-Match: *`` on S3, both through
-fsspec's ``mode="create"``), and a second ingest is refused at once with a
-message naming the holder. The lock is removed when the ingest ends, also
-on errors and Ctrl-C. A lock left by a killed run on this machine (its
-process is gone) is taken over; any other stale lock is removed by hand,
-as the message says.
-
-The create-if-absent write could move to :mod:`audioscope.storage` as a
-general primitive.
+(one removing the other's shards) or lose one list's requests; the second
+is refused at once with a message naming the holder.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import errno
-import json
-import os
-import socket
-import uuid
-from typing import Any
-
-from audioscope import storage
 from audioscope.clipstore.format import Layout
-from audioscope.errors import UserError
-from audioscope.processes import pid_alive
+from audioscope.locks import FolderBusy, FolderLock, create_if_absent  # noqa: F401 (create_if_absent re-exported)
 
 
-class StoreBusy(UserError):
+class StoreBusy(FolderBusy):
     """Another ingest holds the store."""
 
 
-def create_if_absent(uri: str, data: bytes) -> bool:
-    """Write ``data`` to ``uri`` only if nothing is there; False if something is."""
-    if storage.is_local(uri):
-        path = storage.url_to_fs(uri)[1]
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
-    fs, path = storage.url_to_fs(uri)
-    # The conditional write makes this atomic on GCS and S3. Some stand-ins
-    # (the GCS emulator) ignore the condition, so an existing object is also
-    # looked for first and the object read back after the write.
-    if fs.exists(path):
-        return False
-    try:
-        fs.pipe_file(path, data, mode="create")
-    except FileExistsError:
-        return False
-    except OSError as e:  # some back ends report the failed precondition as a plain error
-        if e.errno == errno.EEXIST or "412" in str(e) or "PreconditionFailed" in str(e):
-            return False
-        raise
-    fs.invalidate_cache(path)
-    return bool(fs.cat_file(path) == data)
-
-
-class StoreLock:
+class StoreLock(FolderLock):
     """``with StoreLock(layout, what="list.csv"):`` holds the store for one ingest."""
 
+    busy = StoreBusy
+
     def __init__(self, layout: Layout, what: str = "") -> None:
+        super().__init__(layout.lock, activity="ingest", subject=f"the store {layout.root}", what=what or "a list")
         self.layout = layout
-        self.what = what
-        self.held = False
-
-    def _payload(self) -> bytes:
-        info = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "list": self.what,
-            "token": uuid.uuid4().hex,  # tells this run's lock from any other's
-        }
-        return (json.dumps(info, sort_keys=True) + "\n").encode("utf-8")
-
-    def holder(self) -> dict[str, Any]:
-        try:
-            return dict(json.loads(storage.read_text(self.layout.lock)))
-        except (OSError, ValueError):
-            return {}
-
-    def acquire(self) -> None:
-        payload = self._payload()
-        if create_if_absent(self.layout.lock, payload):
-            self.held = True
-            return
-        info = self.holder()
-        same_host = info.get("host") == socket.gethostname()
-        if same_host and isinstance(info.get("pid"), int) and not pid_alive(int(info["pid"])):
-            # left by a killed run on this machine: take it over
-            storage.remove(self.layout.lock)
-            if create_if_absent(self.layout.lock, payload):
-                self.held = True
-                return
-            info = self.holder()
-        who = (
-            f"{info.get('list') or 'a list'} (process {info.get('pid')} on {info.get('host')}, "
-            f"since {info.get('started_at')})" if info else "another run"
-        )
-        raise StoreBusy(
-            f"the store {self.layout.root} is being written by another ingest of {who}; wait for it to "
-            f"finish and run this command again. If no ingest is running (it was killed on another "
-            f"machine), remove {self.layout.lock} first"
-        )
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            try:
-                storage.remove(self.layout.lock)
-            except FileNotFoundError:
-                pass
-
-    def __enter__(self) -> "StoreLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -214,3 +214,19 @@ def test_secrets_are_not_printed_by_the_server_command(labelstudio, capsys):
     for v in [secrets.admin.password, secrets.admin.token] + [a.password for a in secrets.raters.values()]:
         assert v not in captured.out + captured.err
     assert secrets.admin.has_access_token and all(a.has_access_token for a in secrets.raters.values())
+
+
+def test_a_second_push_into_the_same_folder_is_refused_while_the_first_runs(labelstudio, media, tmp_path, capsys):
+    """Two pushes at once both found no project for a rater, both created one and imported its tasks
+    (an orphan project whose votes no pull reads). The second is refused in one line, before it
+    assigns or creates anything."""
+    from audioscope.annotation.push import PUSH_LOCK
+    from audioscope.locks import FolderLock
+
+    ann = new_annotation_dir(media, tmp_path / "ann")
+    with FolderLock(str(ann / PUSH_LOCK), activity="push", subject="the folder", what="a test"):
+        assert cli.main(["annotate", "push", "--annotations", str(ann), "--media", str(media["media"]),
+                         "--project-title", "pushed twice at once", *labelstudio.args()]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "is being written by another push of a test (process " in err and "Traceback" not in err
+    assert sorted(p.name for p in ann.iterdir()) == ["pools.parquet"]
