@@ -155,7 +155,7 @@ def refuse_evaluation_shards(data: str, source: str, files: list[str]) -> None:
 
     fixed = source.split("*")[0].split("?")[0].split("[")[0]
     prefix = fixed if any(c in source for c in "*?[") else source.rstrip("/") + "/"
-    inside = [f[len(prefix):] if f.startswith(prefix) else f for f in files]
+    inside = [f[len(prefix):] for f in files if f.startswith(prefix)]  # (folders above --data are the user's)
     held_out = [f for f in inside if "eval" in f.split("/")[:-1]]
     if not held_out:
         return
