@@ -1,4 +1,4 @@
-"""A folder written by one run at a time: a create-if-absent lock object.
+"""A folder written by one run at a time: a create-if-absent lock object, or ``flock`` on a local file.
 
 Two runs writing one folder at once could interleave their work (two
 ingests rebuilding one store's index; two pushes each creating a rater's
@@ -14,13 +14,14 @@ removed by hand, as the message says.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import json
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from audioscope import storage
 from audioscope.errors import UserError
@@ -129,3 +130,28 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def local_flock(path: str | os.PathLike[str], on_busy: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``flock`` on the local file ``path`` (created if absent, never through a link), which the
+    system releases when the process ends, however it ends. While another process holds it,
+    ``on_busy(holder)`` is called (``holder``: the process id the holder wrote, or "") and may raise
+    to refuse; if it returns, this waits for the lock. Without flock (Windows) nothing is coordinated."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_busy(os.pread(fd, 32, 0).decode("ascii", "replace").strip())
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -26,6 +26,7 @@ from audioscope.curation.release_layout import MANIFEST_JSON, SELECTABLE_GROUPS,
 from audioscope.curation.release_list import pick_version, remote_manifest
 from audioscope.curation.release_store import ReleaseRoot, TooLarge
 from audioscope.errors import UserError
+from audioscope.locks import local_flock
 from audioscope.progress import Progress
 
 
@@ -58,25 +59,16 @@ def parse_groups(only: str | Iterable[str] | None) -> tuple[str, ...] | None:
 @contextlib.contextmanager
 def copy_lock(layout: CopyLayout, announce: bool = True) -> Iterator[None]:
     """Hold the copy's lock (``flock`` on a hidden file in it); wait, saying so, while another process does."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): concurrent pulls into one folder are not coordinated
+
+    def wait(holder: str) -> None:
+        if announce:
+            print(
+                f"audioscope release pull: another pull is writing {layout.directory}; waiting for it to finish",
+                file=sys.stderr,
+            )
+
+    with local_flock(layout.lock, wait):
         yield
-        return
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if announce:
-                print(
-                    f"audioscope release pull: another pull is writing {layout.directory}; waiting for it to finish",
-                    file=sys.stderr,
-                )
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _read_state(layout: CopyLayout) -> dict | None:

@@ -183,28 +183,18 @@ TRAINING_LOCK = ".training.lock"
 def training_lock(run_dir: Path) -> Iterator[None]:
     """One training at a time per run folder: a second one is refused (:class:`RunDirError`) while the
     first runs (both would start from the same checkpoint and write their checkpoints over each other's)."""
+    from audioscope.locks import local_flock
+
+    def refuse(holder: str) -> None:
+        raise RunDirBusy(
+            f"another training is running in {run_dir}{f' (process {holder})' if holder.isdigit() else ''}: "
+            "wait for it to end (running the same command again then resumes it), or give another --out"
+        )
+
     _refuse_foreign(run_dir)
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): concurrent trainings are not coordinated
-        yield
-        return
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / TRAINING_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            raise RunDirBusy(
-                f"another training is running in {run_dir}{f' (process {holder})' if holder.isdigit() else ''}: "
-                "wait for it to end (running the same command again then resumes it), or give another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    with local_flock(run_dir / TRAINING_LOCK, refuse):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def check_run_dir(run_dir: Path, config: Mapping[str, Any], data: Mapping[str, Any] | None) -> bool:
