@@ -186,6 +186,20 @@ class Decoded:
 # subprocess with a hard timeout
 
 
+#: Process groups of the tools this process runs now (:func:`stop_running_tools`).
+_running_tools: set[int] = set()
+
+
+def stop_running_tools() -> None:
+    """Kill the tools this process runs now, with their children: each runs in a session of its own,
+    which a process's own death does not end (an ingest pool process told to stop at once)."""
+    for group in list(_running_tools):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def run_tool(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
     """Run ``cmd`` in its own process group; kill the whole group on timeout.
 
@@ -206,6 +220,14 @@ def run_tool(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[by
         if e.filename == cmd[0]:
             raise MissingProgram(cmd[0]) from None
         raise
+    _running_tools.add(proc.pid)
+    try:
+        return _finish_tool(cmd, proc, timeout_s)
+    finally:
+        _running_tools.discard(proc.pid)
+
+
+def _finish_tool(cmd: list[str], proc: subprocess.Popen[bytes], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

@@ -78,9 +78,13 @@ def on_screen_estimate(sources: tf.Tensor, probabilities: tf.Tensor) -> tf.Tenso
 
 
 def build_model(config: AudioScopeConfig, samples: int = 16_000) -> AudioScopeModel:
-    """A model with its weights created (one call on zeros of ``samples`` samples)."""
-    model = AudioScopeModel(config)
-    model(dummy_inputs(1, samples), training=False)
+    """A model with its weights created (one call on zeros of ``samples`` samples), which depend on
+    ``config.seed`` only."""
+    from audioscope.models.spine import private_default_seeds
+
+    with private_default_seeds(config.seed):
+        model = AudioScopeModel(config)
+        model(dummy_inputs(1, samples), training=False)
     return model
 
 

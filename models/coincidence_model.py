@@ -190,8 +190,16 @@ def build_model(config: CoincidenceConfig = CoincidenceConfig()) -> keras.Model:
     """The coincidence model: ``{audio, frames} -> probability [B]``.
 
     The layer named ``logit`` holds the pre-sigmoid score; training uses it
-    (see :func:`logit_model`) for a numerically stable loss.
+    (see :func:`logit_model`) for a numerically stable loss. Its initial weights
+    depend on ``config.seed`` only.
     """
+    from audioscope.models.spine import private_default_seeds
+
+    with private_default_seeds(config.seed):
+        return _build_model(config)
+
+
+def _build_model(config: CoincidenceConfig) -> keras.Model:
     layers = keras.layers
     lm = config.log_mel
     fps = lm.frames_per_second

@@ -32,6 +32,8 @@ import contextlib
 import json
 import math
 import os
+import random
+import threading
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -195,6 +197,32 @@ def training_lock(run_dir: Path) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)
     with local_flock(run_dir / TRAINING_LOCK, refuse):
         yield
+
+
+#: One model built at a time under :func:`private_default_seeds` (it swaps a module-level name).
+_BUILD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def private_default_seeds(seed: int) -> Iterator[None]:
+    """Layers built inside take the seeds they were not given from a generator of their own, seeded by ``seed``.
+
+    Keras draws the seed of every initializer and dropout layer built without one from Python's global
+    ``random`` (``make_default_seed``), so after ``keras.utils.set_random_seed`` a model still came out
+    different whenever another thread of the process (a client's retry jitter, a server in the same
+    process) drew from it in between: the same training gave two models. Keras has no setting for this;
+    its module's reference to ``random`` is replaced by a private ``random.Random(seed)`` while the
+    model is built.
+    """
+    import keras.src.random.seed_generator as keras_seeds
+
+    with _BUILD_LOCK:
+        shared = keras_seeds.python_random
+        keras_seeds.python_random = random.Random(seed)
+        try:
+            yield
+        finally:
+            keras_seeds.python_random = shared
 
 
 def check_run_dir(run_dir: Path, config: Mapping[str, Any], data: Mapping[str, Any] | None) -> bool:

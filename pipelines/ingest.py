@@ -252,7 +252,7 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
             close_local_pool()
             raise UserError(f"cannot read the list {config.list_path}: {e}; check --format") from None
         except BaseException:
-            close_local_pool()
+            close_local_pool(stop_running=True)
             raise
         try:
             limit_kw: dict[str, Any] = {}
@@ -280,6 +280,9 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
                 run_pipeline(settings, written.files, config.beam_args, started_at=started)
             summary = json.loads(storage.read_text(layout.summary_json))
             unfinished = unfinished_count(layout, written.ids)
+        except BaseException:
+            close_local_pool(stop_running=True)  # the early videos, when the pipeline did not start
+            raise
         finally:
             written.ids.close()
             close_local_pool()

@@ -457,7 +457,10 @@ def run_pipeline(
     _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at, local_pool=pool)
     try:
         result = run_to_end(p)
-    finally:
+    except BaseException:
         if pool:
-            close_local_pool()
+            close_local_pool(stop_running=True)
+        raise
+    if pool:
+        close_local_pool()
     return result

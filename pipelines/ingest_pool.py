@@ -77,14 +77,28 @@ def _pool_ready() -> int:
 _decode_slots: Any = None
 
 
-def _start_process(decode_slots: Any) -> None:
+def _start_process(decode_slots: Any, workdir: str) -> None:
     """A pool process's start: it leaves Ctrl-C to the launcher, which stops the pool (no traceback
-    per process), and keeps the pool's semaphore of decode slots."""
+    per process), ends at once on the launcher's SIGTERM, keeps the pool's semaphore of decode
+    slots, and makes its temporary files in the pool's scratch folder (which the launcher removes,
+    however the process ended)."""
     import signal
 
     global _decode_slots
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_now)
     _decode_slots = decode_slots
+    tempfile.tempdir = workdir
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    """SIGTERM in a pool process: the launcher is stopping a run that did not finish. The video in hand
+    is left for the re-run (nothing of it was marked finished), its ffmpeg killed; the launcher
+    removes the scratch folder."""
+    from audioscope.media import stop_running_tools
+
+    stop_running_tools()
+    os._exit(128 + signum)
 
 
 def pool_processes(size: int) -> int:
@@ -123,14 +137,14 @@ def local_pool(size: int) -> tuple[Any, str]:
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = _fork_context()
+            workdir = tempfile.mkdtemp(prefix="audioscope-ingest-")
             # Two processes per worker so that a core never waits on Python work, but only one
             # ffmpeg run per worker at a time: more than one per core costs 7-10% more CPU per
             # video on 720p footage (caches), as the benchmark's bare decode shows at 2x the workers.
             executor = ProcessPoolExecutor(
                 max_workers=pool_processes(size), mp_context=ctx, initializer=_start_process,
-                initargs=(ctx.BoundedSemaphore(size),),
+                initargs=(ctx.BoundedSemaphore(size), workdir),
             )
-            workdir = tempfile.mkdtemp(prefix="audioscope-ingest-")
             _pool = (size, executor, workdir)
         return _pool[1], _pool[2]
 
@@ -142,10 +156,12 @@ def start_local_pool(size: int) -> None:
         executor.submit(_pool_ready)
 
 
-def close_local_pool() -> None:
-    """Stop the shared pool (if any) and remove its scratch folder."""
+def close_local_pool(stop_running: bool = False) -> None:
+    """Stop the shared pool (if any) and remove its scratch folder. ``stop_running``: a run that did not
+    finish (Ctrl-C, SIGTERM, an error that ends it): the videos in flight are stopped, not waited for
+    (a stalled download held a stop for minutes)."""
     with _pool_lock:
-        _close_pool_locked()
+        _close_pool_locked(stop_running)
 
 
 def pool_closed(executor: Any) -> bool:
@@ -154,7 +170,7 @@ def pool_closed(executor: Any) -> bool:
         return _pool is None or _pool[1] is not executor
 
 
-def _close_pool_locked() -> None:
+def _close_pool_locked(stop_running: bool = False) -> None:
     global _pool
     for f in _early.values():
         f.cancel()
@@ -162,6 +178,9 @@ def _close_pool_locked() -> None:
     if _pool is not None:
         _, executor, workdir = _pool
         _pool = None
+        if stop_running:  # the executor's own processes (CPython keeps them there; Python 3.14 has terminate_workers)
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                process.terminate()
         executor.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(workdir, ignore_errors=True)
         # The fork server has reaped the pool's processes; stop and reap it too

@@ -19,10 +19,9 @@ import shutil
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager
 
 import pytest
 
@@ -31,6 +30,7 @@ from audioscope.annotation.client import Client, answers
 from audioscope.annotation.pull import ExportShrank, PullCounts, RaterRead, pull, read_raters
 from audioscope.annotation.server import free_port
 
+from ..http_servers import serving
 from .conftest import new_annotation_dir, server_env
 
 
@@ -43,17 +43,9 @@ class _Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def health_server() -> Iterator[str]:
+def health_server() -> ContextManager[str]:
     """A server on 127.0.0.1 that answers /health (what pull asks a reader before using it)."""
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    return serving(_Health)
 
 
 def test_projects_are_read_side_by_side_one_per_process_in_rater_order():

@@ -11,6 +11,10 @@ correspondence.
 
 from __future__ import annotations
 
+import random
+import threading
+from typing import Iterator
+
 import numpy as np
 import pytest
 
@@ -47,3 +51,20 @@ def toy_videos(n: int, seconds: int, seed: int) -> dict[str, tuple[np.ndarray, n
 @pytest.fixture(scope="module")
 def small_videos() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return toy_videos(6, 12, seed=1)
+
+
+@pytest.fixture
+def busy_global_random() -> Iterator[None]:
+    """Another thread drawing from Python's global ``random`` all through the test, as a library's
+    retry jitter or a server thread left by an earlier test in the same process can."""
+    stop = threading.Event()
+
+    def draw() -> None:
+        while not stop.wait(0.001):
+            random.random()
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()

@@ -142,3 +142,13 @@ def test_motion_input_does_not_see_a_static_background(video_input: str) -> None
     same = np.allclose(glob_still[0], glob_still[1], atol=1e-6) and np.allclose(local_still[0], local_still[1], atol=1e-6)
     assert same == (video_input == "motion")
     assert not np.allclose(glob_moving[0], glob_still[0], atol=1e-6)
+
+
+def test_the_initial_weights_depend_on_the_seed_only(busy_global_random: None) -> None:
+    """Not on Python's global ``random``, which another thread of the process may draw from."""
+    def weights(seed: int) -> list[np.ndarray]:
+        return [np.asarray(w) for w in build_model(micro_config(seed=seed), samples=4000).get_weights()]
+
+    first, again, other = weights(3), weights(3), weights(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))

@@ -123,7 +123,9 @@ def test_foreign_model_with_wrong_signature_is_refused(tmp_path: Path) -> None:
         C.load_model(tmp_path)
 
 
-def test_training_is_reproducible_with_the_same_seed(tmp_path: Path) -> None:
+def test_training_is_reproducible_with_the_same_seed(tmp_path: Path, busy_global_random: None) -> None:
+    """Even while another thread draws from Python's global ``random`` (Keras took the seeds of the
+    layers built without one from it: two trainings in one test process gave two models)."""
     videos = toy_videos(6, 10, seed=9)
     cfg = C.CoincidenceConfig.tiny(steps=8, eval_every=0, validation_examples=16, batch_size=8)
     r1 = C.train(videos, tmp_path / "a", cfg, validation_fraction=0.34, progress=False)

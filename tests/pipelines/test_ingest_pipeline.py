@@ -9,9 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,7 @@ from audioscope import cli
 from audioscope.clipstore import ClipStore
 from audioscope.clipstore.format import Layout, sliding_windows
 
+from ..http_servers import serving
 from .videos import av_video, make_corpus
 
 pytestmark = pytest.mark.integration
@@ -229,17 +233,43 @@ def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
     assert leftovers == [] or all(p.suffix == ".tmp" for p in leftovers)
 
 
-def _session_processes(sid: int) -> list[str]:
-    """Command lines of the live processes of session ``sid`` (zombies not counted)."""
+def _session_processes(sid: int, naming: str = "") -> list[str]:
+    """Command lines of the live processes of session ``sid`` (zombies not counted), or of any session
+    with ``naming`` in their command line."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        if (int(fields[3]) == sid or (naming and naming in cmdline)) and fields[0] != "Z":
+            found.append(cmdline)
     return found
+
+
+@contextlib.contextmanager
+def _served(folder: Path, held: str, gate: threading.Event) -> Iterator[str]:
+    """``folder`` over HTTP on 127.0.0.1 (yields its URL); the answer for ``held`` waits until ``gate``
+    is set (a stalled download)."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.endswith(held):
+                gate.wait(120)
+            super().do_GET()
+
+    with serving(Handler) as url:
+        try:
+            yield url
+        finally:
+            gate.set()  # a held answer ends before the server does
 
 
 @pytest.mark.parametrize(
@@ -251,10 +281,22 @@ def test_a_stopped_run_cleans_up_says_so_and_resumes(sig, workers, code, said, t
     """SIGTERM (a scheduler, `timeout`, `kill`) stops a run as Ctrl-C does: before, it died where it stood,
     leaving the pool's processes running and its scratch in the temporary directory; and Ctrl-C with one
     worker (the DoFn in the main thread, where Beam wraps the interrupt in a RuntimeError) ended in a
-    traceback."""
-    lst = _many_videos(tmp_path / "c", 8)
+    traceback. The last video is a download that stalls until the signal is sent, so the run cannot end
+    first (it had, on a busy machine: exit 0 where a stop was expected)."""
+    _many_videos(tmp_path / "c", 8)
+    gate = threading.Event()
+    with _served(tmp_path / "c" / "videos", "v07.mp4", gate) as url:
+        lst = tmp_path / "list.txt"
+        lst.write_text("".join(f"{url}/v{i:02d}.mp4\n" for i in range(8)))
+        _stop_then_resume(lst, sig, workers, code, said, gate, tmp_path)
+
+
+def _stop_then_resume(lst: Path, sig: signal.Signals, workers: str, code: int, said: str, gate: threading.Event,
+                      tmp_path: Path) -> None:  # fmt: skip
     reference = tmp_path / "reference"
+    gate.set()
     assert ingest(lst, reference) == 0
+    gate.clear()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     stopped = tmp_path / "stopped"
@@ -274,13 +316,15 @@ def test_a_stopped_run_cleans_up_says_so_and_resumes(sig, workers, code, said, t
         )
         assert not (stopped / "summary.json").exists()  # stopped before the end
         deadline = time.monotonic() + 10
-        while _session_processes(proc.pid) and time.monotonic() < deadline:
+        while _session_processes(proc.pid, str(scratch)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _session_processes(proc.pid) == []  # the pool, its fork server and ffmpeg are gone too
+        # the pool, its fork server and ffmpeg (in a session of its own, its files in the scratch) are gone too
+        assert _session_processes(proc.pid, str(scratch)) == []
         assert sorted(p.name for p in scratch.iterdir()) == []
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+    gate.set()
     assert ingest(lst, stopped) == 0
     pd.testing.assert_frame_equal(_index_table(stopped), _index_table(reference))
 
