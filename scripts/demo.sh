@@ -9,6 +9,7 @@ seed=${3:-2026}
 budget=${4:-480}
 as_budget=${5:-600}
 examples=${6:-2048}
+steps=${7:-3000}
 as=".venv/bin/audioscope"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -20,11 +21,11 @@ step "2/9 ingest: corpus -> clip store"
 $as ingest "$out/corpus/list.csv" --media-root "$out/corpus" --store "$out/clipstore"
 $as clips stats --store "$out/clipstore"
 
-step "3/9 train the coincidence model (at most ${budget} s of training)"
+step "3/9 train the coincidence model ($steps steps, at most ${budget} s)"
 if [ -e "$out/model/saved_model.pb" ]; then
   echo "model already trained: $out/model (delete it to train again)"
 else
-  $as coincidence train --store "$out/clipstore" --out "$out/model" --time-budget "$budget"
+  $as coincidence train --store "$out/clipstore" --out "$out/model" --steps "$steps" --time-budget "$budget"
 fi
 
 step "4/9 score every clip"
