@@ -33,8 +33,8 @@ import json
 import math
 import os
 import random
-import threading
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
