@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 from audioscope.argtypes import positive_int
 from audioscope.options import add_command, add_runner_options, add_store_option
-from audioscope.folders import another_steps_folder
 from audioscope.shell import q
 
 DEFAULT_SERVER_DIR = "labelstudio"
@@ -481,13 +480,11 @@ def _error_rates(text: str, n: int) -> list[float]:
 
 
 def projects_of(annotation_dir: str) -> Any:
-    from audioscope.annotation.push import read_projects
-    from audioscope.errors import UserError
+    from audioscope.annotation.push import not_pushed_yet, read_projects
 
     projects = read_projects(annotation_dir)
     if not projects:
-        raise UserError(another_steps_folder(annotation_dir, "annotations", "--annotations") or
-                        f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
+        raise not_pushed_yet(annotation_dir)
     return projects
 
 

@@ -479,15 +479,14 @@ def pull(
 
     from audioscope.annotation.assign import check as check_assignment
     from audioscope.annotation.pools import read_pools
-    from audioscope.annotation.push import read_assignment, read_projects
+    from audioscope.annotation.push import not_pushed_yet, read_assignment, read_projects
     from audioscope.errors import UserError
 
     t0 = time.monotonic()
     projects = read_projects(annotation_dir)
     assignment = read_assignment(annotation_dir)
     if not projects or assignment is None:
-        raise UserError(another_steps_folder(annotation_dir, "annotations", "--annotations") or
-                        f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")
+        raise not_pushed_yet(annotation_dir)
     records = read_pools(annotation_dir).to_dict("records")
     pooled = {str(r["clip_id"]): r for r in records}
     fields = {c: clip_fields(r) for c, r in pooled.items()}

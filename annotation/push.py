@@ -195,6 +195,17 @@ def read_projects(annotation_dir: str) -> dict[str, RaterProject]:
     }
 
 
+def not_pushed_yet(annotation_dir: str) -> Exception:
+    """The error for a command that needs the raters' projects of ``annotation_dir`` before any push
+    made them (or for another step's folder given as ``--annotations``)."""
+    from audioscope.errors import UserError
+    from audioscope.folders import another_steps_folder
+    from audioscope.shell import q
+
+    return UserError(another_steps_folder(annotation_dir, "annotations", "--annotations") or
+                     f"no projects for {annotation_dir} yet: run `audioscope annotate push --annotations {q(annotation_dir)} ...` first")  # fmt: skip
+
+
 def write_projects(annotation_dir: str, url: str, title: str, projects: Mapping[str, RaterProject]) -> None:
     layout = AnnotationLayout(annotation_dir)
     body = {"server": url, "title": title, "raters": {n: p.to_json() for n, p in sorted(projects.items())}}
