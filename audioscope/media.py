@@ -194,10 +194,15 @@ def stop_running_tools() -> None:
     """Kill the tools this process runs now, with their children: each runs in a session of its own,
     which a process's own death does not end (an ingest pool process told to stop at once)."""
     for group in list(_running_tools):
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(group)
+
+
+def _kill_group(group: int) -> None:
+    """SIGKILL to process group ``group``, if it is still there."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def run_tool(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
@@ -231,17 +236,11 @@ def _finish_tool(cmd: list[str], proc: subprocess.Popen[bytes], timeout_s: float
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(proc.pid)
         proc.communicate()
         raise MediaError("timeout", f"{cmd[0]} ran longer than {timeout_s:g} s and was stopped")
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(proc.pid)
         proc.wait()
         raise
     if proc.returncode != 0:  # a full or read-only disk under its output is not the input's fault
