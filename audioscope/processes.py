@@ -1,15 +1,20 @@
-"""Processes (standard library only): whether one still runs, and room for the sockets of a pool.
+"""Processes (standard library only): whether one still runs, room for the sockets of a pool, and
+where a process's temporary files go.
 
 :func:`pid_alive` is used by the clip store's ingest lock (is the holder on
 this machine gone?) and by the Label Studio launcher (is the server we
-started still up?); :func:`short_socket_folder` by ingest's process pool.
+started still up?); :func:`short_socket_folder` by ingest's process pool;
+:func:`temporary_files_in` by the trainings and by remote launches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
+from typing import Iterator
 
 #: The longest path a Unix socket may have (``sun_path`` holds 108 bytes with the final NUL).
 UNIX_SOCKET_PATH_MAX = 107
@@ -67,6 +72,42 @@ def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> s
         util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
         return folder
     return None
+
+
+_TEMPDIR_LOCK = threading.Lock()
+#: The folders :func:`temporary_files_in` has given the process, innermost last, and what was there before.
+_TEMPDIRS: list[str] = []
+_TEMPDIR_BEFORE: list[str | None] = []
+
+
+@contextlib.contextmanager
+def temporary_files_in(folder: str) -> Iterator[str]:
+    """The temporary files this process makes meanwhile (``tempfile``'s default folder) go to ``folder``,
+    which starts empty and is removed at the end, however the block ends.
+
+    Libraries leave files in the system's temporary folder that only their exit handlers remove:
+    TensorFlow writes the code of every traced function there (``__autograph_generated_file*.py``),
+    Beam a list of the launcher's packages per launch. A process killed outright (SIGKILL, the
+    out-of-memory killer, a preempted machine) leaves them behind. Here they land in ``folder``,
+    which belongs to the step (a training's run folder), so the next run clears them. Blocks may
+    nest or overlap across threads: the default folder is the innermost one still open.
+    """
+    if os.path.islink(folder):
+        os.unlink(folder)
+    shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers
+    os.makedirs(folder, exist_ok=True)
+    with _TEMPDIR_LOCK:
+        if not _TEMPDIRS:
+            _TEMPDIR_BEFORE[:] = [tempfile.tempdir]
+        _TEMPDIRS.append(folder)
+        tempfile.tempdir = folder
+    try:
+        yield folder
+    finally:
+        with _TEMPDIR_LOCK:
+            _TEMPDIRS.remove(folder)
+            tempfile.tempdir = _TEMPDIRS[-1] if _TEMPDIRS else _TEMPDIR_BEFORE[0]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def require_program(name: str) -> None:

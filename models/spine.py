@@ -179,13 +179,18 @@ def _refuse_foreign(run_dir: Path) -> None:
 #: Held (``flock``) by the process training in a run folder; the system releases it when that process
 #: ends, however it ends.
 TRAINING_LOCK = ".training.lock"
+#: The temporary files of the training holding the run folder (emptied when the next one starts).
+SCRATCH_DIR = ".tmp"
 
 
 @contextlib.contextmanager
 def training_lock(run_dir: Path) -> Iterator[None]:
     """One training at a time per run folder: a second one is refused (:class:`RunDirError`) while the
-    first runs (both would start from the same checkpoint and write their checkpoints over each other's)."""
+    first runs (both would start from the same checkpoint and write their checkpoints over each other's).
+    Meanwhile the process's temporary files (TensorFlow's traced code) go to the run folder's
+    :data:`SCRATCH_DIR`, so a training killed outright leaves nothing in the system's temporary folder."""
     from audioscope.locks import local_flock
+    from audioscope.processes import temporary_files_in
 
     def refuse(holder: str) -> None:
         raise RunDirBusy(
@@ -195,7 +200,7 @@ def training_lock(run_dir: Path) -> Iterator[None]:
 
     _refuse_foreign(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with local_flock(run_dir / TRAINING_LOCK, refuse):
+    with local_flock(run_dir / TRAINING_LOCK, refuse), temporary_files_in(str(run_dir / SCRATCH_DIR)):
         yield
 
 

@@ -90,23 +90,18 @@ def run_to_end(pipeline: Any) -> Any:
     one per launch; that scratch goes to a private folder removed when the
     run ends, whatever the ending.
     """
-    import shutil
     import tempfile
 
     from audioscope.pipelines.local_runner import LocalRunner
+    from audioscope.processes import temporary_files_in
 
     if isinstance(pipeline.runner, LocalRunner):
         result = pipeline.run()
         result.wait_until_finish()
         return result
-    scratch = tempfile.mkdtemp(prefix="audioscope-launch-")
-    previous, tempfile.tempdir = tempfile.tempdir, scratch
-    try:
+    with temporary_files_in(tempfile.mkdtemp(prefix="audioscope-launch-")):
         result = pipeline.run()
         result.wait_until_finish()
-    finally:
-        tempfile.tempdir = previous
-        shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 

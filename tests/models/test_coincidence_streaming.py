@@ -154,7 +154,9 @@ def test_a_killed_training_resumes_from_its_checkpoint_with_its_options(tmp_path
     store = _make_store(tmp_path / "store", 8, 12)
     out = tmp_path / "model"
     state = tmp_path / "model.run" / "checkpoints" / "checkpoint"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    system_tmp = tmp_path / "system-tmp"  # the machine's temporary folder, as the training sees it
+    system_tmp.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(system_tmp)}
     first = subprocess.Popen(_train_cmd(store, out), cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -167,6 +169,9 @@ def test_a_killed_training_resumes_from_its_checkpoint_with_its_options(tmp_path
         first.kill()
         first.wait()
     assert not out.exists()  # killed before the end: no model folder, not even a partial one
+    # TensorFlow's traced code, which only an exit handler removes, went to the run folder, not the system's
+    assert not list(system_tmp.glob("__autograph_generated_file*"))
+    assert list((tmp_path / "model.run" / ".tmp").glob("__autograph_generated_file*"))
 
     again = subprocess.run(_train_cmd(store, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -183,6 +188,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_with_its_options(tmp_path
     assert history == sorted(set(history)) and history[-1] == 200 and 100 in history
     # the run's state is kept for TensorBoard; starting once more is refused (a model is never overwritten)
     assert (tmp_path / "model.run" / "tensorboard").is_dir()
+    assert not (tmp_path / "model.run" / ".tmp").exists() and not list(system_tmp.glob("__autograph*"))
     third = subprocess.run(_train_cmd(store, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 2 and "already exists" in third.stderr
 

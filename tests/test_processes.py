@@ -1,0 +1,63 @@
+"""Where a process's temporary files go while a step holds its folder (audioscope.processes.temporary_files_in)."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+from audioscope.processes import temporary_files_in
+
+
+def test_temporary_files_go_to_the_folder_which_starts_empty_and_is_removed(tmp_path: Path) -> None:
+    before = tempfile.gettempdir()
+    scratch = tmp_path / "run" / ".tmp"
+    scratch.mkdir(parents=True)
+    (scratch / "left-by-a-killed-run.py").write_text("x = 1\n")
+    with temporary_files_in(str(scratch)) as folder:
+        assert folder == str(scratch) and list(scratch.iterdir()) == []
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            made = Path(f.name)
+        assert made.parent == scratch
+    assert not scratch.exists() and not made.exists()
+    assert tempfile.gettempdir() == before
+
+
+def test_overlapping_blocks_leave_the_default_on_a_folder_still_open(tmp_path: Path) -> None:
+    """Two trainings in two threads of one process: whichever ends first, temporary files never go to a
+    removed folder, and the default comes back once both end."""
+    before = tempfile.gettempdir()
+    a_open, b_open, a_done = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+
+    def first() -> None:
+        with temporary_files_in(str(tmp_path / "a")):
+            a_open.set()
+            b_open.wait(10)
+        a_done.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    a_open.wait(10)
+    with temporary_files_in(str(tmp_path / "b")):
+        b_open.set()
+        a_done.wait(10)  # a ended while b is open
+        seen["after a"] = tempfile.gettempdir()
+        with tempfile.TemporaryDirectory() as d:
+            seen["made in"] = str(Path(d).parent)
+    thread.join()
+    assert seen == {"after a": str(tmp_path / "b"), "made in": str(tmp_path / "b")}
+    assert tempfile.gettempdir() == before
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_link_in_place_of_the_folder_is_replaced_not_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not ours")
+    link = tmp_path / "run" / ".tmp"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere)
+    with temporary_files_in(str(link)):
+        assert link.is_dir() and not link.is_symlink()
+    assert (elsewhere / "keep.txt").read_text() == "not ours"
