@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 
 from audioscope import __version__, quiet
 from audioscope.errors import UserError, exception_chain, system_failure
+from audioscope.processes import command_scratch
 
 __all__ = ["UserError", "build_parser", "main", "run"]
 
@@ -130,7 +131,8 @@ def _check_output_folder(args: argparse.Namespace) -> None:
         refuse_another_steps(str(root), kind, "--" + dest.replace("_", "-"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, own_process: bool = False) -> int:
+    """Run one command; ``own_process``: the process ends with it (the console script)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet.configure(args.verbose)  # before any command imports TensorFlow
@@ -144,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         _check_output_folder(args)
-        with _stop_signals():
+        with _stop_signals(), command_scratch(own_process):
             return int(func(args) or 0)
     except UserError as e:
         print(f"audioscope {args.command}: error: {e}", file=sys.stderr)
@@ -181,7 +183,7 @@ def run() -> None:
     ``os._exit``. An exception or ``SystemExit`` out of :func:`main` (``--help``,
     ``--version``) takes the ordinary exit.
     """
-    code = main()
+    code = main(own_process=True)
     shutdown_threads = getattr(threading, "_shutdown", None)
     try:
         sys.stdout.flush()

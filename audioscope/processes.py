@@ -4,7 +4,8 @@ where a process's temporary files go.
 :func:`pid_alive` is used by the clip store's ingest lock (is the holder on
 this machine gone?) and by the Label Studio launcher (is the server we
 started still up?); :func:`short_socket_folder` by ingest's process pool;
-:func:`temporary_files_in` by the trainings and by remote launches.
+:func:`temporary_files_in` by the trainings and by remote launches;
+:func:`command_scratch` by every command of the CLI.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ _TEMPDIR_BEFORE: list[str | None] = []
 
 
 @contextlib.contextmanager
-def temporary_files_in(folder: str) -> Iterator[str]:
+def temporary_files_in(folder: str, clear: bool = True) -> Iterator[str]:
     """The temporary files this process makes meanwhile (``tempfile``'s default folder) go to ``folder``,
-    which starts empty and is removed at the end, however the block ends.
+    which starts empty (``clear``; else as it is) and is removed at the end, however the block ends.
 
     Libraries leave files in the system's temporary folder that only their exit handlers remove:
     TensorFlow writes the code of every traced function there (``__autograph_generated_file*.py``),
@@ -92,10 +93,11 @@ def temporary_files_in(folder: str) -> Iterator[str]:
     which belongs to the step (a training's run folder), so the next run clears them. Blocks may
     nest or overlap across threads: the default folder is the innermost one still open.
     """
-    if os.path.islink(folder):
-        os.unlink(folder)
-    shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers
-    os.makedirs(folder, exist_ok=True)
+    if clear:
+        if os.path.islink(folder):
+            os.unlink(folder)
+        shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers
+        os.makedirs(folder, exist_ok=True)
     with _TEMPDIR_LOCK:
         if not _TEMPDIRS:
             _TEMPDIR_BEFORE[:] = [tempfile.tempdir]
@@ -108,6 +110,91 @@ def temporary_files_in(folder: str) -> Iterator[str]:
             _TEMPDIRS.remove(folder)
             tempfile.tempdir = _TEMPDIRS[-1] if _TEMPDIRS else _TEMPDIR_BEFORE[0]
         shutil.rmtree(folder, ignore_errors=True)
+
+
+#: The scratch folder of one command, in the system's temporary folder: ``audioscope-run-XXXXXXXX``.
+COMMAND_SCRATCH_PREFIX = "audioscope-run-"
+#: Inside it, the file its command holds (``flock``) while it runs: the system releases it when the
+#: process ends, however it ends, so a scratch whose lock can be taken is an orphan.
+SCRATCH_OWNER = ".owner.lock"
+
+
+@contextlib.contextmanager
+def command_scratch(own_process: bool = False) -> Iterator[str]:
+    """Every temporary file of the command (ours, Beam's, TensorFlow's, a decode's) goes to one
+    folder of the system's temporary folder, removed when the command ends; first the folders
+    of commands that were killed outright (SIGKILL, out of memory, a machine preempted) are
+    removed: they are the ones whose owner lock is free.
+
+    multiprocessing keeps one folder per process (its fork server's socket) for the life of the
+    process: it goes into the scratch only when the process ends with the command
+    (``own_process``, the console script), else to the system's temporary folder as before.
+    Without flock (Windows) the folder is still used and removed, but orphans stay.
+    """
+    base = tempfile.gettempdir()
+    remove_orphan_scratch(base)
+    if not own_process:
+        _place_multiprocessing_folder(None)
+    # locked before it gets the name that the removal looks for
+    starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
+    fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        with contextlib.suppress(ImportError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        folder = os.path.join(base, os.path.basename(starting)[1:])
+        os.rename(starting, folder)
+        with temporary_files_in(folder, clear=False):
+            if own_process:
+                _place_multiprocessing_folder(folder)
+            yield folder
+    finally:
+        os.close(fd)
+        shutil.rmtree(starting, ignore_errors=True)  # if the rename did not happen
+
+
+def _place_multiprocessing_folder(scratch: str | None) -> None:
+    """Make multiprocessing's per-process folder now: in ``scratch``, or (None) in the temporary folder,
+    unless it exists or needs a short path (:func:`short_socket_folder`)."""
+    from multiprocessing import process, util
+
+    if process.current_process()._config.get("tempdir") is not None or short_socket_folder() is not None:  # type: ignore[attr-defined]
+        return
+    if scratch is None:
+        util.get_temp_dir()
+    else:  # removed with the scratch, after the process's last command
+        process.current_process()._config["tempdir"] = tempfile.mkdtemp(prefix="pymp-", dir=scratch)  # type: ignore[attr-defined]
+
+
+def remove_orphan_scratch(base: str) -> list[str]:
+    """Remove the command scratch folders in ``base`` that no running command holds; returns them."""
+    try:
+        import fcntl
+    except ImportError:
+        return []
+    removed = []
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(COMMAND_SCRATCH_PREFIX)]
+    except OSError:
+        return []
+    for name in names:
+        folder = os.path.join(base, name)
+        try:
+            fd = os.open(os.path.join(folder, SCRATCH_OWNER), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:  # not one of ours, another user's, or not yet locked by a command starting now
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its command runs
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def require_program(name: str) -> None:

@@ -61,3 +61,39 @@ def test_a_link_in_place_of_the_folder_is_replaced_not_followed(tmp_path: Path) 
     with temporary_files_in(str(link)):
         assert link.is_dir() and not link.is_symlink()
     assert (elsewhere / "keep.txt").read_text() == "not ours"
+
+
+def test_a_command_scratch_is_removed_at_the_end_and_orphans_at_the_next_start(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from audioscope.processes import COMMAND_SCRATCH_PREFIX, SCRATCH_OWNER, command_scratch, remove_orphan_scratch
+
+    base = tmp_path / "system-tmp"
+    base.mkdir()
+    # a command killed outright: its scratch with its lock file, nobody holding it
+    orphan = base / f"{COMMAND_SCRATCH_PREFIX}killed1"
+    (orphan / "pymp-x").mkdir(parents=True)
+    (orphan / SCRATCH_OWNER).touch()
+    # a command still running (its lock held through another open file)
+    running = base / f"{COMMAND_SCRATCH_PREFIX}running"
+    running.mkdir()
+    held = os.open(running / SCRATCH_OWNER, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    # someone else's folders that only look alike: no lock file
+    stranger = base / f"{COMMAND_SCRATCH_PREFIX}stranger"
+    stranger.mkdir()
+    before = tempfile.tempdir
+    tempfile.tempdir = str(base)
+    try:
+        with command_scratch() as folder:
+            assert Path(folder).parent == base and Path(folder).name.startswith(COMMAND_SCRATCH_PREFIX)
+            assert tempfile.gettempdir() == folder
+            tempfile.mkdtemp(prefix="beam-pipeline-temp")  # a library's folder that it never removes
+            # the running command's removal sweep does not touch this one
+            assert remove_orphan_scratch(str(base)) == []
+        assert not Path(folder).exists()
+    finally:
+        tempfile.tempdir = before
+        os.close(held)
+    assert sorted(p.name for p in base.iterdir()) == [running.name, stranger.name]

@@ -211,10 +211,12 @@ def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
     assert ingest(lst, reference) == 0
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "audioscope", "ingest", str(lst), "--out", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    system_tmp = tmp_path / "system-tmp"  # the machine's temporary folder, as the commands see it
+    system_tmp.mkdir()
+    command = [sys.executable, "-m", "audioscope", "ingest", str(lst), "--out", str(killed), "--poll", "0.2"]
+    env = {**os.environ, "TMPDIR": str(system_tmp)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     status_dir = killed / "status"
     _wait_for_a_finished_video(proc, status_dir)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -225,8 +227,14 @@ def test_sigkill_midway_then_rerun_gives_the_same_clips(tmp_path):
     # a reader refuses the unfinished store and says how to finish it
     with pytest.raises(Exception, match="run `audioscope ingest"):
         ClipStore.open(str(killed))
+    # everything the killed run left in the temporary folder (its list's table, its pool's scratch, Beam's
+    # pipeline folder) is in its one scratch folder, which the next command removes
+    (left,) = system_tmp.iterdir()
+    assert left.name.startswith("audioscope-run-") and any(left.iterdir())
 
-    assert ingest(lst, killed) == 0
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert list(system_tmp.iterdir()) == []
     assert _all_clips(killed) == _all_clips(reference)
     pd.testing.assert_frame_equal(_index_table(killed), _index_table(reference))
     leftovers = [p for p in killed.rglob("*") if p.name.startswith(".")]

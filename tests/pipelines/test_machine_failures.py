@@ -217,9 +217,9 @@ def test_a_full_scratch_disk_stops_ingest_instead_of_failing_every_video(videos,
     scratch.mkdir()
     ingest = f"{AUDIOSCOPE} ingest {videos / 'list.txt'} --out {store}"
     said = _full_then_room(f"mount -t tmpfs -o size=64k tmpfs {scratch}", full=f"TMPDIR={scratch} {ingest}", room=ingest)
-    # (the pool's processes decode in its scratch folder there)
+    # (the pool's processes decode in its scratch folder, in the command's, there)
     assert re.match(rf"audioscope ingest: error: no space left on the device \({re.escape(str(scratch))}"
-                    r"/audioscope-ingest-\w+/audioscope-decode-\w+/", said), said  # fmt: skip
+                    r"/audioscope-run-\w+/audioscope-ingest-\w+/audioscope-decode-\w+/", said), said  # fmt: skip
     pd.testing.assert_frame_equal(ClipStore.open(str(store)).index, ClipStore.open(str(reference)).index)
     status = pd.read_parquet(store / "index" / "status.parquet")
     assert set(status["status"]) == {"ok"}, status[["video_id", "status", "message"]]
