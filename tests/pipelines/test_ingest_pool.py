@@ -276,10 +276,12 @@ def test_an_ingest_that_fails_before_its_pool_starts_leaves_no_fork_server(tmp_p
 def test_the_index_stage_reshuffles_only_for_workers_outside_the_launcher(tmp_path):
     import apache_beam as beam
 
+    from audioscope.processes import temporary_files_in
+
     settings = IngestSettings(store=str(tmp_path / "store"), params=StoreParams())
 
     def labels(local_pool):
-        p = beam.Pipeline()
+        p = beam.Pipeline()  # never run: Beam's folder for it goes to tmp_path
         _ = p | ingest_beam.IngestPipeline(settings, [str(tmp_path / "requests.jsonl")], local_pool=local_pool)
         found = []
 
@@ -293,6 +295,7 @@ def test_the_index_stage_reshuffles_only_for_workers_outside_the_launcher(tmp_pa
         p.visit(Visit())
         return found
 
-    assert any(label.endswith("BuildIndex/SpreadJobs") for label in labels(None))  # remote or in-process workers
-    assert not any("BuildIndex/SpreadJobs" in label for label in labels(2))  # the launcher's pool: one process
-    assert any(label.endswith("BuildIndex/ByShard") for label in labels(2))
+    with temporary_files_in(str(tmp_path / "tmp")):
+        assert any(label.endswith("BuildIndex/SpreadJobs") for label in labels(None))  # remote or in-process workers
+        assert not any("BuildIndex/SpreadJobs" in label for label in labels(2))  # the launcher's pool: one process
+        assert any(label.endswith("BuildIndex/ByShard") for label in labels(2))

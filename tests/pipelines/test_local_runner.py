@@ -60,9 +60,12 @@ def test_a_local_run_reaches_no_network_and_leaves_no_temporary_folder(flags, tm
     assert list(scratch.iterdir()) == []
 
 
-def test_other_runners_are_left_to_beam():
+def test_other_runners_are_left_to_beam(tmp_path):
     from audioscope.pipelines.local_runner import LocalRunner
+    from audioscope.processes import temporary_files_in
 
-    assert isinstance(new_pipeline([]).runner, LocalRunner)
-    assert isinstance(new_pipeline(["--runner", "direct"]).runner, LocalRunner)
-    assert not isinstance(new_pipeline(["--runner=PortableRunner", "--job_endpoint=localhost:1"]).runner, LocalRunner)
+    with temporary_files_in(str(tmp_path / "tmp")):  # Beam makes a folder per pipeline that only run() removes
+        assert isinstance(new_pipeline([]).runner, LocalRunner)
+        assert isinstance(new_pipeline(["--runner", "direct"]).runner, LocalRunner)
+        assert not isinstance(new_pipeline(["--runner=PortableRunner", "--job_endpoint=localhost:1"]).runner,
+                              LocalRunner)  # fmt: skip
