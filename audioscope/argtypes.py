@@ -49,6 +49,13 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def seconds_or_none(text: str) -> float | None:
+    """A number of seconds > 0, or ``none`` (no limit)."""
+    if text.strip().lower() == "none":
+        return None
+    return positive_seconds(text)
+
+
 def nonnegative_db(text: str) -> float:
     """A level in dB >= 0 (0 switches the option off)."""
     value = float(_number(text, float))

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from audioscope.argtypes import nonnegative_db, open_fraction, positive_int, positive_seconds
+from audioscope.argtypes import nonnegative_db, open_fraction, positive_int, seconds_or_none
 from audioscope.options import add_command, add_store_option
 from audioscope.shell import q
 
@@ -23,8 +23,12 @@ audio from a different video, or with audio of the same video shifted by
 2-10 seconds. Nothing is labelled by hand. Whole videos are held out for
 validation; validation AUC is printed as training goes.
 
-Training stops after --steps or when --time-budget runs out (the default
-budget, 8 minutes, fits the demo's 10 minutes on 2 CPU cores). The weights
+Training stops after --steps or when --time-budget runs out (default: 8
+minutes of the training loop), whichever comes first. The learning rate
+falls over the run's progress, the larger of the share of the steps done
+and of the budget used, so a run ended by its budget anneals fully too;
+then it follows the clock, and the same seed gives the same model only
+with `--time-budget none` (the demo trains 3,000 steps that way). The weights
 exported are the mean of the weights at the validations (every 250 steps)
 of the last third of the run: one run's final weights, or its best
 validation on 512 held-out examples, vary a lot between runs; their average
@@ -77,16 +81,17 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="training steps (default: the model's default, 6000; the time budget usually ends training first)",
     )
     p.add_argument(
-        "--time-budget", type=positive_seconds, default=480.0, metavar="SECONDS",
-        help="stop training after this many seconds of the training loop (default: 480)",
+        "--time-budget", type=seconds_or_none, default=480.0, metavar="SECONDS",
+        help="stop training after this many seconds of the training loop (default: 480; none: end by --steps "
+        "only, and the same seed gives the same model)",
     )
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="examples per step (default: 32)")
     p.add_argument(
         "--validation-fraction", type=open_fraction, default=0.2, metavar="F",
         help="share of videos held out for validation (default: 0.2)",
     )
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0); the same seed, store and --steps give the same model when "
-        "training ends by --steps, not by the time budget")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0); the same seed, store and --steps give the same model on one "
+        "machine with --time-budget none (a budget sets the schedule by the clock when the steps lag)")
     p.add_argument(
         "--other-match-db", type=nonnegative_db, default=None, metavar="DB",
         help="negatives from another video take audio that sounds (DB over that video's floor) at the "

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Callable
 
-from audioscope.argtypes import positive_int, positive_seconds
+from audioscope.argtypes import positive_int, seconds_or_none
 from audioscope.options import add_command
 from audioscope.shell import q
 
@@ -93,8 +93,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    "(default: the first present of " + ", ".join(RECIPES) + ")")
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="train until this step (a total over resumed runs; default: the configuration's)")
-    p.add_argument("--time-budget", type=positive_seconds, default=None, metavar="SECONDS",
-                   help="stop after this many seconds of training in all (resumed runs included); default: none")
+    p.add_argument("--time-budget", type=seconds_or_none, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training in all (resumed runs included); default: none. "
+                   "The learning rate then follows the larger of the shares of steps and time used, so the "
+                   "same seed gives the same model only without a budget")
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: default (one device), mirrored (all local GPUs) or tpu")
     p.add_argument("--tpu", default=None, metavar="ADDRESS",

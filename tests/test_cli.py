@@ -210,3 +210,15 @@ def test_a_folder_given_to_the_wrong_option_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is a synthetic corpus (written by `audioscope synth`), not a clip store" in err
     assert "give --store the folder that `audioscope ingest` wrote" in err and "--store " + str(corpus) not in err
+
+
+@pytest.mark.parametrize("command", [["coincidence", "train", "--store", "s"], ["train", "--data", "m"]])
+def test_a_training_takes_no_time_budget_when_told_none(command, capsys):
+    """`--time-budget none` ends a training by its steps only (the demo's trainings: a budget sets the
+    learning-rate schedule by the clock whenever the steps lag, and the same seed then gives another model)."""
+    parser = cli.build_parser()
+    assert parser.parse_args([*command, "--out", "o", "--time-budget", "none"]).time_budget is None
+    assert parser.parse_args([*command, "--out", "o", "--time-budget", "90"]).time_budget == 90.0
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--out", "o", "--time-budget", "0"])
+    assert "must be > 0 seconds" in capsys.readouterr().err

@@ -139,7 +139,7 @@ def test_peak_memory_stays_flat_when_the_store_grows_four_times(tmp_path: Path) 
 
 def _train_cmd(store: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "audioscope", "coincidence", "train", "--store", str(store), "--out", str(out),
-            "--tiny", "--steps", "200", "--batch-size", "8", "--time-budget", "3000",
+            "--tiny", "--steps", "200", "--batch-size", "8", "--time-budget", "none",
             "--other-match-db", "10", "--shift-onoff-db", "6"]  # fmt: skip
 
 
