@@ -94,6 +94,7 @@ def training_example(
     gain_db: float = 0.0,
     flip: bool = False,
     translate: int = 0,
+    seed: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """A loader dict -> the model's inputs and targets.
 
@@ -110,39 +111,52 @@ def training_example(
     and shifted circularly by up to ``translate`` pixels each way, all five
     alike, so that the classifier cannot learn a video's background or
     layout by heart. All of this is training-only augmentation.
+
+    ``seed`` (shape [2]) draws every random choice of the example (stateless), so that the same seed
+    gives the same example however many examples ``tf.data`` prepares at once; the training gives
+    each example its own (the run's seed and the example's number). None draws one.
     """
+    if seed is None:
+        seed = tf.random.uniform((2,), 0, 2**31 - 1, dtype=tf.int32)
+    seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=8)))
     references = [example["audio1"], example["audio2"]]
     if crop_samples:
-        references = [_random_crop(r, crop_samples, pitch) for r in references]
+        references = [_random_crop(r, crop_samples, pitch, next(seeds), next(seeds)) for r in references]
     if gain_db:
-        references = [r * 10.0 ** (tf.random.uniform((), -gain_db, gain_db) / 20.0) for r in references]
+        references = [r * 10.0 ** (tf.random.stateless_uniform((), next(seeds), -gain_db, gain_db) / 20.0)
+                      for r in references]  # fmt: skip
     stacked = tf.stack(references)
     return {
         "mixture": tf.reduce_sum(stacked, axis=0),
         "references": stacked,
-        "frames": _augment_frames(example["frames"], flip, translate),
+        "frames": _augment_frames(example["frames"], flip, translate, next(seeds), next(seeds)),
         "first_onscreen": is_onscreen_first(example["type"]),
     }
 
 
-def _augment_frames(frames: tf.Tensor, flip: bool, translate: int) -> tf.Tensor:
+def _augment_frames(frames: tf.Tensor, flip: bool, translate: int, flip_seed: tf.Tensor,
+                    shift_seed: tf.Tensor) -> tf.Tensor:  # fmt: skip
     """``frames [5, H, W, 3]`` mirrored (half the time) and rolled by the same random offsets."""
     if flip:
-        frames = tf.cond(tf.random.uniform(()) < 0.5, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+        mirror = tf.random.stateless_uniform((), flip_seed) < 0.5
+        frames = tf.cond(mirror, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
     if translate:
-        shift = tf.random.uniform((2,), -translate, translate + 1, dtype=tf.int32)
+        shift = tf.random.stateless_uniform((2,), shift_seed, -translate, translate + 1, dtype=tf.int32)
         frames = tf.roll(frames, shift=shift, axis=[1, 2])
     return frames
 
 
-def _random_crop(audio: tf.Tensor, crop: int, pitch: float) -> tf.Tensor:
+def _random_crop(audio: tf.Tensor, crop: int, pitch: float, rate_seed: tf.Tensor, start_seed: tf.Tensor) -> tf.Tensor:
     """``crop`` samples from a random place of ``audio [T]``, read at a random
     rate (linear interpolation) when ``pitch`` > 0."""
     n = tf.shape(audio)[0]
-    rate = tf.exp(tf.random.uniform((), -1.0, 1.0) * tf.math.log(1.0 + pitch)) if pitch else tf.constant(1.0)
+    if pitch:
+        rate = tf.exp(tf.random.stateless_uniform((), rate_seed, -1.0, 1.0) * tf.math.log(1.0 + pitch))
+    else:
+        rate = tf.constant(1.0)
     span = tf.minimum(tf.cast(tf.math.ceil(rate * crop), tf.int32) + 1, n)
     rate = tf.minimum(rate, tf.cast(span - 1, tf.float32) / crop)
-    start = tf.random.uniform((), 0, n - span + 1, dtype=tf.int32)
+    start = tf.random.stateless_uniform((), start_seed, 0, n - span + 1, dtype=tf.int32)
     position = tf.cast(start, tf.float32) + rate * tf.range(crop, dtype=tf.float32)
     left = tf.minimum(tf.cast(tf.floor(position), tf.int32), n - 2)
     frac = position - tf.cast(left, tf.float32)
@@ -302,11 +316,15 @@ def _train(
     if progress and start_step:
         print(f"resuming {run_dir} from step {start_step} ({used:.0f} s trained)", file=sys.stderr)
     crop = int(round(config.train_crop_s * records.SAMPLE_RATE))
-    # A resumed run reseeds its data, so it does not see the same examples again.
+    # A resumed run reseeds its data, so it does not see the same examples again. Each example's
+    # augmentation has its own seed (the data's seed, its number), whatever order the map runs in.
+    data_seed = config.seed + start_step
     data = (
-        dataset_fn(config.seed + start_step)
-        .map(lambda ex: training_example(ex, crop, config.augment_pitch, config.augment_gain_db,
-                                         config.augment_flip, config.augment_translate),
+        dataset_fn(data_seed)
+        .enumerate()
+        .map(lambda i, ex: training_example(ex, crop, config.augment_pitch, config.augment_gain_db,
+                                            config.augment_flip, config.augment_translate,
+                                            seed=tf.stack([tf.constant(data_seed, tf.int64), i])),
              num_parallel_calls=tf.data.AUTOTUNE)
         .batch(config.batch_size, drop_remainder=True)
         .prefetch(2)
