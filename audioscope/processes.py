@@ -117,6 +117,7 @@ COMMAND_SCRATCH_PREFIX = "audioscope-run-"
 #: Inside it, the file its command holds (``flock``) while it runs: the system releases it when the
 #: process ends, however it ends, so a scratch whose lock can be taken is an orphan.
 SCRATCH_OWNER = ".owner.lock"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @contextlib.contextmanager
@@ -137,7 +138,7 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
         _place_multiprocessing_folder(None)
     # locked before it gets the name that the removal looks for
     starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
-    fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
     try:
         with contextlib.suppress(ImportError):
             import fcntl
@@ -181,7 +182,7 @@ def remove_orphan_scratch(base: str) -> list[str]:
     for name in names:
         folder = os.path.join(base, name)
         try:
-            fd = os.open(os.path.join(folder, SCRATCH_OWNER), os.O_RDWR | os.O_NOFOLLOW)
+            fd = os.open(os.path.join(folder, SCRATCH_OWNER), os.O_RDWR | _NOFOLLOW)
         except OSError:  # not one of ours, another user's, or not yet locked by a command starting now
             continue
         try:
