@@ -83,6 +83,9 @@ def test_a_command_scratch_is_removed_at_the_end_and_orphans_at_the_next_start(t
     # someone else's folders that only look alike: no lock file
     stranger = base / f"{COMMAND_SCRATCH_PREFIX}stranger"
     stranger.mkdir()
+    from multiprocessing import util
+
+    util.get_temp_dir()  # this process's multiprocessing folder exists already (not in base)
     before = tempfile.tempdir
     tempfile.tempdir = str(base)
     try:
