@@ -3,7 +3,7 @@ where a process's temporary files go.
 
 :func:`pid_alive` is used by the clip store's ingest lock (is the holder on
 this machine gone?) and by the Label Studio launcher (is the server we
-started still up?); :func:`short_socket_folder` by ingest's process pool;
+started still up?); :func:`multiprocessing_folder` by ingest's process pool;
 :func:`temporary_files_in` by the trainings and by remote launches;
 :func:`command_scratch` by every command of the CLI.
 """
@@ -128,14 +128,13 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
     removed: they are the ones whose owner lock is free.
 
     multiprocessing keeps one folder per process (its fork server's socket) for the life of the
-    process: it goes into the scratch only when the process ends with the command
-    (``own_process``, the console script), else to the system's temporary folder as before.
+    process: :func:`multiprocessing_folder` puts it in the scratch only when the process ends with
+    the command (``own_process``, the console script), else in the system's temporary folder.
     Without flock (Windows) the folder is still used and removed, but orphans stay.
     """
+    global _OWN_SCRATCH
     base = tempfile.gettempdir()
     remove_orphan_scratch(base)
-    if not own_process:
-        _place_multiprocessing_folder(None)
     # locked before it gets the name that the removal looks for
     starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
     fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
@@ -147,25 +146,39 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
         folder = os.path.join(base, os.path.basename(starting)[1:])
         os.rename(starting, folder)
         with temporary_files_in(folder, clear=False):
-            if own_process:
-                _place_multiprocessing_folder(folder)
-            yield folder
+            _OWN_SCRATCH = folder if own_process else None
+            try:
+                yield folder
+            finally:
+                _OWN_SCRATCH = None
     finally:
         os.close(fd)
         shutil.rmtree(starting, ignore_errors=True)  # if the rename did not happen
 
 
-def _place_multiprocessing_folder(scratch: str | None) -> None:
-    """Make multiprocessing's per-process folder now: in ``scratch``, or (None) in the temporary folder,
-    unless it exists or needs a short path (:func:`short_socket_folder`)."""
+#: The scratch of the command running now when the process ends with it (see :func:`command_scratch`).
+_OWN_SCRATCH: str | None = None
+
+
+def multiprocessing_folder() -> None:
+    """Place multiprocessing's per-process folder (a fork server's socket lives there until the
+    process ends) before a fork server starts: with a long ``TMPDIR``, in a short folder
+    (:func:`short_socket_folder`); else in the command's scratch when the process ends with the
+    command, or in the system's temporary folder, never in a scratch removed while the process goes
+    on (a test's process runs many commands; the fork server would lose its socket)."""
     from multiprocessing import process, util
 
-    if process.current_process()._config.get("tempdir") is not None or short_socket_folder() is not None:  # type: ignore[attr-defined]
+    config = process.current_process()._config  # type: ignore[attr-defined]
+    if config.get("tempdir") is not None or short_socket_folder() is not None:
         return
-    if scratch is None:
-        util.get_temp_dir()
-    else:  # removed with the scratch, after the process's last command
-        process.current_process()._config["tempdir"] = tempfile.mkdtemp(prefix="pymp-", dir=scratch)  # type: ignore[attr-defined]
+    if _OWN_SCRATCH is not None:  # removed with the scratch, after the process's last command
+        config["tempdir"] = tempfile.mkdtemp(prefix="pymp-", dir=_OWN_SCRATCH)
+        return
+    with _TEMPDIR_LOCK:
+        outer = _TEMPDIR_BEFORE[0] if _TEMPDIRS else tempfile.tempdir
+    folder = tempfile.mkdtemp(prefix="pymp-", dir=outer)
+    config["tempdir"] = folder
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
 
 
 def remove_orphan_scratch(base: str) -> list[str]:

@@ -109,9 +109,9 @@ def pool_processes(size: int) -> int:
 def _fork_context() -> Any:
     import multiprocessing
 
-    from audioscope.processes import short_socket_folder
+    from audioscope.processes import multiprocessing_folder
 
-    short_socket_folder()  # the fork server listens on a Unix socket in the temporary directory
+    multiprocessing_folder()  # the fork server listens on a Unix socket in the temporary directory
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(POOL_PRELOAD))
     return ctx

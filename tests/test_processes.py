@@ -100,3 +100,20 @@ def test_a_command_scratch_is_removed_at_the_end_and_orphans_at_the_next_start(t
         tempfile.tempdir = before
         os.close(held)
     assert sorted(p.name for p in base.iterdir()) == [running.name, stranger.name]
+
+
+def test_a_command_killed_leaves_only_its_scratch_which_the_next_one_removes(tmp_path: Path) -> None:
+    """In a process that runs commands without ending with them (``cli.main`` called by a script), a
+    command that never starts a process pool makes no multiprocessing folder, so a kill leaves only the
+    command's scratch; the next command removes it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    killed = "import os\nfrom audioscope.processes import command_scratch\nwith command_scratch():\n    os._exit(9)"
+    assert subprocess.run([sys.executable, "-c", killed], env=env).returncode == 9
+    assert [p.name[: len("audioscope-run-")] for p in tmp_path.iterdir()] == ["audioscope-run-"]
+    after = "from audioscope.processes import command_scratch\nwith command_scratch():\n    pass"
+    assert subprocess.run([sys.executable, "-c", after], env=env).returncode == 0
+    assert list(tmp_path.iterdir()) == []
