@@ -99,7 +99,7 @@ def run_to_end(pipeline: Any) -> Any:
         result = pipeline.run()
         result.wait_until_finish()
         return result
-    with temporary_files_in(tempfile.mkdtemp(prefix="audioscope-launch-")):
+    with temporary_files_in(tempfile.mkdtemp(prefix="audioscope-launch-"), clear=False):  # new and private (0700)
         result = pipeline.run()
         result.wait_until_finish()
     return result
