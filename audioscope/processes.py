@@ -44,13 +44,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-#: Where :func:`short_socket_folder` puts a fork server's socket when ``TMPDIR`` is too long for one.
-SOCKET_FOLDERS = ("/tmp", "/dev/shm")
-#: Owner locks this process holds until it ends (a socket folder outside its command's scratch).
-_HELD_FOR_LIFE: list[int] = []
-
-
-def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | None:
+def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> str | None:
     """Make multiprocessing's sockets (a fork server's) fit a Unix socket path; returns the folder
     it then uses, or None when the temporary directory already leaves room (or nothing is needed).
 
@@ -61,8 +55,6 @@ def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | N
     long"). Then this process's multiprocessing folder goes to the first of
     ``candidates`` that can be written: only the sockets go there, every other
     scratch file stays in ``TMPDIR``. Call it before the first process pool.
-    It is made inside a folder this process holds (as a command's scratch), so
-    that if the process is killed outright the next command removes it.
     """
     from multiprocessing import process, util
 
@@ -74,13 +66,11 @@ def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | N
         return None
     for parent in candidates:
         try:
-            owner, fd = _owned_folder(parent)
+            folder = tempfile.mkdtemp(prefix="pymp-", dir=parent)
         except OSError:
             continue
-        _HELD_FOR_LIFE.append(fd)
-        folder = tempfile.mkdtemp(prefix="pymp-", dir=owner)
         config["tempdir"] = folder
-        util.Finalize(None, shutil.rmtree, args=(owner,), kwargs={"ignore_errors": True}, exitpriority=-100)
+        util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
         return folder
     return None
 
@@ -144,10 +134,17 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
     """
     global _OWN_SCRATCH
     base = tempfile.gettempdir()
-    for parent in dict.fromkeys((base, *SOCKET_FOLDERS)):
-        remove_orphan_scratch(parent)
-    folder, fd = _owned_folder(base)
+    remove_orphan_scratch(base)
+    # locked before it gets the name that the removal looks for
+    starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
+    fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
     try:
+        with contextlib.suppress(ImportError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        folder = os.path.join(base, os.path.basename(starting)[1:])
+        os.rename(starting, folder)
         with temporary_files_in(folder, clear=False):
             _OWN_SCRATCH = folder if own_process else None
             try:
@@ -156,28 +153,7 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
                 _OWN_SCRATCH = None
     finally:
         os.close(fd)
-
-
-def _owned_folder(base: str) -> tuple[str, int]:
-    """A new ``audioscope-run-*`` folder in ``base`` and the descriptor of its owner lock, held
-    (``flock``) until closed or the process ends; it gets the name the removal looks for only once
-    locked."""
-    starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
-    fd = -1
-    try:
-        fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
-        with contextlib.suppress(ImportError):
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        folder = os.path.join(base, os.path.basename(starting)[1:])
-        os.rename(starting, folder)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        shutil.rmtree(starting, ignore_errors=True)
-        raise
-    return folder, fd
+        shutil.rmtree(starting, ignore_errors=True)  # if the rename did not happen
 
 
 #: The scratch of the command running now when the process ends with it (see :func:`command_scratch`).
