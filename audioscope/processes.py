@@ -56,7 +56,7 @@ def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> s
     ``candidates`` that can be written: only the sockets go there, every other
     scratch file stays in ``TMPDIR``. Call it before the first process pool.
     """
-    from multiprocessing import process, util
+    from multiprocessing import process
 
     config = process.current_process()._config  # type: ignore[attr-defined]  # where util.get_temp_dir keeps it
     if config.get("tempdir") is not None:
@@ -66,13 +66,21 @@ def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> s
         return None
     for parent in candidates:
         try:
-            folder = tempfile.mkdtemp(prefix="pymp-", dir=parent)
+            return _own_multiprocessing_folder(parent)
         except OSError:
             continue
-        config["tempdir"] = folder
-        util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
-        return folder
     return None
+
+
+def _own_multiprocessing_folder(parent: str) -> str:
+    """A new ``pymp-*`` folder in ``parent`` as this process's multiprocessing folder, removed when the
+    process exits."""
+    from multiprocessing import process, util
+
+    folder = tempfile.mkdtemp(prefix="pymp-", dir=parent)
+    process.current_process()._config["tempdir"] = folder  # type: ignore[attr-defined]
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
+    return folder
 
 
 _TEMPDIR_LOCK = threading.Lock()
@@ -166,7 +174,7 @@ def multiprocessing_folder() -> None:
     (:func:`short_socket_folder`); else in the command's scratch when the process ends with the
     command, or in the system's temporary folder, never in a scratch removed while the process goes
     on (a test's process runs many commands; the fork server would lose its socket)."""
-    from multiprocessing import process, util
+    from multiprocessing import process
 
     config = process.current_process()._config  # type: ignore[attr-defined]
     if config.get("tempdir") is not None or short_socket_folder() is not None:
@@ -176,9 +184,7 @@ def multiprocessing_folder() -> None:
         return
     with _TEMPDIR_LOCK:
         outer = _TEMPDIR_BEFORE[0] if _TEMPDIRS else tempfile.tempdir
-    folder = tempfile.mkdtemp(prefix="pymp-", dir=outer)
-    config["tempdir"] = folder
-    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
+    _own_multiprocessing_folder(outer or tempfile.gettempdir())
 
 
 def remove_orphan_scratch(base: str) -> list[str]:
