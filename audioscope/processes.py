@@ -44,7 +44,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> str | None:
+#: Where :func:`short_socket_folder` puts a fork server's socket when ``TMPDIR`` is too long for one.
+SOCKET_FOLDERS = ("/tmp", "/dev/shm")
+#: Owner locks this process holds until it ends (a socket folder outside its command's scratch).
+_HELD_FOR_LIFE: list[int] = []
+
+
+def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | None:
     """Make multiprocessing's sockets (a fork server's) fit a Unix socket path; returns the folder
     it then uses, or None when the temporary directory already leaves room (or nothing is needed).
 
@@ -55,6 +61,8 @@ def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> s
     long"). Then this process's multiprocessing folder goes to the first of
     ``candidates`` that can be written: only the sockets go there, every other
     scratch file stays in ``TMPDIR``. Call it before the first process pool.
+    It is made inside a folder this process holds (as a command's scratch), so
+    that if the process is killed outright the next command removes it.
     """
     from multiprocessing import process
 
@@ -66,20 +74,22 @@ def short_socket_folder(candidates: tuple[str, ...] = ("/tmp", "/dev/shm")) -> s
         return None
     for parent in candidates:
         try:
-            return _own_multiprocessing_folder(parent)
+            owner, fd = _owned_folder(parent)
         except OSError:
             continue
+        _HELD_FOR_LIFE.append(fd)
+        return _own_multiprocessing_folder(owner, remove=owner)
     return None
 
 
-def _own_multiprocessing_folder(parent: str) -> str:
-    """A new ``pymp-*`` folder in ``parent`` as this process's multiprocessing folder, removed when the
-    process exits."""
+def _own_multiprocessing_folder(parent: str, remove: str | None = None) -> str:
+    """A new ``pymp-*`` folder in ``parent`` as this process's multiprocessing folder, removed (or
+    ``remove``, a folder holding it) when the process exits."""
     from multiprocessing import process, util
 
     folder = tempfile.mkdtemp(prefix="pymp-", dir=parent)
     process.current_process()._config["tempdir"] = folder  # type: ignore[attr-defined]
-    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
+    util.Finalize(None, shutil.rmtree, args=(remove or folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
     return folder
 
 
@@ -142,17 +152,10 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
     """
     global _OWN_SCRATCH
     base = tempfile.gettempdir()
-    remove_orphan_scratch(base)
-    # locked before it gets the name that the removal looks for
-    starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
-    fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+    for parent in dict.fromkeys((base, *SOCKET_FOLDERS)):
+        remove_orphan_scratch(parent)
+    folder, fd = _owned_folder(base)
     try:
-        with contextlib.suppress(ImportError):
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        folder = os.path.join(base, os.path.basename(starting)[1:])
-        os.rename(starting, folder)
         with temporary_files_in(folder, clear=False):
             _OWN_SCRATCH = folder if own_process else None
             try:
@@ -161,7 +164,28 @@ def command_scratch(own_process: bool = False) -> Iterator[str]:
                 _OWN_SCRATCH = None
     finally:
         os.close(fd)
-        shutil.rmtree(starting, ignore_errors=True)  # if the rename did not happen
+
+
+def _owned_folder(base: str) -> tuple[str, int]:
+    """A new ``audioscope-run-*`` folder in ``base`` and the descriptor of its owner lock, held
+    (``flock``) until closed or the process ends; it gets the name the removal looks for only once
+    locked."""
+    starting = tempfile.mkdtemp(prefix="." + COMMAND_SCRATCH_PREFIX, dir=base)
+    fd = -1
+    try:
+        fd = os.open(os.path.join(starting, SCRATCH_OWNER), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+        with contextlib.suppress(ImportError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        folder = os.path.join(base, os.path.basename(starting)[1:])
+        os.rename(starting, folder)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(starting, ignore_errors=True)
+        raise
+    return folder, fd
 
 
 #: The scratch of the command running now when the process ends with it (see :func:`command_scratch`).

@@ -117,3 +117,29 @@ def test_a_command_killed_leaves_only_its_scratch_which_the_next_one_removes(tmp
     after = "from audioscope.processes import command_scratch\nwith command_scratch():\n    pass"
     assert subprocess.run([sys.executable, "-c", after], env=env).returncode == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_socket_folder_outside_a_long_tmpdir_is_an_orphan_once_its_process_is_killed(tmp_path: Path) -> None:
+    """Under a TMPDIR too long for a Unix socket, the fork server's folder goes to a short folder (/tmp in
+    use); a process killed outright left it there for good, now the next command removes it."""
+    import os
+    import subprocess
+    import sys
+
+    from audioscope.processes import remove_orphan_scratch
+
+    short = tmp_path / "s"
+    short.mkdir()
+    long_tmp = tmp_path / ("x" * 90)
+    long_tmp.mkdir()
+    code = (
+        "import os, sys\nfrom audioscope.processes import short_socket_folder\n"
+        f"folder = short_socket_folder(({str(short)!r},))\nprint(folder, flush=True)\nos._exit(9)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(long_tmp)},
+                         capture_output=True, text=True)  # fmt: skip
+    folder = Path(run.stdout.strip())
+    assert run.returncode == 9 and folder.is_dir() and folder.name.startswith("pymp-")
+    assert folder.parent.parent == short and folder.parent.name.startswith("audioscope-run-")
+    assert remove_orphan_scratch(str(short)) == [str(folder.parent)]
+    assert list(short.iterdir()) == [] and list(long_tmp.iterdir()) == []
