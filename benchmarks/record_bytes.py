@@ -10,10 +10,10 @@ command line (decoded as ingest decodes them: 16 kHz mono, one 128x128
 picture per second, padded), each cut into back-to-back 5-second clips:
 
   frames   zstd of the raw pixels (schema 3), schema 4's codec (now: red
-           and blue minus green, then PNG's Sub filter, zstd level 6), the
-           Sub filter alone (the byte minus the same channel of the pixel to
-           its left, mod 256: schema 2's frames codec), and Up (minus the
-           pixel above) before zstd.
+           and blue minus green, then PNG's Sub filter, zstd level 6 with
+           matches of at least 6 bytes), the Sub filter alone (the byte
+           minus the same channel of the pixel to its left, mod 256: schema
+           2's frames codec), and Up (minus the pixel above) before zstd.
   audio    zstd of the high bytes then the low bytes (schema 3), schema 4's
            codec (now: first differences x[t] - x[t-1] split as 256 h + l
            with l the signed low byte, zstd level 6), and schema 3's split
