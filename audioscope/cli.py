@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from audioscope import __version__, quiet
 from audioscope.errors import UserError, exception_chain, system_failure
@@ -80,21 +80,81 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_stopped(signum: int, frame: object) -> None:
+#: Seconds after which a stop signal that could not be raised where it arrived is delivered again.
+STOP_RETRY_S = 0.1
+#: How many times a stop signal waits for an import to end before it is raised there all the same.
+STOP_DEFERRALS = 100
+#: Held while the stop signals are ours (a command runs), so that one delivered again never reaches
+#: the handler that comes back after the command (SIGTERM's default ends the process).
+_STOP_LOCK = threading.Lock()
+_stops_ours = False
+_stop_deferred = 0
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    """Raise :class:`Stopped` where the main thread is, unless it is importing a module: an exception
+    raised there can be lost (a C extension's module set-up cleared one, seen when a stop arrived while
+    ingest imported Beam, and the run then went on until killed). Then the signal is delivered again
+    shortly, until it lands outside an import (at most :data:`STOP_DEFERRALS` times)."""
+    global _stop_deferred
+    if _importing(frame) and _stop_deferred < STOP_DEFERRALS:  # (a command run by an import raises at last)
+        _stop_deferred += 1
+        _deliver_again(signum)
+        return
     raise Stopped(signum)
+
+
+def _importing(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver_again(signum: int) -> None:
+    def deliver() -> None:
+        with _STOP_LOCK:
+            if _stops_ours:  # a real signal: it also wakes the main thread from a wait
+                signal.pthread_kill(threading.main_thread().ident or 0, signum)
+
+    timer = threading.Timer(STOP_RETRY_S, deliver)
+    timer.daemon = True
+    timer.start()
+
+
+def _lost_stop(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``sys.unraisablehook`` that delivers a :class:`Stopped` raised where Python can only report it
+    (a ``__del__``, a weak reference's callback) again instead of printing it."""
+
+    def report(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Stopped):
+            _deliver_again(unraisable.exc_value.signum)
+        else:
+            hook(unraisable)
+
+    return report
 
 
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[None]:
     """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread while a command runs (the previous
     handlers come back after: the tests call :func:`main` in their own process)."""
+    global _stops_ours, _stop_deferred
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _lost_stop(previous_hook)
+    with _STOP_LOCK:
+        _stops_ours, _stop_deferred = True, 0
     try:
         yield
     finally:
+        with _STOP_LOCK:
+            _stops_ours = False
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
