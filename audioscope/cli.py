@@ -92,15 +92,18 @@ _stop_deferred = 0
 
 
 def _raise_stopped(signum: int, frame: Any) -> None:
-    """Raise :class:`Stopped` where the main thread is, unless it is importing a module: an exception
-    raised there can be lost (a C extension's module set-up cleared one, seen when a stop arrived while
-    ingest imported Beam, and the run then went on until killed). Then the signal is delivered again
-    shortly, until it lands outside an import (at most :data:`STOP_DEFERRALS` times)."""
+    """Raise :class:`Stopped` (KeyboardInterrupt for SIGINT) where the main thread is, unless it is
+    importing a module: an exception raised there can be lost (a C extension's module set-up cleared
+    one, seen when a stop arrived while ingest imported Beam, and the run then went on until killed).
+    Then the signal is delivered again shortly, until it lands outside an import (at most
+    :data:`STOP_DEFERRALS` times)."""
     global _stop_deferred
     if _importing(frame) and _stop_deferred < STOP_DEFERRALS:  # (a command run by an import raises at last)
         _stop_deferred += 1
         _deliver_again(signum)
         return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Stopped(signum)
 
 
@@ -128,8 +131,9 @@ def _lost_stop(hook: Callable[[Any], None]) -> Callable[[Any], None]:
     (a ``__del__``, a weak reference's callback) again instead of printing it."""
 
     def report(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, Stopped):
-            _deliver_again(unraisable.exc_value.signum)
+        exc = unraisable.exc_value
+        if isinstance(exc, KeyboardInterrupt):
+            _deliver_again(exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
         else:
             hook(unraisable)
 
@@ -138,13 +142,18 @@ def _lost_stop(hook: Callable[[Any], None]) -> Callable[[Any], None]:
 
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread while a command runs (the previous
-    handlers come back after: the tests call :func:`main` in their own process)."""
+    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread while a command runs, and Ctrl-C
+    (SIGINT, unless ignored or taken by someone else) KeyboardInterrupt as usual, both by
+    :func:`_raise_stopped`; the previous handlers come back after (the tests call :func:`main` in
+    their own process)."""
     global _stops_ours, _stop_deferred
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    ours = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        ours.append(signal.SIGINT)
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in ours}
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _lost_stop(previous_hook)
     with _STOP_LOCK:

@@ -225,17 +225,18 @@ def test_a_training_takes_no_time_budget_when_told_none(command, capsys):
     assert "must be > 0 seconds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 @pytest.mark.parametrize("where", ["import", "__del__"])
-def test_a_stop_raised_where_it_is_lost_is_delivered_again(where, tmp_path):
-    """SIGTERM raises Stopped wherever the main thread is. Raised inside an import, a C extension's
+def test_a_stop_raised_where_it_is_lost_is_delivered_again(where, sig, tmp_path):
+    """SIGTERM raises Stopped (Ctrl-C KeyboardInterrupt) wherever the main thread is. Raised inside an import, a C extension's
     module set-up can clear it (seen: ingest stopped while it imported Beam, and the run went on until
     killed); raised in a ``__del__``, Python only reports it. Here the import swallows it and the
     ``__del__`` reports it; the command must still stop, once it waits."""
-    swallow = "import os, signal, time\ntry:\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(1)\nexcept BaseException:\n    pass\n"
+    swallow = f"import os, time\ntry:\n    os.kill(os.getpid(), {int(sig)})\n    time.sleep(1)\nexcept BaseException:\n    pass\n"
     (tmp_path / "swallows.py").write_text(swallow)
     (tmp_path / "reports.py").write_text(
-        "import os, signal, time\nclass Reported:\n    def __del__(self):\n"
-        "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(1)\n"
+        "import os, time\nclass Reported:\n    def __del__(self):\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n        time.sleep(1)\n"
         "def lose():\n    Reported()\n"
     )
     trigger = "import swallows" if where == "import" else "import reports; reports.lose()"
@@ -244,7 +245,9 @@ def test_a_stop_raised_where_it_is_lost_is_delivered_again(where, tmp_path):
         f"    with _stop_signals():\n        {trigger}\n        print('waiting', flush=True)\n"
         "        threading.Event().wait(20)\n"
         "except Stopped as e:\n    print('stopped', int(e.signum))\n    sys.exit(3)\n"
+        "except KeyboardInterrupt:\n    print('interrupted')\n    sys.exit(4)\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert (run.returncode, run.stdout.split()) == (3, ["waiting", "stopped", str(int(signal.SIGTERM))]), run.stderr
+    said = ["stopped", str(int(sig))] if sig == signal.SIGTERM else ["interrupted"]
+    assert (run.returncode, run.stdout.split()) == (3 if sig == signal.SIGTERM else 4, ["waiting", *said]), run.stderr
     assert "Exception ignored" not in run.stderr
