@@ -127,8 +127,9 @@ def _deliver_again(signum: int) -> None:
 
 
 def _lost_stop(hook: Callable[[Any], None]) -> Callable[[Any], None]:
-    """``sys.unraisablehook`` that delivers a :class:`Stopped` raised where Python can only report it
-    (a ``__del__``, a weak reference's callback) again instead of printing it."""
+    """``sys.unraisablehook`` that delivers a stop (:class:`Stopped`, or Ctrl-C's KeyboardInterrupt)
+    raised where Python can only report it (a ``__del__``, a weak reference's callback) again
+    instead of printing it."""
 
     def report(unraisable: Any) -> None:
         exc = unraisable.exc_value
