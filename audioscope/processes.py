@@ -46,8 +46,6 @@ def pid_alive(pid: int) -> bool:
 
 #: Where :func:`short_socket_folder` puts a fork server's socket when ``TMPDIR`` is too long for one.
 SOCKET_FOLDERS = ("/tmp", "/dev/shm")
-#: Owner locks this process holds until it ends (a socket folder outside its command's scratch).
-_HELD_FOR_LIFE: list[int] = []
 
 
 def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | None:
@@ -74,10 +72,9 @@ def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | N
         return None
     for parent in candidates:
         try:
-            owner, fd = _owned_folder(parent)
+            owner, _ = _owned_folder(parent)  # its lock stays held (the descriptor open) until the process ends
         except OSError:
             continue
-        _HELD_FOR_LIFE.append(fd)
         return _own_multiprocessing_folder(owner, remove=owner)
     return None
 
