@@ -83,6 +83,10 @@ class StatusRecord:
     #: The spans the lists asked for (all lists that named this video, so a
     #: store that grows keeps them all); None: every clip of the video.
     requested: tuple[tuple[float, float], ...] | None = None
+    #: ``source`` below the media root it was listed under (:attr:`VideoRequest.relative`; "" when
+    #: not below one, or written before this field): a list naming the same path below another
+    #: root names this video, moved.
+    source_relative: str = ""
 
     @property
     def n_clips(self) -> int:
@@ -302,11 +306,14 @@ def decode_video(
     layout = Layout(settings.store)
     params = settings.params
     existing = read_status(layout, request.video_id)
-    if existing is not None and existing.source != request.uri:
+    if existing is not None and not request.names(existing.source, existing.source_relative):
         # The same id from another source: the store's video stays, the
-        # request is recorded as a conflict (never silently skipped).
+        # request is recorded as a conflict (never silently skipped). The same
+        # path below another media root is the same video, moved: not a conflict.
         write_conflict(layout, conflict_status(request.video_id, request.uri, request.origin, existing.source))
         return existing, True
+    if existing is not None and existing.source != request.uri:
+        storage.remove(layout.conflict(request.video_id, request.uri))  # recorded by a run before moves were known
     if existing is not None and existing.is_done(settings.retry_failed):
         if existing.status not in (STATUS_OK, STATUS_PARTIAL):
             return existing, True
@@ -335,6 +342,7 @@ def decode_video(
         licence_name=request.licence_name,
         licence_url=request.licence_url,
         requested=request.spans,
+        source_relative=request.relative,
     )
     t0 = time.monotonic()
     local = None

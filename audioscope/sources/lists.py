@@ -33,6 +33,7 @@ so a public bucket is read without credentials as the media are.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -92,6 +93,15 @@ class VideoRequest:
     licence_name: str | None
     licence_url: str | None
     origin: str
+    #: ``uri`` below the media root (or the list's folder when no root is given): the part of
+    #: the location that stays when the media move to another root; "" when it is not below it.
+    relative: str = ""
+
+    def names(self, source: str, relative: str = "") -> bool:
+        """Whether the video the store took from ``source`` (``relative`` below its root) is this
+        request's: the same location, or the same path below another root (the media were moved or
+        mounted elsewhere)."""
+        return source == self.uri or (bool(self.relative) and relative == self.relative)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -574,7 +584,17 @@ def read_video_list(
         media_root = _check_media_root(media_root)
     opts = _ReadOptions(allow_outside=allow_outside_root, clip_seconds=clip_seconds, workdir=workdir)
     readers = {"audioscope-csv": _read_audioscope_csv, "yfcc": _read_yfcc, "uris": _read_uris}
-    return _dedupe(readers[fmt](path, media_root, opts), opts)
+    root = media_root if media_root is not None else _list_dir(path)
+    return _below_root(_dedupe(readers[fmt](path, media_root, opts), opts), root)
+
+
+def _below_root(items: Iterable[VideoRequest | BadRow], root: str) -> Iterator[VideoRequest | BadRow]:
+    """``items`` with each request's :attr:`VideoRequest.relative` set from ``root``."""
+    prefix = root.rstrip("/") + "/"
+    for item in items:
+        if isinstance(item, VideoRequest) and item.uri.startswith(prefix) and len(item.uri) > len(prefix):
+            item = dataclasses.replace(item, relative=item.uri[len(prefix):])
+        yield item
 
 
 @dataclass(frozen=True)

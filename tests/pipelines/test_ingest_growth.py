@@ -114,6 +114,32 @@ def test_the_same_id_from_another_source_is_a_recorded_conflict(media, tmp_path)
     assert ClipStore.open(str(store)).summary["failures_by_kind"]["id_conflict"] == 1
 
 
+def test_media_moved_to_another_root_are_the_store_s_videos_not_conflicts(media, tmp_path, capsys):
+    import shutil
+
+    store = tmp_path / "store"
+    lst = tmp_path / "l.txt"
+    lst.write_text("short.mp4\nother/long.mp4\n")
+    assert ingest(lst, store, "--media-root", str(media)) == 0
+    layout = Layout(str(store))
+    stamps = {v: os.stat(layout.media(v)).st_mtime_ns for v in ("short", "long")}
+    before = _clips(store)
+    moved = tmp_path / "moved"
+    shutil.copytree(media, moved)
+    capsys.readouterr()
+    assert ingest(lst, store, "--media-root", str(moved)) == 0  # the same list, the media mounted elsewhere
+    out, err = capsys.readouterr()
+    assert "id conflicts" not in out and "conflict" not in err, (out, err)
+    assert {v: os.stat(layout.media(v)).st_mtime_ns for v in stamps} == stamps  # nothing decoded again
+    assert _clips(store) == before
+    for vid in ("short", "long"):
+        assert [r["status"] for r in _status(store, vid)] == ["ok"]
+    # the same id at another path below the new root is still another video
+    (tmp_path / "l2.txt").write_text("long.mp4\n")
+    assert ingest(tmp_path / "l2.txt", store, "--media-root", str(moved)) == 0
+    assert sorted(r["status"] for r in _status(store, "long")) == ["conflict", "ok"]
+
+
 def test_two_runs_at_once_lose_no_list(media, tmp_path):
     store = tmp_path / "store"
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"

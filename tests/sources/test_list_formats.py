@@ -99,6 +99,7 @@ def test_yfcc_tsv_keeps_videos_only_with_key_paths_and_licences(tmp_path):
     assert reqs[0].licence_name == "Attribution-NonCommercial-NoDerivs License"
     assert reqs[0].licence_url == "http://creativecommons.org/licenses/by/2.0/"
     assert reqs[0].spans is None
+    assert reqs[0].relative == f"data/videos/mp4/{key[:3]}/{key[3:6]}/{key}.mp4"
     assert len(bad) == 1 and bad[0].kind == "bad_row"
 
 
@@ -188,12 +189,31 @@ def test_uris_csv_with_header_carries_ids_licences_and_splits(tmp_path):
     assert items[1].video_id.startswith("watch-")  # a query URL gets a hash suffix
 
 
+def test_a_request_knows_its_path_below_the_root_and_its_video_under_another_root(tmp_path):
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"uri,video_id\nvideos/./x.mp4,x\n{tmp_path}/media/y.mp4,y\n/elsewhere/z.mp4,z\n")
+    under_list = {r.video_id: r for r in read_video_list(str(lst))}  # relative to the list's folder
+    assert under_list["x"].uri == f"{tmp_path}/videos/x.mp4" and under_list["x"].relative == "videos/x.mp4"
+    assert under_list["y"].relative == "media/y.mp4" and under_list["z"].relative == ""
+    remote = {r.video_id: r for r in read_video_list(str(lst), media_root="gs://bucket/corpus/", allow_outside_root=True)
+              if isinstance(r, VideoRequest)}
+    x = remote["x"]
+    assert (x.uri, x.relative) == ("gs://bucket/corpus/videos/./x.mp4", "videos/./x.mp4")
+    # the store's source of the same id: the same location, or the same path below another root
+    assert x.names(x.uri) and x.names("/mnt/old-disk/corpus/videos/./x.mp4", "videos/./x.mp4")
+    assert not x.names("/mnt/old-disk/corpus/videos/./x.mp4", "corpus/videos/./x.mp4")
+    assert not x.names("/mnt/old-disk/corpus/videos/./x.mp4")  # a store's video of unknown root
+    assert not under_list["z"].names("/other/z.mp4", "")  # an absolute path outside the root: only itself
+
+
 def test_requests_round_trip_through_json():
     r = VideoRequest(
         video_id="v", uri="/x/v.mp4", spans=((1.0, 6.0),), split="test",
-        licence_name="L", licence_url="U", origin="list.csv:3",
+        licence_name="L", licence_url="U", origin="list.csv:3", relative="v.mp4",
     )
     assert VideoRequest.from_json(r.to_json()) == r
+    older = r.to_json().replace(', "relative": "v.mp4"', "")  # a request written before the field
+    assert "relative" not in older and VideoRequest.from_json(older).relative == ""
     b = BadRow(origin="list.csv:4", kind="bad_row", message="m", raw="r")
     assert BadRow.from_json(b.to_json()) == b
 
