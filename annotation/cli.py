@@ -309,10 +309,12 @@ in MEDIA_DIR/failed/ and retried by the next run.
 MEDIA_DIR is a local folder (it must be under the server's document root to
 be served) or gs://. Output: MEDIA_DIR/clips/<clip_id>.mp4, render.json.
 Clip and video ids are checked (a bad id is recorded, never used as a file
-name); a pool row's source video is opened only if it lies under
---media-root, or, without it, if it is the source the clip store the pools
-were drawn from recorded for that video; any other is recorded as failed
-(unsafe_path) and never opened. Exit status 2 with one line when the
+name); with --media-root, a pool row's source video is opened only if it
+lies under that root (any other is recorded as failed, unsafe_path, and never
+opened); without it, each clip's video is opened where the clip store the
+pools were drawn from has it now (media moved and ingested again under
+another root are found there), whatever source the row names, and a video
+the store does not hold is refused. Exit status 2 with one line when the
 pools cannot be read or the run ended short (a runner lost clips: run it
 again to complete it).
 Beam flags go after `--` (e.g. -- --runner=DataflowRunner ...)."""
@@ -327,8 +329,8 @@ def _register_render(sub: Sub) -> None:
         "--media-root", metavar="URI", default=None,
         help="the folder (or gs://, s3://, https:// prefix) the source videos must lie under, as given to "
         "`audioscope ingest`; a pool row whose source is outside it is recorded as failed (unsafe_path), "
-        "never opened (default: each source must be the one the clip store the pools were drawn from "
-        "recorded for its video; pools without a recorded store are taken as they name their sources)",
+        "never opened (default: each video is opened where the clip store the pools were drawn from has "
+        "it; pools without a recorded store are taken as they name their sources)",
     )
     add_runner_options(p, what="clips rendered")
 

@@ -57,6 +57,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from audioscope import storage, uris
+from audioscope.clipstore.summary import STATUS_CONFLICT
 from audioscope.errors import UserError, ends_the_run
 from audioscope.folders import FolderLayout
 from audioscope.ids import check_clip_id, check_video_id, file_in
@@ -368,9 +369,11 @@ class SourcePolicy:
     """Which source videos render may open for the pools' rows.
 
     - ``media_root`` given: a source must lie inside it (:func:`confine_source`).
-    - else ``recorded`` (video id -> the source the clip store recorded when
-      it ingested the video, ``store`` its root): a row's source must be the
-      one the store recorded for its video; the store's ingest confined it.
+    - else ``recorded`` (video id -> the source the clip store records for
+      the video, ``store`` its root): the video is opened there, whatever
+      source the row names (the store's ingest confined it; the row's may be
+      stale, the media moved since the pools were drawn, or tampered with);
+      a video the store does not hold is refused.
     - else: the sources are taken as the pools name them (ingest-list rules).
     """
 
@@ -386,13 +389,7 @@ class SourcePolicy:
         want = self.recorded.get(video_id)
         if want is None:
             raise RowError("unsafe_path", f"the video {video_id} is not in the clip store {self.store} the pools came from")
-        if raw != want:
-            raise RowError(
-                "unsafe_path",
-                f"{raw!r} is not the source the clip store {self.store} recorded for {video_id} ({want!r}); "
-                "give --media-root to render sources from elsewhere",
-            )
-        return confine_source(raw, None)
+        return confine_source(want, None)
 
     def describe(self) -> str:
         if self.media_root is not None:
@@ -434,9 +431,10 @@ def source_policy(annotations: str, media_root: str | None, video_ids: set[str])
 def _recorded_sources(cs: Any, video_ids: set[str]) -> dict[str, str]:
     """The recorded source of each of ``video_ids`` in the store, streamed (one batch in memory at a time).
 
-    The status table has one row per video (the last row of an id counts, as
-    a dict of its rows would); a store written without it has the sources in
-    its clip index (the first row of each video counts).
+    The status table has one row per video, and one per request whose id the
+    store holds from another source (a ``conflict`` row, whose source is not the
+    store's: skipped); a store written without it has the sources in its clip
+    index (the first row of each video counts).
     """
     import itertools
 
@@ -450,11 +448,10 @@ def _recorded_sources(cs: Any, video_ids: set[str]) -> dict[str, str]:
     recorded: dict[str, str] = {}
     for frame in itertools.chain([] if first is None else [first], frames):
         rows = frame[frame["video_id"].isin(video_ids)]
+        if not from_index:
+            rows = rows[rows["status"] != STATUS_CONFLICT]
         for vid, src in zip(rows[columns[0]].astype(str), rows[columns[1]].astype(str)):
-            if from_index:
-                recorded.setdefault(vid, src)
-            else:
-                recorded[vid] = src
+            recorded.setdefault(vid, src)
     return recorded
 
 

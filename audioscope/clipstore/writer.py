@@ -313,7 +313,10 @@ def decode_video(
         write_conflict(layout, conflict_status(request.video_id, request.uri, request.origin, existing.source))
         return existing, True
     if existing is not None and existing.source != request.uri:
+        # The media moved: the store's video now lives where this list says (render opens it there).
         storage.remove(layout.conflict(request.video_id, request.uri))  # recorded by a run before moves were known
+        existing = dataclasses.replace(existing, source=request.uri)
+        write_status(layout, existing)
     if existing is not None and existing.is_done(settings.retry_failed):
         if existing.status not in (STATUS_OK, STATUS_PARTIAL):
             return existing, True

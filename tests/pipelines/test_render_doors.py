@@ -154,7 +154,7 @@ def test_a_runner_that_loses_work_cannot_end_in_exit_0_and_a_rerun_completes(vid
     assert "2 already rendered, 2 to render" in capsys.readouterr().err
 
 
-def test_without_a_media_root_sources_must_be_those_the_store_recorded(videos, tmp_path, capsys):
+def test_without_a_media_root_the_sources_the_store_records_are_opened(videos, tmp_path, capsys):
     """The pools name the clip store they were drawn from (pools.json): a tampered source is never opened."""
     from tests.pipelines.test_score import make_store
 
@@ -171,7 +171,8 @@ def test_without_a_media_root_sources_must_be_those_the_store_recorded(videos, t
     assert snapshot(ws, skip=(ws / "media",)) == before
     failures = json.loads((ws / "media" / "render.json").read_text())["failures"]
     assert not failures["aa-one-0000000"].startswith("unsafe_path")  # allowed (and missing on this disk)
-    assert failures["bb-two-0000000"].startswith("unsafe_path") and "recorded" in failures["bb-two-0000000"]
+    # the row's source is not opened: the store's is (missing on this disk)
+    assert "/videos/bb-two.mp4" in failures["bb-two-0000000"] and "outside" not in failures["bb-two-0000000"]
     assert failures["cc-new-0000000"].startswith("unsafe_path") and "not in the clip store" in failures["cc-new-0000000"]
     assert not (ws / "media" / "clips").exists() or not list((ws / "media" / "clips").iterdir())
     assert "recorded" in capsys.readouterr().err
@@ -180,3 +181,34 @@ def test_without_a_media_root_sources_must_be_those_the_store_recorded(videos, t
     assert render(ws) == 2
     line = _one_line_error(capsys.readouterr().err)
     assert "--media-root" in line and "gone" in line
+
+
+def test_media_moved_after_the_pools_were_drawn_render_from_where_the_store_now_has_them(videos, tmp_path, capsys):
+    """ingest under one root, draw pools, move the media, ingest the same list under the new root: render
+    opens the new place; a later list naming the same id elsewhere (a conflict row) changes nothing."""
+    import shutil
+
+    first = tmp_path / "first"
+    shutil.copytree(videos / "videos", first)
+    lst = tmp_path / "list.txt"
+    lst.write_text("one.mp4\ntwo.mp4\n")
+    store = tmp_path / "store"
+    assert cli.main(["ingest", str(lst), "--store", str(store), "--media-root", str(first), "--poll", "0.2"]) == 0
+    rows = [{"clip_id": f"{v}-0000000", "video_id": v, "source_uri": str(first / f"{v}.mp4")} for v in ("one", "two")]
+    ws = tmp_path / "ws"
+    (ws / "ann").mkdir(parents=True)
+    (ws / "ann" / "pools.parquet").write_bytes(pools_table_bytes(_pools(rows)))
+    (ws / "ann" / "pools.json").write_text(json.dumps({"store": str(store)}))
+    moved = tmp_path / "moved"
+    shutil.move(first, moved)
+    assert cli.main(["ingest", str(lst), "--store", str(store), "--media-root", str(moved), "--poll", "0.2"]) == 0
+    (tmp_path / "a-conflicting.csv").write_text(f"uri,video_id\n{tmp_path / 'gone.mp4'},one\n")  # another "one"
+    assert cli.main(["ingest", str(tmp_path / "a-conflicting.csv"), "--store", str(store), "--poll", "0.2"]) == 0
+    from audioscope.clipstore import ClipStore
+
+    status = ClipStore.open(str(store)).status
+    assert sorted(status.loc[status["video_id"] == "one", "status"]) == ["conflict", "ok"]
+    capsys.readouterr()
+    assert render(ws) == 0, capsys.readouterr().err
+    summary = json.loads((ws / "media" / "render.json").read_text())
+    assert (summary["rendered"], summary["failed"]) == (2, 0), summary["failures"]
