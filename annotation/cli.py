@@ -316,7 +316,7 @@ pools were drawn from has it now (media moved and ingested again under
 another root are found there), whatever source the row names, and a video
 the store does not hold is refused. Exit status 2 with one line when the
 pools cannot be read or the run ended short (a runner lost clips: run it
-again to complete it).
+again to complete it); exit status 1 when no clip at all could be rendered.
 Beam flags go after `--` (e.g. -- --runner=DataflowRunner ...)."""
 
 
@@ -352,6 +352,14 @@ def run_render(args: argparse.Namespace) -> int:
         rows[f"  {clip_id}"] = reason
     rows["media"] = result.layout.clips_dir
     print_summary("Render finished", rows)
+    if result.summary["clips"] and not result.summary["rendered"]:
+        print(
+            f"audioscope annotate render: none of the {result.summary['clips']} clips could be rendered (reasons "
+            f"above and in {result.layout.failed_dir}); fix the cause (the sources, --media-root) and run the same "
+            "command again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -101,7 +101,7 @@ def test_a_symlink_out_of_the_media_root_is_refused(videos, tmp_path):
     os.symlink(videos / "outside.mp4", root / "escape.mp4")
     ws = _workspace(videos, tmp_path, [{"clip_id": "esc-0000000", "video_id": "esc", "source_uri": str(root / "escape.mp4")}])
     before = snapshot(ws, skip=(ws / "media",))
-    assert render(ws, "--media-root", str(root)) == 0
+    assert render(ws, "--media-root", str(root)) == 1  # nothing could be rendered: exit status 1
     assert snapshot(ws, skip=(ws / "media",)) == before
     summary = json.loads((ws / "media" / "render.json").read_text())
     assert summary["rendered"] == 0 and summary["failures"]["esc-0000000"].startswith("unsafe_path")
@@ -167,7 +167,7 @@ def test_without_a_media_root_the_sources_the_store_records_are_opened(videos, t
     ws = _workspace(videos, tmp_path, rows)
     (ws / "ann" / "pools.json").write_text(json.dumps({"store": str(store)}))
     before = snapshot(ws, skip=(ws / "media",))
-    assert render(ws) == 0
+    assert render(ws) == 1  # none could be rendered
     assert snapshot(ws, skip=(ws / "media",)) == before
     failures = json.loads((ws / "media" / "render.json").read_text())["failures"]
     assert not failures["aa-one-0000000"].startswith("unsafe_path")  # allowed (and missing on this disk)
@@ -175,7 +175,8 @@ def test_without_a_media_root_the_sources_the_store_records_are_opened(videos, t
     assert "/videos/bb-two.mp4" in failures["bb-two-0000000"] and "outside" not in failures["bb-two-0000000"]
     assert failures["cc-new-0000000"].startswith("unsafe_path") and "not in the clip store" in failures["cc-new-0000000"]
     assert not (ws / "media" / "clips").exists() or not list((ws / "media" / "clips").iterdir())
-    assert "recorded" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "recorded" in err and "none of the 3 clips could be rendered" in err and "Traceback" not in err
 
     (ws / "ann" / "pools.json").write_text(json.dumps({"store": str(tmp_path / "gone")}))
     assert render(ws) == 2
