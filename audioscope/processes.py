@@ -5,7 +5,8 @@ where a process's temporary files go.
 this machine gone?) and by the Label Studio launcher (is the server we
 started still up?); :func:`multiprocessing_folder` by ingest's process pool;
 :func:`temporary_files_in` by the trainings and by remote launches;
-:func:`command_scratch` by every command of the CLI.
+:func:`command_scratch` by every command of the CLI; :func:`stop_executor` by the
+process pools of ingest and synth.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import shutil
 import tempfile
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 #: The longest path a Unix socket may have (``sun_path`` holds 108 bytes with the final NUL).
 UNIX_SOCKET_PATH_MAX = 107
@@ -46,6 +47,15 @@ def pid_alive(pid: int) -> bool:
 
 #: Where :func:`short_socket_folder` puts a fork server's socket when ``TMPDIR`` is too long for one.
 SOCKET_FOLDERS = ("/tmp", "/dev/shm")
+
+
+def stop_executor(executor: Any) -> None:
+    """Stop a ``ProcessPoolExecutor`` at once, for a run that will not finish (a stop, an error): its
+    queued work is cancelled and its processes are terminated, not waited for (CPython keeps them in
+    ``_processes``; Python 3.14 has ``terminate_workers``), then reaped."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
+    executor.shutdown(wait=True, cancel_futures=True)
 
 
 def short_socket_folder(candidates: tuple[str, ...] = SOCKET_FOLDERS) -> str | None:

@@ -178,10 +178,12 @@ def _close_pool_locked(stop_running: bool = False) -> None:
     if _pool is not None:
         _, executor, workdir = _pool
         _pool = None
-        if stop_running:  # the executor's own processes (CPython keeps them there; Python 3.14 has terminate_workers)
-            for process in list((getattr(executor, "_processes", None) or {}).values()):
-                process.terminate()
-        executor.shutdown(wait=True, cancel_futures=True)
+        if stop_running:
+            from audioscope.processes import stop_executor
+
+            stop_executor(executor)
+        else:
+            executor.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(workdir, ignore_errors=True)
         # The fork server has reaped the pool's processes; stop and reap it too
         # (no process left behind, and their CPU time is accounted to us).

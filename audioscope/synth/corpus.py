@@ -33,9 +33,12 @@ import os
 import re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from audioscope.errors import UserError
+from audioscope.processes import stop_executor
 from audioscope.synth.encode import EncodeSettings, encode, missing_encoders
 from audioscope.synth.plan import (
     BROKEN_KINDS,
@@ -153,6 +156,17 @@ def _is_done(spec: VideoSpec, root: str) -> dict[str, object] | None:
     if os.path.getsize(video_path) != record.get("bytes") or _sha256(video_path) != record.get("sha256"):
         return None
     return dict(record)
+
+
+def _start_worker() -> None:
+    """In a pool process: Ctrl-C (sent to the whole process group) is the parent's to handle, and
+    SIGTERM or SIGHUP end the process at once (the parent stops its pool that way; a half-made video
+    is removed by the next run). A forked process would otherwise keep the command's handlers."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def make_video(spec: VideoSpec, root: str) -> dict[str, object]:
@@ -379,13 +393,24 @@ def generate_corpus(
             if on_video:
                 on_video(records[spec.index], False)
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), initializer=_start_worker)
+        try:
             futures = {pool.submit(make_video, spec, root): spec for spec in todo}
             for fut in as_completed(futures):
                 spec = futures[fut]
                 records[spec.index] = fut.result()
                 if on_video:
                     on_video(records[spec.index], False)
+        except BrokenProcessPool:
+            stop_executor(pool)
+            raise UserError(
+                "a process of the pool making the videos ended abruptly (killed, or out of memory); the videos "
+                "finished are kept: run the same command again to make the rest"
+            ) from None
+        except BaseException:  # a stop (Ctrl-C, SIGTERM) or an error: the queued videos are not made
+            stop_executor(pool)
+            raise
+        pool.shutdown()
 
     ordered = [records[s.index] for s in specs]
     files = [str(r["file"]) for r in ordered]
