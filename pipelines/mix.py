@@ -405,9 +405,11 @@ def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any]
     have = layout.read_pin()
     if have is not None and have.get("plan_sha256") != plan_sha256:
         wanted = {"config": dict(config_json), "inputs": dict(inputs)}
-        changed = [k for k in wanted if have.get(k) != wanted[k]] or ["the contents of the inputs"]
+        changed = [_what_changed(k, have.get(k), v) for k, v in wanted.items() if have.get(k) != v]
+        changed = changed or ["the contents of the inputs (the same files, other rows: a store that grew, "
+                              "a new Df or labels, media ingested from a new place)"]
         raise UserError(
-            f"{layout.root} holds mixtures of another plan (changed: {', '.join(changed)}); "
+            f"{layout.root} holds mixtures of another plan (changed: {'; '.join(changed)}); "
             "a mixture folder holds one plan: pick a new --out, or delete the old one"
         )
     version = record_version(layout, have, written)
@@ -415,6 +417,14 @@ def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any]
            "inputs": dict(inputs), "record_schema": version}  # fmt: skip
     storage.atomic_write(layout.mix_json, json.dumps(pin, indent=2, sort_keys=True) + "\n")
     return version
+
+
+def _what_changed(name: str, had: Any, wanted: Mapping[str, Any]) -> str:
+    """``name`` of a pin's part that changed, with the keys that changed in it (old -> new)."""
+    if not isinstance(had, Mapping):
+        return name
+    keys = sorted(k for k in set(had) | set(wanted) if had.get(k) != wanted.get(k))
+    return f"{name}: " + ", ".join(f"{k} {had.get(k)!r} -> {wanted.get(k)!r}" for k in keys)
 
 
 def record_version(layout: MixLayout, pin: Mapping[str, Any] | None, written: Sequence[str]) -> int:

@@ -265,7 +265,7 @@ def test_a_folder_begun_in_record_schema_3_is_finished_in_schema_3(mixed, inputs
 def test_another_plan_in_the_same_folder_is_refused(mixed, inputs, capsys):
     assert mix(inputs, mixed, "--seed", "7") == 2
     err = capsys.readouterr().err
-    assert "another plan (changed: config)" in err and "pick a new --out" in err
+    assert "another plan (changed: config: seed 0 -> 7)" in err and "pick a new --out" in err
 
 
 def test_our_pair_lists_rebuild_the_same_evaluation_shards(mixed, inputs, tmp_path):
