@@ -341,7 +341,6 @@ def generate_corpus(
     """
     import pyarrow.parquet as pq
 
-    from audioscope.errors import UserError
     from audioscope.storage import atomic_write
 
     if videos < 1:
@@ -370,9 +369,10 @@ def generate_corpus(
         json.dumps({"generator_version": GENERATOR_VERSION, **options.to_json()}, indent=1) + "\n",
     )
     _remove_surplus(root, seed, videos)
-    for name in os.listdir(os.path.join(root, "videos")):  # leftovers of an interrupted run
-        if ".partial-" in name or name.startswith(".audio-"):
-            os.unlink(os.path.join(root, "videos", name))
+    for folder in ("videos", "truth", ""):  # leftovers of an interrupted run (a stopped pool's half-written files)
+        for name in os.listdir(os.path.join(root, folder)):
+            if ".partial-" in name or name.startswith(".audio-") or (name.startswith(".") and name.endswith(".tmp")):
+                os.unlink(os.path.join(root, folder, name))
 
     records: dict[int, dict[str, object]] = {}
     todo = []
