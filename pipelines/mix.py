@@ -39,7 +39,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -398,23 +398,35 @@ class WorkWriter:
         self._tmp.cleanup()
 
 
+#: How ``mix.json``'s ``plan_sha256`` is made: 2 = over the work lines without the clips' source
+#: paths (a folder stays the same plan when the media move); a pin without it hashed them with.
+PLAN_DIGEST = 2
+
+
 def pin_plan(layout: MixLayout, plan_sha256: str, config_json: Mapping[str, Any], inputs: Mapping[str, Any],
-             written: Sequence[str] = ()) -> int:  # fmt: skip
+             written: Sequence[str] = (), sha256_with_paths: Callable[[], str] | None = None) -> int:  # fmt: skip
     """Write ``mix.json``, or refuse a MIX_DIR that holds another plan; the record schema its
-    shards are written in (:func:`record_version`; ``written``: the shards that exist)."""
+    shards are written in (:func:`record_version`; ``written``: the shards that exist).
+
+    A pin written before :data:`PLAN_DIGEST` is compared with ``sha256_with_paths()`` (one
+    more pass over the plan), so that folders begun then resume.
+    """
     have = layout.read_pin()
-    if have is not None and have.get("plan_sha256") != plan_sha256:
+    same = have is None or have.get("plan_sha256") == plan_sha256
+    if not same and have is not None and "plan_digest" not in have and sha256_with_paths is not None:
+        same = have.get("plan_sha256") == sha256_with_paths()
+    if not same and have is not None:
         wanted = {"config": dict(config_json), "inputs": dict(inputs)}
         changed = [_what_changed(k, have.get(k), v) for k, v in wanted.items() if have.get(k) != v]
         changed = changed or ["the contents of the inputs (the same files, other rows: a store that grew, "
-                              "a new Df or labels, media ingested from a new place)"]
+                              "a new Df or labels)"]
         raise UserError(
             f"{layout.root} holds mixtures of another plan (changed: {'; '.join(changed)}); "
             "a mixture folder holds one plan: pick a new --out, or delete the old one"
         )
     version = record_version(layout, have, written)
-    pin = {"format_version": FORMAT_VERSION, "plan_sha256": plan_sha256, "config": dict(config_json),
-           "inputs": dict(inputs), "record_schema": version}  # fmt: skip
+    pin = {"format_version": FORMAT_VERSION, "plan_sha256": plan_sha256, "plan_digest": PLAN_DIGEST,
+           "config": dict(config_json), "inputs": dict(inputs), "record_schema": version}  # fmt: skip
     storage.atomic_write(layout.mix_json, json.dumps(pin, indent=2, sort_keys=True) + "\n")
     return version
 
@@ -493,7 +505,7 @@ def write_shards(
     writer = WorkWriter(layout, list(todo))
     try:
         sha = plan.scan(writer.add)
-        version = pin_plan(layout, sha, options.to_json(), inputs, list(written))
+        version = pin_plan(layout, sha, options.to_json(), inputs, list(written), plan.sha256_with_paths)
     except BaseException:
         writer.close()
         raise

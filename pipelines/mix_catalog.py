@@ -25,7 +25,7 @@ class ClipRef:
     video_id: str
     start: float
     end: float
-    path: str
+    path: str = ""
     licence_name: str | None = None
     licence_url: str | None = None
     label: str | None = None
@@ -33,9 +33,13 @@ class ClipRef:
     votes_offscreen: tuple[int, ...] = ()
     score: float | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_path: bool = False) -> dict[str, Any]:
+        """The clip for a work line: without ``path`` (where its video is now names no part of a
+        shard, and a plan stays the same when the media move), unless ``with_path``."""
         d = asdict(self)
         d["votes_onscreen"], d["votes_offscreen"] = list(self.votes_onscreen), list(self.votes_offscreen)
+        if not with_path:
+            del d["path"]
         return d
 
     @classmethod

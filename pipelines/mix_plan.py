@@ -78,11 +78,12 @@ class Planned:
     def is_mom(self) -> bool:
         return self.second is not None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_paths: bool = False) -> dict[str, Any]:
+        p = with_paths
         return {
-            "subset": self.subset, "split": self.split, "type": self.type, "first": self.first.to_json(),
-            "frames": None if self.frames == self.first else self.frames.to_json(),
-            "second": None if self.second is None else self.second.to_json(),
+            "subset": self.subset, "split": self.split, "type": self.type, "first": self.first.to_json(p),
+            "frames": None if self.frames == self.first else self.frames.to_json(p),
+            "second": None if self.second is None else self.second.to_json(p),
         }  # fmt: skip
 
     @classmethod
@@ -102,8 +103,11 @@ class Shard:
     path: str
     examples: list[Planned]
 
-    def work_line(self) -> str:
-        return json.dumps({"path": self.path, "examples": [e.to_json() for e in self.examples]}, sort_keys=True)
+    def work_line(self, with_paths: bool = False) -> str:
+        """The shard as one JSON line: what its worker needs, and what the plan's SHA-256 is over
+        (``with_paths``: with each clip's source path, as plans were hashed before format 2)."""
+        examples = [e.to_json(with_paths) for e in self.examples]
+        return json.dumps({"path": self.path, "examples": examples}, sort_keys=True)
 
 
 @dataclass
@@ -346,6 +350,14 @@ class Plan:
 
     def sha256(self) -> str:
         return self._sha256 if self._sha256 is not None else self.scan()
+
+    def sha256_with_paths(self) -> str:
+        """The SHA-256 of the work lines with each clip's source path: how plans were hashed
+        before the work lines left the paths out (mix.json without ``plan_digest``)."""
+        digest = hashlib.sha256()
+        for shard in self.iter_shards():
+            digest.update(shard.work_line(with_paths=True).encode("utf-8") + b"\n")
+        return digest.hexdigest()
 
 
 def build_pools(catalog: Catalog, df: pd.DataFrame, labels: pd.DataFrame | None) -> Pools:

@@ -570,6 +570,14 @@ def open_store(uri: str, needs: str) -> Any:
     return _open_store(uri, needs)
 
 
+def same_store(have: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether two records name the same store: by its id where both have one (a store moved or
+    copied elsewhere is the same store), else by its path (stores made before stores had ids)."""
+    if have.get("store_id") and wanted.get("store_id"):
+        return bool(have["store_id"] == wanted["store_id"])
+    return bool(have.get("store") == wanted.get("store"))
+
+
 def check_scores_json(layout: ScoresLayout, wanted: Mapping[str, Any]) -> None:
     """Create ``scores.json``, or refuse a SCORES_DIR that holds another model's or store's scores."""
     have = layout.read_meta()
@@ -585,9 +593,11 @@ def check_scores_json(layout: ScoresLayout, wanted: Mapping[str, Any]) -> None:
                 f"{have.get('model')}); the model {wanted['model']} is {wanted['model_id']}. "
                 "One scores directory holds one model's scores: pick a new --out for this model"
             )
-        if have.get("store") != wanted["store"]:
+        if not same_store(have, wanted):
+            why = "" if have.get("store_id") else (
+                " (they were written before stores had ids, so a store moved since is not recognised)")
             raise UserError(
-                f"{layout.root} holds the scores of the store {have.get('store')}, not of {wanted['store']}; "
+                f"{layout.root} holds the scores of the store {have.get('store')}, not of {wanted['store']}{why}; "
                 "pick a new --out for this store"
             )
         if have == dict(wanted):
@@ -712,7 +722,7 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
     check_scores_json(
         layout,
         {"format_version": FORMAT_VERSION, "model_id": model_id, "model": model_uri, "store": store_uri,
-         "batch_size": config.batch_size},
+         "store_id": store.store_id, "batch_size": config.batch_size},
     )
 
     clips, invalid, n_index = read_index_clips(store)  # clips: video -> its number of clips

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import struct
+import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -194,23 +195,54 @@ class Layout:
         return storage.exists(self.summary_json)
 
 
-def load_params(layout: Layout) -> StoreParams | None:
+#: The key of ``store.json`` that names the store (a random id written when it is created):
+#: what scores and other outputs recognise a store by wherever it is moved or copied.
+STORE_ID_KEY = "store_id"
+
+
+def _read_store_json(layout: Layout) -> dict[str, Any] | None:
     if not storage.exists(layout.store_json):
         return None
-    data = json.loads(storage.read_text(layout.store_json))
+    try:
+        data = json.loads(storage.read_text(layout.store_json))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise StoreError(f"{layout.store_json} is not a JSON object: it was not written by `audioscope ingest`")
+    return data
+
+
+def load_params(layout: Layout) -> StoreParams | None:
+    data = _read_store_json(layout)
+    if data is None:
+        return None
     if data.get("format_version") != FORMAT_VERSION:
         raise StoreError(
             f"{layout.root} uses store format {data.get('format_version')}, this version of "
             f"audioscope-data reads format {FORMAT_VERSION}; use a matching version or a new --out"
         )
+    data.pop(STORE_ID_KEY, None)
     return StoreParams.from_json(data)
 
 
+def load_store_id(layout: Layout) -> str | None:
+    """The store's id (``store.json``), or None for a store made before stores had one."""
+    data = _read_store_json(layout) or {}
+    found = data.get(STORE_ID_KEY)
+    return found if isinstance(found, str) and found else None
+
+
+def _write_store_json(layout: Layout, params: StoreParams, store_id: str) -> None:
+    data = {**params.to_json(), STORE_ID_KEY: store_id}
+    storage.atomic_write(layout.store_json, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def init_store(layout: Layout, params: StoreParams) -> StoreParams:
-    """Create ``store.json``, or check that an existing store has the same params."""
+    """Create ``store.json`` (the parameters and a new store id), or check that an existing store
+    has the same params."""
     existing = load_params(layout)
     if existing is None:
-        storage.atomic_write(layout.store_json, json.dumps(params.to_json(), indent=2, sort_keys=True) + "\n")
+        _write_store_json(layout, params, uuid.uuid4().hex)
         return params
     diff = existing.differences(params)
     if diff:
@@ -220,6 +252,18 @@ def init_store(layout: Layout, params: StoreParams) -> StoreParams:
             "use the store's parameters or write to a new --out directory"
         )
     return existing
+
+
+def ensure_store_id(layout: Layout) -> str:
+    """The store's id, written first into a store made before stores had one (call it holding
+    the store's lock)."""
+    found = load_store_id(layout)
+    if found is None:
+        params = load_params(layout)
+        assert params is not None, "ensure_store_id is called on a store that init_store created"
+        found = uuid.uuid4().hex
+        _write_store_json(layout, params, found)
+    return found
 
 
 # --------------------------------------------------------------------------- #

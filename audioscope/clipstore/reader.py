@@ -17,6 +17,7 @@ from audioscope.clipstore.format import (
     StoreParams,
     decode_media,
     load_params,
+    load_store_id,
 )
 from audioscope.shell import q
 from audioscope.folders import another_steps_folder
@@ -153,6 +154,12 @@ class ClipStore:
             )
         summary = json.loads(storage.read_text(layout.summary_json))
         return cls(str(uri), params, summary)
+
+    @property
+    def store_id(self) -> str | None:
+        """The id written into store.json when the store was created (None for a store made
+        before stores had one): outputs know their store by it wherever it is moved or copied."""
+        return load_store_id(self.layout)
 
     # ------------------------------------------------------------------ tables
     def index_files(self) -> list[str]:

@@ -18,8 +18,10 @@ from audioscope.clipstore.format import (
     decode_media,
     encode_media,
     fit_spans,
+    ensure_store_id,
     init_store,
     load_params,
+    load_store_id,
     naive_bytes_per_clip,
     sliding_windows,
 )
@@ -63,6 +65,31 @@ def test_params_are_fixed_at_creation(tmp_path):
         init_store(layout, StoreParams(aspect="crop"))
     with pytest.raises(ValueError):
         StoreParams(frame_codec="gif")
+
+
+def test_a_store_gets_an_id_at_creation_that_stays(tmp_path):
+    import json
+
+    layout = Layout(str(tmp_path / "store"))
+    init_store(layout, StoreParams())
+    first = load_store_id(layout)
+    assert first and len(first) == 32
+    init_store(layout, StoreParams())
+    assert ensure_store_id(layout) == load_store_id(layout) == first
+    assert load_params(layout) == StoreParams()
+    other = Layout(str(tmp_path / "other"))
+    init_store(other, StoreParams())
+    assert load_store_id(other) != first
+    # a store made before stores had ids gets one when ingest next runs; its parameters stay
+    data = json.loads((tmp_path / "store" / "store.json").read_text())
+    del data["store_id"]
+    (tmp_path / "store" / "store.json").write_text(json.dumps(data))
+    assert load_store_id(layout) is None and load_params(layout) == StoreParams()
+    given = ensure_store_id(layout)
+    assert given != first and load_store_id(layout) == given and load_params(layout) == StoreParams()
+    (tmp_path / "store" / "store.json").write_text("[1, 2]")
+    with pytest.raises(StoreError, match="not a JSON object"):
+        load_params(layout)
 
 
 def _frames(n: int, seed: int = 0) -> np.ndarray:

@@ -262,6 +262,28 @@ def test_a_folder_begun_in_record_schema_3_is_finished_in_schema_3(mixed, inputs
     assert "names record schema '4', not a number" in capsys.readouterr().err
 
 
+def test_a_project_moved_with_its_media_resumes_and_its_outputs_name_the_new_paths(mixed, inputs, tmp_path, capsys):
+    # The corpus, the store and the mixtures copied elsewhere, the list ingested again under the new
+    # media root (the store's videos, moved: their sources change): the same plan, nothing rewritten,
+    # and the outputs that name source paths name the new ones.
+    import dataclasses
+
+    new = dataclasses.replace(inputs, corpus=tmp_path / "corpus", store=tmp_path / "store")
+    shutil.copytree(inputs.corpus, new.corpus)
+    shutil.copytree(inputs.store, new.store)
+    assert cli.main(["ingest", str(new.corpus / "list.csv"), "--out", str(new.store), "--workers", "2"]) == 0
+    out = tmp_path / "mix"
+    shutil.copytree(mixed, out)
+    before = {p: (out / p).stat().st_mtime_ns for p in tfrecords(out)}
+    capsys.readouterr()
+    assert mix(new, out) == 0
+    assert "0 to write" in capsys.readouterr().err
+    assert {p: (out / p).stat().st_mtime_ns for p in tfrecords(out)} == before
+    examples = pd.read_parquet(out / "examples.parquet")
+    assert examples["path1"].str.startswith(str(new.corpus)).all()
+    assert json.loads((out / "mix.json").read_text())["inputs"]["store"] == str(new.store)
+
+
 def test_another_plan_in_the_same_folder_is_refused(mixed, inputs, capsys):
     assert mix(inputs, mixed, "--seed", "7") == 2
     err = capsys.readouterr().err

@@ -47,3 +47,27 @@ def test_a_damaged_pin_is_one_clear_error(tmp_path, content):
     with pytest.raises(UserError, match="mix.json is damaged"):
         MixLayout(str(tmp_path)).read_pin()
     assert MixLayout(str(tmp_path / "new")).read_pin() is None
+
+
+def test_a_pin_hashed_with_source_paths_is_matched_by_that_hash(tmp_path):
+    # mix.json written before plans were hashed without the clips' source paths: the folder
+    # resumes when the plan hashed that older way matches, and the pin is written the new way.
+    from audioscope.pipelines.mix import PLAN_DIGEST, pin_plan
+
+    layout = MixLayout(str(tmp_path))
+    old = {"format_version": 1, "plan_sha256": "with-paths", "config": {"seed": 0}, "inputs": {"store": "/a"}}
+    (tmp_path / "mix.json").write_text(json.dumps(old))
+    asked = []
+
+    def with_paths() -> str:
+        asked.append(1)
+        return "with-paths"
+
+    pin_plan(layout, "without-paths", {"seed": 0}, {"store": "/b"}, (), with_paths)
+    pin = json.loads((tmp_path / "mix.json").read_text())
+    assert asked == [1]
+    assert (pin["plan_sha256"], pin["plan_digest"], pin["inputs"]) == ("without-paths", PLAN_DIGEST, {"store": "/b"})
+    pin_plan(layout, "without-paths", {"seed": 0}, {"store": "/b"}, (), with_paths)
+    assert asked == [1]  # a pin of this version is compared with the new hash alone
+    with pytest.raises(UserError, match="another plan"):
+        pin_plan(layout, "another", {"seed": 0}, {"store": "/b"}, (), with_paths)

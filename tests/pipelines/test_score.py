@@ -220,6 +220,41 @@ def test_another_model_or_store_into_the_same_out_is_refused(store, models, scor
     assert (scored / "scores.json").read_text() == before
 
 
+def test_a_moved_store_keeps_its_scores_and_a_new_store_at_the_old_path_does_not(store, models, scored, tmp_path):
+    """Scores know their store by the id store.json got at creation: a store moved (or copied)
+    elsewhere resumes its scores folder, and another store made at the same path is refused."""
+    out = tmp_path / "scores"
+    shutil.copytree(scored, out)
+    moved = tmp_path / "moved" / "store"
+    shutil.copytree(store, moved)
+    assert score(moved, models["a"], out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clips_scored"] == 0 and summary["store"] == str(moved)
+    assert (out / "scores.parquet").read_bytes() == (scored / "scores.parquet").read_bytes()
+    assert json.loads((out / "scores.json").read_text())["store"] == str(moved)
+
+    shutil.rmtree(moved)
+    make_store(moved)  # the same videos, made again: another store
+    assert score(moved, models["a"], out) == 2
+
+
+def test_scores_of_a_store_made_before_store_ids_are_matched_by_path(store, models, tmp_path):
+    from audioscope.clipstore.format import STORE_ID_KEY
+
+    old = tmp_path / "old"
+    shutil.copytree(store, old)
+    meta = json.loads((old / "store.json").read_text())
+    del meta[STORE_ID_KEY]
+    (old / "store.json").write_text(json.dumps(meta))
+    out = tmp_path / "scores"
+    assert score(old, models["a"], out) == 0
+    assert json.loads((out / "scores.json").read_text())["store_id"] is None
+    moved = tmp_path / "moved"
+    shutil.copytree(old, moved)
+    assert score(moved, models["a"], out) == 2  # without an id, another path is another store
+    assert score(old, models["a"], out) == 0
+
+
 def test_a_model_without_the_signature_is_refused_clearly(store, models, tmp_path, capsys):
     out = tmp_path / "scores"
     assert score(store, models["nosig"], out) == 2
