@@ -484,7 +484,8 @@ def _train(videos_or_store: Any, out: Path, config: CoincidenceConfig, run: Path
                     f"mean of the weights of steps {int(final['averaged_from_step'])}-{done}"
                     if "averaged_from_step" in final else f"weights of step {int(final['step'])}"
                 ),
-                "speed": f"{rate:.2f} steps/s, {rate * config.batch_size:.1f} examples/s ({mode})",
+                "speed": f"{rate:.2f} steps/s, {rate * config.batch_size:.1f} examples/s ({mode})"
+                if steps_this_run else "no steps this run (already trained)",
                 "videos": f"{len(source.train_ids)} train, {len(source.val_ids)} validation, {len(skipped)} skipped",
                 "validation AUC": f"{final['auc']:.4f}",
                 "  vs other video": f"{final['auc_vs_other_video']:.4f}",

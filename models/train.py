@@ -429,6 +429,11 @@ def _finish(
         with trainer.weights_to_export():
             model_id = export_model(trainer.model, export_dir, info, data=data)
     rate = steps_this_run / seconds if seconds > 0 else math.nan
+    if not steps_this_run:  # nothing trained now: the summary keeps what the run that trained measured
+        before = _read_summary(run_dir)
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        last = {k: float(before[k]) if number(before.get(k)) else v for k, v in last.items()}
+        rate = float(before["steps_per_s"]) if number(before.get("steps_per_s")) else rate
     result = TrainResult(
         run_dir=str(run_dir), export_dir=str(export_dir), step=step, steps_this_run=steps_this_run,
         seconds=float(trainer.seconds.numpy()), stopped_by=stopped_by, steps_per_s=rate,
@@ -441,6 +446,15 @@ def _finish(
 
         print_summary("AudioScope training", summary_rows(result, config), stream=sys.stderr)
     return result
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    """``train_summary.json`` of an earlier invocation ({} when absent or unreadable)."""
+    try:
+        found = json.loads((run_dir / SUMMARY_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def describe_weights(described: Mapping[str, Any]) -> str:
@@ -458,7 +472,8 @@ def summary_rows(result: TrainResult, config: AudioScopeConfig) -> dict[str, obj
         "config": f"{config.name} ({config.num_sources} sources, batch {config.batch_size})",
         "step": f"{result.step} ({result.stopped_by}; {result.steps_this_run} this run, from {result.resumed_from})",
         "training time": f"{result.seconds:.0f} s in all",
-        "speed": f"{result.steps_per_s:.2f} steps/s, {result.examples_per_s:.1f} examples/s",
+        "speed": f"{result.steps_per_s:.2f} steps/s, {result.examples_per_s:.1f} examples/s"
+        + ("" if result.steps_this_run else " (when it was trained)"),
         "loss (last steps)": f"{result.loss:.3f} = MixIT {result.mixit_loss:.3f} + "
         f"{config.classification_weight:g} x {config.classification_loss} {result.classification_loss:.3f}"
         + (" (power-weighted)" if config.classification_weighting == "power" else ""),

@@ -85,6 +85,10 @@ def test_rerun_resumes_from_the_checkpoint_and_respects_the_time_budget(run, tmp
 
     again = T.train(dataset_fn(examples), run_dir, micro_config(), steps=60, progress=False)
     assert (again.stopped_by, again.steps_this_run, again.step) == ("already_done", 0, 60)
+    # a run that trains nothing keeps the summary of the one that trained (it wrote NaN over it)
+    kept = json.loads((run_dir / T.SUMMARY_JSON).read_text())
+    assert (kept["loss"], kept["steps_per_s"]) == (pytest.approx(first.loss), pytest.approx(first.steps_per_s))
+    assert kept["steps_this_run"] == 0
 
     # Resume (default strategy this time) with a budget of the seconds already
     # trained plus a little: training goes on from step 60, then stops on time.
