@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 from pathlib import Path
 from typing import Callable, Iterator
@@ -11,6 +12,13 @@ import pytest
 
 from tests import registry_media as registry_media_module
 from tests.registry_media import RegistryMedia
+
+
+# A suite started in the background by a shell without job control (`make test &` in a script)
+# inherits Ctrl-C ignored, and every command a test starts would ignore it too (an ignored signal
+# stays ignored across exec): the tests of what Ctrl-C does need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
