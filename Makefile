@@ -25,7 +25,7 @@ DEMO_TRAIN_BUDGET ?=
 # 4,000 steps of 8 over 512 examples are 62 epochs, and the on-screen classifier then
 # failed on some seeds: docs/experiments/audioscope-classifier.md).
 DEMO_EXAMPLES ?= 2048
-# AudioScope (tiny) training at the end of the demo: 4,000 steps (~6 minutes on 2 cores); a
+# AudioScope (tiny) training at the end of the demo: 4,000 steps (~7-9 minutes on 2 cores); a
 # budget in seconds, if set, caps it (as above).
 DEMO_AUDIOSCOPE_BUDGET ?=
 # Extra flags for pytest, e.g. `make test PYTEST_ARGS="-k ingest -x"`.
