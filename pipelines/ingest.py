@@ -219,7 +219,7 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
     """
     import contextlib
 
-    from audioscope.clipstore.format import StoreError, StoreParams, ensure_store_id, init_store
+    from audioscope.clipstore.format import StoreError, StoreParams, init_store
     from audioscope.clipstore.lock import StoreLock
     from audioscope.errors import UserError
     from audioscope.pipelines.runner import check_paths_for_runner, require_local_programs
@@ -240,7 +240,6 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
         raise UserError(str(e)) from None
     pool = local_pool_size(config.beam_args)
     with StoreLock(layout, what=os.fspath(config.list_path)):
-        ensure_store_id(layout)
         if pool:
             start_local_pool(pool)  # its processes boot while the list is read
         try:

@@ -212,24 +212,28 @@ def _read_store_json(layout: Layout) -> dict[str, Any] | None:
     return data
 
 
-def load_params(layout: Layout) -> StoreParams | None:
-    data = _read_store_json(layout)
-    if data is None:
-        return None
+def _params_of(layout: Layout, data: Mapping[str, Any]) -> StoreParams:
     if data.get("format_version") != FORMAT_VERSION:
         raise StoreError(
             f"{layout.root} uses store format {data.get('format_version')}, this version of "
             f"audioscope-data reads format {FORMAT_VERSION}; use a matching version or a new --out"
         )
-    data.pop(STORE_ID_KEY, None)
-    return StoreParams.from_json(data)
+    return StoreParams.from_json({k: v for k, v in data.items() if k != STORE_ID_KEY})
+
+
+def _store_id_of(data: Mapping[str, Any]) -> str | None:
+    found = data.get(STORE_ID_KEY)
+    return found if isinstance(found, str) and found else None
+
+
+def load_params(layout: Layout) -> StoreParams | None:
+    data = _read_store_json(layout)
+    return None if data is None else _params_of(layout, data)
 
 
 def load_store_id(layout: Layout) -> str | None:
     """The store's id (``store.json``), or None for a store made before stores had one."""
-    data = _read_store_json(layout) or {}
-    found = data.get(STORE_ID_KEY)
-    return found if isinstance(found, str) and found else None
+    return _store_id_of(_read_store_json(layout) or {})
 
 
 def _write_store_json(layout: Layout, params: StoreParams, store_id: str) -> None:
@@ -239,11 +243,12 @@ def _write_store_json(layout: Layout, params: StoreParams, store_id: str) -> Non
 
 def init_store(layout: Layout, params: StoreParams) -> StoreParams:
     """Create ``store.json`` (the parameters and a new store id), or check that an existing store
-    has the same params."""
-    existing = load_params(layout)
-    if existing is None:
+    has the same params; a store made before stores had ids gets one."""
+    data = _read_store_json(layout)
+    if data is None:
         _write_store_json(layout, params, uuid.uuid4().hex)
         return params
+    existing = _params_of(layout, data)
     diff = existing.differences(params)
     if diff:
         text = ", ".join(f"{k}: store has {a!r}, asked for {b!r}" for k, (a, b) in diff.items())
@@ -251,19 +256,9 @@ def init_store(layout: Layout, params: StoreParams) -> StoreParams:
             f"the store {layout.root} was created with other parameters ({text}); "
             "use the store's parameters or write to a new --out directory"
         )
+    if _store_id_of(data) is None:
+        _write_store_json(layout, existing, uuid.uuid4().hex)
     return existing
-
-
-def ensure_store_id(layout: Layout) -> str:
-    """The store's id, written first into a store made before stores had one (call it holding
-    the store's lock)."""
-    found = load_store_id(layout)
-    if found is None:
-        params = load_params(layout)
-        assert params is not None, "ensure_store_id is called on a store that init_store created"
-        found = uuid.uuid4().hex
-        _write_store_json(layout, params, found)
-    return found
 
 
 # --------------------------------------------------------------------------- #

@@ -18,7 +18,6 @@ from audioscope.clipstore.format import (
     decode_media,
     encode_media,
     fit_spans,
-    ensure_store_id,
     init_store,
     load_params,
     load_store_id,
@@ -75,7 +74,7 @@ def test_a_store_gets_an_id_at_creation_that_stays(tmp_path):
     first = load_store_id(layout)
     assert first and len(first) == 32
     init_store(layout, StoreParams())
-    assert ensure_store_id(layout) == load_store_id(layout) == first
+    assert load_store_id(layout) == first
     assert load_params(layout) == StoreParams()
     other = Layout(str(tmp_path / "other"))
     init_store(other, StoreParams())
@@ -85,8 +84,11 @@ def test_a_store_gets_an_id_at_creation_that_stays(tmp_path):
     del data["store_id"]
     (tmp_path / "store" / "store.json").write_text(json.dumps(data))
     assert load_store_id(layout) is None and load_params(layout) == StoreParams()
-    given = ensure_store_id(layout)
-    assert given != first and load_store_id(layout) == given and load_params(layout) == StoreParams()
+    assert init_store(layout, StoreParams()) == StoreParams()
+    given = load_store_id(layout)
+    assert given and given != first and load_params(layout) == StoreParams()
+    init_store(layout, StoreParams())
+    assert load_store_id(layout) == given
     (tmp_path / "store" / "store.json").write_text("[1, 2]")
     with pytest.raises(StoreError, match="not a JSON object"):
         load_params(layout)
