@@ -142,6 +142,17 @@ def size(uri: Pathlike) -> int:
     return int(fs.size(path))
 
 
+#: The end of the temporary file a local :func:`atomic_write` renames into place
+#: (``.NAME.<12 hex>.tmp`` beside it).
+_TMP_SUFFIX = ".tmp"
+
+
+def is_atomic_write_leftover(name: str) -> bool:
+    """Whether a file name is that of :func:`atomic_write`'s temporary file, which a process
+    killed inside the write leaves behind."""
+    return name.startswith(".") and name.endswith(_TMP_SUFFIX)
+
+
 def atomic_write(
     uri: Pathlike, data: bytes | str, mode: int | None = None, content_type: str | None = None
 ) -> None:
@@ -158,7 +169,7 @@ def atomic_write(
     if is_local(uri):
         parent = os.path.dirname(path) or "."
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}{_TMP_SUFFIX}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
             with os.fdopen(fd, "wb") as f:

@@ -174,7 +174,7 @@ def make_video(spec: VideoSpec, root: str) -> dict[str, object]:
 
     Runs in a worker process: everything it needs comes from ``spec``.
     """
-    from audioscope.storage import atomic_write
+    from audioscope.storage import atomic_write, is_atomic_write_leftover
     from audioscope.synth.scene import build_scene
 
     videos = os.path.join(root, "videos")
@@ -341,7 +341,7 @@ def generate_corpus(
     """
     import pyarrow.parquet as pq
 
-    from audioscope.storage import atomic_write
+    from audioscope.storage import atomic_write, is_atomic_write_leftover
 
     if videos < 1:
         raise UserError("--videos must be at least 1")
@@ -371,7 +371,7 @@ def generate_corpus(
     _remove_surplus(root, seed, videos)
     for folder in ("videos", "truth", ""):  # leftovers of an interrupted run (a stopped pool's half-written files)
         for name in os.listdir(os.path.join(root, folder)):
-            if ".partial-" in name or name.startswith(".audio-") or (name.startswith(".") and name.endswith(".tmp")):
+            if ".partial-" in name or name.startswith(".audio-") or is_atomic_write_leftover(name):
                 os.unlink(os.path.join(root, folder, name))
 
     records: dict[int, dict[str, object]] = {}
