@@ -357,7 +357,7 @@ def video_reader(source: Mapping[str, VideoArrays] | VideoStore) -> Callable[[st
         def read(vid: str) -> VideoArrays:
             store = getattr(local, "store", None)
             if store is None:
-                store = local.store = ClipStore(source.root, source.params, source.summary)
+                store = local.store = ClipStore(source.root, source.params, source.summary, source.store_id)
             return store.video(vid)
 
         return read

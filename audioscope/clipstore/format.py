@@ -226,9 +226,16 @@ def _store_id_of(data: Mapping[str, Any]) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-def load_params(layout: Layout) -> StoreParams | None:
+def load_store_json(layout: Layout) -> tuple[StoreParams, str | None] | None:
+    """The store's parameters and id (None for a store made before stores had one), from one
+    read of ``store.json``; None where there is no ``store.json``."""
     data = _read_store_json(layout)
-    return None if data is None else _params_of(layout, data)
+    return None if data is None else (_params_of(layout, data), _store_id_of(data))
+
+
+def load_params(layout: Layout) -> StoreParams | None:
+    found = load_store_json(layout)
+    return None if found is None else found[0]
 
 
 def load_store_id(layout: Layout) -> str | None:

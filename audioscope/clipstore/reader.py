@@ -16,8 +16,7 @@ from audioscope.clipstore.format import (
     StoreError,
     StoreParams,
     decode_media,
-    load_params,
-    load_store_id,
+    load_store_json,
 )
 from audioscope.shell import q
 from audioscope.folders import another_steps_folder
@@ -129,11 +128,16 @@ class ClipStore:
     video is asked for, one video shard at a time.
     """
 
-    def __init__(self, root: str, params: StoreParams, summary: dict[str, object]) -> None:
+    def __init__(
+        self, root: str, params: StoreParams, summary: dict[str, object], store_id: str | None = None
+    ) -> None:
         self.root = root
         self.layout = Layout(root)
         self.params = params
         self.summary = summary
+        #: The id written into store.json when the store was created (None for a store made
+        #: before stores had one): outputs know their store by it wherever it is moved or copied.
+        self.store_id = store_id
         self._index: "pd.DataFrame | None" = None
         self._status: "pd.DataFrame | None" = None
         self._cache: tuple[str, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -141,8 +145,8 @@ class ClipStore:
     @classmethod
     def open(cls, uri: str) -> "ClipStore":
         layout = Layout(str(uri))
-        params = load_params(layout)
-        if params is None:
+        found = load_store_json(layout)
+        if found is None:
             raise StoreError(
                 another_steps_folder(str(uri), "store", "--store")
                 or f"{uri} is not a clip store (no store.json); create one with `audioscope ingest LIST --store {q(uri)}`"
@@ -153,13 +157,8 @@ class ClipStore:
                 f"run `audioscope ingest LIST --store {q(uri)}` again to complete it"
             )
         summary = json.loads(storage.read_text(layout.summary_json))
-        return cls(str(uri), params, summary)
-
-    @property
-    def store_id(self) -> str | None:
-        """The id written into store.json when the store was created (None for a store made
-        before stores had one): outputs know their store by it wherever it is moved or copied."""
-        return load_store_id(self.layout)
+        params, store_id = found
+        return cls(str(uri), params, summary, store_id)
 
     # ------------------------------------------------------------------ tables
     def index_files(self) -> list[str]:
