@@ -36,10 +36,11 @@ loader does. Usable from PyTorch and JAX::
     # JAX: batches are numpy arrays; jax.device_put(batch["mixture"]) moves one to the device.
 
 Without shuffling, examples come in file order, shard after shard. A packed
-shard (record schemas 3 and 4) is read record by record: its clips'
-compressed media are kept while its examples are read and decoded, so memory
-holds the compressed clips of the shards that examples in the shuffle buffer
-come from. Batches are decoded in place: each example's media are
+shard (record schemas 3 and 4) is read record by record: its reader keeps the
+clips' compressed media until the shard is read, and each example takes its
+own clips along, so memory holds the shards being read and the compressed
+clips of the examples waiting in the shuffle buffer (:func:`held_bytes`), not
+the shards those examples came from. Batches are decoded in place: each example's media are
 decompressed straight into the batch's arrays (no per-example buffers).
 Shuffling (``shuffle_buffer`` > 0) shuffles the files with ``seed``, reads
 four at a time and passes the examples, undecoded, through a buffer of
@@ -143,6 +144,7 @@ def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardRea
         feature = _guarded(lambda: reader.take(data), uri)
         if feature is not None:
             yield reader, feature
+    reader.release()  # the examples still waiting hold their own clips
 
 
 def epoch_rng(seed: int | None, epoch: int) -> random.Random:
@@ -190,13 +192,36 @@ def _through_buffer(items: Iterator[Item], size: int, rng: random.Random) -> Ite
 CYCLE = 4
 
 
+def held_bytes(sizes: Sequence[int], shuffle_buffer: int, example_bytes: int) -> int:
+    """About the most bytes of stored media that reading shards of ``sizes`` bytes holds at once,
+    for examples of ``example_bytes`` each (:func:`stored_example_bytes`).
+
+    The reader of a shard being read keeps the clips read so far; an example waiting in the
+    shuffle buffer keeps its own clips: shuffled, :data:`CYCLE` shards side by side and the buffer's
+    examples; in order, one shard."""
+    if not sizes:
+        return 0
+    if shuffle_buffer <= 0:
+        return max(sizes)
+    side_by_side = sum(sorted(sizes)[-CYCLE:])
+    return side_by_side + shuffle_buffer * example_bytes
+
+
+def stored_example_bytes(files: Sequence[str], sizes: Sequence[int]) -> int:
+    """Bytes per stored example, from the smallest of ``files`` (``sizes``: theirs): its size over
+    its examples (it is read once, nothing decoded)."""
+    k = min(range(len(files)), key=lambda i: sizes[i])
+    examples = sum(1 for _ in iter_shard(files[k], verify=False))
+    return -(-sizes[k] // max(examples, 1))
+
+
 def epoch_items(files: Sequence[str], shuffle_buffer: int = 0, rng: random.Random | None = None,
                 verify: bool = True) -> Iterator[Item]:  # fmt: skip
     """One pass over the examples of ``files``, not yet decoded: in file order, shard after shard
     (``rng`` None or ``shuffle_buffer`` 0), or the files shuffled with ``rng``, read :data:`CYCLE` at
     a time, through a buffer of ``shuffle_buffer`` examples. Both loaders read through this, so the
-    same seed gives them the same order. The buffer holds parsed records, and their shards' readers
-    the compressed clips: memory is compressed media, not decoded examples."""
+    same seed gives them the same order. The buffer holds parsed records with their compressed
+    clips: memory is compressed media, not decoded examples."""
     if rng is None or shuffle_buffer <= 0:
         for f in files:
             yield from iter_shard(f, verify)

@@ -121,9 +121,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="the exported weights: the last ones (paper), or the mean of the weights taken every "
                    "summary step over the last third of the run (tiny) (default: the configuration's)")
     p.add_argument("--shuffle-buffer", type=positive_int, default=2048, metavar="N",
-                   help="examples in the shuffle buffer, held undecoded (~83 kB each in the demo's "
-                   "mixtures; default: 2048, one recipe of them: with 256, `tiny`'s on-screen "
-                   "classifier failed on more of the demo's test sets)")
+                   help="examples in the shuffle buffer, held undecoded with their compressed clips "
+                   "(~83 kB each in the demo's mixtures, beside the four shards read at a time). Default: "
+                   "2048, one recipe of the demo's mixtures: with 256, `tiny`'s on-screen classifier "
+                   "failed on more of its test sets")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
     p.set_defaults(func=run, writes=("out", "run"))
     return p
@@ -191,10 +192,11 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
     return get_config(args.config or "paper", **overrides)
 
 
-def check_cpu_memory(config: object) -> None:
+def check_cpu_memory(config: object, data_bytes: int = 0) -> None:
     """Refuse, in one line, a training on the CPU that needs more memory than this machine has
     (the `paper` configuration's 256 examples per step take ~950 GB there): it would be killed
-    for memory with no word, after taking the machine's memory from everything else."""
+    for memory with no word, after taking the machine's memory from everything else.
+    ``data_bytes``: what the loader holds of the shards at once (``numpy_data.held_bytes``)."""
     import tensorflow as tf
 
     from audioscope.errors import UserError
@@ -203,16 +205,21 @@ def check_cpu_memory(config: object) -> None:
 
     if tf.config.list_physical_devices("GPU"):
         return  # an accelerator's memory is its own
-    need, have = cpu_memory_gb(config), available_memory()  # type: ignore[arg-type]
-    if need is None or have is None or need * 1e9 <= have:
+    model, have = cpu_memory_gb(config), available_memory()  # type: ignore[arg-type]
+    if model is None or have is None:
+        return
+    data = data_bytes / 1e9
+    need = model + data
+    if need * 1e9 <= have:
         return
     fixed, per_example = CPU_MEMORY_GB[config.name]  # type: ignore[attr-defined]
-    fits = int((have / 1e9 - fixed) // per_example)
+    fits = int((have / 1e9 - fixed - data) // per_example)
     smaller = f", or with --batch-size {fits} or less" if fits >= 1 else ""
+    shards = f" (of which {data:,.1f} GB for the shards read and the examples in --shuffle-buffer)" if data >= 0.1 else ""
     raise UserError(
         f"the {config.name!r} configuration at {config.batch_size} examples per step needs about "  # type: ignore[attr-defined]
-        f"{need:,.0f} GB of memory on the CPU, and this machine has {have / 1e9:.1f} GB available: train it on "
-        f"GPUs (--strategy mirrored) or TPUs (--strategy tpu), or here with --config tiny{smaller}"
+        f"{need:,.0f} GB of memory on the CPU{shards}, and this machine has {have / 1e9:.1f} GB available: "
+        f"train it on GPUs (--strategy mirrored) or TPUs (--strategy tpu), or here with --config tiny{smaller}"
     )
 
 
@@ -235,9 +242,12 @@ def run(args: argparse.Namespace) -> int:
     from audioscope.models import train as T
 
     config = build_config(args, T.read_run_config(args.out))
-    if args.strategy == "default":
-        check_cpu_memory(config)
     buffer = args.shuffle_buffer
+    if args.strategy == "default":
+        from audioscope.models.numpy_data import held_bytes, stored_example_bytes
+
+        sizes = storage.sizes(files)
+        check_cpu_memory(config, held_bytes(sizes, buffer, stored_example_bytes(files, sizes)))
 
     def dataset_fn(seed: int) -> object:
         return loader.load_dataset(source, shuffle_buffer=buffer, seed=seed, repeat=True)

@@ -106,5 +106,28 @@ def test_gs_on_an_emulator_goes_anonymous_and_lists_fresh(tmp_path):
         assert storage.list_files("gs://store/s", ".json") == ["gs://store/s/a.json"]
         GCSFileSystem(token="anon", skip_instance_cache=True).pipe_file("store/s/b.json", b"{}")
         assert storage.glob("gs://store/s/*.json") == ["gs://store/s/a.json", "gs://store/s/b.json"]
+        assert storage.sizes(["gs://store/s/b.json", "gs://store/s/a.json"]) == [2, 8]
         storage.remove("gs://store/s/a.json")
         assert not storage.exists("gs://store/s/a.json")
+
+
+def test_sizes_lists_each_folder_of_object_storage_once(tmp_path, monkeypatch):
+    """The sizes of many shards on object storage come from one listing per folder, in the order asked;
+    a local file is sized directly."""
+    for name, data in (("a", b"12345"), ("b", b""), ("c", b"123")):
+        storage.atomic_write(f"memory://sz/d/{name}.tfrecord", data)
+    storage.atomic_write("memory://sz/e/x.tfrecord", b"1234567")
+    (tmp_path / "local.bin").write_bytes(b"12")
+    fs, _ = storage.url_to_fs("memory://sz")
+    listings: list[str] = []
+    real_ls = type(fs).ls
+
+    def ls(self, path, *args, **kwargs):
+        listings.append(path)
+        return real_ls(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(type(fs), "ls", ls)
+    files = ["memory://sz/d/c.tfrecord", "memory://sz/e/x.tfrecord", "memory://sz/d/a.tfrecord",
+             str(tmp_path / "local.bin"), "memory://sz/d/b.tfrecord"]  # fmt: skip
+    assert storage.sizes(files) == [3, 7, 5, 2, 0]
+    assert len(listings) == 2

@@ -202,6 +202,13 @@ def test_a_training_too_large_for_this_machine_is_refused_before_it_starts(train
     err = capsys.readouterr().err
     assert "GB of memory on the CPU" in err and "--batch-size" in err and "Traceback" not in err
     assert not out.exists()
+    # the examples a shuffle buffer holds count too (with their compressed clips)
+    buffer = int(have / 30_000) + 1000  # more than this machine holds at 30 kB an example
+    assert cli.main(["train", "--data", str(mix), "--out", str(out), "--config", "tiny",
+                     "--shuffle-buffer", str(buffer)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "GB of memory on the CPU (of which" in err and "--shuffle-buffer" in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_evaluation_shards_below_the_data_folder_are_never_trained_on(trained, tmp_path, capsys) -> None:

@@ -202,3 +202,46 @@ def test_schema_3_and_4_shards_hold_the_same_examples_and_4_is_written_by_defaul
         assert (a.audio2 is None) == (b.audio2 is None)
     with pytest.raises(RecordError, match="written in record schema .3, 4., not 2"):
         records.encode_shard(recs, version=2)
+
+
+
+def test_shuffled_reading_holds_the_shards_being_read_and_the_buffers_clips_only(tmp_path):
+    """An example waiting in the shuffle buffer keeps its own clips, not its whole shard: the peak
+    memory of a shuffled pass over many shards stays within ``held_bytes`` (four shards read side by
+    side and the buffer's examples), well under the shards' total; and the bytes per example are
+    measured from one shard."""
+    import random
+    import tracemalloc
+
+    from audioscope import storage
+    from audioscope.models import numpy_data
+
+    rng = np.random.default_rng(3)
+    per_shard, files = 40, []
+    for k in range(12):  # 12 shards of 40 examples, each of its own clip, ~50 kB compressed
+        frames = [rng.integers(0, 2, records.FRAMES_SHAPE, dtype=np.uint8) for _ in range(per_shard)]
+        audio = [rng.integers(-1, 2, records.AUDIO_SAMPLES, dtype=np.int16) for _ in range(per_shard)]
+        recs = []
+        for i in range(per_shard):
+            j = (i + 1) % per_shard  # the second mixture: the next clip's sound, so each clip is stored once
+            recs.append(make_record(frames=frames[i], audio1=audio[i], audio2=audio[j], clip_id1=f"v{k}x{i}-0000000",
+                                    video_id1=f"v{k}x{i}", frames_clip_id=f"v{k}x{i}-0000000",
+                                    clip_id2=f"v{k}x{j}-0000000", video_id2=f"v{k}x{j}"))  # fmt: skip
+        path = str(tmp_path / f"s-{k:05d}-of-00012.tfrecord")
+        records.write_tfrecord(path, records.encode_shard(recs))
+        files.append(path)
+    sizes = storage.sizes(files)
+    example = numpy_data.stored_example_bytes(files, sizes)
+    assert min(sizes) / per_shard <= example <= min(sizes) / per_shard + 1
+
+    for buffer in (16, 64):
+        estimate = numpy_data.held_bytes(sizes, buffer, example)
+        assert estimate < sum(sizes) / 2
+        tracemalloc.start()
+        try:
+            examples = sum(1 for _ in numpy_data.epoch_items(files, buffer, random.Random(buffer), verify=False))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert examples == 12 * per_shard
+        assert peak <= estimate + 2_000_000, (buffer, peak, estimate)
