@@ -86,6 +86,7 @@ parsed by the ``protobuf`` package's C parser where it is installed, else by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -423,8 +424,23 @@ def clip_frames_into(version: int, data: bytes, out: np.ndarray) -> None:
         b.reshape(n * h, w * c)[:, :step] = a.reshape(n * h, w * c)[:, :step]
         a, b = b, a
         step *= 2
-    out[..., 0] += out[..., 1]  # undo the green differences
-    out[..., 2] += out[..., 1]
+    # undo the green differences: red and blue get their pixel's green back (flat, masked: twice as
+    # fast as the two strided additions)
+    red, blue = _green_masks()
+    np.bitwise_and(flat[1:], red[:-1], out=scratch[:-1])  # the green after each red, 0 elsewhere
+    np.add(flat[:-1], scratch[:-1], out=flat[:-1])
+    np.bitwise_and(flat[:-1], blue[1:], out=scratch[1:])  # the green before each blue
+    np.add(flat[1:], scratch[1:], out=flat[1:])
+
+
+@functools.cache
+def _green_masks() -> tuple[np.ndarray, np.ndarray]:
+    """0xFF at the red bytes of a clip's frames (flat), 0 elsewhere; the same at the blue bytes."""
+    red = np.zeros(int(np.prod(FRAMES_SHAPE)), np.uint8)
+    blue = red.copy()
+    red[0::3], blue[2::3] = 0xFF, 0xFF
+    red.flags.writeable = blue.flags.writeable = False
+    return red, blue
 
 
 def clip_audio_into(version: int, data: bytes, out: np.ndarray) -> None:
