@@ -208,9 +208,12 @@ def held_bytes(sizes: Sequence[int], shuffle_buffer: int, example_bytes: int) ->
 
 
 def stored_example_bytes(files: Sequence[str], sizes: Sequence[int]) -> int:
-    """Bytes per stored example, from the smallest of ``files`` (``sizes``: theirs): its size over
-    its examples (it is read once, nothing decoded)."""
-    k = min(range(len(files)), key=lambda i: sizes[i])
+    """Bytes per stored example, from the smallest non-empty one of ``files`` (``sizes``: theirs):
+    its size over its examples (it is read once, nothing decoded); 0 when every file is empty."""
+    filled = [i for i in range(len(files)) if sizes[i] > 0]
+    if not filled:
+        return 0
+    k = min(filled, key=lambda i: sizes[i])
     examples = sum(1 for _ in iter_shard(files[k], verify=False))
     return -(-sizes[k] // max(examples, 1))
 

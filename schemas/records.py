@@ -790,6 +790,7 @@ def decode(data: bytes) -> MixtureRecord:
     Needs no TensorFlow (:func:`audioscope.schemas.tfrecord.parse_example`). An example of a packed
     (schema 3) shard refers to clips of its shard: read the shard with :func:`decode_shard`."""
     parsed = _parse(data)
+    check_version(_version(parsed))
     kind = bytes(_one(parsed, "record_kind")).decode("utf-8", "replace") if _version(parsed) >= 3 else EXAMPLE_KIND
     if kind != EXAMPLE_KIND or not _one(parsed, "frames"):
         raise RecordError(

@@ -233,6 +233,9 @@ def test_shuffled_reading_holds_the_shards_being_read_and_the_buffers_clips_only
     sizes = storage.sizes(files)
     example = numpy_data.stored_example_bytes(files, sizes)
     assert min(sizes) / per_shard <= example <= min(sizes) / per_shard + 1
+    (tmp_path / "empty.tfrecord").write_bytes(b"")  # an empty file is not the smallest shard
+    assert numpy_data.stored_example_bytes([str(tmp_path / "empty.tfrecord"), *files], [0, *sizes]) == example
+    assert numpy_data.stored_example_bytes([str(tmp_path / "empty.tfrecord")], [0]) == 0
 
     for buffer in (16, 64):
         estimate = numpy_data.held_bytes(sizes, buffer, example)
