@@ -238,11 +238,6 @@ def load_params(layout: Layout) -> StoreParams | None:
     return None if found is None else found[0]
 
 
-def load_store_id(layout: Layout) -> str | None:
-    """The store's id (``store.json``), or None for a store made before stores had one."""
-    return _store_id_of(_read_store_json(layout) or {})
-
-
 def _write_store_json(layout: Layout, params: StoreParams, store_id: str) -> None:
     data = {**params.to_json(), STORE_ID_KEY: store_id}
     storage.atomic_write(layout.store_json, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -20,7 +20,7 @@ from audioscope.clipstore.format import (
     fit_spans,
     init_store,
     load_params,
-    load_store_id,
+    load_store_json,
     naive_bytes_per_clip,
     sliding_windows,
 )
@@ -71,24 +71,24 @@ def test_a_store_gets_an_id_at_creation_that_stays(tmp_path):
 
     layout = Layout(str(tmp_path / "store"))
     init_store(layout, StoreParams())
-    first = load_store_id(layout)
+    first = load_store_json(layout)[1]
     assert first and len(first) == 32
     init_store(layout, StoreParams())
-    assert load_store_id(layout) == first
+    assert load_store_json(layout)[1] == first
     assert load_params(layout) == StoreParams()
     other = Layout(str(tmp_path / "other"))
     init_store(other, StoreParams())
-    assert load_store_id(other) != first
+    assert load_store_json(other)[1] != first
     # a store made before stores had ids gets one when ingest next runs; its parameters stay
     data = json.loads((tmp_path / "store" / "store.json").read_text())
     del data["store_id"]
     (tmp_path / "store" / "store.json").write_text(json.dumps(data))
-    assert load_store_id(layout) is None and load_params(layout) == StoreParams()
+    assert load_store_json(layout)[1] is None and load_params(layout) == StoreParams()
     assert init_store(layout, StoreParams()) == StoreParams()
-    given = load_store_id(layout)
+    given = load_store_json(layout)[1]
     assert given and given != first and load_params(layout) == StoreParams()
     init_store(layout, StoreParams())
-    assert load_store_id(layout) == given
+    assert load_store_json(layout)[1] == given
     (tmp_path / "store" / "store.json").write_text("[1, 2]")
     with pytest.raises(StoreError, match="not a JSON object"):
         load_params(layout)
