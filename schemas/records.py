@@ -453,9 +453,11 @@ def clip_audio_into(version: int, data: bytes, out: np.ndarray) -> None:
     out[...] = scratch[:AUDIO_SAMPLES].view(np.int8)  # h
     out <<= 8
     out += scratch[AUDIO_SAMPLES:].view(np.int8)  # + l, modulo 2**16
-    # undo the differences: a running sum in int32 (4x faster than in int16 on some CPUs), modulo 2**16
+    # undo the differences: a running sum in int32 (4x faster than in int16 on some CPUs), modulo 2**16,
+    # in place in this thread's buffer (``cumsum(dtype=)`` would cast into a fresh array each clip)
     total = _thread_array("audio_sum", (AUDIO_SAMPLES,), np.int32)
-    np.cumsum(out, dtype=np.int32, out=total)
+    np.copyto(total, out)
+    np.cumsum(total, out=total)
     np.copyto(out, total, casting="unsafe")
 
 

@@ -89,11 +89,11 @@ def iter_framed(fh: IO[bytes], name: str, verify: bool = True) -> Iterator[bytes
         (length_crc,) = struct.unpack("<I", header[8:])
         if verify and masked_crc(header[:8]) != length_crc:
             raise RecordFileError(f"{name} is damaged (record {k}: bad length checksum): fetch or write it again")
-        body = fh.read(length + 4)
-        if len(body) < length + 4:
+        data = fh.read(length)  # read apart from its checksum: slicing one read would copy the record again
+        crc = fh.read(4)
+        if len(data) < length or len(crc) < 4:
             raise RecordFileError(f"{name} is truncated (record {k} is cut short): the file was cut short; fetch or write it again")
-        data = body[:length]
-        if verify and masked_crc(data) != struct.unpack("<I", body[length:])[0]:
+        if verify and masked_crc(data) != struct.unpack("<I", crc)[0]:
             raise RecordFileError(f"{name} is damaged (record {k}: bad data checksum): fetch or write it again")
         yield data
         k += 1
