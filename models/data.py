@@ -20,8 +20,10 @@ example from them; records of schema 1 (raw) and 2 (self-contained, zstd)
 are read too. Shuffling happens before decoding, in Python, as the numpy
 loader shuffles (files shuffled, read four at a time, through a buffer of
 undecoded examples: the buffer holds compressed clips, not decoded media),
-so both loaders give the same order for the same seed; the float audio is
-made per batch. Shards of a newer record version are refused before
+so both loaders give the same order for the same seed. Each batch, float
+audio included, is decoded by the numpy loader's code into arrays that
+TensorFlow takes without a copy, and those arrays serve again once
+TensorFlow has let go of them (no fresh memory per batch). Shards of a newer record version are refused before
 reading, naming the file (and the decoder refuses any record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
 module stays cheap. Without TensorFlow, :mod:`audioscope.models.numpy_data`
@@ -72,55 +74,38 @@ def _is_file(uri: str) -> bool:
     return bool(fs.isfile(path))
 
 
-#: What the generator yields (media as stored: uint8 frames, int16 PCM), converted to float per batch.
-_INTS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
-    ("frames", "uint8", records.FRAMES_SHAPE), ("pcm1", "int16", (records.AUDIO_SAMPLES,)),
-    ("pcm2", "int16", (records.AUDIO_SAMPLES,)), ("type", "string", ()), ("label1", "string", ()),
-    ("clip_id1", "string", ()), ("clip_id2", "string", ()), ("video_id1", "string", ()),
-    ("video_id2", "string", ()), ("score1", "float32", ()), ("is_mom", "bool", ()),
-)  # fmt: skip
-
-
-#: Examples the generator decodes and stacks per call when not batching (memory: 32 x 0.57 MB).
+#: Examples the generator decodes and stacks per call when not batching (memory: 32 x 1.2 MB).
 _CHUNK = 32
 
 
 def example_batches(files: Sequence[str], *, batch_size: int | None, drop_remainder: bool = False,
                     repeat: bool = False, shuffle_buffer: int = 0, seed: int | None = None,
                     threads: int = 1) -> "tf.data.Dataset":  # fmt: skip
-    """Batches of the examples of ``files``, media as stored (uint8 frames, int16 PCM), made by one
-    generator: examples in file order or shuffled before decoding (files shuffled, read four at a
-    time, through a buffer of ``shuffle_buffer`` undecoded examples: the numpy loader's order for
-    the same seed, a new one each pass), looping with ``repeat``; each batch decoded straight into
-    its arrays on ``threads`` threads. ``batch_size`` None: chunks of :data:`_CHUNK` examples to
-    unbatch."""
+    """Batches of the decoded examples of ``files`` made by one generator: examples in file order or
+    shuffled before decoding (files shuffled, read four at a time, through a buffer of
+    ``shuffle_buffer`` undecoded examples: the numpy loader's order for the same seed, a new one
+    each pass), looping with ``repeat``; each batch decoded straight into its arrays on
+    ``threads`` threads, float audio included, in arrays aligned for TensorFlow to take without
+    a copy and used again once TensorFlow lets go of them (``BatchBuffers``). ``batch_size`` None:
+    chunks of :data:`_CHUNK` examples to unbatch."""
     import tensorflow as tf
 
-    from audioscope.models.numpy_data import chunks, decode_pool, int_batch, passes
+    from audioscope.models.numpy_data import NUMERIC, STRINGS, BatchBuffers, chunks, collate_items, decode_pool, passes
 
     size = batch_size or _CHUNK
     epochs = itertools.count()  # shared by every iteration of the dataset: a new order each time
+    buffers = BatchBuffers()  # shared too: a batch's arrays serve again once its tensors are gone
 
     def generate() -> Any:
         with decode_pool(threads) as pool:
             for chunk in chunks(passes(files, shuffle_buffer, seed, repeat, epochs), size):
                 if len(chunk) == size or not drop_remainder or batch_size is None:
-                    yield int_batch(chunk, pool)
+                    yield collate_items(chunk, pool, buffers)
 
     rows = batch_size if drop_remainder and batch_size else None
-    signature = {name: tf.TensorSpec((rows, *shape), getattr(tf, dtype)) for name, dtype, shape in _INTS}
+    signature = {name: tf.TensorSpec((rows, *shape), tf.as_dtype(dtype)) for name, (shape, dtype) in NUMERIC.items()}
+    signature.update({name: tf.TensorSpec((rows,), tf.string) for name in STRINGS})
     return tf.data.Dataset.from_generator(generate, output_signature=signature)
-
-
-def to_float(example: dict[str, "tf.Tensor"]) -> dict[str, "tf.Tensor"]:
-    """A shard's example (or a batch of them) with ``audio1``, ``audio2`` and ``mixture`` float32 (int16 / 32768)."""
-    import tensorflow as tf
-
-    out = {k: v for k, v in example.items() if k not in ("pcm1", "pcm2")}
-    out["audio1"] = tf.cast(example["pcm1"], tf.float32) * (1.0 / records.AUDIO_SCALE)
-    out["audio2"] = tf.cast(example["pcm2"], tf.float32) * (1.0 / records.AUDIO_SCALE)
-    out["mixture"] = out["audio1"] + out["audio2"]
-    return out
 
 
 def check_versions(files: Sequence[str]) -> None:
@@ -154,8 +139,6 @@ def load_dataset(
     seed: int | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
-    deterministic: bool = True,
-    num_parallel_calls: Any = None,
     threads: int | None = None,
     release_root: str | None = None,
     release_dir: str | None = None,
@@ -173,15 +156,12 @@ def load_dataset(
     order each epoch, the same sequence of orders for the same seed);
     ``repeat`` loops forever; ``batch_size`` batches (``drop_remainder`` drops
     the last short batch). The order never depends on thread timing.
-    ``threads`` decode each batch (default: up to 4, one per core);
-    ``num_parallel_calls`` (default ``tf.data.AUTOTUNE``) and
-    ``deterministic`` apply to the float conversion.
+    ``threads`` decode each batch (default: up to 4, one per core).
     """
     import tensorflow as tf
 
     from audioscope.curation.release import resolve_source
 
-    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     if threads is None:
         threads = min(4, os.cpu_count() or 1)
     items = [source] if isinstance(source, str) else list(source)
@@ -191,6 +171,4 @@ def load_dataset(
                          shuffle_buffer=shuffle_buffer, seed=seed, threads=threads)  # fmt: skip
     if batch_size is None:
         ds = ds.unbatch()
-    # float audio made per batch (one vectorised op, not one per example)
-    ds = ds.map(to_float, num_parallel_calls=parallel, deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)

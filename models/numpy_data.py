@@ -41,7 +41,9 @@ clips' compressed media until the shard is read, and each example takes its
 own clips along, so memory holds the shards being read and the compressed
 clips of the examples waiting in the shuffle buffer (:func:`held_bytes`), not
 the shards those examples came from. Batches are decoded in place: each example's media are
-decompressed straight into the batch's arrays (no per-example buffers).
+decompressed straight into the batch's arrays (no per-example buffers), and a batch's arrays
+are used again for a later batch once nothing refers to them any more (:class:`BatchBuffers`:
+a batch, or a view of one, that the caller keeps is never written over).
 Shuffling (``shuffle_buffer`` > 0) shuffles the files with ``seed``, reads
 four at a time and passes the examples, undecoded, through a buffer of
 ``shuffle_buffer``; a new order each pass (:func:`epoch_items`). The TF
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,7 +71,8 @@ FIELDS: tuple[str, ...] = (
     "type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2", "score1",
     "frames", "audio1", "audio2", "mixture", "is_mom",
 )  # fmt: skip
-_STRINGS = ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2")
+#: The string fields (bytes; object arrays when batched).
+STRINGS = ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2")
 
 Source = str | Sequence[str]
 #: One example waiting to be decoded: its shard's reader and its parsed features.
@@ -104,7 +108,7 @@ def _fields(feature: dict[str, Any]) -> dict[str, Any]:
     def one(name: str) -> Any:
         return feature[name][1][0]
 
-    out: dict[str, Any] = {name: bytes(one(name)) for name in _STRINGS}
+    out: dict[str, Any] = {name: bytes(one(name)) for name in STRINGS}
     out.update(score1=np.float32(one("score1")), is_mom=np.bool_(one("is_mom") != 0))
     return out
 
@@ -249,15 +253,72 @@ def passes(files: Sequence[str], shuffle_buffer: int, seed: int | None, repeat: 
             return
 
 
-def _empty_batch(n: int) -> dict[str, np.ndarray]:
-    """Uninitialised arrays for a batch of ``n`` examples (as :func:`collate` makes them)."""
-    shapes = {"frames": (records.FRAMES_SHAPE, np.uint8), "score1": ((), np.float32), "is_mom": ((), np.bool_)}
-    audio = ((records.AUDIO_SAMPLES,), np.float32)
-    out: dict[str, np.ndarray] = {}
-    for name in FIELDS:
-        shape, dtype = (((), object) if name in _STRINGS else shapes.get(name, audio))
-        out[name] = np.empty((n, *shape), dtype)
-    return out
+#: The numeric fields of a batch: (shape of one example, dtype).
+NUMERIC: dict[str, tuple[tuple[int, ...], Any]] = {
+    "frames": (records.FRAMES_SHAPE, np.uint8), "audio1": ((records.AUDIO_SAMPLES,), np.float32),
+    "audio2": ((records.AUDIO_SAMPLES,), np.float32), "mixture": ((records.AUDIO_SAMPLES,), np.float32),
+    "score1": ((), np.float32), "is_mom": ((), np.bool_),
+}  # fmt: skip
+#: Alignment of a batch's arrays: TensorFlow takes a numpy array aligned to 64 bytes without copying it.
+ALIGN = 64
+
+
+def _aligned(shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(an uninitialised array of ``shape`` and ``dtype`` starting at a multiple of :data:`ALIGN`, the
+    buffer that owns its memory)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start : start + nbytes].view(dtype).reshape(shape), raw
+
+
+def _numeric_batch(n: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """(the numeric arrays of a batch of ``n``, the buffers owning them)."""
+    arrays, owners = {}, []
+    for name, (shape, dtype) in NUMERIC.items():
+        arrays[name], raw = _aligned((n, *shape), dtype)
+        owners.append(raw)
+    return arrays, owners
+
+
+class BatchBuffers:
+    """Numeric batch arrays used again once nothing else holds them, so that a steady loop of batches
+    touches the same memory instead of fresh pages each batch (a batch of 64 is ~78 MB; fresh
+    pages cost the kernel's zeroing, and on TensorFlow's threads glibc hands such blocks back to
+    the system after every batch). A set is taken again only when neither its arrays nor the
+    buffers owning their memory have a reference besides this pool's: a batch, a view of it (numpy
+    views refer to the owning buffer) or a tensor made from it (TensorFlow keeps the array it
+    wraps) keeps its set out of use. At most ``keep`` sets are kept; past them a batch gets new
+    arrays that are freed as usual. Thread-safe."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._sets: list[tuple[int, dict[str, np.ndarray], list[np.ndarray], list[int]]] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _refs(arrays: dict[str, np.ndarray], owners: list[np.ndarray]) -> list[int]:
+        return [sys.getrefcount(a) for a in (*arrays.values(), *owners)]
+
+    def get(self, n: int) -> dict[str, np.ndarray]:
+        """The numeric arrays of a batch of ``n`` (uninitialised), aligned to :data:`ALIGN` bytes."""
+        with self._lock:
+            for size, arrays, owners, idle in self._sets:
+                if size == n and self._refs(arrays, owners) == idle:
+                    return dict(arrays)
+            arrays, owners = _numeric_batch(n)
+            if len(self._sets) < self.keep:
+                self._sets.append((n, arrays, owners, self._refs(arrays, owners)))
+            return dict(arrays)
+
+
+def _empty_batch(n: int, buffers: BatchBuffers | None = None) -> dict[str, np.ndarray]:
+    """Uninitialised arrays for a batch of ``n`` examples (as :func:`collate` makes them), the numeric
+    ones aligned to :data:`ALIGN` bytes and from ``buffers`` when given."""
+    out = buffers.get(n) if buffers is not None else _numeric_batch(n)[0]
+    for name in STRINGS:
+        out[name] = np.empty(n, object)
+    return {name: out[name] for name in FIELDS}
 
 
 _SCRATCH = threading.local()
@@ -287,33 +348,6 @@ def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feat
         np.add(audio1, audio2, out=batch["mixture"][i])
 
     _guarded(put, reader.where)
-
-
-def int_batch(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
-    """The examples ``items`` with their media as stored (:func:`to_ints`'s values), stacked:
-    frames uint8 [n,5,128,128,3], ``pcm1``/``pcm2`` int16 [n,80000], strings object arrays of bytes,
-    ``score1`` float32 [n], ``is_mom`` bool [n] (what the TF loader's generator yields); decoded on
-    ``pool``'s threads when given."""
-    n = len(items)
-    out: dict[str, np.ndarray] = {
-        "frames": np.empty((n, *records.FRAMES_SHAPE), np.uint8),
-        "pcm1": np.empty((n, records.AUDIO_SAMPLES), np.int16), "pcm2": np.empty((n, records.AUDIO_SAMPLES), np.int16),
-        **{name: np.empty(n, object) for name in _STRINGS},
-        "score1": np.empty(n, np.float32), "is_mom": np.empty(n, np.bool_),
-    }  # fmt: skip
-
-    def put(i: int) -> None:
-        reader, feature = items[i]
-
-        def one() -> None:
-            reader.media_into(feature, out["frames"][i], out["pcm1"][i], out["pcm2"][i])
-            for name, value in _fields(feature).items():
-                out[name][i] = value
-
-        _guarded(one, reader.where)
-
-    _each_row(n, put, pool)
-    return out
 
 
 def _each_row(n: int, put: Any, pool: ThreadPoolExecutor | None) -> None:
@@ -349,10 +383,11 @@ def chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
+def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None,
+                  buffers: BatchBuffers | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """The batch of examples ``items`` (:func:`collate` of their :func:`to_arrays`, decoded into
-    preallocated arrays; on ``pool``'s threads when given)."""
-    batch = _empty_batch(len(items))
+    preallocated arrays, from ``buffers`` when given; on ``pool``'s threads when given)."""
+    batch = _empty_batch(len(items), buffers)
     _each_row(len(items), lambda k: fill(batch, k, *items[k]), pool)
     return batch
 
@@ -362,7 +397,7 @@ def collate(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in FIELDS:
         values = [e[name] for e in examples]
-        if name in _STRINGS:
+        if name in STRINGS:
             arr = np.empty(len(values), dtype=object)
             arr[:] = values
             out[name] = arr
@@ -407,6 +442,7 @@ class MixtureArrays:
         self.threads = max(1, threads)
         self.verify = verify
         self._epochs = itertools.count()  # a new shuffled order each pass
+        self._buffers = BatchBuffers()  # batch arrays used again once the caller lets go of them
 
     def _items(self) -> Iterator[Item]:
         return passes(self.files, self.shuffle_buffer, self.seed, self.repeat, self._epochs, self.verify)
@@ -426,7 +462,7 @@ class MixtureArrays:
                 return
             for batch in chunks(self._items(), self.batch_size):
                 if len(batch) == self.batch_size or not self.drop_remainder:
-                    yield collate_items(batch, pool)
+                    yield collate_items(batch, pool, self._buffers)
 
 
 def load_arrays(source: Source, **kwargs: Any) -> MixtureArrays:

@@ -118,3 +118,83 @@ def test_damaged_and_newer_shards_are_refused_naming_the_file(shards, tmp_path):
 
     with pytest.raises(UserError, match=f"{newer.name}: record schema version {records.SCHEMA_VERSION + 1}.*upgrade"):
         load_dataset(str(newer))
+
+
+def test_batch_arrays_serve_again_only_once_nothing_refers_to_them():
+    from audioscope.models.numpy_data import ALIGN, NUMERIC, BatchBuffers
+
+    buffers = BatchBuffers(keep=2)
+    first = buffers.get(3)
+    assert set(first) == set(NUMERIC) and first["frames"].shape == (3, 5, 128, 128, 3)
+    assert all(a.ctypes.data % ALIGN == 0 for a in first.values())
+    held = buffers.get(3)  # `first` is still held: other arrays
+    assert held["mixture"] is not first["mixture"]
+    mixture = first["mixture"]
+    del first
+    again = buffers.get(3)  # a dict dropped, but its array still held: not served again
+    assert again["mixture"] is not mixture and again["mixture"] is not held["mixture"]
+    view = mixture[1, :10]  # a numpy view refers to the buffer owning the memory, not to `mixture`
+    del mixture, again
+    third = buffers.get(3)  # `held` is held and the view keeps the other set: a new set, not kept (keep=2)
+    assert not np.shares_memory(third["mixture"], held["mixture"]) and not np.shares_memory(third["mixture"], view)
+    del view, third
+    served = buffers.get(3)  # nothing refers to the first set any more: it serves again
+    assert served["audio1"].ctypes.data % ALIGN == 0
+    assert not np.shares_memory(served["mixture"], held["mixture"])
+    assert len({buffers.get(3)["mixture"].ctypes.data for _ in range(5)}) == 1  # each dropped at once: one set
+    assert buffers.get(2)["mixture"].shape == (2, 80_000)  # another size: other arrays
+
+
+def test_a_batch_kept_by_the_caller_is_never_written_over(shards):
+    root, _ = shards
+    data = MixtureArrays(str(root / "train"), batch_size=2, repeat=True, shuffle_buffer=4, seed=1)
+    it = iter(data)
+    kept = next(it)
+    kept_values = {k: np.copy(v) for k, v in kept.items()}
+    second = next(it)
+    view, view_values = second["mixture"][1], np.copy(second["mixture"][1])
+    del second
+    pointers = []
+    for _ in range(12):
+        batch = next(it)
+        pointers.append(batch["mixture"].ctypes.data)
+        del batch
+    assert_same(kept, kept_values)
+    np.testing.assert_array_equal(view, view_values)
+    assert len(set(pointers)) < len(pointers)  # dropped batches' arrays serve again
+
+
+def test_the_tensorflow_loader_takes_the_batch_arrays_without_copying_and_uses_them_again(shards, monkeypatch):
+    import tensorflow as tf
+
+    from audioscope.models import numpy_data
+    from audioscope.models.data import load_dataset
+
+    root, _ = shards
+    made = []
+    real = numpy_data._numeric_batch
+
+    def counted(n):
+        arrays, owners = real(n)
+        made.append(arrays["mixture"].ctypes.data)
+        return arrays, owners
+
+    class Shared:  # a tensor's own memory seen from numpy (``.numpy()`` copies; DLPack does not)
+        def __init__(self, tensor):
+            self.tensor = tensor
+
+        def __dlpack__(self, **_):
+            return tf.experimental.dlpack.to_dlpack(self.tensor)
+
+        def __dlpack_device__(self):
+            return (1, 0)  # CPU
+
+    monkeypatch.setattr(numpy_data, "_numeric_batch", counted)
+    seen = []
+    for batch in load_dataset(str(root / "train"), batch_size=2, repeat=True, threads=1).take(30):
+        seen.append(np.from_dlpack(Shared(batch["mixture"])).ctypes.data)
+    assert set(seen) <= set(made)  # every batch's tensor is one of the generator's arrays: no copy
+    assert len(made) < 10  # 30 batches from a few sets
+    kept = list(load_dataset(str(root / "train"), batch_size=2))  # tensors kept: their arrays not reused
+    for tensors, arrays in zip(kept, MixtureArrays(str(root / "train"), batch_size=2)):
+        assert_same({k: v.numpy() for k, v in tensors.items()}, arrays)
