@@ -67,9 +67,13 @@ class AudioScopeModel(keras.Model):
         sources = self.separation(mixture)
         heard = sources if self.config.classifier_trains_separation else tf.stop_gradient(sources)
         audio = self.audio_embedding(heard, training=training)
-        global_emb, local = self.video_embedding(inputs["frames"], training=training)
-        av = self.attention(audio, local)
-        return {"sources": sources, "logits": self.classifier(global_emb, audio, av)}
+        logits = self.classify(audio, inputs["frames"], training=training)
+        return {"sources": sources, "logits": logits, "audio_embeddings": audio}
+
+    def classify(self, audio: tf.Tensor, frames: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """On-screen logits ``[B, M]`` of sources whose audio embeddings are ``audio`` against ``frames``."""
+        global_emb, local = self.video_embedding(frames, training=training)
+        return self.classifier(global_emb, audio, self.attention(audio, local))
 
 
 def on_screen_estimate(sources: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:

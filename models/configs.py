@@ -119,6 +119,12 @@ class AudioScopeConfig:
     # separated power, so the loss follows the loud sources that x_on is
     # made of and quiet ones teach little, as in the power-weighted AUC.
     classification_weighting: str = "uniform"
+    # Weight of a second classification term: each training example's
+    # separated sources classified against another example's frames (the
+    # batch's frames rolled by one; pairs of the same video left out), every
+    # source labelled off screen, so that no sound is called on screen for
+    # what it sounds like alone. 0: off (the paper).
+    mismatched_frames_weight: float = 0.0
     # ---- training
     learning_rate: float = 1e-4
     # The learning rate falls along a half cosine from learning_rate to this
@@ -168,6 +174,8 @@ class AudioScopeConfig:
             raise ValueError(f"video_input must be one of {VIDEO_INPUTS}, got {self.video_input!r}")
         if self.export_weights not in EXPORT_WEIGHTS:
             raise ValueError(f"export_weights must be one of {EXPORT_WEIGHTS}, got {self.export_weights!r}")
+        if not self.mismatched_frames_weight >= 0.0:
+            raise ValueError(f"mismatched_frames_weight must be >= 0, got {self.mismatched_frames_weight}")
         if not 0.0 < self.average_fraction <= 1.0:
             raise ValueError("average_fraction must be in (0, 1]")
         if self.num_sources < 2:

@@ -131,6 +131,7 @@ def training_example(
         "references": stacked,
         "frames": _augment_frames(example["frames"], flip, translate, next(seeds), next(seeds)),
         "first_onscreen": is_onscreen_first(example["type"]),
+        "video": tf.strings.to_hash_bucket_fast(example["video_id1"], 2**62),  # which video the frames show
     }
 
 
@@ -180,6 +181,13 @@ def example_losses(
     labels = pseudo_labels(mix.assignment, batch["first_onscreen"])
     weights = source_power_weights(out["sources"]) if config.classification_weighting == "power" else None
     cls = classification_loss(out["logits"], labels, config.classification_loss, weights)
+    if training and config.mismatched_frames_weight > 0.0:
+        # the same sources against another example's frames: none of them is on screen there
+        others = tf.roll(batch["frames"], 1, axis=0)
+        apart = tf.cast(tf.not_equal(batch["video"], tf.roll(batch["video"], 1, axis=0)), cls.dtype)
+        logits = model.classify(out["audio_embeddings"], others, training=training)
+        off = classification_loss(logits, tf.zeros_like(labels), config.classification_loss, weights)
+        cls = cls + config.mismatched_frames_weight * apart * off
     power = tf.reduce_sum(tf.square(batch["references"]), axis=-1)  # [B, 2]
     present = tf.cast(power > 0.0, power.dtype)
     ref_db = 10.0 * tf.math.log(tf.maximum(power, 1e-30)) / tf.math.log(10.0)

@@ -114,6 +114,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="weights of the sources' terms of the classification loss: uniform (paper), or power, "
                    "each source's share of the separated power, so quiet sources teach little and the loss "
                    "follows the loud ones that x_on is made of (tiny) (default: the configuration's)")
+    p.add_argument("--mismatched-frames-weight", type=_number_above(0.0, strict=False), default=None, metavar="W",
+                   help="weight of a second classification term: each example's sources against another "
+                   "example's frames (another video), all labelled off screen, so that no sound is called "
+                   "on screen for what it sounds like alone; 0 is off (default: the configuration's, 0)")
     p.add_argument("--video-input", choices=("frames", "motion"), default=None,
                    help="what the video tower sees: the frames (paper), or motion, each frame minus the mean "
                    "of the five, so a static background carries nothing (tiny) (default: the configuration's)")
@@ -184,6 +188,7 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
             ("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
             ("classification_loss", args.classification_loss), ("classification_weight", args.classification_weight),
             ("classification_weighting", args.classification_weighting),
+            ("mismatched_frames_weight", args.mismatched_frames_weight),
             ("seed", args.seed), ("video_input", args.video_input), ("export_weights", args.export_weights),
         ) if value is not None
     }  # fmt: skip

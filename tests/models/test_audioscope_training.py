@@ -199,6 +199,55 @@ def test_power_weighting_leaves_silent_sources_out_of_the_classification_loss(we
         assert np.all(np.abs(losses(-4.0) - losses(4.0)) > 1.0)
 
 
+def test_mismatched_frames_label_every_source_off_screen_against_another_videos_frames() -> None:
+    """With ``mismatched_frames_weight`` each example's sources are classified again against the
+    next example's frames (the batch rolled by one), all labelled off screen, unless both show the
+    same video; only in training."""
+    rng = np.random.default_rng(5)
+    sources = rng.normal(size=(3, 4, 300)).astype(np.float32)
+    frames = tf.constant(np.arange(3, dtype=np.uint8)[:, None, None, None, None] * np.ones((3, 5, 2, 2, 3), np.uint8))
+    batch = {
+        "mixture": tf.constant(sources.sum(axis=1)), "frames": frames,
+        "references": tf.constant(np.stack([sources[:, :2].sum(axis=1), sources[:, 2:].sum(axis=1)], axis=1)),
+        "first_onscreen": tf.constant([True, True, False]), "video": tf.constant([7, 8, 8], tf.int64),
+    }  # fmt: skip
+    logits = tf.constant(rng.normal(size=(3, 4)).astype(np.float32))
+    against = tf.constant(rng.normal(size=(3, 4)).astype(np.float32))
+    shown = []
+
+    class FakeModel:
+        def __call__(self, inputs, training):
+            return {"sources": tf.constant(sources), "logits": logits, "audio_embeddings": tf.zeros((3, 4, 2))}
+
+        def classify(self, audio, frames, training):
+            shown.append(frames[:, 0, 0, 0, 0].numpy().tolist())
+            return against
+
+    def cls(weight: float, training: bool = True) -> np.ndarray:
+        config = micro_config(mismatched_frames_weight=weight, classification_weighting="uniform")
+        return T.example_losses(FakeModel(), batch, config, training=training)["classification_loss"].numpy()
+
+    plain = cls(0.0)
+    assert shown == []
+    off = tf.reduce_sum(tf.nn.softplus(against), axis=-1).numpy()  # every source labelled off screen
+    np.testing.assert_allclose(cls(0.5), plain + 0.5 * off * [1, 1, 0], rtol=1e-6)  # example 2: video 8 twice
+    assert shown == [[2, 0, 1]]  # each example against the frames of the one before it
+    np.testing.assert_allclose(cls(0.5, training=False), plain, rtol=1e-6)
+
+
+def test_the_models_classify_gives_its_logits_for_the_frames_given() -> None:
+    from audioscope.models.audioscope_model import build_model
+
+    model = build_model(micro_config(), samples=4000)
+    rng = np.random.default_rng(6)
+    inputs = {"mixture": tf.constant(rng.normal(size=(2, 4000)).astype(np.float32)),
+              "frames": tf.constant(rng.integers(0, 255, (2, 5, 128, 128, 3), dtype=np.uint8))}  # fmt: skip
+    out = model(inputs, training=False)
+    np.testing.assert_allclose(model.classify(out["audio_embeddings"], inputs["frames"]), out["logits"], rtol=1e-5)
+    other = model.classify(out["audio_embeddings"], tf.reverse(inputs["frames"], axis=[0]))
+    assert not np.allclose(other, out["logits"])
+
+
 def test_learning_rate_schedule() -> None:
     config = micro_config(learning_rate=1e-3, final_learning_rate_fraction=0.1)
     assert T.learning_rate_at(config, 0.0) == pytest.approx(1e-3)
