@@ -23,8 +23,9 @@ undecoded examples: the buffer holds compressed clips, not decoded media),
 so both loaders give the same order for the same seed. Each batch, float
 audio included, is decoded by the numpy loader's code into arrays that
 TensorFlow takes without a copy, and those arrays serve again once
-TensorFlow has let go of them (no fresh memory per batch). Shards of a newer record version are refused before
-reading, naming the file (and the decoder refuses any record it cannot read).
+TensorFlow has let go of them (no fresh memory per batch). Shards of a
+newer record version are refused before reading, naming the file (and the
+decoder refuses any record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
 module stays cheap. Without TensorFlow, :mod:`audioscope.models.numpy_data`
 gives the same examples as numpy arrays.
