@@ -50,7 +50,7 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     video's frames, all labelled off screen (``mismatched_frames_weight``):
     on the default demo's shards, where seeds 1, 4 and 5 had failed (+0.16
     to +1.03 dB), all four seeds tried met the target (+4.77 to +8.85 dB,
-    AUC 0.91-0.99; docs/experiments/audioscope-classifier.md).
+    AUC 0.92-0.99; docs/experiments/audioscope-classifier.md).
 
 A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
 copy with some fields changed (the command line's ``--batch-size``,
