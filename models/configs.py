@@ -48,9 +48,10 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     pseudo-labels by what a sound is and which training video it comes
     from. So each example's sources are also classified against another
     video's frames, all labelled off screen (``mismatched_frames_weight``):
-    on the default demo's shards, where seeds 1, 4 and 5 had failed (+0.16
-    to +1.03 dB), all four seeds tried met the target (+4.77 to +8.85 dB,
-    AUC 0.92-0.99; docs/experiments/audioscope-classifier.md).
+    on the default demo's shards, where seeds 1, 3, 4 and 5 had failed
+    (-0.07 to +1.03 dB), seeds 0, 1, 4 and 5 met the target (+4.77 to
+    +8.85 dB, AUC 0.92-0.99) and seed 3 did not (+0.41 dB);
+    docs/experiments/audioscope-classifier.md.
 
 A configuration is a keyword-only, frozen dataclass; ``replace`` makes a
 copy with some fields changed (the command line's ``--batch-size``,
