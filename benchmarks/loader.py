@@ -218,7 +218,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=64, help="batch size of both passes (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow and tf.data threads (default 1: per core)")
     ap.add_argument("--shuffle-buffer", type=int, default=256, help="buffer of the shuffled passes (default 256)")
-    ap.add_argument("--repeats", type=int, default=3, help="passes of each kind after a warm-up pass; the least wall and the least CPU time count (default 3)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="passes of each kind after a warm-up pass; the least wall and the least CPU time count (default 3)")
     args = ap.parse_args()
     if args.frames_from and not args.videos:
         ap.error("--frames-from goes with --videos")
@@ -286,6 +287,7 @@ def main() -> int:
     loaders = {name: make() for name, make in passes.items()}
     for ds in loaders.values():
         timed(ds)
+
     def fastest(ds: Any) -> tuple[float, float, int]:  # the least wall time and the least CPU time of the passes
         runs = [timed(ds) for _ in range(args.repeats)]
         return min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]

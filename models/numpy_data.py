@@ -312,10 +312,10 @@ class BatchBuffers:
             return dict(arrays)
 
 
-def _empty_batch(n: int, buffers: BatchBuffers | None = None) -> dict[str, np.ndarray]:
+def _empty_batch(n: int, buffers: BatchBuffers) -> dict[str, np.ndarray]:
     """Uninitialised arrays for a batch of ``n`` examples (as :func:`collate` makes them), the numeric
-    ones aligned to :data:`ALIGN` bytes and from ``buffers`` when given."""
-    out = buffers.get(n) if buffers is not None else _numeric_batch(n)[0]
+    ones from ``buffers`` (aligned to :data:`ALIGN` bytes)."""
+    out = buffers.get(n)
     for name in STRINGS:
         out[name] = np.empty(n, object)
     return {name: out[name] for name in FIELDS}
@@ -383,10 +383,10 @@ def chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None = None,
-                  buffers: BatchBuffers | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+def collate_items(items: Sequence[Item], pool: ThreadPoolExecutor | None,
+                  buffers: BatchBuffers) -> dict[str, np.ndarray]:  # fmt: skip
     """The batch of examples ``items`` (:func:`collate` of their :func:`to_arrays`, decoded into
-    preallocated arrays, from ``buffers`` when given; on ``pool``'s threads when given)."""
+    arrays from ``buffers``; on ``pool``'s threads when given)."""
     batch = _empty_batch(len(items), buffers)
     _each_row(len(items), lambda k: fill(batch, k, *items[k]), pool)
     return batch

@@ -466,8 +466,8 @@ CLIP_CODECS: dict[int, tuple[Any, Any]] = {3: (packed_frames_bytes, packed_audio
 
 
 def decode_media(frames: bytes, audio1: bytes, audio2: bytes, version: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frames uint8 [5,128,128,3], audio1 int16 [80000], audio2 int16 [80000]) of a record's media
-    (what the TF loader runs in ``tf.numpy_function``)."""
+    """(frames uint8 [5,128,128,3], audio1 int16 [80000], audio2 int16 [80000]) of a self-contained
+    record's media (schemas 1 and 2)."""
     return frames_from(frames, version), audio_from(audio1, version), audio_from(audio2, version)
 
 
