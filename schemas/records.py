@@ -699,7 +699,10 @@ class ShardReader:
     def take(self, data: bytes) -> dict[str, tuple[str, list]] | None:
         """Parse a record: an example's features (its media decoded by :meth:`media`), or None for a
         clip record, whose compressed media are kept for the examples after it."""
-        feature = _parse(data)
+        return self.take_parsed(_parse(data))
+
+    def take_parsed(self, feature: dict[str, tuple[str, list]]) -> dict[str, tuple[str, list]] | None:
+        """:meth:`take` of a record already parsed (:func:`_parse`'s dict, which it may extend)."""
         version = _version(feature)
         check_version(version, self.where)
         if version < 3:
@@ -792,15 +795,16 @@ def decode(data: bytes) -> MixtureRecord:
     Needs no TensorFlow (:func:`audioscope.schemas.tfrecord.parse_example`). An example of a packed
     (schema 3) shard refers to clips of its shard: read the shard with :func:`decode_shard`."""
     parsed = _parse(data)
-    check_version(_version(parsed))
-    kind = bytes(_one(parsed, "record_kind")).decode("utf-8", "replace") if _version(parsed) >= 3 else EXAMPLE_KIND
+    version = _version(parsed)
+    check_version(version)
+    kind = bytes(_one(parsed, "record_kind")).decode("utf-8", "replace") if version >= 3 else EXAMPLE_KIND
     if kind != EXAMPLE_KIND or not _one(parsed, "frames"):
         raise RecordError(
             "the record refers to the clips of a packed shard (record schema 3): read the whole shard with "
             "records.decode_shard (or the loaders of audioscope.models)"
         )
     reader = ShardReader()
-    feature = reader.take(data)
+    feature = reader.take_parsed(parsed)  # parsed once
     assert feature is not None  # an example record with its media
     return _record(feature, *reader.media(feature))
 

@@ -45,6 +45,16 @@ def test_encode_decode_round_trip_keeps_every_field_and_sample():
     np.testing.assert_array_equal(back.audio2, rec.audio2)
 
 
+def test_decode_parses_a_record_once(monkeypatch):
+    calls = []
+    parse = records._parse
+    monkeypatch.setattr(records, "_parse", lambda data: calls.append(len(data)) or parse(data))
+    data = records.encode(make_record(2))
+    back = records.decode(data)
+    assert calls == [len(data)]
+    np.testing.assert_array_equal(back.frames, make_record(2).frames)
+
+
 def test_the_same_record_gives_the_same_bytes():
     assert records.encode(make_record(3)) == records.encode(make_record(3))
     assert records.encode(make_record(3)) != records.encode(make_record(4))
