@@ -23,7 +23,9 @@ undecoded examples: the buffer holds compressed clips, not decoded media),
 so both loaders give the same order for the same seed. Each batch, float
 audio included, is decoded by the numpy loader's code into arrays that
 TensorFlow takes without a copy, and those arrays serve again once
-TensorFlow has let go of them (no fresh memory per batch). Shards of a
+TensorFlow has let go of them (no fresh memory per batch); the batches are
+read and decoded on one thread of the loader's own, a batch ahead, so the
+memory one batch frees serves the next. Shards of a
 newer record version are refused before reading, naming the file (and the
 decoder refuses any record it cannot read).
 TensorFlow is imported only when a function is called, so importing this
@@ -35,7 +37,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from audioscope import storage
 from audioscope.schemas import records
@@ -97,16 +101,76 @@ def example_batches(files: Sequence[str], *, batch_size: int | None, drop_remain
     epochs = itertools.count()  # shared by every iteration of the dataset: a new order each time
     buffers = BatchBuffers()  # shared too: a batch's arrays serve again once its tensors are gone
 
-    def generate() -> Any:
+    def batches() -> Any:
         with decode_pool(threads) as pool:
             for chunk in chunks(passes(files, shuffle_buffer, seed, repeat, epochs), size):
                 if len(chunk) == size or not drop_remainder or batch_size is None:
                     yield collate_items(chunk, pool, buffers)
 
+    def generate() -> Any:
+        return on_own_thread(batches)
+
     rows = batch_size if drop_remainder and batch_size else None
     signature = {name: tf.TensorSpec((rows, *shape), tf.as_dtype(dtype)) for name, (shape, dtype) in NUMERIC.items()}
     signature.update({name: tf.TensorSpec((rows,), tf.string) for name in STRINGS})
     return tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+
+class _Failed:
+    """What the producer of :func:`on_own_thread` raised, for the consumer to raise."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def on_own_thread(make: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[Any]:
+    """The items of ``make()``, made on one thread of their own, ``depth`` ahead of the consumer.
+
+    TensorFlow asks a generator dataset for its next element on whichever of its threads is free,
+    and glibc gives each thread its own arena: memory a batch freed on one thread was not used again
+    by the next batch read on another, so every shard's records came in fresh pages (page faults).
+    One producer thread reads into one arena. Its exceptions are raised to the consumer; closing
+    this generator (the dataset's iterator dropped early) stops the producer and closes ``make()``'s."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        items = make()
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(_Failed(e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="audioscope-loader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def check_versions(files: Sequence[str]) -> None:

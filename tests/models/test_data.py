@@ -151,8 +151,8 @@ def test_an_abandoned_endless_dataset_leaves_no_decoding_threads(shards):
 
     root, _ = shards
 
-    def decoding() -> list[str]:
-        return [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+    def decoding() -> list[str]:  # the pool's threads and the thread reading the batches
+        return [t.name for t in threading.enumerate() if t.name.startswith(("ThreadPoolExecutor", "audioscope-loader"))]
 
     before = set(decoding())
     for seed in range(3):
@@ -166,6 +166,52 @@ def test_an_abandoned_endless_dataset_leaves_no_decoding_threads(shards):
         while set(decoding()) - before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not set(decoding()) - before
+
+
+def test_batches_are_read_on_one_thread_of_their_own(shards, monkeypatch):
+    # TensorFlow calls the generator on whichever of its threads is free; reading every batch on one
+    # thread keeps the memory it frees for the next batch (glibc keeps an arena per thread)
+    import threading
+
+    from audioscope.models import numpy_data
+
+    root, _ = shards
+    threads = []
+    collate_items = numpy_data.collate_items
+    monkeypatch.setattr(numpy_data, "collate_items", lambda *a: threads.append(threading.current_thread().name) or collate_items(*a))
+    for _ in range(3):
+        assert len(list(load_dataset(str(root), batch_size=2, threads=1))) > 1
+    assert set(threads) == {"audioscope-loader"} and len(threads) > 6
+
+
+def test_the_reading_thread_hands_over_items_errors_and_stops_when_closed():
+    import threading
+
+    from audioscope.models.data import on_own_thread
+
+    assert list(on_own_thread(lambda: iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise records.RecordError("shard x is damaged")
+
+    got = on_own_thread(failing)
+    assert next(got) == 1
+    with pytest.raises(records.RecordError, match="shard x is damaged"):
+        next(got)
+    closed = threading.Event()
+
+    def endless():
+        try:
+            yield from iter(int, 1)  # zeros forever
+        finally:
+            closed.set()
+
+    got = on_own_thread(endless)
+    assert next(got) == 0
+    got.close()  # the consumer lets go early: the producer stops and closes its generator
+    assert closed.wait(5)
+    assert not [t for t in threading.enumerate() if t.name == "audioscope-loader"]
 
 
 def test_importing_the_loader_does_not_import_tensorflow():
