@@ -60,7 +60,8 @@ def test_export_load_round_trip_is_identical(trained) -> None:
     direct = loaded.signatures["serving_default"](
         audio=tf.constant(batch.audio), frames=tf.constant(batch.frames)
     )["probability"].numpy()
-    np.testing.assert_array_equal(got, direct)
+    # the same model: equal up to float rounding (batches of 5 and of 12 take other kernels on some CPUs)
+    np.testing.assert_allclose(got, direct, rtol=1e-6, atol=1e-6)
     # one clip alone gives the same probability as inside a batch
     single = predictor(batch.audio[3], batch.frames[3])
     np.testing.assert_allclose(single[0], got[3], rtol=1e-5, atol=1e-6)

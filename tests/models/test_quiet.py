@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,10 @@ def test_noise_lines_are_recognised_and_others_are_not() -> None:
 
 @pytest.mark.parametrize("verbose", [0, 1])
 def test_tensorflow_start_up_lines_only_with_verbose(verbose: int) -> None:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(verbose)], cwd=REPO, capture_output=True, timeout=300)
+    # not the settings an earlier test of this process left in os.environ (configure(0) sets them)
+    env = {k: v for k, v in os.environ.items() if k not in quiet.QUIET_ENV}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(verbose)], cwd=REPO, capture_output=True, timeout=300,
+                          env=env)  # fmt: skip
     err = done.stderr.decode()
     assert done.returncode == 1
     # what the program itself writes comes through whole, progress lines included
