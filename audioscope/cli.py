@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
-from audioscope import __version__, quiet
+from audioscope import __version__, quiet, tfmemory
 from audioscope.errors import UserError, exception_chain, system_failure
 from audioscope.processes import command_scratch
 
@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None, own_process: bool = False) -> int:
     """Run one command; ``own_process``: the process ends with it (the console script)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet.configure(args.verbose)  # before any command imports TensorFlow
+    tfmemory.configure()  # before any command imports TensorFlow, as:
+    quiet.configure(args.verbose)
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

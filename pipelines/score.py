@@ -112,6 +112,9 @@ def load_predictor(model_path: str, batch_size: int = 64) -> Any:
     ``model_id`` is the same hash of the same files). Raises
     ``SignatureError`` when the model does not have the coincidence signature.
     """
+    from audioscope import tfmemory
+
+    tfmemory.configure()  # a remote worker's first TensorFlow use: its pooling allocator
     from audioscope.schemas.coincidence_signature import load_model
 
     if storage.is_local(model_path):
