@@ -10,8 +10,12 @@ from typing import Callable, Iterator
 
 import pytest
 
+from audioscope import tfmemory
 from tests import registry_media as registry_media_module
 from tests.registry_media import RegistryMedia
+
+# the tests' own TensorFlow uses the allocator every command uses (set before any test imports it)
+tfmemory.configure()
 
 
 # A suite started in the background by a shell without job control (`make test &` in a script)
