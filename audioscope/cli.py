@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None, own_process: bool = False) -> int:
     """Run one command; ``own_process``: the process ends with it (the console script)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    tfmemory.configure()  # before any command imports TensorFlow, as:
+    tfmemory.configure()  # both before any command imports TensorFlow
     quiet.configure(args.verbose)
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],

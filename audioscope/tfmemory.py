@@ -24,15 +24,12 @@ until the process ends (capped at 64 GB by default; TensorFlow's
 from __future__ import annotations
 
 import os
-import sys
 
 #: environment variables TensorFlow reads when it makes its CPU allocator
 ALLOCATOR_ENV = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
 
 
-def configure() -> bool:
-    """Set :data:`ALLOCATOR_ENV` where the user has not; whether it can still take effect (False
-    once TensorFlow is imported: its allocator may already be made)."""
+def configure() -> None:
+    """Set :data:`ALLOCATOR_ENV` where the user has not (no effect on a TensorFlow already in use)."""
     for name, value in ALLOCATOR_ENV.items():
         os.environ.setdefault(name, value)
-    return "tensorflow" not in sys.modules

@@ -52,6 +52,12 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
             "rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
 
 
+def remove_run(out: Path) -> None:
+    """A run's model folder and its ``.run`` state folder gone."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(f"{out}.run", ignore_errors=True)
+
+
 def model_id(command: str, out: Path) -> str:
     if command == "coincidence":
         return str(json.loads((out / "model_card.json").read_text()).get("model_id", ""))
@@ -85,8 +91,7 @@ def main() -> int:
         for command, make in commands.items():
             for name, value in ALLOCATORS.items():
                 out = work / f"{command}-{name}-{r}"
-                shutil.rmtree(out, ignore_errors=True)
-                shutil.rmtree(f"{out}.run", ignore_errors=True)
+                remove_run(out)
                 env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": value}
                 got = measured(make(out), env)
                 results.setdefault((command, name), []).append(got)
@@ -95,8 +100,7 @@ def main() -> int:
                     f"{got['wall']:6.1f} s wall  {got['user']:6.1f} s user  {got['sys']:6.1f} s system  "
                     f"{got['rss_mb']:6.0f} MB peak"
                 )
-                shutil.rmtree(out, ignore_errors=True)
-                shutil.rmtree(f"{out}.run", ignore_errors=True)
+                remove_run(out)
     for command in commands:
         best = {name: {k: min(run[k] for run in results[(command, name)]) for k in ("wall", "user", "sys", "rss_mb")}
                 for name in ALLOCATORS}  # fmt: skip
