@@ -117,7 +117,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--mismatched-frames-weight", type=_number_above(0.0, strict=False), default=None, metavar="W",
                    help="weight of a second classification term: each example's sources against another "
                    "example's frames (another video), all labelled off screen, so that no sound is called "
-                   "on screen for what it sounds like alone; 0 is off (default: the configuration's: paper 0, tiny 1)")
+                   "on screen for what it sounds like alone; 0 is off (default: the configuration's: paper 0, tiny 2)")
     p.add_argument("--video-input", choices=("frames", "motion"), default=None,
                    help="what the video tower sees: the frames (paper), or motion, each frame minus the mean "
                    "of the five, so a static background carries nothing (tiny) (default: the configuration's)")
