@@ -53,7 +53,7 @@ Two configurations, chosen by name (``audioscope train --config NAME``):
     +8.85 dB, AUC 0.92-0.99) and seed 3 did not (+0.41 dB). On a machine
     without AVX-512 (other floating point, so another Df and other shards)
     weight 1 met the target with 2 of 4 seeds; weight 2 met it with all
-    six tried (+4.06 to +9.48 dB, AUC 0.85-0.99; the two that had failed
+    eight tried (+4.06 to +9.48 dB, AUC 0.85-0.99; the two that had failed
     at weight 1 gave +1.03 and +1.76 dB) and so is ``tiny``'s default
     (not tried on the earlier machines' shards);
     docs/experiments/audioscope-classifier.md.
