@@ -113,31 +113,17 @@ def _fields(feature: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_ints(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
-    """An example of ``reader``'s shard with its media as stored: frames uint8, ``pcm1``/``pcm2`` int16."""
+def to_arrays(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
+    """One example of ``reader``'s shard -> the loader's dict of numpy values: frames uint8,
+    ``audio1``, ``audio2`` and ``mixture`` float32 (int16 / 32768)."""
 
     def get() -> dict[str, Any]:
         frames = np.empty(records.FRAMES_SHAPE, np.uint8)
-        pcm1, pcm2 = np.empty(records.AUDIO_SAMPLES, np.int16), np.empty(records.AUDIO_SAMPLES, np.int16)
-        reader.media_into(feature, frames, pcm1, pcm2)
-        return {**_fields(feature), "frames": frames, "pcm1": pcm1, "pcm2": pcm2}
+        audio1, audio2 = np.empty(records.AUDIO_SAMPLES, np.float32), np.empty(records.AUDIO_SAMPLES, np.float32)
+        reader.media_into(feature, frames, audio1, audio2)
+        return {**_fields(feature), "frames": frames, "audio1": audio1, "audio2": audio2, "mixture": audio1 + audio2}
 
     return _guarded(get, reader.where)
-
-
-def to_float(example: dict[str, Any]) -> dict[str, Any]:
-    """:func:`to_ints`'s example with ``audio1``, ``audio2``, ``mixture`` float32 (int16 / 32768)."""
-    out = {k: v for k, v in example.items() if k not in ("pcm1", "pcm2")}
-    scale = np.float32(1 / records.AUDIO_SCALE)
-    out["audio1"] = np.multiply(example["pcm1"], scale, dtype=np.float32)
-    out["audio2"] = np.multiply(example["pcm2"], scale, dtype=np.float32)
-    out["mixture"] = out["audio1"] + out["audio2"]
-    return out
-
-
-def to_arrays(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str, Any]:
-    """One example of ``reader``'s shard -> the loader's dict of numpy values."""
-    return to_float(to_ints(reader, feature))
 
 
 def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardReader, dict[str, Any]]]:
@@ -321,30 +307,15 @@ def _empty_batch(n: int, buffers: BatchBuffers) -> dict[str, np.ndarray]:
     return {name: out[name] for name in FIELDS}
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch_pcm() -> tuple[np.ndarray, np.ndarray]:
-    """Two int16 [80000] arrays of this thread, reused for every example it decodes."""
-    pcm = getattr(_SCRATCH, "pcm", None)
-    if pcm is None:
-        pcm = _SCRATCH.pcm = np.empty((2, records.AUDIO_SAMPLES), np.int16)
-    return pcm[0], pcm[1]
-
-
 def fill(batch: dict[str, np.ndarray], i: int, reader: records.ShardReader, feature: dict[str, Any]) -> None:
     """Decode one example of ``reader``'s shard straight into row ``i`` of ``batch`` (the values of
     :func:`to_arrays`, without its per-example arrays: frames copied once, float audio written in place)."""
 
     def put() -> None:
-        pcm1, pcm2 = _scratch_pcm()
-        reader.media_into(feature, batch["frames"][i], pcm1, pcm2)
+        audio1, audio2 = batch["audio1"][i], batch["audio2"][i]
+        reader.media_into(feature, batch["frames"][i], audio1, audio2)
         for name, value in _fields(feature).items():
             batch[name][i] = value
-        scale = np.float32(1 / records.AUDIO_SCALE)
-        audio1, audio2 = batch["audio1"][i], batch["audio2"][i]
-        np.multiply(pcm1, scale, out=audio1)
-        np.multiply(pcm2, scale, out=audio2)
         np.add(audio1, audio2, out=batch["mixture"][i])
 
     _guarded(put, reader.where)

@@ -398,67 +398,44 @@ def _audio_scratch() -> np.ndarray:
     return _thread_array("audio", (2 * AUDIO_SAMPLES,), np.uint8)
 
 
-#: The shifted additions of :func:`clip_frames_into`'s running sum along a row of w pixels: log2(w).
-_ROW_STEPS = (FRAMES_SHAPE[2] - 1).bit_length()
+def _frames_scratch() -> np.ndarray:
+    """This thread's flat uint8 buffer of one clip's frames, for :func:`clip_frames_into`."""
+    return _thread_array("rows", (int(np.prod(FRAMES_SHAPE)),), np.uint8)
 
 
 def clip_frames_into(version: int, data: bytes, out: np.ndarray) -> None:
     """A clip record's frames (``version`` 3 or 4) decoded into ``out`` (uint8 [5,128,128,3], C order).
 
-    Schema 4's Sub filter is undone by a running sum along each row (modulo 256), made of
-    log2(w) shifted additions over the whole buffer at once, each row's first pixels then put
-    back: numpy's ``cumsum`` along the rows took 550 us a clip on an AMD EPYC (numpy 2.2; 135 us
-    on the machine of earlier measurements), this 95."""
-    if version < 4:
-        _unzstd_into(data, out, "frames")
-        return
-    n, h, w, c = FRAMES_SHAPE
+    Schema 4's filters (the Sub filter along each row, the green differences) are undone by
+    :func:`audioscope.schemas.kernels.unfilter_frames` (compiled: 95-100 us a clip on an AMD EPYC
+    without AVX-512, where numpy's shifted additions over the whole buffer took 155-160)."""
     flat = out.reshape(-1)
-    scratch = _thread_array("rows", flat.shape, np.uint8)
-    # decompress where the last addition ends in ``out`` (an odd number of them: into the scratch)
-    a, b = (scratch, flat) if _ROW_STEPS % 2 else (flat, scratch)
-    _unzstd_into(data, a, "frames")
-    step = c
-    while step < w * c:
-        np.add(a[step:], a[:-step], out=b[step:])  # across row ends too: each row's start is put back
-        b.reshape(n * h, w * c)[:, :step] = a.reshape(n * h, w * c)[:, :step]
-        a, b = b, a
-        step *= 2
-    # undo the green differences: red and blue get their pixel's green back (flat, masked: twice as
-    # fast as the two strided additions)
-    red, blue = _green_masks()
-    np.bitwise_and(flat[1:], red[:-1], out=scratch[:-1])  # the green after each red, 0 elsewhere
-    np.add(flat[:-1], scratch[:-1], out=flat[:-1])
-    np.bitwise_and(flat[:-1], blue[1:], out=scratch[1:])  # the green before each blue
-    np.add(flat[1:], scratch[1:], out=flat[1:])
+    if version < 4:
+        _unzstd_into(data, flat, "frames")
+        return
+    from audioscope.schemas import kernels
 
-
-@functools.cache
-def _green_masks() -> tuple[np.ndarray, np.ndarray]:
-    """0xFF at the red bytes of a clip's frames (flat), 0 elsewhere; the same at the blue bytes."""
-    red = np.zeros(int(np.prod(FRAMES_SHAPE)), np.uint8)
-    blue = red.copy()
-    red[0::3], blue[2::3] = 0xFF, 0xFF
-    red.flags.writeable = blue.flags.writeable = False
-    return red, blue
+    width = FRAMES_SHAPE[2] * FRAMES_SHAPE[3]
+    scratch = _frames_scratch()
+    _unzstd_into(data, kernels.frames_buffer(flat, scratch, width), "frames")
+    kernels.unfilter_frames(flat, scratch, width)
 
 
 def clip_audio_into(version: int, data: bytes, out: np.ndarray) -> None:
-    """A clip record's audio (``version`` 3 or 4) decoded into ``out`` (int16 [80000])."""
+    """A clip record's audio (``version`` 3 or 4) decoded into ``out``: int16 [80000], or float32
+    [80000] for the samples / 32768 (written straight from the stored bytes, no int16 copy)."""
     scratch = _audio_scratch()
     _unzstd_into(data, scratch, "audio")
     if version < 4:
-        _join_bytes(scratch, out)
+        if out.dtype == np.int16:
+            _join_bytes(scratch, out)
+        else:
+            np.multiply(_join_bytes(scratch, _thread_array("pcm", (AUDIO_SAMPLES,), np.int16)),
+                        np.float32(1 / AUDIO_SCALE), out=out)  # fmt: skip
         return
-    out[...] = scratch[:AUDIO_SAMPLES].view(np.int8)  # h
-    out <<= 8
-    out += scratch[AUDIO_SAMPLES:].view(np.int8)  # + l, modulo 2**16
-    # undo the differences: a running sum in int32 (4x faster than in int16 on some CPUs), modulo 2**16,
-    # in place in this thread's buffer (``cumsum(dtype=)`` would cast into a fresh array each clip)
-    total = _thread_array("audio_sum", (AUDIO_SAMPLES,), np.int32)
-    np.copyto(total, out)
-    np.cumsum(total, out=total)
-    np.copyto(out, total, casting="unsafe")
+    from audioscope.schemas import kernels
+
+    kernels.unfilter_audio(scratch, out, 1 / AUDIO_SCALE)  # the differences' running sum, modulo 2**16
 
 
 #: The clip record codecs of each packed-shard version: (frames writer, audio writer).
@@ -744,10 +721,16 @@ class ShardReader:
     def media_into(self, feature: Mapping[str, tuple[str, list]], frames: np.ndarray, pcm1: np.ndarray,
                    pcm2: np.ndarray) -> int:  # fmt: skip
         """:meth:`media` written into ``frames`` (uint8 [5,128,128,3], C-contiguous), ``pcm1`` and
-        ``pcm2`` (int16 [80000]); the version. Thread-safe; no new arrays for a packed shard."""
+        ``pcm2`` (int16 [80000], or float32 [80000] for the samples / 32768); the version.
+        Thread-safe; no new arrays for a packed shard."""
         version = _version(feature)
         if version < 3 or _one(feature, "frames"):
-            version, frames[...], pcm1[...], pcm2[...] = self.media(feature, writable=False)
+            version, frames[...], got1, got2 = self.media(feature, writable=False)
+            for got, out in ((got1, pcm1), (got2, pcm2)):
+                if out.dtype == np.float32:
+                    np.multiply(got, np.float32(1 / AUDIO_SCALE), out=out)
+                else:
+                    out[...] = got
             return version
         clips, audio1, audio2 = feature[_CLIPS]
         clip_frames_into(*clips, frames)

@@ -1,0 +1,90 @@
+"""audioscope.schemas.kernels: the compiled decoders of schema 4's clip filters, against plain numpy."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from audioscope.schemas import kernels, records
+from audioscope.schemas.records import AUDIO_SAMPLES, FRAMES_SHAPE
+
+
+def reference_frames(filtered: np.ndarray, width: int) -> np.ndarray:
+    """The filters undone the obvious way: a running sum along each row per channel, then red and
+    blue plus their pixel's green (all modulo 256)."""
+    rows = filtered.reshape(-1, width // 3, 3)
+    pixels = np.cumsum(rows, axis=1, dtype=np.uint8)
+    pixels[..., 0] += pixels[..., 1]
+    pixels[..., 2] += pixels[..., 1]
+    return pixels.reshape(-1)
+
+
+def reference_audio(planes: np.ndarray) -> np.ndarray:
+    n = planes.size // 2
+    steps = planes[:n].view(np.int8).astype(np.int64) * 256 + planes[n:].view(np.int8)
+    return np.cumsum(steps).astype(np.uint16).view(np.int16)  # modulo 2**16
+
+
+@pytest.mark.parametrize("pixels", [128, 6, 4, 1, 3])  # 7, 3, 2, 0 and 1 shifted additions a row
+def test_the_frame_kernel_undoes_any_bytes_as_the_running_sum_does(pixels):
+    rng = np.random.default_rng(pixels)
+    width = 3 * pixels
+    size = 7 * width
+    filtered = rng.integers(0, 256, size, dtype=np.uint8)
+    out, scratch = np.empty(size, np.uint8), np.empty(size, np.uint8)
+    kernels.frames_buffer(out, scratch, width)[...] = filtered
+    kernels.unfilter_frames(out, scratch, width)
+    np.testing.assert_array_equal(out, reference_frames(filtered, width))
+
+
+def test_the_audio_kernel_wraps_as_int16_and_scales_exactly():
+    rng = np.random.default_rng(3)
+    for planes in (rng.integers(0, 256, 2 * AUDIO_SAMPLES, dtype=np.uint8), np.full(2 * AUDIO_SAMPLES, 0x7F, np.uint8),
+                   np.resize(np.array([0x80, 0x7F, 0xFF, 0x00], np.uint8), 2 * AUDIO_SAMPLES)):  # fmt: skip
+        want = reference_audio(planes)
+        pcm = np.empty(AUDIO_SAMPLES, np.int16)
+        kernels.unfilter_audio(planes, pcm)
+        np.testing.assert_array_equal(pcm, want)
+        floats = np.empty(AUDIO_SAMPLES, np.float32)
+        kernels.unfilter_audio(planes, floats, 1 / 32768)
+        np.testing.assert_array_equal(floats, want.astype(np.float32) / np.float32(32768))
+
+
+def test_the_audio_kernel_refuses_a_wrong_size_or_type():
+    with pytest.raises(ValueError, match="bytes of audio planes"):
+        kernels.unfilter_audio(np.zeros(10, np.uint8), np.empty(4, np.int16))
+    with pytest.raises(TypeError, match="int16 or float32"):
+        kernels.unfilter_audio(np.zeros(8, np.uint8), np.empty(4, np.float64))
+
+
+def test_clips_decode_alike_on_many_threads_at_once():
+    # the kernels run without the GIL in the loader's decode threads, each on its own scratch
+    rng = np.random.default_rng(5)
+    clips = [(rng.integers(0, 256, FRAMES_SHAPE, dtype=np.uint8),
+              rng.integers(-32768, 32768, AUDIO_SAMPLES, dtype=np.int16)) for _ in range(8)]  # fmt: skip
+    stored = [(records.clip_frames_bytes(f), records.clip_audio_bytes(a)) for f, a in clips]
+
+    def decode(k: int) -> bool:
+        frames, audio = np.empty(FRAMES_SHAPE, np.uint8), np.empty(AUDIO_SAMPLES, np.float32)
+        for _ in range(5):
+            records.clip_frames_into(4, stored[k][0], frames)
+            records.clip_audio_into(4, stored[k][1], audio)
+            if not (np.array_equal(frames, clips[k][0]) and np.array_equal(audio, clips[k][1] / np.float32(32768))):
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(decode, range(8)))
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_clip_audio_decodes_to_float_as_int16_over_32768(version):
+    audio = np.random.default_rng(version).integers(-32768, 32768, AUDIO_SAMPLES, dtype=np.int16)
+    stored = records.CLIP_CODECS[version][1](audio)
+    pcm, floats = np.empty(AUDIO_SAMPLES, np.int16), np.empty(AUDIO_SAMPLES, np.float32)
+    records.clip_audio_into(version, stored, pcm)
+    records.clip_audio_into(version, stored, floats)
+    np.testing.assert_array_equal(pcm, audio)
+    np.testing.assert_array_equal(floats, audio / np.float32(records.AUDIO_SCALE))
