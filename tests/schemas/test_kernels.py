@@ -27,16 +27,16 @@ def reference_audio(planes: np.ndarray) -> np.ndarray:
     return np.cumsum(steps).astype(np.uint16).view(np.int16)  # modulo 2**16
 
 
-@pytest.mark.parametrize("pixels", [128, 6, 4, 1, 3])  # 7, 3, 2, 0 and 1 shifted additions a row
+@pytest.mark.parametrize("pixels", [128, 5, 1])
 def test_the_frame_kernel_undoes_any_bytes_as_the_running_sum_does(pixels):
     rng = np.random.default_rng(pixels)
     width = 3 * pixels
-    size = 7 * width
-    filtered = rng.integers(0, 256, size, dtype=np.uint8)
-    out, scratch = np.empty(size, np.uint8), np.empty(size, np.uint8)
-    kernels.frames_buffer(out, scratch, width)[...] = filtered
-    kernels.unfilter_frames(out, scratch, width)
-    np.testing.assert_array_equal(out, reference_frames(filtered, width))
+    filtered = rng.integers(0, 256, 7 * width, dtype=np.uint8)
+    data = filtered.copy()
+    kernels.unfilter_frames(data, width)
+    np.testing.assert_array_equal(data, reference_frames(filtered, width))
+    with pytest.raises(ValueError, match="cannot be rows"):
+        kernels.unfilter_frames(data, width + 1)
 
 
 def test_the_audio_kernel_wraps_as_int16_and_scales_exactly():
