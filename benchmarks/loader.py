@@ -219,7 +219,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow and tf.data threads (default 1: per core)")
     ap.add_argument("--shuffle-buffer", type=int, default=256, help="buffer of the shuffled passes (default 256)")
     ap.add_argument("--repeats", type=int, default=3,
-                    help="passes of each kind after a warm-up pass; the least wall and the least CPU time count (default 3)")
+                    help="passes of each loader after a warm-up pass, in rounds of one pass of every loader; the least wall and the least CPU time count (default 3)")
     args = ap.parse_args()
     if args.frames_from and not args.videos:
         ap.error("--frames-from goes with --videos")
@@ -288,11 +288,13 @@ def main() -> int:
     for ds in loaders.values():
         timed(ds)
 
-    def fastest(ds: Any) -> tuple[float, float, int]:  # the least wall time and the least CPU time of the passes
-        runs = [timed(ds) for _ in range(args.repeats)]
-        return min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]
-
-    results = {name: fastest(ds) for name, ds in loaders.items()}
+    # the passes taken in rounds, one of every loader a round: a burst of load on a shared machine
+    # slows one pass of each loader, not every pass of one; the least wall and CPU time count
+    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in loaders}
+    for _ in range(args.repeats):
+        for name, ds in loaders.items():
+            runs[name].append(timed(ds))
+    results = {name: (min(r[0] for r in got), min(r[1] for r in got), got[0][2]) for name, got in runs.items()}
     assert len({r[2] for name, r in results.items() if name != "raw"}) == 1, results  # raw: clip records too
 
     def line(t: tuple[float, float, int]) -> str:
