@@ -19,14 +19,10 @@ the local runner starts inherit it), and the score pipeline's model loader
 calls it on remote workers. The pool grows to the process's peak and is kept
 until the process ends (capped at 64 GB by default; TensorFlow's
 ``TF_CPU_BFC_MEM_LIMIT_IN_MB`` sets another cap).
-
-Python's own memory: :func:`freeze_long_lived`, for the loops that read
-mixture shards with TensorFlow in the process.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 
 #: environment variables TensorFlow reads when it makes its CPU allocator
@@ -37,18 +33,3 @@ def configure() -> None:
     """Set :data:`ALLOCATOR_ENV` where the user has not (no effect on a TensorFlow already in use)."""
     for name, value in ALLOCATOR_ENV.items():
         os.environ.setdefault(name, value)
-
-
-def freeze_long_lived() -> None:
-    """Collect garbage once, then keep every object alive now out of Python's cyclic collector
-    (``gc.freeze``): the loops that read mixture shards call it once their model and compiled step
-    exist, objects that live to the process's end.
-
-    With TensorFlow imported a process tracks ~360,000 objects, and a full collection walks them all
-    (164 ms on 2 cores of an AMD EPYC). Python runs one whenever the objects that outlived the young
-    collections reach a quarter of the old ones; a loader's parsed records (a batch's chunk, the
-    shuffle buffer) get there every ~20 batches: 9-13% of the TF loader's CPU time on the demo's
-    shards. Frozen objects are never collected afterwards, so this is for a process whose
-    long-lived objects are built (not for library code that cannot know that)."""
-    gc.collect()
-    gc.freeze()

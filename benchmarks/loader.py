@@ -31,12 +31,7 @@ TensorFlow and the TF loader's decoding run with ``--threads`` threads
 process CPU time. Targets (the last lines say whether they are met):
 schema 4 at least 4x fewer bytes per example than schema 1, and the decoded
 loader at >= 1,000 examples per CPU-second. TensorFlow's start-up lines are
-kept out of the output as the CLI keeps them out. After the warm-up pass the
-objects alive are kept out of Python's cyclic collector, as `audioscope
-train` does after its first step (``tfmemory.freeze_long_lived``: with
-TensorFlow imported, the collector's full passes cost the TF loader 9-13%
-of its time); ``--gc-as-is`` leaves the collector alone, as in a script of
-your own that does not freeze.
+kept out of the output as the CLI keeps them out.
 
     make media  # once: the registry's real videos (`make test` fetches the same)
     .venv/bin/python benchmarks/loader.py --examples 600 --repeats 5
@@ -223,9 +218,6 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=64, help="batch size of both passes (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow and tf.data threads (default 1: per core)")
     ap.add_argument("--shuffle-buffer", type=int, default=256, help="buffer of the shuffled passes (default 256)")
-    ap.add_argument("--gc-as-is", action="store_true",
-                    help="leave Python's cyclic collector as it is (by default the objects alive after the warm-up "
-                         "pass are frozen, as `audioscope train` freezes its own after its first step)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="passes of each loader after a warm-up pass, in rounds of one pass of every loader; the least wall and the least CPU time count (default 3)")
     args = ap.parse_args()
@@ -236,7 +228,7 @@ def main() -> int:
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(var, str(args.threads))
 
-    from audioscope import quiet, tfmemory
+    from audioscope import quiet
 
     quiet.configure()  # TensorFlow's start-up notes off stderr, as the CLI does
     import tensorflow as tf
@@ -295,8 +287,6 @@ def main() -> int:
     loaders = {name: make() for name, make in passes.items()}
     for ds in loaders.values():
         timed(ds)
-    if not args.gc_as_is:  # as `audioscope train` does after its first step
-        tfmemory.freeze_long_lived()
 
     # the passes taken in rounds, one of every loader a round: a burst of load on a shared machine
     # slows one pass of each loader, not every pass of one; the least wall and CPU time count

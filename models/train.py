@@ -50,7 +50,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audioscope import storage, tfmemory
+from audioscope import storage
 from audioscope.models.audioscope_model import AudioScopeModel, build_model, export_model
 from audioscope.models.configs import AudioScopeConfig
 from audioscope.models.losses import classification_loss, mixit_loss, pseudo_labels, source_power_weights
@@ -372,8 +372,6 @@ def _loop(
                 break
             trainer.optimizer.learning_rate.assign(learning_rate_at(config, run_progress(step, target, elapsed, time_budget_s)))
             window.append(trainer.train_step(next(batches)))
-            if step == start_step:  # the model, its optimizer and its compiled step now exist
-                tfmemory.freeze_long_lived()
             step += 1
             if bar:
                 bar.update(1)

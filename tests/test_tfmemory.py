@@ -22,23 +22,3 @@ def test_every_command_sets_it_before_running(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli.quiet, "configure", lambda verbose=0: seen.append(os.environ.get("TF_CPU_ALLOCATOR_USE_BFC")))
     assert cli.main(["clips", "list", "--store", str(tmp_path / "no-store")]) != 0  # a command that fails at once
     assert seen == ["true"]  # set before the command (and before quiet's settings)
-
-
-def test_freeze_long_lived_collects_then_freezes_what_is_alive():
-    import gc
-    import weakref
-
-    class Cycle:
-        pass
-
-    garbage, alive = Cycle(), Cycle()
-    garbage.me, alive.me = garbage, alive  # cycles only the collector frees
-    gone = weakref.ref(garbage)
-    del garbage
-    try:
-        tfmemory.freeze_long_lived()
-        assert gone() is None  # collected before the freeze
-        assert gc.get_freeze_count() > 0
-        assert not gc.is_tracked(alive) or alive not in gc.get_objects()  # frozen: out of every generation
-    finally:
-        gc.unfreeze()
