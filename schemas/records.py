@@ -86,7 +86,6 @@ parsed by the ``protobuf`` package's C parser where it is installed, else by
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import tempfile
