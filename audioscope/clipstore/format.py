@@ -11,6 +11,7 @@ import io
 import json
 import math
 import struct
+import threading
 import uuid
 import zipfile
 import zlib
@@ -468,6 +469,20 @@ def zip_bytes(members: list[tuple[str, bytes, tuple[int, int] | None]]) -> bytes
     return bytes(out + central + end)
 
 
+#: ``numpy.load`` parses a ``.npy`` header with ``ast.literal_eval``, and CPython 3.11's AST
+#: construction is not thread-safe ("SystemError: AST constructor recursion depth mismatch" when
+#: two threads parse at once; cpython gh-106905): media shards are read on the coincidence
+#: trainer's reading threads, so the parse takes this lock (the member is inflated outside it).
+_NPY_LOCK = threading.Lock()
+
+
+def load_member(z: zipfile.ZipFile, name: str) -> np.ndarray:
+    """The ``.npy`` member ``name`` of a media shard's zip (never with pickle; thread-safe)."""
+    raw = z.read(name)
+    with _NPY_LOCK:
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
 def decode_media(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(audio int16, frames uint8 [n, size, size, 3], meta) of a media shard.
 
@@ -479,12 +494,12 @@ def decode_media(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         if meta.get("format_version") not in MEDIA_VERSIONS:
             raise StoreError(f"media shard of format {meta.get('format_version')}; this version reads {MEDIA_VERSIONS}")
         if "seconds.npy" in z.namelist():
-            meta["seconds"] = np.load(io.BytesIO(z.read("seconds.npy")), allow_pickle=False).tolist()
+            meta["seconds"] = load_member(z, "seconds.npy").tolist()
         else:
             meta["seconds"] = list(range(int(meta["n_seconds"])))
-        audio = np.load(io.BytesIO(z.read("audio.npy")), allow_pickle=False)
-        offsets = np.load(io.BytesIO(z.read("frame_offsets.npy")), allow_pickle=False)
-        blob = np.load(io.BytesIO(z.read("frame_data.npy")), allow_pickle=False).tobytes()
+        audio = load_member(z, "audio.npy")
+        offsets = load_member(z, "frame_offsets.npy")
+        blob = load_member(z, "frame_data.npy").tobytes()
     size = int(meta["frame_size"])
     frames = np.zeros((len(offsets) - 1, size, size, 3), dtype=np.uint8)
     for i in range(len(offsets) - 1):

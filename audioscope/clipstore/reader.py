@@ -16,6 +16,7 @@ from audioscope.clipstore.format import (
     StoreError,
     StoreParams,
     decode_media,
+    load_member,
     load_store_json,
 )
 from audioscope.shell import q
@@ -86,11 +87,11 @@ def read_clip_media(
         if version not in MEDIA_VERSIONS:
             raise ValueError(f"the media of {video_id} is in store format {version}; this reader reads {MEDIA_VERSIONS}")
         sr = int(meta["sample_rate"])
-        audio = np.load(io.BytesIO(z.read("audio.npy")), allow_pickle=False)
-        offsets = np.load(io.BytesIO(z.read("frame_offsets.npy")), allow_pickle=False)
-        blob = np.load(io.BytesIO(z.read("frame_data.npy")), allow_pickle=False).tobytes()
+        audio = load_member(z, "audio.npy")
+        offsets = load_member(z, "frame_offsets.npy")
+        blob = load_member(z, "frame_data.npy").tobytes()
         if "seconds.npy" in z.namelist():
-            seconds = np.load(io.BytesIO(z.read("seconds.npy")), allow_pickle=False)
+            seconds = load_member(z, "seconds.npy")
         else:
             seconds = np.arange(len(offsets) - 1, dtype=np.int64)
     n = CLIP_SECONDS

@@ -88,3 +88,29 @@ def test_media_shard_is_an_npz_that_numpy_reads():
     np.testing.assert_array_equal(got_audio, audio)
     np.testing.assert_array_equal(got_frames, frames)
     assert meta["video_id"] == "v" and meta["n_seconds"] == 3
+
+
+def test_media_shards_parse_their_npy_headers_one_thread_at_a_time(monkeypatch):
+    # numpy parses a .npy header with ast.literal_eval, and CPython 3.11's AST construction is not
+    # thread-safe (a SystemError seen when the coincidence trainer's reading threads ran under
+    # load): every .npy member goes through clipstore.format's lock, also from many threads at once
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audioscope.clipstore import format as fmt
+
+    rng = np.random.default_rng(2)
+    audio = rng.integers(-20_000, 20_000, 16_000 * 2, dtype=np.int16)
+    frames = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    shard = encode_media(audio, frames, StoreParams(), video_id="v")
+    real_load, unlocked = np.load, []
+
+    def load(*args, **kwargs):
+        if not fmt._NPY_LOCK.locked():
+            unlocked.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(fmt.np, "load", load)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: decode_media(shard), range(16)))
+    assert not unlocked
+    assert all(np.array_equal(a, audio) and np.array_equal(f, frames) for a, f, _ in got)
