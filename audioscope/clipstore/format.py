@@ -469,10 +469,10 @@ def zip_bytes(members: list[tuple[str, bytes, tuple[int, int] | None]]) -> bytes
     return bytes(out + central + end)
 
 
-#: ``numpy.load`` parses a ``.npy`` header with ``ast.literal_eval``, and CPython 3.11's AST
-#: construction is not thread-safe ("SystemError: AST constructor recursion depth mismatch" when
-#: two threads parse at once; cpython gh-106905): media shards are read on the coincidence
-#: trainer's reading threads, so the parse takes this lock (the member is inflated outside it).
+#: ``numpy.load`` parses a ``.npy`` header with ``ast.literal_eval``, and CPython 3.11 keeps the AST
+#: builder's recursion depth per interpreter: two threads building AST objects at once can raise
+#: "SystemError: AST constructor recursion depth mismatch" (seen in the coincidence trainer's
+#: reading threads under load). So the parse takes this lock (the member is inflated outside it).
 _NPY_LOCK = threading.Lock()
 
 
