@@ -412,6 +412,14 @@ def clip_frames_into(version: int, data: bytes, out: np.ndarray) -> None:
         kernels.unfilter_frames(flat, FRAMES_SHAPE[2] * FRAMES_SHAPE[3])
 
 
+def _samples_into(pcm: np.ndarray, out: np.ndarray) -> None:
+    """int16 ``pcm`` into ``out``: as they are (int16), or / 32768 (float32)."""
+    if out.dtype == np.float32:
+        np.multiply(pcm, np.float32(1 / AUDIO_SCALE), out=out)
+    else:
+        out[...] = pcm
+
+
 def clip_audio_into(version: int, data: bytes, out: np.ndarray) -> None:
     """A clip record's audio (``version`` 3 or 4) decoded into ``out``: int16 [80000], or float32
     [80000] for the samples / 32768 (written straight from the stored bytes, no int16 copy)."""
@@ -421,8 +429,7 @@ def clip_audio_into(version: int, data: bytes, out: np.ndarray) -> None:
         if out.dtype == np.int16:
             _join_bytes(scratch, out)
         else:
-            np.multiply(_join_bytes(scratch, _thread_array("pcm", (AUDIO_SAMPLES,), np.int16)),
-                        np.float32(1 / AUDIO_SCALE), out=out)  # fmt: skip
+            _samples_into(_join_bytes(scratch, _thread_array("pcm", (AUDIO_SAMPLES,), np.int16)), out)
         return
     from audioscope.schemas import kernels
 
@@ -717,11 +724,8 @@ class ShardReader:
         version = _version(feature)
         if version < 3 or _one(feature, "frames"):
             version, frames[...], got1, got2 = self.media(feature, writable=False)
-            for got, out in ((got1, pcm1), (got2, pcm2)):
-                if out.dtype == np.float32:
-                    np.multiply(got, np.float32(1 / AUDIO_SCALE), out=out)
-                else:
-                    out[...] = got
+            _samples_into(got1, pcm1)
+            _samples_into(got2, pcm2)
             return version
         clips, audio1, audio2 = feature[_CLIPS]
         clip_frames_into(*clips, frames)

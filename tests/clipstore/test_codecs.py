@@ -91,9 +91,9 @@ def test_media_shard_is_an_npz_that_numpy_reads():
 
 
 def test_media_shards_parse_their_npy_headers_one_thread_at_a_time(monkeypatch):
-    # numpy parses a .npy header with ast.literal_eval, and CPython 3.11's AST construction is not
-    # thread-safe (a SystemError seen when the coincidence trainer's reading threads ran under
-    # load): every .npy member goes through clipstore.format's lock, also from many threads at once
+    # numpy parses a .npy header with ast.literal_eval, and on CPython 3.11 two threads building AST
+    # objects at once can raise a SystemError (seen in the coincidence trainer's reading threads
+    # under load): every .npy member goes through clipstore.format's lock, also from many threads
     from concurrent.futures import ThreadPoolExecutor
 
     from audioscope.clipstore import format as fmt
