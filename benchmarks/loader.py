@@ -1,21 +1,22 @@
 #!/usr/bin/env python
-"""Loader benchmark: bytes per example and examples per second per core, record schemas 1 to 4.
+"""Loader benchmark: bytes per example and examples per second per core, record schemas 1 to 5.
 
 The same examples (``--source`` shards, at most ``--examples`` of them, or
 ``--examples`` synthetic ones) are written in one run as record schema 1
 (raw frames and PCM, the baseline), as schema 2 (every example with its own
 zstd media), as schema 3 (a packed shard: each clip's media once, then the
-examples by reference) and as schema 4 (the current layout: packed, with the
-clip codecs chosen on real videos), and read back by:
+examples by reference), as schema 4 (packed, with the clip codecs chosen on
+real videos) and as schema 5 (the current layout: schema 4 with the audio
+predicted per block), and read back by:
 
-  raw        ``tf.data.TFRecordDataset`` over the schema-4 shard, batched,
+  raw        ``tf.data.TFRecordDataset`` over the schema-5 shard, batched,
              serialized records only (reading and CRC checks, no parsing).
   tf v1      ``audioscope.models.data.load_dataset(batch_size=B)`` on the
              schema-1 shard (parsed, decoded: frames uint8, audio float32).
-  tf v2-v4   the same loader on the schema-2, -3 and -4 shards.
-  numpy v2-v4 ``audioscope.models.numpy_data.MixtureArrays`` (no TensorFlow),
+  tf v2-v5   the same loader on the schema-2 to -5 shards.
+  numpy v2-v5 ``audioscope.models.numpy_data.MixtureArrays`` (no TensorFlow),
              one thread.
-  shuffled   both loaders on the schema-4 shard with a shuffle buffer of
+  shuffled   both loaders on the schema-5 shard with a shuffle buffer of
              ``--shuffle-buffer`` examples (seed 1): the training path.
 
 The examples are, by default, the 5-second clips of the real videos that
@@ -29,7 +30,7 @@ example of the shard, from another video.
 TensorFlow and the TF loader's decoding run with ``--threads`` threads
 (default 1, so rates are per core); every rate is also given per second of
 process CPU time. Targets (the last lines say whether they are met):
-schema 4 at least 4x fewer bytes per example than schema 1, and the decoded
+schema 5 at least 4x fewer bytes per example than schema 1, and the decoded
 loader at >= 1,000 examples per CPU-second. TensorFlow's start-up lines are
 kept out of the output as the CLI keeps them out.
 
@@ -43,7 +44,7 @@ kept out of the output as the CLI keeps them out.
 
 ``--synthetic`` examples are flat coloured shapes on a background of
 uniform noise and tones with white noise (no files needed): the noise is
-incompressible and the filters of schema 4 spread it, so schema 4 comes out
+incompressible and the filters of schemas 4 and 5 spread it, so they come out
 larger than schema 3 on them and the targets do not apply; real videos and
 real shards (``--source``) are the measurement that counts
 (``benchmarks/record_bytes.py`` measures bytes on real videos).
@@ -174,14 +175,16 @@ def registry_videos() -> list[str]:
     return [str(p) for p in paths]
 
 
-#: The issue's targets: schema 4 bytes per example against schema 1, decoded examples per CPU-second.
+#: The issue's targets: the current schema's bytes per example against schema 1, decoded examples per CPU-second.
 TARGET_SMALLER, TARGET_RATE = 4.0, 1000.0
 
 
 def verdicts(smaller: float, per_cpu_second: dict[str, float], synthetic: bool) -> dict[str, str]:
     """The summary's target lines: 4x fewer bytes, >= 1,000 decoded examples per CPU-second (the slowest of
-    the four schema-4 loaders), each met or not; on synthetic noise the targets do not apply."""
-    slowest = min(("tf v4", "numpy v4", "tf v4 shuffled", "numpy v4 shuffled"), key=per_cpu_second.__getitem__)
+    the four loaders of the current schema), each met or not; on synthetic noise the targets do not apply."""
+    from audioscope.schemas.records import SCHEMA_VERSION as v
+
+    slowest = min((f"tf v{v}", f"numpy v{v}", f"tf v{v} shuffled", f"numpy v{v} shuffled"), key=per_cpu_second.__getitem__)
     rate = per_cpu_second[slowest]
     if synthetic:
         note = "not judged: synthetic noise does not compress; measure real videos (the default) or --source"
@@ -256,18 +259,16 @@ def main() -> int:
     else:
         recs = list(synthetic_records(args.examples))
         what = f"{len(recs)} synthetic examples (shapes on noise, tones with noise)"
-    v1 = os.path.join(scratch.name, "v1-00000-of-00001.tfrecord")
-    v2 = os.path.join(scratch.name, "v2-00000-of-00001.tfrecord")
-    v3 = os.path.join(scratch.name, "v3-00000-of-00001.tfrecord")
-    v4 = os.path.join(scratch.name, "v4-00000-of-00001.tfrecord")
-    records.write_tfrecord(v1, [as_version_1(r) for r in recs])
-    records.write_tfrecord(v2, [as_version_2(r) for r in recs])
-    records.write_tfrecord(v3, records.encode_shard(recs, version=3))
-    records.write_tfrecord(v4, records.encode_shard(recs, version=4))
-    bytes1, bytes2, bytes3, bytes4 = (os.path.getsize(v) / len(recs) for v in (v1, v2, v3, v4))
+    now, before = records.SCHEMA_VERSION, records.SCHEMA_VERSION - 1
+    shard = {v: os.path.join(scratch.name, f"v{v}-00000-of-00001.tfrecord") for v in range(1, now + 1)}
+    records.write_tfrecord(shard[1], [as_version_1(r) for r in recs])
+    records.write_tfrecord(shard[2], [as_version_2(r) for r in recs])
+    for v in range(3, now + 1):
+        records.write_tfrecord(shard[v], records.encode_shard(recs, version=v))
+    size = {v: os.path.getsize(path) / len(recs) for v, path in shard.items()}
 
     def raw() -> Any:
-        return tf.data.TFRecordDataset([v4]).batch(args.batch_size).with_options(options)
+        return tf.data.TFRecordDataset([shard[now]]).batch(args.batch_size).with_options(options)
 
     def tf_loader(path: str, shuffle: int = 0) -> Callable[[], Any]:
         kw = {"shuffle_buffer": shuffle, "seed": 1} if shuffle else {}
@@ -277,11 +278,11 @@ def main() -> int:
         kw = {"shuffle_buffer": shuffle, "seed": 1} if shuffle else {}
         return lambda: MixtureArrays([path], batch_size=args.batch_size, **kw)
 
-    passes = {
-        "raw": raw, "tf v1": tf_loader(v1), "tf v2": tf_loader(v2), "tf v3": tf_loader(v3), "tf v4": tf_loader(v4),
-        "numpy v2": numpy_loader(v2), "numpy v3": numpy_loader(v3), "numpy v4": numpy_loader(v4),
-        "tf v4 shuffled": tf_loader(v4, args.shuffle_buffer), "numpy v4 shuffled": numpy_loader(v4, args.shuffle_buffer),
-    }  # fmt: skip
+    passes: dict[str, Callable[[], Any]] = {"raw": raw}
+    passes.update({f"tf v{v}": tf_loader(shard[v]) for v in shard})
+    passes.update({f"numpy v{v}": numpy_loader(shard[v]) for v in shard if v >= 2})
+    passes[f"tf v{now} shuffled"] = tf_loader(shard[now], args.shuffle_buffer)
+    passes[f"numpy v{now} shuffled"] = numpy_loader(shard[now], args.shuffle_buffer)
     # each loader made once and read repeats + 1 times, as training reads one dataset epoch after epoch;
     # the first pass warms up (page cache, graph tracing, the loaders' reusable batch arrays)
     loaders = {name: make() for name, make in passes.items()}
@@ -301,28 +302,20 @@ def main() -> int:
         wall, cpu, k = t
         return f"{wall:7.2f} s  {k / wall:8.0f} examples/s  {k / cpu:8.0f} examples per CPU-second"
 
-    rows: dict[str, object] = {
-        "examples": what,
-        "threads": args.threads,
-        "batch size": args.batch_size,
-        "bytes per example, schema 1 (baseline)": f"{bytes1 / 1000:8.1f} kB",
-        "bytes per example, schema 2": f"{bytes2 / 1000:8.1f} kB  ({bytes1 / bytes2:.2f}x smaller)",
-        "bytes per example, schema 3": f"{bytes3 / 1000:8.1f} kB  ({bytes1 / bytes3:.2f}x smaller)",
-        "bytes per example, schema 4": f"{bytes4 / 1000:8.1f} kB  ({bytes1 / bytes4:.2f}x smaller)",
-        "raw records (schema 4)": line(results["raw"]),
-        "tf loader, schema 1 (baseline)": line(results["tf v1"]),
-        "tf loader, schema 2": line(results["tf v2"]),
-        "tf loader, schema 3": line(results["tf v3"]),
-        "tf loader, schema 4": line(results["tf v4"]),
-        "numpy loader, schema 2": line(results["numpy v2"]),
-        "numpy loader, schema 3": line(results["numpy v3"]),
-        "numpy loader, schema 4": line(results["numpy v4"]),
-        f"tf loader, schema 4, shuffled ({args.shuffle_buffer})": line(results["tf v4 shuffled"]),
-        f"numpy loader, schema 4, shuffled ({args.shuffle_buffer})": line(results["numpy v4 shuffled"]),
-        "tf v4 / tf v3 time": f"{results['tf v4'][0] / results['tf v3'][0]:7.2f}x",
-        "numpy v4 / numpy v3 time": f"{results['numpy v4'][0] / results['numpy v3'][0]:7.2f}x",
-    }
-    rows.update(verdicts(bytes1 / bytes4, {name: k / cpu for name, (_, cpu, k) in results.items()}, args.synthetic))
+    def label(name: str) -> str:  # "tf v5 shuffled" -> "tf loader, schema 5, shuffled (256)"
+        loader, v, *shuffled = name.split()
+        return f"{loader} loader, schema {v[1:]}" + (" (baseline)" if v == "v1" else "") + (
+            f", shuffled ({args.shuffle_buffer})" if shuffled else "")
+
+    rows: dict[str, object] = {"examples": what, "threads": args.threads, "batch size": args.batch_size}
+    rows.update({f"bytes per example, schema {v}" + (" (baseline)" if v == 1 else ""):
+                 f"{size[v] / 1000:8.1f} kB" + (f"  ({size[1] / size[v]:.2f}x smaller)" if v > 1 else "")
+                 for v in shard})  # fmt: skip
+    rows[f"raw records (schema {now})"] = line(results["raw"])
+    rows.update({label(name): line(t) for name, t in results.items() if name != "raw"})
+    for loader in ("tf", "numpy"):
+        rows[f"{loader} v{now} / {loader} v{before} time"] = f"{results[f'{loader} v{now}'][0] / results[f'{loader} v{before}'][0]:7.2f}x"
+    rows.update(verdicts(size[1] / size[now], {name: k / cpu for name, (_, cpu, k) in results.items()}, args.synthetic))
     print_summary("loader benchmark", rows)
     scratch.cleanup()
     return 0

@@ -1,6 +1,6 @@
 """Bytes per clip of a packed mixture shard on real videos, with the current codecs and with candidates.
 
-A packed shard (record schemas 3 and 4) stores each clip it uses once: its 5
+A packed shard (record schemas 3 to 5) stores each clip it uses once: its 5
 frames (uint8 5x128x128x3) and its 5 s of 16 kHz mono int16 audio, each as
 one zstd frame. A training example then costs about one clip, so its bytes
 against schema 1 (566.4 kB of raw frames and two raw audio tracks) are
@@ -9,16 +9,18 @@ flatters the codecs; this script measures them on real videos given on the
 command line (decoded as ingest decodes them: 16 kHz mono, one 128x128
 picture per second, padded), each cut into back-to-back 5-second clips:
 
-  frames   zstd of the raw pixels (schema 3), schema 4's codec (now: red
+  frames   zstd of the raw pixels (schema 3), schemas 4 and 5's codec (red
            and blue minus green, then PNG's Sub filter, zstd level 6 with
            matches of at least 6 bytes), the Sub filter alone (the byte
            minus the same channel of the pixel to its left, mod 256: schema
            2's frames codec), and Up (minus the pixel above) before zstd.
   audio    zstd of the high bytes then the low bytes (schema 3), schema 4's
-           codec (now: first differences x[t] - x[t-1] split as 256 h + l
-           with l the signed low byte, zstd level 6), and schema 3's split
-           after the difference (two's complement high bytes: the sign of a
-           small difference lands in both bytes).
+           codec (first differences x[t] - x[t-1] split as 256 h + l with l
+           the signed low byte, zstd level 6), schema 5's (now: each block of
+           2,500 samples predicted from the 8 before by coefficients of its
+           own, the residuals split as schema 4 splits its differences), and
+           schema 3's split after the difference (two's complement high
+           bytes: the sign of a small difference lands in both bytes).
 
 The real videos the test suite takes from registry packages serve (after a
 test run they are in ~/.cache/audioscope-test-media):
@@ -92,7 +94,7 @@ def frame_codecs() -> dict[str, Callable[[np.ndarray], int]]:
 
     return {
         "zstd (schema 3)": lambda x: len(records.packed_frames_bytes(x)),
-        "colour + Sub + zstd (schema 4 now)": lambda x: len(records.clip_frames_bytes(x)),
+        "colour + Sub + zstd (schemas 4-5)": lambda x: len(records.clip_frames_bytes(x)),
         "Sub + zstd": lambda x: len(records.frames_bytes(x)),  # schema 2's frames codec
         "Up + zstd": up,
     }
@@ -106,7 +108,8 @@ def audio_codecs() -> dict[str, Callable[[np.ndarray], int]]:
         return len(records.packed_audio_bytes(d))
 
     return {"byte split + zstd (schema 3)": lambda x: len(records.packed_audio_bytes(x)),
-            "difference, signed split (schema 4 now)": lambda x: len(records.clip_audio_bytes(x)),
+            "difference, signed split (schema 4)": lambda x: len(records.delta_audio_bytes(x)),
+            "block prediction (schema 5 now)": lambda x: len(records.clip_audio_bytes(x)),
             "difference + byte split + zstd": delta}  # fmt: skip
 
 
@@ -143,10 +146,12 @@ def main() -> int:
     for name, size in a_sizes.items():
         print(f"  audio,  {name:40s} {size / 1000:7.1f} kB of 160.0 ({160_000 / size:.2f}x)")
     old = f_sizes["zstd (schema 3)"] + a_sizes["byte split + zstd (schema 3)"] + METADATA_BYTES
-    now = f_sizes["colour + Sub + zstd (schema 4 now)"] + a_sizes["difference, signed split (schema 4 now)"] + METADATA_BYTES
+    four = f_sizes["colour + Sub + zstd (schemas 4-5)"] + a_sizes["difference, signed split (schema 4)"] + METADATA_BYTES
+    now = f_sizes["colour + Sub + zstd (schemas 4-5)"] + a_sizes["block prediction (schema 5 now)"] + METADATA_BYTES
     best = min(f_sizes.values()) + min(a_sizes.values()) + METADATA_BYTES
     print(f"  per example (one clip), schema 3         {old / 1000:7.1f} kB: {SCHEMA_1_BYTES / old:.2f}x smaller than schema 1")
-    print(f"  per example (one clip), schema 4 now     {now / 1000:7.1f} kB: {SCHEMA_1_BYTES / now:.2f}x (target >= 4x)")
+    print(f"  per example (one clip), schema 4         {four / 1000:7.1f} kB: {SCHEMA_1_BYTES / four:.2f}x")
+    print(f"  per example (one clip), schema 5 now     {now / 1000:7.1f} kB: {SCHEMA_1_BYTES / now:.2f}x (target >= 4x)")
     print(f"  per example, best codecs above           {best / 1000:7.1f} kB: {SCHEMA_1_BYTES / best:.2f}x")
     return 0
 

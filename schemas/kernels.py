@@ -15,6 +15,15 @@ lazily).
 
 Indices are unsigned on purpose: numba wraps negative signed indices around,
 a test and a branch on every access.
+
+Schema 5's audio is a linear prediction per block (:func:`unpredict_audio`).
+A prediction needs the samples decoded just before it, so one block is a
+chain of 2,500 steps of 8 multiply-adds; the 32 blocks of a clip are
+independent chains, decoded side by side: the stored residuals are
+interleaved (time step by time step, a block per lane), the inner loop runs
+across the blocks and is compiled to vector instructions (8 lanes of int32),
+and the decoded samples go back to time order tile by tile through a small
+buffer that stays in the first-level cache.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-u64, u16, u8, i16, i8, f32 = numba.uint64, numba.uint16, numba.uint8, numba.int16, numba.int8, numba.float32
+from audioscope.geometry import AUDIO_SAMPLES
+
+u64, u16, u8, i32, i16, i8, f32 = numba.uint64, numba.uint16, numba.uint8, numba.int32, numba.int16, numba.int8, numba.float32
 _jit = numba.njit(nogil=True, cache=True)
 
 
@@ -70,3 +81,74 @@ def unfilter_audio(planes: np.ndarray, out: np.ndarray, scale: float = 1.0) -> N
         _audio(planes, out, n, np.float32(scale))
     else:
         raise TypeError(f"audio is decoded into int16 or float32, not {out.dtype}")
+
+
+#: Schema 5's audio predictor: blocks per clip, prediction order, the largest coefficient shift.
+LPC_BLOCKS, LPC_ORDER, LPC_MAX_SHIFT = 32, 8, 15
+#: Bytes of a clip's predictor ahead of its residuals: a shift per block, then the coefficients
+#: (int16, little endian) ``k`` major: coefficient ``k`` of every block, ``k`` = 1..order.
+LPC_HEADER = LPC_BLOCKS + 2 * LPC_ORDER * LPC_BLOCKS
+#: The coefficients of one block sum (in absolute value) to less than this, so that a prediction of
+#: int16 samples never leaves int32: 65,535 * 32,768 < 2**31.
+LPC_COEFFICIENT_SUM = 1 << 16
+_LPC_SPAN = AUDIO_SAMPLES // LPC_BLOCKS  # samples of one block
+_LPC_TILE = 64  # time steps decoded before they are put back in time order (9 kB of int32 history)
+
+
+@_jit
+def _lpc_audio(payload, out, scale):
+    # returns 0, or 1 for a shift out of range, 2 for coefficients that could overflow int32
+    B, P, T, L, N, H = LPC_BLOCKS, LPC_ORDER, _LPC_TILE, _LPC_SPAN, AUDIO_SAMPLES, LPC_HEADER
+    shifts = np.empty(B, np.int32)
+    coefs = np.empty(P * B, np.int32)
+    for b in range(B):
+        shifts[b] = payload[b]
+        if shifts[b] > LPC_MAX_SHIFT:
+            return 1
+    for j in range(P * B):
+        coefs[j] = i16(u16(payload[B + 2 * j]) | (u16(payload[B + 2 * j + 1]) << 8))
+    for b in range(B):
+        total = 0
+        for k in range(P):
+            total += abs(coefs[k * B + b])
+        if total >= LPC_COEFFICIENT_SUM:
+            return 2
+    # rows of B lanes: the P rows before the tile (zeros before a block starts), then the tile's
+    history = np.zeros((T + P) * B, np.int32)
+    for t0 in range(0, L, T):
+        n = min(T, L - t0)
+        for u in range(n):
+            for b in range(B):  # the vectorised loop: one block per lane
+                i = H + (t0 + u) * B + b
+                residual = i32(i16((u16(payload[i]) << 8) + u16(i16(i8(payload[N + i])))))
+                acc = i32(0)
+                for k in range(P):
+                    acc = i32(acc + i32(coefs[k * B + b] * history[(u + P - 1 - k) * B + b]))
+                # ``& 31`` (shifts are <= 15): it tells LLVM the shift stays within int32, else numba's
+                # int64 arithmetic keeps the shift in 64-bit lanes (75 us a clip instead of 57)
+                history[(u + P) * B + b] = i32(i16(residual + i32(acc >> (shifts[b] & 31))))  # modulo 2**16
+        for b in range(B):
+            for u in range(n):
+                out[b * L + t0 + u] = f32(history[(u + P) * B + b]) * scale
+        for j in range(P * B):
+            history[j] = history[n * B + j]
+    return 0
+
+
+def unpredict_audio(payload: np.ndarray, out: np.ndarray, scale: float = 1.0) -> None:
+    """Schema 5's audio prediction undone: ``payload`` (uint8: :data:`LPC_HEADER` bytes of
+    predictor, then every residual's high byte, then every low byte, interleaved by block) into
+    ``out``: int16 samples, or float32 samples times ``scale`` when ``out`` is float32.
+
+    Raises ValueError for a predictor outside the format (a shift above 15, or a block whose
+    coefficients could overflow): stored bytes are checked, not trusted."""
+    if out.size != AUDIO_SAMPLES or payload.size != LPC_HEADER + 2 * AUDIO_SAMPLES:
+        raise ValueError(f"{payload.size} bytes of predicted audio for {out.size} samples")
+    if out.dtype == np.int16:
+        scale = 1.0
+    elif out.dtype != np.float32:
+        raise TypeError(f"audio is decoded into int16 or float32, not {out.dtype}")
+    code = _lpc_audio(payload, out, np.float32(scale))
+    if code:
+        raise ValueError("the audio's predictor is out of range" + (" (a shift above 15)" if code == 1 else
+                         f" (coefficients summing to {LPC_COEFFICIENT_SUM} or more)"))

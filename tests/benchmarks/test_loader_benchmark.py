@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from audioscope.schemas.records import SCHEMA_VERSION as NOW
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,18 +28,20 @@ def test_the_loader_benchmark_runs_every_pass_and_prints_its_table():
     out = done.stdout
     assert "40 synthetic examples" in out
     sizes = [float(x) for x in re.findall(r"bytes per example, schema \d.*?([\d.]+) kB", out)]
-    assert len(sizes) == 4 and sizes[0] == 566.4 and sizes[0] > sizes[1] > sizes[2]
-    assert sizes[3] < sizes[0] / 1.5  # schema 4 packed too (its filters spread the synthetic noise: no order with 3)
+    assert len(sizes) == NOW == 5 and sizes[0] == 566.4 and sizes[0] > sizes[1] > sizes[2]
+    assert max(sizes[3:]) < sizes[0] / 1.5  # 4 and 5 packed too (their filters spread the synthetic noise: no order with 3)
     rows = re.findall(r"^\s+(.+?)\s{2,}[\d.]+ s\s+\d+ examples/s\s+\d+ examples per CPU-second$", out, re.M)
     assert rows == [
-        "raw records (schema 4)", "tf loader, schema 1 (baseline)", "tf loader, schema 2", "tf loader, schema 3",
-        "tf loader, schema 4", "numpy loader, schema 2", "numpy loader, schema 3", "numpy loader, schema 4",
-        "tf loader, schema 4, shuffled (8)", "numpy loader, schema 4, shuffled (8)",
+        "raw records (schema 5)", "tf loader, schema 1 (baseline)", "tf loader, schema 2", "tf loader, schema 3",
+        "tf loader, schema 4", "tf loader, schema 5", "numpy loader, schema 2", "numpy loader, schema 3",
+        "numpy loader, schema 4", "numpy loader, schema 5", "tf loader, schema 5, shuffled (8)",
+        "numpy loader, schema 5, shuffled (8)",
     ]  # fmt: skip
+    assert re.search(r"tf v5 / tf v4 time\s+[\d.]+x", out) and re.search(r"numpy v5 / numpy v4 time\s+[\d.]+x", out)
     assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr  # TensorFlow kept quiet
     # the targets are for real media: on synthetic noise they are printed but not judged
     assert re.search(r"target: >= 4x fewer bytes\s+[\d.]+x, not judged", out), out
-    assert re.search(r"target: >= 1,000 examples per CPU-second\s+\d+ \(\w+ v4( shuffled)?\), not judged", out), out
+    assert re.search(r"target: >= 1,000 examples per CPU-second\s+\d+ \(\w+ v5( shuffled)?\), not judged", out), out
 
 
 def test_the_loader_benchmark_takes_its_examples_from_real_videos(tmp_path):
@@ -50,7 +54,7 @@ def test_the_loader_benchmark_takes_its_examples_from_real_videos(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "12 examples of the clips of 1 real video(s)" in done.stdout
     sizes = [float(x) for x in re.findall(r"bytes per example, schema \d.*?([\d.]+) kB", done.stdout)]
-    assert len(sizes) == 4 and sizes[3] < sizes[2] < sizes[1] < sizes[0]  # on real pictures schema 4 is the smallest
+    assert len(sizes) == 5 and sizes[4] < sizes[3] < sizes[2] < sizes[1] < sizes[0]  # on real media each schema is smaller
 
 
 @pytest.mark.integration
@@ -65,12 +69,12 @@ def test_by_default_the_examples_are_the_registrys_real_videos_and_the_targets_a
     assert "24 examples of the clips of 2 real video(s)" in out
     sizes = [float(x) for x in re.findall(r"bytes per example, schema \d.*?([\d.]+) kB", out)]
     smaller = float(re.search(r"target: >= 4x fewer bytes\s+([\d.]+)x: (met|NOT met)$", out, re.M)[1])
-    assert smaller == pytest.approx(sizes[0] / sizes[3], abs=0.01)
+    assert smaller == pytest.approx(sizes[0] / sizes[NOW - 1], abs=0.01)
     line = re.search(r"target: >= 1,000 examples per CPU-second\s+(\d+) \(the slowest, (.+?)\): (met|NOT met)$", out, re.M)
     rates = dict(re.findall(r"^\s+(.+?)\s{2,}[\d.]+ s\s+\d+ examples/s\s+(\d+) examples per CPU-second$", out, re.M))
-    slowest = {"tf v4": "tf loader, schema 4", "numpy v4": "numpy loader, schema 4",
-               "tf v4 shuffled": "tf loader, schema 4, shuffled (8)",
-               "numpy v4 shuffled": "numpy loader, schema 4, shuffled (8)"}  # fmt: skip
+    slowest = {f"tf v{NOW}": f"tf loader, schema {NOW}", f"numpy v{NOW}": f"numpy loader, schema {NOW}",
+               f"tf v{NOW} shuffled": f"tf loader, schema {NOW}, shuffled (8)",
+               f"numpy v{NOW} shuffled": f"numpy loader, schema {NOW}, shuffled (8)"}  # fmt: skip
     assert int(line[1]) == int(rates[slowest[line[2]]]) == min(int(rates[v]) for v in slowest.values())
     assert (line[3] == "met") == (int(line[1]) >= 1000)
 

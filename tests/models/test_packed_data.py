@@ -64,7 +64,7 @@ def test_a_packed_shard_holds_each_clip_once_and_decodes_to_the_same_records(pac
     back = list(records.decode_shard(data))
     assert len(back) == 4
     for a, b in zip(recs[:4], back):
-        assert b.schema_version == records.SCHEMA_VERSION == 4
+        assert b.schema_version == records.SCHEMA_VERSION == 5
         for name in records.record_fields():
             if name != "schema_version":
                 assert getattr(a, name) == getattr(b, name) or (getattr(a, name) != getattr(a, name)), name
@@ -190,17 +190,22 @@ def test_media_decoded_in_place_equal_the_media_and_wrong_sizes_are_refused(pack
         records._unzstd_into(b"not zstd at all", out, "frames")
 
 
-def test_schema_3_and_4_shards_hold_the_same_examples_and_4_is_written_by_default(packed):
+def test_schema_3_4_and_5_shards_hold_the_same_examples_and_5_is_written_by_default(packed):
     root, recs = packed
     v3 = list(records.decode_shard(read_records(str(root / "v3/r-00000-of-00001.tfrecord"))))
     assert [r.schema_version for r in v3] == [3] * len(recs)
-    assert records.encode_shard(recs) == records.encode_shard(recs, version=4)
-    v4 = list(records.decode_shard(records.encode_shard(recs)))
-    for a, b in zip(v3, v4):
-        np.testing.assert_array_equal(a.frames, b.frames)
-        np.testing.assert_array_equal(a.audio1, b.audio1)
-        assert (a.audio2 is None) == (b.audio2 is None)
-    with pytest.raises(RecordError, match="written in record schema .3, 4., not 2"):
+    assert records.encode_shard(recs) == records.encode_shard(recs, version=5)
+    v4 = list(records.decode_shard(records.encode_shard(recs, version=4)))
+    v5 = list(records.decode_shard(records.encode_shard(recs)))
+    assert [r.schema_version for r in v4] == [4] * len(recs) and [r.schema_version for r in v5] == [5] * len(recs)
+    for a, b, c in zip(v3, v4, v5):
+        for later in (b, c):
+            np.testing.assert_array_equal(a.frames, later.frames)
+            np.testing.assert_array_equal(a.audio1, later.audio1)
+            assert (a.audio2 is None) == (later.audio2 is None)
+            if a.audio2 is not None:
+                np.testing.assert_array_equal(a.audio2, later.audio2)
+    with pytest.raises(RecordError, match="written in record schema .3, 4, 5., not 2"):
         records.encode_shard(recs, version=2)
 
 

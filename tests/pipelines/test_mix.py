@@ -98,7 +98,7 @@ def test_summary_and_examples_describe_every_shard(mixed, capsys):
     summary = summary_of(mixed)
     assert summary["schema_versions"] == {"mixture_record": records.SCHEMA_VERSION, "examples": 1, "pairs": 1}
     assert json.loads((mixed / "mix.json").read_text())["record_schema"] == records.SCHEMA_VERSION
-    assert records.SCHEMA_VERSION == 4
+    assert records.SCHEMA_VERSION == 5
     assert summary["config"]["seed"] == 0 and summary["config"]["recipes"]["semi-supervised"]["LOn"] == 0.125
     assert summary["inputs"]["model_id"] == MODEL_ID and summary["inputs"]["labels"].endswith("labels.parquet")
     assert set(summary["counts"]["train"]) == set(RECIPES)

@@ -1,4 +1,4 @@
-"""audioscope.schemas.kernels: the compiled decoders of schema 4's clip filters, against plain numpy."""
+"""audioscope.schemas.kernels: the compiled decoders of schemas 4 and 5's clip codecs, against plain numpy."""
 
 from __future__ import annotations
 
@@ -19,6 +19,64 @@ def reference_frames(filtered: np.ndarray, width: int) -> np.ndarray:
     pixels[..., 0] += pixels[..., 1]
     pixels[..., 2] += pixels[..., 1]
     return pixels.reshape(-1)
+
+
+def reference_prediction(payload: np.ndarray) -> np.ndarray:
+    """Schema 5's audio decoded the obvious way: time step by time step, every block at once, in int64."""
+    blocks, order = kernels.LPC_BLOCKS, kernels.LPC_ORDER
+    shifts = payload[:blocks].astype(np.int64)
+    coefs = payload[blocks : kernels.LPC_HEADER].view("<i2").astype(np.int64).reshape(order, blocks)
+    planes = payload[kernels.LPC_HEADER :]
+    residuals = (planes[:AUDIO_SAMPLES].view(np.int8).astype(np.int64) * 256
+                 + planes[AUDIO_SAMPLES:].view(np.int8)).reshape(-1, blocks)  # fmt: skip
+    x = np.zeros((residuals.shape[0] + order, blocks), np.int64)  # zeros before each block starts
+    for t in range(residuals.shape[0]):
+        prediction = (coefs * x[t + order - 1 :: -1][:order] if t + order - 1 >= 0 else 0).sum(axis=0) >> shifts
+        x[t + order] = (residuals[t] + prediction + 32768) % 65536 - 32768
+    return x[order:].T.reshape(-1).astype(np.int16)
+
+
+def predicted_payload(rng: np.random.Generator, coefficient_sum: int) -> np.ndarray:
+    """Random residual bytes under random predictors whose coefficients sum (in absolute value) to
+    ``coefficient_sum`` in every block, shifts 0 to 15."""
+    blocks, order = kernels.LPC_BLOCKS, kernels.LPC_ORDER
+    weights = rng.random((order, blocks)) * rng.choice([-1, 1], (order, blocks))
+    coefs = np.trunc(weights / np.abs(weights).sum(axis=0) * coefficient_sum).astype(np.int64)
+    coefs[0] += np.sign(coefs[0] + 0.5).astype(np.int64) * (coefficient_sum - np.abs(coefs).sum(axis=0))  # exact sum
+    shifts = rng.integers(0, 16, blocks).astype(np.uint8)
+    planes = rng.integers(0, 256, 2 * AUDIO_SAMPLES, dtype=np.uint8)
+    return np.concatenate([shifts, coefs.astype("<i2").view(np.uint8).reshape(-1), planes])
+
+
+@pytest.mark.parametrize("coefficient_sum", [kernels.LPC_COEFFICIENT_SUM - 1, 4096, 0])
+def test_the_prediction_kernel_decodes_any_residuals_as_plain_numpy_does(coefficient_sum):
+    # the largest predictors the format allows (a prediction near the int32 limit), ordinary ones,
+    # none; random residuals wrap int16 all the time
+    payload = predicted_payload(np.random.default_rng(coefficient_sum), coefficient_sum)
+    want = reference_prediction(payload)
+    pcm, floats = np.empty(AUDIO_SAMPLES, np.int16), np.empty(AUDIO_SAMPLES, np.float32)
+    kernels.unpredict_audio(payload, pcm)
+    np.testing.assert_array_equal(pcm, want)
+    kernels.unpredict_audio(payload, floats, 1 / 32768)
+    np.testing.assert_array_equal(floats, want.astype(np.float32) / np.float32(32768))
+
+
+def test_the_prediction_kernel_refuses_a_predictor_outside_the_format():
+    payload = predicted_payload(np.random.default_rng(1), 1000)
+    out = np.empty(AUDIO_SAMPLES, np.int16)
+    bad = payload.copy()
+    bad[3] = 16
+    with pytest.raises(ValueError, match="shift above 15"):
+        kernels.unpredict_audio(bad, out)
+    bad = payload.copy()
+    coefs = bad[kernels.LPC_BLOCKS : kernels.LPC_HEADER].view("<i2").reshape(kernels.LPC_ORDER, kernels.LPC_BLOCKS)
+    coefs[:, 5] = [-32768, 32767, 1, 0, 0, 0, 0, 0]  # sums to 65,536: could overflow int32
+    with pytest.raises(ValueError, match="coefficients summing to 65536 or more"):
+        kernels.unpredict_audio(bad, out)
+    with pytest.raises(ValueError, match="bytes of predicted audio"):
+        kernels.unpredict_audio(payload[:-1], out)
+    with pytest.raises(TypeError, match="int16 or float32"):
+        kernels.unpredict_audio(payload, np.empty(AUDIO_SAMPLES, np.float64))
 
 
 def reference_audio(planes: np.ndarray) -> np.ndarray:
@@ -64,13 +122,13 @@ def test_clips_decode_alike_on_many_threads_at_once():
     rng = np.random.default_rng(5)
     clips = [(rng.integers(0, 256, FRAMES_SHAPE, dtype=np.uint8),
               rng.integers(-32768, 32768, AUDIO_SAMPLES, dtype=np.int16)) for _ in range(8)]  # fmt: skip
-    stored = [(records.clip_frames_bytes(f), records.clip_audio_bytes(a)) for f, a in clips]
+    stored = [(records.clip_frames_bytes(f), records.clip_audio_bytes(a), records.delta_audio_bytes(a)) for f, a in clips]
 
     def decode(k: int) -> bool:
         frames, audio = np.empty(FRAMES_SHAPE, np.uint8), np.empty(AUDIO_SAMPLES, np.float32)
-        for _ in range(5):
-            records.clip_frames_into(4, stored[k][0], frames)
-            records.clip_audio_into(4, stored[k][1], audio)
+        for i in range(6):
+            records.clip_frames_into(5, stored[k][0], frames)
+            records.clip_audio_into(5 - i % 2, stored[k][1 + i % 2], audio)  # schemas 5 and 4 in turn
             if not (np.array_equal(frames, clips[k][0]) and np.array_equal(audio, clips[k][1] / np.float32(32768))):
                 return False
         return True
@@ -79,7 +137,7 @@ def test_clips_decode_alike_on_many_threads_at_once():
         assert all(pool.map(decode, range(8)))
 
 
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5])
 def test_clip_audio_decodes_to_float_as_int16_over_32768(version):
     audio = np.random.default_rng(version).integers(-32768, 32768, AUDIO_SAMPLES, dtype=np.int16)
     stored = records.CLIP_CODECS[version][1](audio)

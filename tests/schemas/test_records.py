@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from audioscope.schemas import records
+from audioscope.schemas import kernels, records
 from audioscope.schemas.records import AUDIO_SAMPLES, FRAMES_SHAPE, MixtureRecord, RecordError
 
 
@@ -172,7 +172,7 @@ def test_version_1_records_still_decode_to_the_same_record():
     assert back.schema_version == 1
     np.testing.assert_array_equal(back.frames, rec.frames)
     np.testing.assert_array_equal(back.audio2, rec.audio2)
-    assert records.SCHEMA_VERSION == 4
+    assert records.SCHEMA_VERSION == 5
 
 
 def test_compressed_records_are_lossless_and_smaller_on_smooth_media():
@@ -251,21 +251,48 @@ def test_a_decompression_bomb_or_garbage_media_is_refused():
         records.decode(example.SerializeToString())
 
 
-def test_schema_4_clip_codecs_are_lossless_at_the_extremes():
-    # Differences that wrap int16 (full-scale square waves, a jump from -32768 to 32767), differences
-    # whose high part is +128 (stored as -128), noise over the whole range, and frames of every value.
+@pytest.mark.parametrize("version", [4, 5])
+def test_clip_codecs_are_lossless_at_the_extremes(version):
+    # Differences and residuals that wrap int16 (full-scale square waves, a jump from -32768 to 32767),
+    # high parts of +128 (stored as -128), noise over the whole range, and frames of every value.
     rng = np.random.default_rng(7)
     square = np.where(np.arange(AUDIO_SAMPLES) % 2, 32767, -32768).astype(np.int16)
     edges = np.resize(np.array([0, 32767, -32768, 32767, 32640, -129, 127, -128, 255, -256], np.int16), AUDIO_SAMPLES)
     noise = rng.integers(-32768, 32768, AUDIO_SAMPLES).astype(np.int16)
     out = np.empty(AUDIO_SAMPLES, np.int16)
-    for audio in (square, edges, noise, np.zeros(AUDIO_SAMPLES, np.int16)):
-        records.clip_audio_into(4, records.clip_audio_bytes(audio), out)
+    tone = (32767 * np.sin(np.arange(AUDIO_SAMPLES) * 0.05)).astype(np.int16)  # predicted near full scale
+    for audio in (square, edges, noise, tone, np.zeros(AUDIO_SAMPLES, np.int16)):
+        records.clip_audio_into(version, records.CLIP_CODECS[version][1](audio), out)
         np.testing.assert_array_equal(out, audio)
     frames = np.empty(FRAMES_SHAPE, np.uint8)
     for pictures in (rng.integers(0, 256, FRAMES_SHAPE).astype(np.uint8), np.full(FRAMES_SHAPE, 255, np.uint8),
                      np.resize(np.array([0, 255], np.uint8), FRAMES_SHAPE)):  # fmt: skip
-        records.clip_frames_into(4, records.clip_frames_bytes(pictures), frames)
+        records.clip_frames_into(version, records.clip_frames_bytes(pictures), frames)
         np.testing.assert_array_equal(frames, pictures)
     with pytest.raises(RecordError, match="cannot be decompressed"):
-        records.clip_audio_into(4, b"garbage", out)
+        records.clip_audio_into(version, b"garbage", out)
+
+
+def test_schema_5_predicts_each_block_within_the_format_and_the_same_way_every_time():
+    rng = np.random.default_rng(11)
+    t = np.arange(AUDIO_SAMPLES)
+    speechlike = (8000 * np.sin(t * 0.07) * np.sin(t * 0.0007) + rng.normal(0, 40, t.size)).astype(np.int16)
+    blocks = speechlike.reshape(kernels.LPC_BLOCKS, -1)
+    shifts, coefs, residuals = records.lpc_predict(blocks)
+    assert shifts.dtype == np.uint8 and shifts.max() <= kernels.LPC_MAX_SHIFT
+    assert coefs.shape == (kernels.LPC_ORDER, kernels.LPC_BLOCKS) and coefs.dtype == np.int16
+    assert np.abs(coefs.astype(np.int64)).sum(axis=0).max() < kernels.LPC_COEFFICIENT_SUM
+    assert np.abs(residuals).mean() < np.abs(np.diff(speechlike.astype(np.int64))).mean() / 4  # it predicts
+    again = records.lpc_predict(blocks.copy())
+    assert all(np.array_equal(a, b) for a, b in zip((shifts, coefs, residuals), again))
+    data = records.clip_audio_bytes(speechlike)
+    assert data == records.clip_audio_bytes(speechlike) and len(data) < 0.9 * len(records.delta_audio_bytes(speechlike))
+    silent = records.lpc_predict(np.zeros((kernels.LPC_BLOCKS, 2500), np.int16))
+    assert not silent[2].any()
+
+
+def test_a_schema_5_clip_with_a_predictor_outside_the_format_is_refused():
+    payload = bytearray(zstandard.ZstdDecompressor().decompress(records.clip_audio_bytes(np.zeros(AUDIO_SAMPLES, np.int16))))
+    payload[0] = 200  # a shift no writer makes
+    with pytest.raises(RecordError, match="the audio's predictor is out of range"):
+        records.clip_audio_into(5, zstandard.ZstdCompressor().compress(bytes(payload)), np.empty(AUDIO_SAMPLES, np.int16))
