@@ -73,6 +73,8 @@ FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 #: The string fields (bytes; object arrays when batched).
 STRINGS = ("type", "label1", "clip_id1", "clip_id2", "video_id1", "video_id2")
+#: The record features a batch is made of (besides the media).
+LOADER_FEATURES = (*STRINGS, "score1", "is_mom")
 
 Source = str | Sequence[str]
 #: One example waiting to be decoded: its shard's reader and its parsed features.
@@ -129,7 +131,7 @@ def to_arrays(reader: records.ShardReader, feature: dict[str, Any]) -> dict[str,
 def iter_shard(uri: str, verify: bool = True) -> Iterator[tuple[records.ShardReader, dict[str, Any]]]:
     """(reader, parsed example) for every example of one shard, in order; the reader holds the
     shard's compressed clips (packed shards) and decodes an example's media (:func:`to_arrays`)."""
-    reader = records.ShardReader(uri)
+    reader = records.ShardReader(uri, fields=LOADER_FEATURES)  # the features batches carry, no others parsed
     for data in read_records(uri, verify=verify):
         feature = _guarded(lambda: reader.take(data), uri)
         if feature is not None:

@@ -164,6 +164,28 @@ def test_without_protobuf_the_pure_python_reader_gives_the_same_batches(packed, 
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+@pytest.mark.parametrize("protobuf", [True, False])
+def test_a_reader_told_its_fields_parses_only_those_and_assembles_the_same_media(packed, monkeypatch, protobuf):
+    # the loaders parse the ~10 features a batch carries, not all 25 of an example record
+    root, _recs = packed
+    if not protobuf:
+        monkeypatch.setattr(records, "_EXAMPLE", [None])  # the pure Python reader, as without protobuf
+    f = str(root / "train/p/p-00000-of-00002.tfrecord")
+    full, few = records.ShardReader(f), records.ShardReader(f, fields=("type", "score1", "no_such_feature"))
+    taken = 0
+    for data in read_records(f):
+        a, b = full.take(data), few.take(data)
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        taken += 1
+        assert set(b) <= {"type", "score1", records._CLIPS} | records.READER_FEATURES and "no_such_feature" not in b
+        assert "licence_name1" in a and "licence_name1" not in b and b["type"] == a["type"]
+        for got, want in zip(few.media(b), full.media(a)):
+            np.testing.assert_array_equal(got, want)
+    assert taken == 4
+
+
 def test_media_decoded_in_place_equal_the_media_and_wrong_sizes_are_refused(packed):
     import zstandard
 
