@@ -65,8 +65,8 @@ docs/experiments/mixture-bytes-and-loader.md): against schema 3 (the raw
 frames, the PCM's high then low bytes, zstd level 3) they store a clip of
 real footage in ~25-30% fewer bytes. Schema 4 stored the audio as first
 differences (the same split); schema 5's prediction per block takes 8% fewer
-bytes on music and 11% fewer on speech, where first differences left real
-speech recordings at 3.86x (schema 5: 4.14x). Decoding is compiled
+bytes on music and 11% fewer on speech (pocketsphinx's test recordings:
+3.86x -> 4.14x per example; dense 16 kHz readings 3.66-3.77x). Decoding is compiled
 (:mod:`audioscope.schemas.kernels`): one pass for the frames, and the 32
 blocks' predictions side by side in vector lanes for the audio. Schema 3's
 and 4's clip records (:data:`CLIP_CODECS`) still read, and mix still writes
