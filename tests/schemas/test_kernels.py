@@ -146,3 +146,26 @@ def test_clip_audio_decodes_to_float_as_int16_over_32768(version):
     records.clip_audio_into(version, stored, floats)
     np.testing.assert_array_equal(pcm, audio)
     np.testing.assert_array_equal(floats, audio / np.float32(records.AUDIO_SCALE))
+
+
+def test_the_encoders_integer_loops_equal_plain_numpy_in_exact_integers():
+    # schema 5's encoder takes the autocorrelation and the residuals from compiled loops: they must
+    # give numpy's exact integers (the bytes a shard holds may not depend on which computed them)
+    rng = np.random.default_rng(9)
+    blocks, span, order = kernels.LPC_BLOCKS, AUDIO_SAMPLES // kernels.LPC_BLOCKS, kernels.LPC_ORDER
+    for x in (rng.integers(-32768, 32768, (blocks, span)), np.full((blocks, span), -32768), np.full((blocks, span), 32767),
+              (20000 * np.sin(np.arange(blocks * span) * 0.01)).astype(np.int64).reshape(blocks, span)):  # fmt: skip
+        x = x.astype(np.int32)
+        t = np.arange(span, dtype=np.int64)
+        w = x.astype(np.int64) * (4 * t * (span - 1 - t)) // ((span - 1) ** 2)  # Welch, integer floor division
+        want = np.stack([(w[:, : span - i] * w[:, i:]).sum(axis=1) for i in range(order + 1)], axis=1)
+        np.testing.assert_array_equal(kernels.autocorrelation(x, order), want)
+        for coefficient_sum in (kernels.LPC_COEFFICIENT_SUM - 1, 5000):
+            coefs = predicted_payload(rng, coefficient_sum)[blocks : kernels.LPC_HEADER].view("<i2").reshape(order, blocks)
+            coefs = coefs.T.astype(np.int32)
+            shifts = rng.integers(0, 16, blocks).astype(np.int32)
+            padded = np.concatenate([np.zeros((blocks, order), np.int32), x], axis=1)
+            acc = np.zeros_like(x)
+            for k in range(order):
+                acc += coefs[:, k : k + 1] * padded[:, order - 1 - k : order - 1 - k + span]  # int32, as stored
+            np.testing.assert_array_equal(kernels.residuals(x, coefs, shifts), x - (acc >> shifts[:, None]))
