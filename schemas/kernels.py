@@ -1,4 +1,5 @@
-"""Compiled loops of the clip codecs' decoders (numba), for the loader's hot path.
+"""Compiled loops of the clip codecs (numba): the decoders of the loader's hot path, and the
+integer loops of schema 5's audio encoder.
 
 Schema 4's clip records undo their filters with running sums: along each row of
 the frames (the Sub filter, then the green differences), along the audio (its
@@ -8,9 +9,10 @@ temporaries), each reading and writing the clip again. These loops do each
 clip in one pass, without the GIL (the loader's decode threads run them side
 by side), and write the float audio the models take without an int16 copy in
 between. numba compiles them on first use and caches the machine code
-next to this file (or in its user cache when that folder is read-only): once
-per process, 0.6 s to compile both on 2 cores of an AMD EPYC, 0.3 s to load
-them from the cache. ``records`` imports this module lazily: the loaders
+next to this file (or in its user cache when that folder is read-only):
+compiling them all took ~3 s on 2 cores of an AMD EPYC (once; measured with
+``NUMBA_CACHE_DIR`` pointed at an empty folder), loading them from the cache
+~0.7 s a process, most of it numba's own import. ``records`` imports this module lazily: the loaders
 decode with it, and the mix step's schema-5 audio encoder takes its integer
 loops (the autocorrelation and the residuals) from it.
 
