@@ -31,7 +31,7 @@ def reference_prediction(payload: np.ndarray) -> np.ndarray:
                  + planes[AUDIO_SAMPLES:].view(np.int8)).reshape(-1, blocks)  # fmt: skip
     x = np.zeros((residuals.shape[0] + order, blocks), np.int64)  # zeros before each block starts
     for t in range(residuals.shape[0]):
-        prediction = (coefs * x[t + order - 1 :: -1][:order] if t + order - 1 >= 0 else 0).sum(axis=0) >> shifts
+        prediction = (coefs * x[t + order - 1 :: -1][:order]).sum(axis=0) >> shifts  # x[t-1], x[t-2], ...
         x[t + order] = (residuals[t] + prediction + 32768) % 65536 - 32768
     return x[order:].T.reshape(-1).astype(np.int16)
 
@@ -43,6 +43,7 @@ def predicted_payload(rng: np.random.Generator, coefficient_sum: int) -> np.ndar
     weights = rng.random((order, blocks)) * rng.choice([-1, 1], (order, blocks))
     coefs = np.trunc(weights / np.abs(weights).sum(axis=0) * coefficient_sum).astype(np.int64)
     coefs[0] += np.sign(coefs[0] + 0.5).astype(np.int64) * (coefficient_sum - np.abs(coefs).sum(axis=0))  # exact sum
+    assert np.abs(coefs).max() < 1 << 15  # int16, as stored
     shifts = rng.integers(0, 16, blocks).astype(np.uint8)
     planes = rng.integers(0, 256, 2 * AUDIO_SAMPLES, dtype=np.uint8)
     return np.concatenate([shifts, coefs.astype("<i2").view(np.uint8).reshape(-1), planes])
