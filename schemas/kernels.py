@@ -12,9 +12,10 @@ between. numba compiles them on first use and caches the machine code
 next to this file (or in its user cache when that folder is read-only):
 compiling them all took ~3 s on 2 cores of an AMD EPYC (once; measured with
 ``NUMBA_CACHE_DIR`` pointed at an empty folder), loading them from the cache
-~0.7 s a process, most of it numba's own import. ``records`` imports this module lazily: the loaders
-decode with it, and the mix step's schema-5 audio encoder takes its integer
-loops (the autocorrelation and the residuals) from it.
+~0.7 s a process, most of it numba's own import. ``records`` imports this
+module lazily: the loaders decode with it, and the mix step's schema-5 audio
+encoder takes its integer loops (the autocorrelation and the residuals)
+from it.
 
 Indices are unsigned on purpose: numba wraps negative signed indices around,
 a test and a branch on every access.

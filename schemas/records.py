@@ -416,15 +416,14 @@ def lpc_predict(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     loops are compiled (:func:`~audioscope.schemas.kernels.autocorrelation`,
     :func:`~audioscope.schemas.kernels.residuals`): 0.6 ms a clip for the prediction, numpy took 1.7."""
     from audioscope.schemas import kernels
-    from audioscope.schemas.kernels import LPC_COEFFICIENT_SUM, LPC_MAX_SHIFT, LPC_ORDER
 
-    n_blocks, span = blocks.shape
+    n_blocks, order, max_shift = blocks.shape[0], kernels.LPC_ORDER, kernels.LPC_MAX_SHIFT
     x = np.ascontiguousarray(blocks, np.int32)
-    r = kernels.autocorrelation(x, LPC_ORDER).astype(np.float64)
-    a = np.zeros((n_blocks, LPC_ORDER))
+    r = kernels.autocorrelation(x, order).astype(np.float64)
+    a = np.zeros((n_blocks, order))
     error = r[:, 0].copy()
     live = error > 0
-    for i in range(LPC_ORDER):
+    for i in range(order):
         acc = r[:, i + 1].copy()
         for j in range(i):
             acc -= a[:, j] * r[:, i - j]
@@ -434,12 +433,12 @@ def lpc_predict(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         a[:, i] = k
         error = error * (1.0 - k * k)
         live &= error > 0
-    scales = 2.0 ** np.arange(LPC_MAX_SHIFT, -1, -1)  # the largest shift first
+    scales = 2.0 ** np.arange(max_shift, -1, -1)  # the largest shift first
     q = np.round(a[:, None, :] * scales[None, :, None]).astype(np.int64)  # [blocks, shifts, order]
-    fits = (np.abs(q).max(axis=2) < 1 << 15) & (np.abs(q).sum(axis=2) < LPC_COEFFICIENT_SUM)
+    fits = (np.abs(q).max(axis=2) < 1 << 15) & (np.abs(q).sum(axis=2) < kernels.LPC_COEFFICIENT_SUM)
     first, found = fits.argmax(axis=1), fits.any(axis=1)  # else no prediction at all
     coefs = np.where(found[:, None], q[np.arange(n_blocks), first], 0).astype(np.int32)
-    shifts = np.where(found, LPC_MAX_SHIFT - first, 0).astype(np.int32)
+    shifts = np.where(found, max_shift - first, 0).astype(np.int32)
     residuals = kernels.residuals(x, coefs, shifts)
     delta = x.copy()
     delta[:, 1:] -= x[:, :-1]  # the first differences, also within the block

@@ -53,6 +53,15 @@ def packed(tmp_path_factory) -> tuple[Path, list[records.MixtureRecord]]:
     return root, recs
 
 
+def assert_same_media(a: records.MixtureRecord, b: records.MixtureRecord) -> None:
+    """The two records hold the same frames and audio (and both or neither a second mixture)."""
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.audio1, b.audio1)
+    assert (a.audio2 is None) == (b.audio2 is None)
+    if a.audio2 is not None:
+        np.testing.assert_array_equal(a.audio2, b.audio2)
+
+
 def test_a_packed_shard_holds_each_clip_once_and_decodes_to_the_same_records(packed):
     root, recs = packed
     data = list(read_records(str(root / "train/p/p-00000-of-00002.tfrecord")))
@@ -68,11 +77,7 @@ def test_a_packed_shard_holds_each_clip_once_and_decodes_to_the_same_records(pac
         for name in records.record_fields():
             if name != "schema_version":
                 assert getattr(a, name) == getattr(b, name) or (getattr(a, name) != getattr(a, name)), name
-        np.testing.assert_array_equal(a.frames, b.frames)
-        np.testing.assert_array_equal(a.audio1, b.audio1)
-        assert (a.audio2 is None) == (b.audio2 is None)
-        if a.audio2 is not None:
-            np.testing.assert_array_equal(a.audio2, b.audio2)
+        assert_same_media(a, b)
     with pytest.raises(RecordError, match="refers to the clips of a packed shard.*decode_shard"):
         records.decode(data[-1])
     # the 4 second mixtures are clips the shard holds already: their (incompressible) audio is not stored again
@@ -221,15 +226,10 @@ def test_schema_3_4_and_5_shards_hold_the_same_examples_and_5_is_written_by_defa
     v5 = list(records.decode_shard(records.encode_shard(recs)))
     assert [r.schema_version for r in v4] == [4] * len(recs) and [r.schema_version for r in v5] == [5] * len(recs)
     for a, b, c in zip(v3, v4, v5):
-        for later in (b, c):
-            np.testing.assert_array_equal(a.frames, later.frames)
-            np.testing.assert_array_equal(a.audio1, later.audio1)
-            assert (a.audio2 is None) == (later.audio2 is None)
-            if a.audio2 is not None:
-                np.testing.assert_array_equal(a.audio2, later.audio2)
+        assert_same_media(a, b)
+        assert_same_media(a, c)
     with pytest.raises(RecordError, match="written in record schema .3, 4, 5., not 2"):
         records.encode_shard(recs, version=2)
-
 
 
 def test_shuffled_reading_holds_the_shards_being_read_and_the_buffers_clips_only(tmp_path):
