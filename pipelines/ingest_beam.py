@@ -64,6 +64,7 @@ from audioscope.pipelines.ingest_pool import (
     outcome,
     pool_closed,
     pool_processes,
+    runner_args,
     take_early,
 )
 from audioscope.pipelines.runner import new_pipeline, run_to_end
@@ -452,8 +453,8 @@ def run_pipeline(
     On the local runner with in-process workers (:func:`local_pool_size`)
     the per-video work goes to the shared process pool, stopped at the end.
     """
-    p = new_pipeline(beam_args)
     pool = local_pool_size(beam_args)
+    p = new_pipeline(runner_args(beam_args))  # the pool's processes do the work; the runner needs few threads
     _ = p | "Ingest" >> IngestPipeline(settings, request_files, started_at, local_pool=pool)
     try:
         result = run_to_end(p)

@@ -9,10 +9,12 @@ both leave cores idle. On the local runner the same per-video code
 processes in the launcher, which the runner's threads all feed
 (``pipelines.ingest_beam.IngestVideoInPool``): an idle process takes the next
 video, whichever thread submitted it (dynamic assignment), and each process
-has its own interpreter. There are two processes per worker, so that a
-core never waits on a video's Python half, but only one ffmpeg run per
-worker at a time (a semaphore the processes share): more runs than cores
-cost CPU. Remote runners never take this path.
+has its own interpreter. The runner itself then gets only :data:`RUNNER_THREADS`
+threads (:func:`runner_args`): more would only cost the launcher start-up.
+There are two processes per worker, so that a core never waits on a video's
+Python half, but only one ffmpeg run per worker at a time (a semaphore the
+processes share): more runs than cores cost CPU. Remote runners never take
+this path.
 
 The pool's processes are forked from a fork server that imported this
 module (and through it the per-video code, but not Beam) once; the launcher
@@ -226,6 +228,31 @@ def take_early(line: str) -> Future | None:
     """The future of ``line`` if :func:`submit_early` handed it to the pool (once: it is forgotten here)."""
     with _pool_lock:
         return _early.pop(line, None)
+
+
+#: The runner's threads when the pool takes the per-video work. They only hand videos to the pool
+#: (any one of them keeps it busy) and run the index's light stages under one GIL, and each costs
+#: the launcher ~0.14 CPU-s of start-up (its SDK harness and gRPC channels): at --workers 16, 16
+#: threads took an empty run from 2.3 to 4.3 s and a run of 20 videos from 20.8 to 22.3 s on 2 cores.
+RUNNER_THREADS = 2
+
+
+def runner_args(beam_args: Sequence[str]) -> list[str]:
+    """``beam_args`` for the runner when the local pool takes the per-video work (:func:`local_pool_size`):
+    the DirectRunner's threads capped at :data:`RUNNER_THREADS` (the pool keeps its
+    ``--direct_num_workers`` processes); other flags, and every other runner, unchanged."""
+    args = list(beam_args)
+    pool = local_pool_size(args)
+    if not pool or pool <= RUNNER_THREADS:
+        return args
+    kept = [a for i, a in enumerate(args) if not _is_flag(args, i, "direct_num_workers")]
+    return [*kept, f"--direct_num_workers={RUNNER_THREADS}"]
+
+
+def _is_flag(args: Sequence[str], i: int, name: str) -> bool:
+    """True when ``args[i]`` is ``--name=V``, ``--name`` or the V that follows ``--name``."""
+    a = args[i]
+    return a.startswith(f"--{name}=") or a == f"--{name}" or (i > 0 and args[i - 1] == f"--{name}")
 
 
 def local_pool_size(beam_args: Sequence[str]) -> int | None:

@@ -33,6 +33,18 @@ def test_the_pool_takes_the_work_only_for_in_process_local_workers():
     assert ingest.local_pool_size(["--runner=DataflowRunner", *threads]) is None
 
 
+def test_the_runner_keeps_few_threads_when_the_pool_takes_the_work():
+    """The pool's processes do the per-video work; the DirectRunner's threads only feed it and run
+    the index's light stages, and each costs start-up: capped, the pool keeps --workers."""
+    mode = "--direct_running_mode=multi_threading"
+    assert ingest_pool.runner_args(["--direct_num_workers=16", mode]) == [mode, "--direct_num_workers=2"]
+    assert ingest_pool.runner_args(["--direct_num_workers", "16", mode, "--x=1"]) == [mode, "--x=1", "--direct_num_workers=2"]
+    assert ingest.local_pool_size(ingest_pool.runner_args(["--direct_num_workers=16", mode])) == ingest_pool.RUNNER_THREADS
+    for unchanged in (["--direct_num_workers=2", mode], ["--direct_num_workers=8", "--direct_running_mode=multi_processing"],
+                      ["--runner=DataflowRunner", "--direct_num_workers=8", mode], []):  # fmt: skip
+        assert ingest_pool.runner_args(unchanged) == unchanged
+
+
 def test_the_launcher_hands_out_the_first_videos_before_beam_loads():
     """Importing Beam takes about a second: the launcher and its pool do not import it, so the pool's
     processes decode the first videos meanwhile; only the pipeline's module does."""
@@ -162,7 +174,8 @@ def test_a_runner_that_drops_the_pools_last_outputs_loses_no_video(tmp_path, mon
 @pytest.mark.integration
 def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
     """Two processes per worker (so that no core waits on Python work), but no more ffmpeg runs at
-    once than workers: more cost 7-10% more CPU per video on real footage. An ffmpeg stand-in on
+    once than workers (more cost 7-10% more CPU per video on real footage), and as many as workers
+    whatever threads the runner has. An ffmpeg stand-in on
     PATH logs when each run starts and ends (and lingers, so that runs would overlap)."""
     import os
     import shutil
@@ -184,15 +197,20 @@ def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     assert ingest_pool._pool is None  # the pool's processes start with this PATH
     args = ["ingest", str(tmp_path / "l.txt"), "--media-root", str(media), "--out", str(tmp_path / "s"),
-            "--poll", "0", "--workers", "2"]  # fmt: skip
+            "--poll", "0", "--workers", "3"]  # fmt: skip
+    runner_flags: list[list[str]] = []
+    new_pipeline = ingest_beam.new_pipeline
+    monkeypatch.setattr(ingest_beam, "new_pipeline", lambda a: runner_flags.append(list(a)) or new_pipeline(a))
     assert cli.main(args) == 0
+    # the runner has 2 threads, the pool 3 workers: the pool alone decides how many videos decode at once
+    assert [flag for flag in runner_flags[0] if "num_workers" in flag] == ["--direct_num_workers=2"]
     assert ClipStore.open(str(tmp_path / "s")).index["video_id"].nunique() == 8
     events = sorted((int(t), 1 if sign == "+" else -1) for sign, t in (line.split() for line in log.read_text().splitlines()))
     running, most = 0, 0
     for _, step in events:
         running += step
         most = max(most, running)
-    assert len(events) == 16 and most == 2, f"{most} ffmpeg runs at once with 2 workers ({ingest_pool.pool_processes(2)} processes)"
+    assert len(events) == 16 and most == 3, f"{most} ffmpeg runs at once with 3 workers ({ingest_pool.pool_processes(3)} processes)"
 
 
 def test_the_pools_processes_start_with_the_per_video_code_imported(tmp_path):
