@@ -14,7 +14,7 @@ float32. Batched, every feature gets a leading batch dimension.
 
 One generator (``tf.data.Dataset.from_generator``) reads the shards with
 :mod:`audioscope.models.numpy_data` and yields whole batches, each decoded
-straight into its arrays: a packed shard (record schemas 3 and 4) keeps its
+straight into its arrays: a packed shard (record schemas 3 to 5) keeps its
 clips' compressed media while its examples are read and assembles each
 example from them; records of schema 1 (raw) and 2 (self-contained, zstd)
 are read too. Shuffling happens before decoding, in Python, as the numpy

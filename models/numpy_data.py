@@ -36,7 +36,7 @@ loader does. Usable from PyTorch and JAX::
     # JAX: batches are numpy arrays; jax.device_put(batch["mixture"]) moves one to the device.
 
 Without shuffling, examples come in file order, shard after shard. A packed
-shard (record schemas 3 and 4) is read record by record: its reader keeps the
+shard (record schemas 3 to 5) is read record by record: its reader keeps the
 clips' compressed media until the shard is read, and each example takes its
 own clips along, so memory holds the shards being read and the compressed
 clips of the examples waiting in the shuffle buffer (:func:`held_bytes`), not
@@ -86,7 +86,7 @@ def decode_example(data: bytes, where: str = "") -> dict[str, Any]:
 
     Raises :class:`audioscope.schemas.records.RecordError` (naming ``where``)
     for a record of an unreadable version or layout; an example of a packed
-    (schema 3 or 4) shard needs its shard's clips (:func:`iter_shard`).
+    (schema 3 to 5) shard needs its shard's clips (:func:`iter_shard`).
     """
     reader = records.ShardReader(where)
     feature = _guarded(lambda: reader.take(data), where)

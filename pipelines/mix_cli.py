@@ -57,7 +57,7 @@ are skipped; summary.json says so.
 
 Every record carries both clips' ids, video ids, times and licences, the
 frames' clip and licence, clip 1's rater votes, label and coincidence score
-(see audioscope.schemas.records). Shards are packed (record schema 4): each
+(see audioscope.schemas.records). Shards are packed (record schema 5): each
 clip's media once, then the examples, which refer to them; the second
 mixture of a training example is a Df clip of the same shard. Clips whose licence matches
 --exclude-licence are never used.

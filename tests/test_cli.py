@@ -251,3 +251,11 @@ def test_a_stop_raised_where_it_is_lost_is_delivered_again(where, sig, tmp_path)
     said = ["stopped", str(int(sig))] if sig == signal.SIGTERM else ["interrupted"]
     assert (run.returncode, run.stdout.split()) == (3 if sig == signal.SIGTERM else 4, ["waiting", *said]), run.stderr
     assert "Exception ignored" not in run.stderr
+
+
+def test_the_mix_help_names_the_record_schema_mix_writes():
+    """The help says which record schema the shards are in: the one `mix` writes now."""
+    from audioscope.schemas.records import SCHEMA_VERSION
+
+    text = " ".join(dict(_all_parsers())[("mix",)].format_help().split())
+    assert f"Shards are packed (record schema {SCHEMA_VERSION})" in text
