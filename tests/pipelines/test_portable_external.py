@@ -1,16 +1,17 @@
-"""The portable path without a shared disk: ingest and score through ``PortableRunner`` with EXTERNAL workers.
+"""The portable path without a shared disk: ingest, score and mix through ``PortableRunner`` with EXTERNAL workers.
 
 A Beam job server runs beside the launcher; the workers come from a Beam
 worker pool in a SEPARATE process that runs in its own mount namespace with
 an empty tmpfs over the temporary folders (``unshare -m``, root only), so it
 cannot see anything the launcher or the test wrote there: a marker file in
 the test's folder is checked to be invisible to it. The data (videos, list,
-model, store, scores) lives on the GCS emulator, as it would on Dataflow.
-The stores and scores must equal the DirectRunner's.
+model, store, scores, Df, shards) lives on the GCS emulator, as it would on
+Dataflow. The stores, scores and mixture shards must equal the DirectRunner's.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -100,7 +101,7 @@ def external(tmp_path_factory):
             _stop(pool)
 
 
-def test_ingest_and_score_with_external_workers_equal_the_direct_runner(external, monkeypatch):
+def test_ingest_score_and_mix_with_external_workers_equal_the_direct_runner(external, monkeypatch):
     from audioscope.clipstore import ClipStore
     from audioscope.pipelines.score import ScoresLayout
 
@@ -120,13 +121,20 @@ def test_ingest_and_score_with_external_workers_equal_the_direct_runner(external
     export_model(tmp / "model", 1.0)
     _upload(tmp / "model", f"{root}/model")
 
-    results = {}
+    results, shards, examples = {}, {}, {}
     for name, beam in (("direct", []), ("external", external["flags"])):
         store, scores = f"{root}/{name}/store", f"{root}/{name}/scores"
         rest = ["--", *beam] if beam else []
         assert cli.main(["ingest", f"{root}/list.txt", "--store", store, "--poll", "1", *rest]) == 0
         assert cli.main(["score", "--store", store, "--model", f"{root}/model", "--out", scores, "--poll", "1", *rest]) == 0
+        df, mix = f"{root}/{name}/df", f"{root}/{name}/mix"
+        assert cli.main(["filter", "--scores", scores, "--store", store, "--out", df, "--top-k-videos", "2", "--split-ratios", "1,0,0",
+                         "--no-truth"]) == 0  # fmt: skip
+        assert cli.main(["mix", "--store", store, "--df", df, "--out", mix, "--recipes", "unsupervised",
+                         "--poll", "1", *rest]) == 0  # fmt: skip
         results[name] = (ClipStore.open(store), ScoresLayout(scores))
+        shards[name] = {f[len(mix):]: storage.read_bytes(f) for f in storage.list_files(mix, ".tfrecord")}
+        examples[name] = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(mix, "examples.parquet"))))
         # (multiprocessing's and TensorFlow's files of this process go when it exits)
         left = [p.name for p in launcher_tmp.iterdir() if not p.name.startswith(("pymp-", "__autograph_generated"))]
         assert left == [], name
@@ -139,6 +147,10 @@ def test_ingest_and_score_with_external_workers_equal_the_direct_runner(external
         assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
     assert p_scores.is_finished() and d_scores.is_finished()
     pd.testing.assert_frame_equal(p_scores.read_scores(), d_scores.read_scores())
+    # mix: the same shards, byte for byte, and the same example table
+    assert shards["direct"] and len(examples["direct"]) > 0
+    assert shards["external"] == shards["direct"]
+    pd.testing.assert_frame_equal(examples["external"], examples["direct"])
 
 
 def test_a_remote_runner_with_a_local_out_is_refused_before_anything_runs(external, tmp_path, capsys):
