@@ -10,7 +10,7 @@ command line (decoded as ingest decodes them: 16 kHz mono, one 128x128
 picture per second, padded), each cut into back-to-back 5-second clips:
 
   frames   zstd of the raw pixels (schema 3), schemas 4 and 5's codec (red
-           and blue minus green, then PNG's Sub filter, zstd level 6 with
+           and blue minus green, then PNG's Sub filter, zstd level 16 with
            matches of at least 6 bytes), the Sub filter alone (the byte
            minus the same channel of the pixel to its left, mod 256: schema
            2's frames codec), and Up (minus the pixel above) before zstd.
@@ -18,7 +18,8 @@ picture per second, padded), each cut into back-to-back 5-second clips:
            codec (first differences x[t] - x[t-1] split as 256 h + l with l
            the signed low byte, zstd level 6), schema 5's (now: each block of
            2,500 samples predicted from the 8 before by coefficients of its
-           own, the residuals split as schema 4 splits its differences), and
+           own, the residuals split as schema 4 splits its differences, zstd
+           level 12 with matches of at least 7 bytes), and
            schema 3's split after the difference (two's complement high
            bytes: the sign of a small difference lands in both bytes).
 

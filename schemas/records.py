@@ -120,14 +120,24 @@ OLDEST_READABLE = 1
 #: zstd level of the writer (frames and audio): measured on the synthetic corpus, level 3
 #: gives 33 kB of frames and 230 kB of audio per example; higher levels gain ~3%.
 ZSTD_LEVEL = 3
-#: zstd level of a packed shard's clip records (schema 4): on real videos level 6 stores the
-#: filtered frames in 6% fewer bytes than level 3 at ~1.3 ms per clip; levels 7-12 store more,
-#: 13-15 ~4% fewer at 8-11 ms per clip. Decoding costs the same at every level.
+#: zstd level of schema 4's clip audio (first differences), as schema 4 was written (its frames
+#: were written at level 6 too: 6% fewer bytes than level 3 at ~1.3 ms a clip).
 CLIP_ZSTD_LEVEL = 6
-#: zstd's shortest match in a clip record's frames: on real videos (the registry's trailer, Big Buck
-#: Bunny, bikes) 6 stores the filtered frames in 2.3-3.1% fewer bytes than level 6's own 5, at the
-#: same speed (the audio is better at 5). Decoding does not depend on it.
-CLIP_FRAMES_MIN_MATCH = 6
+#: zstd's settings for a packed shard's clip frames (schemas 4 and 5; any level decodes alike):
+#: level 16 (optimal parsing) with matches of at least 6 bytes. On the registry's real videos
+#: against level 6 (also with 6), 1.6-3.2% fewer bytes, and fewer, longer sequences that
+#: decompress faster: 88 against 123 us a clip (bikes), 132 against 139 (trailer and Big Buck
+#: Bunny), for 6-8 ms of encoding a clip instead of 2. A minimum match of 6 rather than level 16's
+#: own 5: 0.3-0.4% fewer bytes, ~10 us less decoding (at level 6 it stored 2.3-3.1% fewer bytes).
+CLIP_FRAMES_LEVEL, CLIP_FRAMES_MIN_MATCH = 16, 6
+#: zstd's settings for schema 5's clip audio: level 12, matches of at least 7 bytes. Against level
+#: 6 with its own 5: 0.7% fewer bytes on pocketsphinx's speech recordings (84.2 -> 83.6 kB a clip)
+#: and 0.4% on the films' sound, decompressed in 120 against 137 us (speech) and 84 against 93
+#: (films), for 1.0-2.4 ms of encoding a clip instead of 0.6-1.4. Level 16 stores 1.8% less
+#: speech but takes 5-11 ms a clip (the mix step 5x slower with both at 16) for about the same decoding.
+#: With these frames and audio settings the loader read the speech examples 7% faster
+#: (1,139-1,176 -> 1,235-1,255 examples per CPU-second), the films' 2-3% faster.
+CLIP_AUDIO_LEVEL, CLIP_AUDIO_MIN_MATCH = 12, 7
 
 from audioscope.geometry import AUDIO_SAMPLES, CLIP_SECONDS, FRAMES_SHAPE, SAMPLE_RATE  # noqa: E402,F401
 #: int16 full scale: float audio is ``int16 / AUDIO_SCALE``.
@@ -366,19 +376,24 @@ def _join_bytes(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def clip_frames_bytes(frames: np.ndarray) -> bytes:
-    """Schema 4's clip frames: red and blue minus green, then every row of the 5 stacked frames
-    Sub-filtered (all modulo 256), as one zstd frame (level :data:`CLIP_ZSTD_LEVEL`, matches of
-    at least :data:`CLIP_FRAMES_MIN_MATCH` bytes)."""
+def _zstd(data: bytes, level: int, min_match: int) -> bytes:
+    """``data`` as one zstd frame at ``level`` with matches of at least ``min_match`` bytes."""
     import zstandard
 
+    params = zstandard.ZstdCompressionParameters.from_level(level, min_match=min_match)
+    return zstandard.ZstdCompressor(compression_params=params).compress(data)
+
+
+def clip_frames_bytes(frames: np.ndarray) -> bytes:
+    """Schemas 4 and 5's clip frames: red and blue minus green, then every row of the 5 stacked
+    frames Sub-filtered (all modulo 256), as one zstd frame (:data:`CLIP_FRAMES_LEVEL`,
+    :data:`CLIP_FRAMES_MIN_MATCH`)."""
     n, h, w, c = FRAMES_SHAPE
     x = np.ascontiguousarray(frames, dtype=np.uint8).reshape(n * h, w, c)
     colour = x.copy()
     colour[..., 0] -= x[..., 1]  # uint8 wraps modulo 256
     colour[..., 2] -= x[..., 1]
-    params = zstandard.ZstdCompressionParameters.from_level(CLIP_ZSTD_LEVEL, min_match=CLIP_FRAMES_MIN_MATCH)
-    return zstandard.ZstdCompressor(compression_params=params).compress(_sub_filtered(colour).tobytes())
+    return _zstd(_sub_filtered(colour).tobytes(), CLIP_FRAMES_LEVEL, CLIP_FRAMES_MIN_MATCH)
 
 
 def delta_audio_bytes(audio: np.ndarray) -> bytes:
@@ -455,14 +470,13 @@ def clip_audio_bytes(audio: np.ndarray) -> bytes:
     own (:func:`lpc_predict`); the predictor (a shift per block, then the int16 coefficients),
     then the residuals (modulo 2**16) interleaved time step by time step, one per block, each as
     ``256 h + l`` with ``l`` its signed low byte: every ``h`` then every ``l``; one zstd frame
-    (level :data:`CLIP_ZSTD_LEVEL`). Undone by :func:`audioscope.schemas.kernels.unpredict_audio`."""
-    import zstandard
-
+    (:data:`CLIP_AUDIO_LEVEL`, :data:`CLIP_AUDIO_MIN_MATCH`). Undone by
+    :func:`audioscope.schemas.kernels.unpredict_audio`."""
     from audioscope.schemas.kernels import LPC_BLOCKS
 
     shifts, coefs, residuals = lpc_predict(np.ascontiguousarray(audio, np.int16).reshape(LPC_BLOCKS, -1))
     payload = shifts.tobytes() + coefs.astype("<i2").tobytes() + _signed_planes(residuals.astype(np.int16).T)  # wraps
-    return zstandard.ZstdCompressor(level=CLIP_ZSTD_LEVEL).compress(payload)
+    return _zstd(payload, CLIP_AUDIO_LEVEL, CLIP_AUDIO_MIN_MATCH)
 
 
 def _thread_array(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
