@@ -296,3 +296,25 @@ def test_a_schema_5_clip_with_a_predictor_outside_the_format_is_refused():
     payload[0] = 200  # a shift no writer makes
     with pytest.raises(RecordError, match="the audio's predictor is out of range"):
         records.clip_audio_into(5, zstandard.ZstdCompressor().compress(bytes(payload)), np.empty(AUDIO_SAMPLES, np.int16))
+
+
+def test_clip_records_read_alike_whatever_zstd_level_wrote_them():
+    """The zstd settings are the writer's choice, not the format: clips written at the levels of
+    earlier versions (6, and level 3's defaults) read as those written now, so a reader needs no
+    new schema for them."""
+    rng = np.random.default_rng(3)
+    t = np.arange(AUDIO_SAMPLES)
+    audio = (6000 * np.sin(t * 0.03) + rng.normal(0, 30, t.size)).astype(np.int16)
+    frames = np.clip(np.add.outer(np.arange(128), np.arange(128))[None, :, :, None] + rng.integers(0, 9, FRAMES_SHAPE),
+                     0, 255).astype(np.uint8)  # fmt: skip
+    out_audio, out_frames = np.empty(AUDIO_SAMPLES, np.int16), np.empty(FRAMES_SHAPE, np.uint8)
+    plain = zstandard.ZstdDecompressor()
+    for level in (3, 6, records.CLIP_FRAMES_LEVEL, records.CLIP_AUDIO_LEVEL):
+        again = zstandard.ZstdCompressor(level=level)
+        records.clip_audio_into(5, again.compress(plain.decompress(records.clip_audio_bytes(audio))), out_audio)
+        records.clip_frames_into(5, again.compress(plain.decompress(records.clip_frames_bytes(frames))), out_frames)
+        np.testing.assert_array_equal(out_audio, audio)
+        np.testing.assert_array_equal(out_frames, frames)
+    # the writer's settings hold: a smooth picture's frames take fewer bytes than level 6 gives them
+    assert len(records.clip_frames_bytes(frames)) < len(zstandard.ZstdCompressor(level=6).compress(
+        plain.decompress(records.clip_frames_bytes(frames))))  # fmt: skip
