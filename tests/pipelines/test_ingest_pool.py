@@ -38,10 +38,13 @@ def test_the_runner_keeps_few_threads_when_the_pool_takes_the_work():
     the index's light stages, and each costs start-up: capped, the pool keeps --workers."""
     mode = "--direct_running_mode=multi_threading"
     assert ingest_pool.runner_args(["--direct_num_workers=16", mode]) == [mode, "--direct_num_workers=2"]
-    assert ingest_pool.runner_args(["--direct_num_workers", "16", mode, "--x=1"]) == [mode, "--x=1", "--direct_num_workers=2"]
-    assert ingest.local_pool_size(ingest_pool.runner_args(["--direct_num_workers=16", mode])) == ingest_pool.RUNNER_THREADS
-    for unchanged in (["--direct_num_workers=2", mode], ["--direct_num_workers=8", "--direct_running_mode=multi_processing"],
-                      ["--runner=DataflowRunner", "--direct_num_workers=8", mode], []):  # fmt: skip
+    spaced = ["--direct_num_workers", "16", mode, "--x=1"]
+    assert ingest_pool.runner_args(spaced) == [mode, "--x=1", "--direct_num_workers=2"]
+    capped = ingest_pool.runner_args(["--direct_num_workers=16", mode])
+    assert ingest.local_pool_size(capped) == ingest_pool.RUNNER_THREADS
+    processes = ["--direct_num_workers=8", "--direct_running_mode=multi_processing"]
+    dataflow = ["--runner=DataflowRunner", "--direct_num_workers=8", mode]
+    for unchanged in (["--direct_num_workers=2", mode], processes, dataflow, []):
         assert ingest_pool.runner_args(unchanged) == unchanged
 
 
@@ -199,8 +202,8 @@ def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
     args = ["ingest", str(tmp_path / "l.txt"), "--media-root", str(media), "--out", str(tmp_path / "s"),
             "--poll", "0", "--workers", "3"]  # fmt: skip
     runner_flags: list[list[str]] = []
-    new_pipeline = ingest_beam.new_pipeline
-    monkeypatch.setattr(ingest_beam, "new_pipeline", lambda a: runner_flags.append(list(a)) or new_pipeline(a))
+    pipeline = ingest_beam.new_pipeline
+    monkeypatch.setattr(ingest_beam, "new_pipeline", lambda a: runner_flags.append(list(a)) or pipeline(a))
     assert cli.main(args) == 0
     # the runner has 2 threads, the pool 3 workers: the pool alone decides how many videos decode at once
     assert [flag for flag in runner_flags[0] if "num_workers" in flag] == ["--direct_num_workers=2"]
@@ -210,7 +213,7 @@ def test_the_pool_runs_one_ffmpeg_per_worker_at_a_time(tmp_path, monkeypatch):
     for _, step in events:
         running += step
         most = max(most, running)
-    assert len(events) == 16 and most == 3, f"{most} ffmpeg runs at once with 3 workers ({ingest_pool.pool_processes(3)} processes)"
+    assert len(events) == 16 and most == 3, f"{most} ffmpeg runs at once with 3 workers (6 processes)"
 
 
 def test_the_pools_processes_start_with_the_per_video_code_imported(tmp_path):

@@ -128,8 +128,8 @@ def test_ingest_score_and_mix_with_external_workers_equal_the_direct_runner(exte
         assert cli.main(["ingest", f"{root}/list.txt", "--store", store, "--poll", "1", *rest]) == 0
         assert cli.main(["score", "--store", store, "--model", f"{root}/model", "--out", scores, "--poll", "1", *rest]) == 0
         df, mix = f"{root}/{name}/df", f"{root}/{name}/mix"
-        assert cli.main(["filter", "--scores", scores, "--store", store, "--out", df, "--top-k-videos", "2", "--split-ratios", "1,0,0",
-                         "--no-truth"]) == 0  # fmt: skip
+        assert cli.main(["filter", "--scores", scores, "--store", store, "--out", df, "--top-k-videos", "2",
+                         "--split-ratios", "1,0,0", "--no-truth"]) == 0  # both videos in train  # fmt: skip
         assert cli.main(["mix", "--store", store, "--df", df, "--out", mix, "--recipes", "unsupervised",
                          "--poll", "1", *rest]) == 0  # fmt: skip
         results[name] = (ClipStore.open(store), ScoresLayout(scores))
