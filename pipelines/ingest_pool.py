@@ -241,18 +241,13 @@ def runner_args(beam_args: Sequence[str]) -> list[str]:
     """``beam_args`` for the runner when the local pool takes the per-video work (:func:`local_pool_size`):
     the DirectRunner's threads capped at :data:`RUNNER_THREADS` (the pool keeps its
     ``--direct_num_workers`` processes); other flags, and every other runner, unchanged."""
+    from audioscope.pipelines.runner import without_flag
+
     args = list(beam_args)
     pool = local_pool_size(args)
     if not pool or pool <= RUNNER_THREADS:
         return args
-    kept = [a for i, a in enumerate(args) if not _is_flag(args, i, "direct_num_workers")]
-    return [*kept, f"--direct_num_workers={RUNNER_THREADS}"]
-
-
-def _is_flag(args: Sequence[str], i: int, name: str) -> bool:
-    """True when ``args[i]`` is ``--name=V``, ``--name`` or the V that follows ``--name``."""
-    a = args[i]
-    return a.startswith(f"--{name}=") or a == f"--{name}" or (i > 0 and args[i - 1] == f"--{name}")
+    return [*without_flag(args, "direct_num_workers"), f"--direct_num_workers={RUNNER_THREADS}"]
 
 
 def local_pool_size(beam_args: Sequence[str]) -> int | None:

@@ -139,6 +139,20 @@ def flag_value(beam_args: list[str], name: str) -> str | None:
     return value
 
 
+def without_flag(beam_args: Sequence[str], name: str) -> list[str]:
+    """The Beam flags without ``--name=V`` / ``--name V`` (the forms :func:`flag_value` reads)."""
+    kept: list[str] = []
+    skip = False
+    for a in beam_args:
+        if skip:
+            skip = False
+        elif a == f"--{name}":
+            skip = True  # its value follows
+        elif not a.startswith(f"--{name}="):
+            kept.append(a)
+    return kept
+
+
 def require_local_programs(beam_args: list[str], *names: str) -> None:
     """Refuse at launch when workers on this machine would run a program (ffmpeg) that is not
     installed here; remote workers (:func:`remote_workers`) bring their own image."""
