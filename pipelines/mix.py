@@ -33,6 +33,7 @@ TensorFlow is loaded once per worker in ``setup``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -536,13 +537,19 @@ def mix(config: MixConfig) -> MixResult:
     """The mix step: plan, write the missing shards, finish the folder (see the module docstring).
 
     Resumes a folder that holds the same plan; refuses one of another plan
-    (:class:`UserError`). When shards could not be written the result lists
-    them (``finished`` False) and ``summary.json`` is not written.
+    (:class:`UserError`), and a local ``--store`` or ``--out`` when the
+    workers run elsewhere (they read the one and write the other; the Df,
+    labels and pair lists are read here only). When shards could not be
+    written the result lists them (``finished`` False) and ``summary.json``
+    is not written.
     """
     from audioscope.pipelines.mix_catalog import store_catalog
     from audioscope.pipelines.mix_outputs import write_outputs
     from audioscope.pipelines.mix_plan import make_plan
+    from audioscope.pipelines.runner import check_paths_for_runner
 
+    paths = check_paths_for_runner(list(config.beam_args), {"--store": config.store, "--out": config.out})
+    config = dataclasses.replace(config, store=str(paths["--store"]), out=str(paths["--out"]))
     started = time.time()
     options = config.plan_options()
     loaded = load_inputs(config)

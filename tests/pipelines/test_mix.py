@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -416,6 +417,24 @@ def test_user_errors_say_what_to_do(inputs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["mix", "--store", "s", "--df", "d", "--out", out, "--recipes", "semi-supervised:NOn=2"])
     assert "sum to 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags", [["--runner=DataflowRunner", "--project=p"], ["--runner=PortableRunner", "--environment_type=EXTERNAL"]]
+)
+def test_a_local_store_or_out_with_remote_workers_is_refused_at_launch(inputs, tmp_path, capsys, flags):
+    """The workers read the store and write the shards: local paths there are refused before any
+    planning or network call (the Df and labels are read by the launcher, so they may stay local)."""
+    out = tmp_path / "mix"
+    assert mix(inputs, out, "--", *flags) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--store {inputs.store}" in line and f"--out {out}" in line and "gs://" in line, line
+    assert "--df" not in line and "--labels" not in line
+    remote_store = dataclasses.replace(inputs, store="gs://bucket/store")
+    assert mix(remote_store, out, "--", *flags) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--out {out}" in line and "--store" not in line, line
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- hostile inputs
