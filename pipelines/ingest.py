@@ -100,8 +100,14 @@ def list_key(list_path: str) -> str:
 def write_requests(
     layout: Layout, list_path: str, fmt: str | None, media_root: str | None, *,
     allow_outside_root: bool = False, clip_seconds: int = 5, workdir: str | None = None,
+    remote_runner: str | None = None,
 ) -> WrittenRequests:
     """Read the list as a stream; write request shards and bad rows into the store.
+
+    ``remote_runner``: the runner's name when its workers cannot see this
+    machine's disk; a video that is a file here then refuses the whole list
+    (:class:`~audioscope.errors.UserError`, nothing kept): every such video
+    would fail on a worker.
 
     Memory stays flat whatever the list's size: requests go to shards of
     :data:`REQUESTS_PER_SHARD` lines as they come, the ids seen are kept in
@@ -110,6 +116,7 @@ def write_requests(
     list's name and content), so lists ingested one after the other all
     keep theirs and re-running a list replaces its own files.
     """
+    from audioscope.errors import UserError
     from audioscope.sources.lists import BadRow, SeenIds, read_video_list
 
     ids = SeenIds(workdir)
@@ -154,6 +161,12 @@ def write_requests(
                     raw=item.uri,
                 ).to_json())
                 continue
+            if remote_runner and storage.is_local(item.uri):
+                raise UserError(
+                    f"{item.origin}: {item.uri} is a file on this machine, but {remote_runner} runs its workers "
+                    "elsewhere and they cannot read it; copy the videos to gs:// or s3:// and list those URIs (or "
+                    "relative paths with --media-root gs://...), or run on the local runner"
+                )
             n_req += 1
             chunk.append(item.to_json())
             if len(chunk) >= REQUESTS_PER_SHARD:
@@ -222,13 +235,14 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
     from audioscope.clipstore.format import StoreError, StoreParams, init_store
     from audioscope.clipstore.lock import StoreLock
     from audioscope.errors import UserError
-    from audioscope.pipelines.runner import check_paths_for_runner, require_local_programs
+    from audioscope.pipelines.runner import check_paths_for_runner, remote_runner, require_local_programs
     from audioscope.sources.fetch import FetchLimits
 
     # Workers see the store and the media root as given: made absolute here,
     # and refused at once when local while the workers run elsewhere.
-    paths = check_paths_for_runner(list(config.beam_args), {"--store": config.store, "--media-root": config.media_root})
-    require_local_programs(list(config.beam_args), "ffmpeg")
+    beam_args = list(config.beam_args)
+    paths = check_paths_for_runner(beam_args, {"--store": config.store, "--media-root": config.media_root})
+    require_local_programs(beam_args, "ffmpeg")
     config = dataclasses.replace(config, store=str(paths["--store"]), media_root=paths["--media-root"])
     if not storage.exists(config.list_path):
         raise UserError(f"the list {config.list_path} does not exist; give the path of a video list")
@@ -247,6 +261,7 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
                 layout, config.list_path, config.list_format, config.media_root,
                 allow_outside_root=config.allow_outside_root, clip_seconds=params.clip_seconds,
                 workdir=config.workdir,
+                remote_runner=remote_runner(beam_args),
             )
         except ValueError as e:
             close_local_pool()

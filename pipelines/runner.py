@@ -175,6 +175,14 @@ def remote_workers(beam_args: list[str]) -> bool:
     return runner in REMOTE_RUNNERS or env in REMOTE_ENVIRONMENTS
 
 
+def remote_runner(beam_args: list[str]) -> str | None:
+    """The runner's name for messages when its workers cannot see this machine's disk
+    (:func:`remote_workers`); None when they can."""
+    if not remote_workers(beam_args):
+        return None
+    return runner_name(beam_args) or "the portable runner"
+
+
 def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -> dict[str, str | None]:
     """Every path normalised (:func:`normalise`), local ones refused when the workers are remote.
 
@@ -185,10 +193,10 @@ def check_paths_for_runner(beam_args: list[str], paths: dict[str, str | None]) -
     Returns the same keys with normalised values.
     """
     out = {k: (normalise(v) if v else v) for k, v in paths.items()}
-    if remote_workers(beam_args):
+    runner = remote_runner(beam_args)
+    if runner:
         local = [f"{k} {v}" for k, v in out.items() if v and is_local(v)]
         if local:
-            runner = runner_name(beam_args) or "the portable runner"
             raise UserError(
                 f"{', '.join(local)}: local path{'s' if len(local) > 1 else ''} on this machine, but {runner} runs "
                 "its workers elsewhere and they cannot read it; give gs:// or s3:// locations the workers can "

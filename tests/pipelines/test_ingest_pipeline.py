@@ -399,3 +399,24 @@ def test_a_second_list_into_the_same_store_keeps_the_first(corpus, store, tmp_pa
     both = _index_table(out)
     assert set(both.video_id) == set(_index_table(store).video_id)
     assert len(ClipStore.open(str(out)).status) == len(ClipStore.open(str(store)).status)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--runner=DataflowRunner", "--project=p"], ["--runner=PortableRunner", "--environment_type=EXTERNAL"]]
+)
+def test_a_list_of_files_here_with_remote_workers_is_refused_at_launch(tmp_path, capsys, flags):
+    """Workers elsewhere cannot read this machine's files: one line naming the first such row, before any
+    video is handed out, and no request shard left in the store (on the GCS emulator, as on Dataflow)."""
+    from audioscope import storage
+    from tests.gcs_emulator import GcsEmulator, pointed_at
+
+    lst = tmp_path / "list.txt"
+    lst.write_text("gs://media/a.mp4\nhttps://example.invalid/b.mp4\nvideos/c.mp4\n")
+    with GcsEmulator(bucket="stores") as emu, pointed_at(emu.url):
+        assert ingest(lst, "gs://stores/s", "--", *flags) == 2  # type: ignore[arg-type]
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert f"{tmp_path}/videos/c.mp4 is a file on this machine" in lines[0] and "gs://" in lines[0], lines[0]
+        assert flags[0].split("=")[1] in lines[0], lines[0]
+        assert storage.glob("gs://stores/s/requests/*") == []
