@@ -562,6 +562,22 @@ def read_pool_rows(annotations: str) -> Any:
         ) from None
 
 
+def refuse_local_sources(todo: Todo, runner: str | None) -> None:
+    """With ``runner``'s workers elsewhere (None: they see this disk), a source video that is a file
+    here cannot be read by them: one :class:`UserError` naming the first, before any work is handed out."""
+    if runner is None:
+        return
+    local = sorted(key for key in todo if storage.is_local(key[0]))
+    if local:
+        source, video_id = local[0]
+        more = f" (and {len(local) - 1} more videos)" if len(local) > 1 else ""
+        raise UserError(
+            f"video {video_id}: its source {source} is a file on this machine{more}, but {runner} runs its "
+            "workers elsewhere and they cannot read it; render on the local runner (without the runner flags), or "
+            "render pools drawn from a clip store ingested from gs:// or s3:// videos"
+        )
+
+
 def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> RenderResult:
     """Render every clip of the pools not rendered yet; write ``render.json``.
 
@@ -572,7 +588,7 @@ def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> 
     neither rendered nor recorded as failed (a runner lost work; a re-run
     completes it).
     """
-    from audioscope.pipelines.runner import check_paths_for_runner, require_local_programs
+    from audioscope.pipelines.runner import check_paths_for_runner, remote_runner, require_local_programs
     from audioscope.pipelines.work import require_complete
     from audioscope.sources.lists import _check_media_root
 
@@ -585,8 +601,9 @@ def render(config: RenderConfig, *, echo: Callable[[str], None] = to_stderr) -> 
     pools = read_pool_rows(config.annotations)
     policy = source_policy(config.annotations, media_root, set(pools["video_id"].astype(str)))
     layout = RenderLayout(media)
-    storage.makedirs(layout.clips_dir)
     todo, have, refused = plan(pools, layout, policy)
+    refuse_local_sources(todo, remote_runner(beam_args))
+    storage.makedirs(layout.clips_dir)
     if refused:
         storage.atomic_write(layout.invalid_ids, "".join(json.dumps(r, sort_keys=True) + "\n" for r in refused))
         echo(f"render: {len(refused)} pool rows have invalid clip ids and are not rendered (see {layout.invalid_ids})")

@@ -133,6 +133,26 @@ def test_local_media_with_remote_workers_is_refused_at_launch(videos, tmp_path, 
     assert snapshot(ws) == before
 
 
+def test_sources_on_this_machine_with_remote_workers_are_refused_at_launch(videos, tmp_path, capsys):
+    """The workers would open every source video: files here are refused in one line, before any work."""
+    from audioscope import storage
+    from tests.gcs_emulator import GcsEmulator, pointed_at
+
+    rows = [{"clip_id": f"{v}-0000000", "video_id": v, "source_uri": str(tmp_path / "videos" / f"{v}.mp4")}
+            for v in ("one", "two")]  # fmt: skip
+    ws = _workspace(videos, tmp_path, rows)
+    before = snapshot(ws)
+    with GcsEmulator(bucket="media") as emu, pointed_at(emu.url):
+        code = cli.main(["annotate", "render", "--annotations", str(ws / "ann"), "--media", "gs://media/m", "--",
+                         "--runner=DataflowRunner", "--project=p"])  # fmt: skip
+        assert code == 2
+        line = _one_line_error(capsys.readouterr().err)
+        assert f"video one: its source {ws / 'videos' / 'one.mp4'} is a file on this machine (and 1 more" in line, line
+        assert "DataflowRunner" in line and "local runner" in line
+        assert storage.glob("gs://media/m/**") == []
+    assert snapshot(ws) == before
+
+
 def test_a_runner_that_loses_work_cannot_end_in_exit_0_and_a_rerun_completes(videos, tmp_path, capsys):
     rows = [
         {"clip_id": f"{v}-000{s}000", "video_id": v, "source_uri": str(tmp_path / "videos" / f"{v}.mp4"),
