@@ -14,6 +14,7 @@ options fill.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -163,16 +164,44 @@ def require_local_programs(beam_args: list[str], *names: str) -> None:
             require_program(name)
 
 
+def worker_environment(beam_args: list[str]) -> str | None:
+    """The portable environment the workers get (``DOCKER``, ``EXTERNAL``, ``PROCESS``, ``LOOPBACK``), as
+    Beam chooses it; None for runners that are not portable ones (Direct, Dataflow, Dask).
+
+    ``--environment_type`` when given (a name or a ``beam:env:...`` URN); else Beam's default:
+    containers (DOCKER) for the PortableRunner, and for the Flink and Spark runners with a master
+    elsewhere; LOOPBACK (this process) for Prism, and Flink or Spark started here (``[auto]``,
+    ``[local]``, ``local[N]``: their defaults).
+    """
+    env = flag_value(beam_args, "environment_type")
+    if env:
+        if env.startswith("beam:env:"):  # beam:env:docker:v1, beam:env:external:v1, ...
+            env = env.split(":")[2]
+        return "LOOPBACK" if env.upper().startswith("EMBEDDED") else env.upper()
+    runner = (runner_name(beam_args) or "").rsplit(".", 1)[-1]
+    if runner == "PortableRunner":
+        return "DOCKER"
+    if runner == "PrismRunner":
+        return "LOOPBACK"
+    if runner == "FlinkRunner":
+        here = (flag_value(beam_args, "flink_master") or "[auto]") in ("[auto]", "[local]")
+        return "LOOPBACK" if here else "DOCKER"
+    if runner == "SparkRunner":
+        here = re.match(r"^local(\[.+\])?$", flag_value(beam_args, "spark_master_url") or "local[4]")
+        return "LOOPBACK" if here else "DOCKER"
+    return None
+
+
 def remote_workers(beam_args: list[str]) -> bool:
     """True when the Beam flags send the work to workers that may not see this machine's disk.
 
-    Dataflow always; any runner with ``--environment_type`` EXTERNAL or DOCKER
-    (a worker pool or containers elsewhere). The DirectRunner, and portable
-    runners with LOOPBACK or PROCESS workers, share the launcher's disk.
+    Dataflow always; any portable runner whose workers are EXTERNAL or DOCKER (a worker pool, or
+    containers, which see their own file system), given or by Beam's default
+    (:func:`worker_environment`: a bare ``--runner=PortableRunner`` runs containers). The
+    DirectRunner, and portable runners with LOOPBACK or PROCESS workers, share the launcher's disk.
     """
     runner = (runner_name(beam_args) or "").rsplit(".", 1)[-1]
-    env = (flag_value(beam_args, "environment_type") or "").upper()
-    return runner in REMOTE_RUNNERS or env in REMOTE_ENVIRONMENTS
+    return runner in REMOTE_RUNNERS or worker_environment(beam_args) in REMOTE_ENVIRONMENTS
 
 
 def remote_runner(beam_args: list[str]) -> str | None:

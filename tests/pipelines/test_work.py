@@ -72,6 +72,17 @@ def test_expected_counts_name_every_unit_that_came_up_short():
         (["--runner=PortableRunner", "--environment_type=EXTERNAL"], True),
         (["--runner=FlinkRunner", "--environment_type", "DOCKER"], True),
         (["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"], False),
+        # Beam's defaults when --environment_type is not given
+        (["--runner=PortableRunner", "--job_endpoint=localhost:8099"], True),  # containers
+        (["--runner=PrismRunner"], False),
+        (["--runner=FlinkRunner"], False),  # [auto]: a Flink started here, LOOPBACK workers
+        (["--runner=FlinkRunner", "--flink_master=[local]"], False),
+        (["--runner=FlinkRunner", "--flink_master=flink.example:8081"], True),
+        (["--runner=SparkRunner"], False),  # local[4]
+        (["--runner=SparkRunner", "--spark_master_url", "spark://host:7077"], True),
+        (["--runner=PortableRunner", "--environment_type=beam:env:external:v1"], True),
+        (["--runner=PortableRunner", "--environment_type=beam:env:embedded_python_loopback:v1"], False),
+        (["--runner=PortableRunner", "--environment_type=process"], False),
     ],
 )
 def test_which_runners_have_workers_that_cannot_see_our_disk(flags, remote):
