@@ -197,6 +197,29 @@ def build_config(args: argparse.Namespace, stored: object) -> object:
     return get_config(args.config or "paper", **overrides)
 
 
+def example_bytes(data: str, files: list[str], sizes: list[int]) -> int:
+    """Stored bytes per example of ``files`` (``sizes``: theirs), for the memory check.
+
+    From the mixtures folder's ``summary.json`` when ``data`` is a finished one that lists every
+    file (each shard's bytes and examples: nothing is read, whatever the shards' size or place);
+    else from the smallest shard, read once
+    (:func:`~audioscope.models.numpy_data.stored_example_bytes`)."""
+    from audioscope.errors import UserError
+    from audioscope.models.numpy_data import stored_example_bytes
+    from audioscope.pipelines.mix_layout import MixLayout, is_mix_folder
+
+    if files and is_mix_folder(data):
+        try:
+            listed = {str(s["path"]): (int(s["examples"]), int(s["bytes"])) for s in MixLayout(data).read_summary()["shards"]}
+        except (UserError, KeyError, TypeError, ValueError):
+            listed = {}
+        found = [next((v for path, v in listed.items() if f.endswith("/" + path)), None) for f in files]
+        if listed and all(v is not None and v[0] >= 0 and v[1] >= 0 for v in found):
+            examples, stored = sum(v[0] for v in found), sum(v[1] for v in found)  # type: ignore[index]
+            return -(-stored // examples) if examples else 0
+    return stored_example_bytes(files, sizes)
+
+
 def check_cpu_memory(config: object, data_bytes: int = 0) -> None:
     """Refuse, in one line, a training on the CPU that needs more memory than this machine has
     (the `paper` configuration's 256 examples per step take ~950 GB there): it would be killed
@@ -249,10 +272,10 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args, T.read_run_config(args.out))
     buffer = args.shuffle_buffer
     if args.strategy == "default":
-        from audioscope.models.numpy_data import held_bytes, stored_example_bytes
+        from audioscope.models.numpy_data import held_bytes
 
         sizes = storage.sizes(files)
-        check_cpu_memory(config, held_bytes(sizes, buffer, stored_example_bytes(files, sizes)))
+        check_cpu_memory(config, held_bytes(sizes, buffer, example_bytes(args.data, files, sizes)))
 
     def dataset_fn(seed: int) -> object:
         return loader.load_dataset(source, shuffle_buffer=buffer, seed=seed, repeat=True)

@@ -275,3 +275,39 @@ def test_shuffled_reading_holds_the_shards_being_read_and_the_buffers_clips_only
             tracemalloc.stop()
         assert examples == 12 * per_shard
         assert peak <= estimate + 2_000_000, (buffer, peak, estimate)
+
+
+def test_the_bytes_per_example_of_a_mixtures_folder_come_from_its_summary_without_reading_a_shard(tmp_path, monkeypatch):
+    """`train` checks memory before it starts: a finished mixtures folder lists each shard's bytes and
+    examples, so no shard is read (a release on object storage: ~130 MB per shard); a shard the summary
+    does not list, or a summary without shard sizes, falls back to reading the smallest shard."""
+    import json
+
+    from audioscope import storage
+    from audioscope.models import numpy_data
+    from audioscope.models.train_cli import example_bytes
+
+    root = tmp_path / "mix"
+    (root / "train" / "semi-supervised").mkdir(parents=True)
+    files = []
+    for k, n in enumerate((3, 5)):
+        path = root / "train" / "semi-supervised" / f"shard-{k:05d}-of-00002.tfrecord"
+        records.write_tfrecord(str(path), records.encode_shard(shard_of(n)))
+        files.append(str(path))
+    sizes = storage.sizes(files)
+    listed = [{"path": f"train/semi-supervised/{Path(f).name}", "examples": n, "bytes": b}
+              for f, n, b in zip(files, (3, 5), sizes)]  # fmt: skip
+    (root / "summary.json").write_text(json.dumps({"shards": listed}))
+
+    def no_reading(*a, **k):
+        raise AssertionError("a shard was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(numpy_data, "iter_shard", no_reading)
+        assert example_bytes(str(root), files, sizes) == -(-sum(sizes) // 8)
+        assert example_bytes(str(root), files[:1], sizes[:1]) == -(-sizes[0] // 3)
+    extra = root / "train" / "semi-supervised" / "copied-here.tfrecord"
+    extra.write_bytes(Path(files[0]).read_bytes())  # not in the summary: the smallest shard is read
+    assert example_bytes(str(root), [*files, str(extra)], [*sizes, sizes[0]]) == -(-sizes[0] // 3)
+    (root / "summary.json").write_text(json.dumps({"shards": [{"path": p["path"]} for p in listed]}))
+    assert example_bytes(str(root), files, sizes) == numpy_data.stored_example_bytes(files, sizes)
