@@ -213,11 +213,17 @@ def example_bytes(data: str, files: list[str], sizes: list[int]) -> int:
             listed = {str(s["path"]): (int(s["examples"]), int(s["bytes"])) for s in MixLayout(data).read_summary()["shards"]}
         except (UserError, KeyError, TypeError, ValueError):
             listed = {}
-        found = [next((v for path, v in listed.items() if f.endswith("/" + path)), None) for f in files]
+        found = [_listed_under(f, listed) for f in files]
         if listed and all(v is not None and v[0] >= 0 and v[1] >= 0 for v in found):
             examples, stored = sum(v[0] for v in found), sum(v[1] for v in found)  # type: ignore[index]
             return -(-stored // examples) if examples else 0
     return stored_example_bytes(files, sizes)
+
+
+def _listed_under(uri: str, listed: dict[str, tuple[int, int]]) -> tuple[int, int] | None:
+    """The entry of ``listed`` (relative shard path -> value) whose path ends ``uri`` after a ``/``."""
+    parts = uri.split("/")
+    return next((listed[p] for p in ("/".join(parts[-k:]) for k in range(1, len(parts))) if p in listed), None)
 
 
 def check_cpu_memory(config: object, data_bytes: int = 0) -> None:

@@ -164,6 +164,11 @@ def require_local_programs(beam_args: list[str], *names: str) -> None:
             require_program(name)
 
 
+def _runner_class(beam_args: list[str]) -> str:
+    """The ``--runner``'s class name (``DataflowRunner`` also from its dotted path); "" for Beam's default."""
+    return (runner_name(beam_args) or "").rsplit(".", 1)[-1]
+
+
 def worker_environment(beam_args: list[str]) -> str | None:
     """The portable environment the workers get (``DOCKER``, ``EXTERNAL``, ``PROCESS``, ``LOOPBACK``), as
     Beam chooses it; None for runners that are not portable ones (Direct, Dataflow, Dask).
@@ -178,7 +183,7 @@ def worker_environment(beam_args: list[str]) -> str | None:
         if env.startswith("beam:env:"):  # beam:env:docker:v1, beam:env:external:v1, ...
             env = env.split(":")[2]
         return "LOOPBACK" if env.upper().startswith("EMBEDDED") else env.upper()
-    runner = (runner_name(beam_args) or "").rsplit(".", 1)[-1]
+    runner = _runner_class(beam_args)
     if runner == "PortableRunner":
         return "DOCKER"
     if runner == "PrismRunner":
@@ -200,7 +205,7 @@ def remote_workers(beam_args: list[str]) -> bool:
     (:func:`worker_environment`: a bare ``--runner=PortableRunner`` runs containers). The
     DirectRunner, and portable runners with LOOPBACK or PROCESS workers, share the launcher's disk.
     """
-    runner = (runner_name(beam_args) or "").rsplit(".", 1)[-1]
+    runner = _runner_class(beam_args)
     return runner in REMOTE_RUNNERS or worker_environment(beam_args) in REMOTE_ENVIRONMENTS
 
 
