@@ -61,10 +61,11 @@ PROCESSES_PER_WORKER = 2
 #: Modules the pool's fork server imports once, so its processes start warm: the per-video code
 #: (this module imports it only when a video is ingested, so that the launcher can boot the fork
 #: server before its own imports: :func:`boot_fork_server`), and PyAV, which the probe imports on
-#: first use (~36 ms that every process paid again at its first video).
+#: first use (~36 ms that every process paid again at its first video). First of all
+#: ``pool_process``: the pool's processes never run the launcher's main script again.
 POOL_PRELOAD = (
-    "audioscope.pipelines.ingest_pool", "audioscope.clipstore.writer", "audioscope.media", "audioscope.sources.fetch",
-    "audioscope.sources.lists", "av",
+    "audioscope.pipelines.pool_process", "audioscope.pipelines.ingest_pool", "audioscope.clipstore.writer",
+    "audioscope.media", "audioscope.sources.fetch", "audioscope.sources.lists", "av",
 )
 
 _pool_lock = threading.Lock()

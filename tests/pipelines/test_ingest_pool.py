@@ -289,6 +289,37 @@ def test_the_pool_starts_under_a_temporary_directory_too_long_for_a_unix_socket(
     assert list(long_tmp.iterdir()) == []
 
 
+@pytest.mark.integration
+def test_a_script_without_a_main_guard_runs_once_not_again_in_every_pool_process(tmp_path):
+    """A researcher's plain script that calls ingest from Python, with no ``if __name__ == "__main__":``:
+    the pool's processes ran the whole script again (multiprocessing's fork server re-imports the
+    parent's main script in each child), each tried a nested ingest, and the run ended in a
+    BrokenProcessPool traceback."""
+    import subprocess
+    import sys
+
+    from .videos import av_video
+
+    for name in ("a", "bb"):
+        av_video(tmp_path / f"{name}.mp4", duration=6)
+    (tmp_path / "list.txt").write_text("a.mp4\nbb.mp4\n")
+    script = tmp_path / "my_ingest.py"
+    script.write_text(
+        "from audioscope import cli\n"
+        f"with open({str(tmp_path / 'ran.txt')!r}, 'a') as fh:\n"
+        "    fh.write('ran\\n')\n"
+        f"code = cli.main(['ingest', {str(tmp_path / 'list.txt')!r}, '--store', {str(tmp_path / 'store')!r}, "
+        "'--workers', '2'])\n"
+        "print('exit', code)\n"
+    )
+    for how in ([str(script)], ["-m", "my_ingest"]):  # as a script, and as a module (python -m)
+        proc = subprocess.run([sys.executable, *how], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stdout.splitlines()[-1] == "exit 0"
+    assert (tmp_path / "ran.txt").read_text() == "ran\n" * 2  # once per run, never in a pool process
+    assert len(ClipStore.open(str(tmp_path / "store")).index) == 4
+
+
 def test_an_ingest_that_fails_before_its_pool_starts_leaves_no_fork_server(tmp_path, capsys):
     from multiprocessing import forkserver
 
