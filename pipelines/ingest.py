@@ -219,6 +219,33 @@ def _unfinished(layout: Layout, con: Any) -> int:
     return int(row[0])
 
 
+def _rebuilt_summary(layout: Layout, started: float) -> dict[str, Any]:
+    """The store's summary as the index step of the run that started at ``started`` wrote it.
+
+    A runner that lost part of the index leaves no summary (the index step
+    says why in ``index/incomplete.json``), and one that lost its last step
+    leaves an earlier run's: either way the run ends short instead of
+    reporting the store as it was.
+    """
+    from audioscope.clipstore.summary import run_stamp
+    from audioscope.errors import UserError
+
+    stamp = run_stamp(started)
+    summary = json.loads(storage.read_text(layout.summary_json)) if storage.exists(layout.summary_json) else {}
+    if summary.get("started_at") == stamp:
+        return summary
+    why = "its last step never ran"
+    if storage.exists(layout.index_incomplete):
+        note = json.loads(storage.read_text(layout.index_incomplete))
+        why = note["reason"] if note.get("started_at") == stamp else why
+    if summary:  # an earlier run's: the index parts of this run may no longer match it
+        storage.remove(layout.summary_json)
+    raise UserError(
+        f"ingest ended short: the store's index was not rebuilt ({why}: the runner lost work; every finished "
+        "video is kept, and the store reads as unfinished). Run the same ingest again to complete it."
+    )
+
+
 def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
     """Ingest one list into a clip store (created, resumed or grown); the library entry.
 
@@ -293,7 +320,7 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
                 from audioscope.pipelines.ingest_beam import run_pipeline  # imports Beam
 
                 run_pipeline(settings, written.files, config.beam_args, started_at=started)
-            summary = json.loads(storage.read_text(layout.summary_json))
+            summary = _rebuilt_summary(layout, started)
             unfinished = unfinished_count(layout, written.ids)
         except BaseException:
             close_local_pool(stop_running=True)  # the early videos, when the pipeline did not start

@@ -225,7 +225,11 @@ def _route(job: tuple[str, Any, int], n_outputs: int) -> int:
 
 
 class ReadStatusDir(beam.DoFn):
-    """One status/<prefix>/ folder -> its status part, (shard, index rows) and running totals."""
+    """One status/<prefix>/ folder -> its status part, (shard, index rows) and running totals.
+
+    The totals also say how many index rows the folder sent to each shard,
+    so that a shard that comes up short (the runner lost some rows) is caught.
+    """
 
     TOTALS = "totals"
 
@@ -251,17 +255,18 @@ class ReadStatusDir(beam.DoFn):
         totals = SummaryCounts()
         for r in rows:
             totals.add(r)
-        yield beam.pvalue.TaggedOutput(self.TOTALS, ("totals", prefix, totals))
         by_shard: dict[int, list[dict[str, Any]]] = {}
         for r in records:
             if r.clips:
                 by_shard.setdefault(index_shard_of(r.video_id, n), []).extend(r.index_rows())
+        sent = {i: len(shard_rows) for i, shard_rows in by_shard.items()}
+        yield beam.pvalue.TaggedOutput(self.TOTALS, ("totals", prefix, totals, sent))
         for i, shard_rows in by_shard.items():
             yield i, (n, shard_rows)
 
 
-def write_index_shard(job: tuple[int, Iterable[tuple[int, list]]], store: str) -> tuple[str, str, Any]:
-    """Writes ``index/clips-NNNNN-of-MMMMM.parquet`` from its rows; returns its name."""
+def write_index_shard(job: tuple[int, Iterable[tuple[int, list]]], store: str) -> tuple[str, str, Any, Any]:
+    """Writes ``index/clips-NNNNN-of-MMMMM.parquet`` from its rows; returns its name, n and rows written."""
     import io
 
     import pyarrow.parquet as pq
@@ -279,22 +284,30 @@ def write_index_shard(job: tuple[int, Iterable[tuple[int, list]]], store: str) -
     pq.write_table(to_table(rows, CLIP_INDEX), buf, compression="zstd")
     path = Layout(store).index_shard(shard, n)
     storage.atomic_write(path, buf.getvalue())
-    return "shard", path.rsplit("/", 1)[-1], n
+    return "shard", path.rsplit("/", 1)[-1], n, (shard, len(rows))
 
 
 class _Gather(beam.CombineFn):
-    """Totals of every status folder and the names of the written shards (all small)."""
+    """Totals of every status folder, the names of the written shards, and index rows per shard:
+    sent (by the status folders) and written (by the shards). All small."""
 
     def create_accumulator(self) -> dict[str, Any]:
-        return {"totals": None, "prefixes": [], "shards": [], "n": None}
+        return {"totals": None, "prefixes": [], "shards": [], "n": None, "sent": {}, "written": {}}
 
-    def add_input(self, acc: dict[str, Any], item: tuple[str, Any, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _add_rows(into: dict[int, int], rows: dict[int, int]) -> None:
+        for shard, n in rows.items():
+            into[shard] = into.get(shard, 0) + n
+
+    def add_input(self, acc: dict[str, Any], item: tuple[str, Any, Any, Any]) -> dict[str, Any]:
         if item[0] == "totals":
             acc["prefixes"].append(item[1])
             acc["totals"] = item[2] if acc["totals"] is None else acc["totals"].merge(item[2])
+            self._add_rows(acc["sent"], item[3])
         elif item[0] == "shard":
             acc["shards"].append(item[1])
             acc["n"] = item[2]
+            self._add_rows(acc["written"], dict([item[3]]))
         return acc
 
     def merge_accumulators(self, accs: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -303,6 +316,8 @@ class _Gather(beam.CombineFn):
             out["prefixes"] += acc["prefixes"]
             out["shards"] += acc["shards"]
             out["n"] = acc["n"] if acc["n"] is not None else out["n"]
+            self._add_rows(out["sent"], acc["sent"])
+            self._add_rows(out["written"], acc["written"])
             if acc["totals"] is not None:
                 out["totals"] = acc["totals"] if out["totals"] is None else out["totals"].merge(acc["totals"])
         return out
@@ -314,8 +329,12 @@ class _Gather(beam.CombineFn):
 class FinalizeStore(beam.DoFn):
     """Once every shard and status part is written: status.parquet, summary.json, stale shards removed.
 
-    Refuses (the run fails, nothing says finished) when a shard is missing:
-    a runner that dropped work must not leave a store that looks complete.
+    Finishes nothing when any part of the index is missing: a shard, a
+    status folder's part (every folder under status/ must have come
+    through), or index rows (each shard must hold every row the status
+    folders sent it). A runner that dropped work must not leave a store that
+    looks complete: the summary is removed (the store reads as unfinished)
+    and ``index/incomplete.json`` says why, for the launcher's message.
     """
 
     def __init__(self, store: str, started_at: float | None) -> None:
@@ -335,11 +354,16 @@ class FinalizeStore(beam.DoFn):
         n = gathered["n"] or 1
         names = sorted(gathered["shards"])
         expected = [layout.index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
-        if names != expected:
-            raise RuntimeError(
-                f"only {len(names)} of {n} index shards were written (the runner lost work); "
-                "run the same ingest again to complete the store"
-            )
+        lost = self._lost(layout, gathered, names, n)
+        if lost:
+            # Nothing says finished: no summary (the store reads as unfinished), and the reason for the launcher.
+            from audioscope.clipstore.summary import run_stamp
+
+            stamp = run_stamp(self.started_at) if self.started_at else None
+            storage.atomic_write(layout.index_incomplete, json.dumps({"started_at": stamp, "reason": lost}) + "\n")
+            if storage.exists(layout.summary_json):
+                storage.remove(layout.summary_json)
+            return
         totals: SummaryCounts = gathered["totals"] or SummaryCounts()
         tmp = layout.status_table + ".partial" if storage.is_local(layout.status_table) else None
         with storage.open_file(tmp or layout.status_table, "wb") as fh:
@@ -365,13 +389,35 @@ class FinalizeStore(beam.DoFn):
         params = load_params(layout)
         assert params is not None, "store.json is written by the launcher before the pipeline"
         wall = round(time.time() - self.started_at, 1) if self.started_at else None
-        summary = build_summary(totals, names, params.to_json(), wall)
+        summary = build_summary(totals, names, params.to_json(), wall, started_at=self.started_at)
         storage.atomic_write(layout.summary_json, json.dumps(summary, indent=2) + "\n")
         keep = set(names)
         for path in storage.glob(layout.index_shard_glob()):
             if path.rsplit("/", 1)[-1] not in keep:
                 storage.remove(path)
+        if storage.exists(layout.index_incomplete):
+            storage.remove(layout.index_incomplete)
         yield summary
+
+    @staticmethod
+    def _lost(layout: Layout, gathered: dict[str, Any], names: list[str], n: int) -> str | None:
+        """What of the index the runner lost (None: nothing): a shard, a status folder, or index rows."""
+        expected = [layout.index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
+        if names != expected:
+            return f"only {len(names)} of {n} index shards were written"
+        folders = {d.rstrip("/").rsplit("/", 1)[-1] for d in storage.list_dirs(layout.status_dir)}
+        missing = sorted(folders - set(gathered["prefixes"]))
+        if missing:
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            return f"{len(missing)} of {len(folders)} status folders did not reach the index ({shown})"
+        short = sorted(i for i, sent in gathered["sent"].items() if gathered["written"].get(i, 0) != sent)
+        if short:
+            i = short[0]
+            return (
+                f"{len(short)} index shards do not hold the rows their status records give (shard {i}: "
+                f"{gathered['written'].get(i, 0)} of {gathered['sent'][i]})"
+            )
+        return None
 
 
 class BuildIndex(beam.PTransform):

@@ -139,6 +139,11 @@ class Layout:
     def status_table(self) -> str:
         return self.path("index", "status.parquet")
 
+    @property
+    def index_incomplete(self) -> str:
+        """Why the last run's index step did not finish (the runner lost work); removed once one does."""
+        return self.path("index", "incomplete.json")
+
     def media_rel(self, video_id: str) -> str:
         return f"media/{_prefix(video_id)}/{video_id}.npz"
 

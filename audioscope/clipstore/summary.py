@@ -66,9 +66,13 @@ class SummaryCounts:
 
 def build_summary(
     status_rows: Iterable[Mapping[str, Any]] | SummaryCounts, index_files: Sequence[str], params_json: dict[str, Any],
-    wall_seconds: float | None,
+    wall_seconds: float | None, started_at: float | None = None,
 ) -> dict[str, Any]:
-    """The store's ``summary.json`` from its status rows (or their running totals)."""
+    """The store's ``summary.json`` from its status rows (or their running totals).
+
+    ``started_at`` (seconds since the epoch): when the run that wrote it started, kept as
+    :func:`run_stamp` gives it, by which the launcher knows the index was rebuilt by its own run.
+    """
     from audioscope.clipstore.format import FORMAT_VERSION, StoreParams, naive_bytes_per_clip
 
     if isinstance(status_rows, SummaryCounts):
@@ -113,8 +117,14 @@ def build_summary(
         ),
         "index_files": sorted(index_files),
         "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
+        "started_at": None if started_at is None else run_stamp(started_at),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def run_stamp(started_at: float) -> str:
+    """A run's start (seconds since the epoch) as ``summary.json`` keeps it: UTC, to the microsecond."""
+    return _dt.datetime.fromtimestamp(started_at, _dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def fmt_bytes(n: float) -> str:

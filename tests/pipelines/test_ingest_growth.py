@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -204,3 +205,60 @@ def test_the_index_can_be_walked_shard_by_shard(media, tmp_path):
     assert all(len(p) <= 7 for p in parts)
     walked = np.concatenate([p["clip_id"].to_numpy() for p in parts])
     assert sorted(walked) == sorted(cs.index["clip_id"])
+
+
+def _lose_a_folder(monkeypatch, ingest_beam) -> None:
+    real = ingest_beam._list_jobs
+
+    def listed(count, store):  # the first status folder's job never arrives
+        jobs = list(real(count, store))
+        first = next(i for i, job in enumerate(jobs) if job[0] == "dir")
+        return jobs[:first] + jobs[first + 1:]
+
+    monkeypatch.setattr(ingest_beam, "_list_jobs", listed)
+
+
+def _lose_from_a_folder(what: str):
+    def lose(monkeypatch, ingest_beam) -> None:
+        real = ingest_beam.ReadStatusDir.process
+
+        def process(self, job) -> Iterator[Any]:  # the outputs of one folder (lo/: the first list's video) are lost
+            for out in real(self, job):
+                tagged = isinstance(out, ingest_beam.beam.pvalue.TaggedOutput)
+                if job[1].rstrip("/").endswith("/lo") and tagged == (what == "totals"):
+                    continue
+                yield out
+
+        monkeypatch.setattr(ingest_beam.ReadStatusDir, "process", process)
+
+    return lose
+
+
+def _lose_the_last_step(monkeypatch, ingest_beam) -> None:
+    monkeypatch.setattr(ingest_beam.FinalizeStore, "process", lambda self, gathered: iter(()))
+
+
+@pytest.mark.parametrize(
+    "lose", [_lose_a_folder, _lose_from_a_folder("totals"), _lose_from_a_folder("rows"), _lose_the_last_step],
+    ids=["a status folder", "a folder's totals", "a folder's index rows", "the summary step"],
+)
+def test_a_runner_that_loses_part_of_the_index_cannot_end_with_exit_0(media, tmp_path, monkeypatch, capsys, lose):
+    """The index is rebuilt from every status folder of the store, the earlier lists' too: a runner that
+    lost one folder's job, totals or rows (or the last step) left a store without the first list's
+    videos, or a stale summary, and the run ended with exit 0."""
+    from audioscope.pipelines import ingest_beam
+
+    store = tmp_path / "store"
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("long.mp4\n")
+    second.write_text("short.mp4\n")
+    assert ingest(first, store, "--media-root", str(media)) == 0
+    lose(monkeypatch, ingest_beam)
+    assert ingest(second, store, "--media-root", str(media)) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("lost work" in err or "ended short" in err), err
+    monkeypatch.undo()
+    assert ingest(second, store, "--media-root", str(media)) == 0
+    cs = ClipStore.open(str(store))
+    assert set(cs.index["video_id"]) == {"long", "short"} and set(cs.status["video_id"]) == {"long", "short"}
+    assert json.loads((store / "summary.json").read_text())["clips"] == len(cs.index)

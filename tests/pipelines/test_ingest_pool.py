@@ -134,7 +134,7 @@ def test_pool_and_in_process_workers_write_the_same_store(tmp_path):
     assert sorted(p.name for p in (one / "status").rglob("*.json")) == sorted(p.name for p in (pool / "status").rglob("*.json"))
     s1, s2 = (json.loads((s / "summary.json").read_text()) for s in (one, pool))
     for s in (s1, s2):
-        assert s.pop("wall_seconds") > 0 and s.pop("finished_at")
+        assert s.pop("wall_seconds") > 0 and s.pop("finished_at") and s.pop("started_at")
     assert s1 == s2 and s1["clips"] > 0
     assert ingest_pool._pool is None, "the pool is stopped when the run ends"
 
