@@ -529,8 +529,12 @@ def write_shards(
         storage.remove(path)
     failed = layout.read_failures()
     existing = layout.existing_shards()
-    failed.update({p: "not written (the pipeline stopped early?)" for p in planned if p not in existing and p not in failed})
+    failed.update({p: LOST for p in planned if p not in existing and p not in failed})
     return failed, version
+
+
+#: Why a planned shard is neither written nor recorded as failed when the pipeline ended: the runner lost its work.
+LOST = "not written: the runner lost its work"
 
 
 def mix(config: MixConfig) -> MixResult:

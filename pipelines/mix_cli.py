@@ -200,7 +200,7 @@ def summary_rows(summary: Mapping[str, Any], seconds: float) -> dict[str, object
 
 
 def run(args: argparse.Namespace) -> int:
-    from audioscope.pipelines.mix import mix
+    from audioscope.pipelines.mix import LOST, mix
     from audioscope.progress import print_summary
 
     result = mix(make_config(args))
@@ -208,9 +208,13 @@ def run(args: argparse.Namespace) -> int:
     if not result.finished:
         for path, message in list(result.failed.items())[:5]:
             print(f"audioscope mix: {path}: {message}", file=sys.stderr)
+        lost = sum(message == LOST for message in result.failed.values())
+        failed = len(result.failed) - lost
+        why = [f"{failed} shards could not be written (reasons in {layout.failed_dir})"] if failed else []
+        why += [f"{lost} shards were not written (the runner lost their work)"] if lost else []
         print(
-            f"\n{len(result.failed)} shards could not be written (reasons in {layout.failed_dir}); summary.json is not "
-            "written until every shard exists: fix the cause and run the same command again to resume.",
+            f"\n{'; '.join(why)}; summary.json is not written until every shard exists: "
+            f"{'fix the cause and ' if failed else ''}run the same command again to resume.",
             file=sys.stderr,
         )
         return 1

@@ -538,7 +538,9 @@ def test_a_runner_that_drops_a_shard_cannot_end_the_run_as_finished(inputs, tmp_
             "--shard-bytes", "3M", "--recipes", "unsupervised", "--poll", "0.2"]  # fmt: skip
     assert cli.main(args) == 1
     err = capsys.readouterr().err
-    assert "not written (the pipeline stopped early?)" in err and "run the same command again" in err
+    assert "not written: the runner lost its work" in err and "run the same command again" in err
+    # no pointer to a failures folder that holds nothing: the shard was lost, not failed
+    assert "1 shards were not written (the runner lost their work)" in err and "reasons in" not in err
     assert not (out / "summary.json").exists()
     monkeypatch.setattr(mix_module, "run_pipeline", real)
     assert cli.main(args) == 0
