@@ -241,8 +241,8 @@ def _rebuilt_summary(layout: Layout, started: float) -> dict[str, Any]:
     if summary:  # an earlier run's: the index parts of this run may no longer match it
         storage.remove(layout.summary_json)
     raise UserError(
-        f"ingest ended short: the store's index was not rebuilt ({why}: the runner lost work; every finished "
-        "video is kept, and the store reads as unfinished). Run the same ingest again to complete it."
+        f"ingest ended short: the runner lost work and the store's index was not rebuilt ({why}). Every "
+        "finished video is kept; the store reads as unfinished until you run the same ingest again."
     )
 
 

@@ -409,13 +409,13 @@ class FinalizeStore(beam.DoFn):
         missing = sorted(folders - set(gathered["prefixes"]))
         if missing:
             shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-            return f"{len(missing)} of {len(folders)} status folders did not reach the index ({shown})"
+            return f"{len(missing)} of {len(folders)} status folders did not reach the index: {shown}"
         short = sorted(i for i, sent in gathered["sent"].items() if gathered["written"].get(i, 0) != sent)
         if short:
             i = short[0]
             return (
-                f"{len(short)} index shards do not hold the rows their status records give (shard {i}: "
-                f"{gathered['written'].get(i, 0)} of {gathered['sent'][i]})"
+                f"{len(short)} index shards do not hold the rows their status records give: shard {i} "
+                f"holds {gathered['written'].get(i, 0)} of {gathered['sent'][i]}"
             )
         return None
 
