@@ -353,7 +353,6 @@ class FinalizeStore(beam.DoFn):
         layout = Layout(self.store)
         n = gathered["n"] or 1
         names = sorted(gathered["shards"])
-        expected = [layout.index_shard(i, n).rsplit("/", 1)[-1] for i in range(n)]
         lost = self._lost(layout, gathered, names, n)
         if lost:
             # Nothing says finished: no summary (the store reads as unfinished), and the reason for the launcher.

@@ -122,7 +122,8 @@ def _clean(value: Any) -> Any:
 
 
 def files_of(root: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every file under ``root``: JSON by content (clocks left out), Parquet by rows, others by SHA-256."""
+    """Every file under ``root``: JSON by content (clocks and ``root`` itself left out), Parquet by rows,
+    others by SHA-256."""
     import pyarrow.parquet as pq
 
     out: dict[str, Any] = {}
@@ -131,8 +132,8 @@ def files_of(root: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
         if os.path.isdir(path) or rel.startswith(skip):
             continue
         if rel.endswith(".json"):
-            try:
-                out[rel] = _clean(json.loads(Path(path).read_text()))
+            try:  # the output folder's own path (base or case) left out
+                out[rel] = _clean(json.loads(Path(path).read_text().replace(json.dumps(root)[1:-1], "<out>")))
             except ValueError:
                 out[rel] = "not JSON"
         elif rel.endswith(".parquet"):
