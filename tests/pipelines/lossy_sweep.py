@@ -11,8 +11,8 @@ would after an error. Each case must end one of two ways:
 
 - ``complete``: exit 0 and the outputs equal an undisturbed run's (the loss
   did not matter, or the step made up for it);
-- ``refused``: a non-zero exit, without a traceback (the line saying why is
-  printed under the case);
+- ``refused``: a non-zero exit, without a traceback, whose last line says
+  to run the step again (printed under the case);
 
 and in both, the run that follows exits 0 with the undisturbed outputs. A
 case that exits 0 with other outputs is a ``SILENT LOSS``. The sweep exits
@@ -42,8 +42,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-#: Keys of JSON outputs that differ between two undisturbed runs (clocks, speeds).
-VOLATILE = ("wall", "seconds", "_at", "elapsed", "per_s", "per_second", "time")
+#: Keys of JSON outputs that differ between two undisturbed runs (clocks, speeds), or between a
+#: re-run and one run of everything (what this run did: score's ``clips_scored``).
+VOLATILE = ("wall", "seconds", "_at", "elapsed", "per_s", "per_second", "time", "_scored")
 
 
 # --------------------------------------------------------------------------- the child: one lossy run
@@ -97,17 +98,17 @@ def child(argv: list[str]) -> None:
 
     lossy(operations.SingletonElementConsumerSet)
     lossy(operations.GeneralPurposeConsumerSet)
+    import atexit
+
     from audioscope import cli
 
-    code = 1
-    try:
-        code = cli.main(argv, own_process=True)
-    finally:
+    def write_counts() -> None:
         with lock:
             Path(os.environ["LOSSY_COUNTS"]).write_text(json.dumps(counts))
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code or 0)
+
+    atexit.register(write_counts)
+    sys.argv = ["audioscope", *argv]
+    cli.run()  # as the console script ends (its last lines reach stderr before the exit)
 
 
 # --------------------------------------------------------------------------- the steps
@@ -316,19 +317,21 @@ def sweep(name: str, work: Path, only: str = "") -> int:
             code, output, _ = run(step, out, edge, nth)
             got = step.outputs(out)
             differs = sorted(k for k in set(base) | set(got) if base.get(k) != got.get(k))
+            said = [line for line in output.splitlines() if line.strip() and not line.startswith(" ")][-1:]
             if code == 0:
                 verdict = "complete" if not differs else "SILENT LOSS"
-            else:
-                verdict = "refused" if "Traceback" not in output else "REFUSED WITH TRACEBACK"
+            elif "Traceback" in output:
+                verdict = "REFUSED WITH TRACEBACK"
+            else:  # the last line says what happened and to run the step again
+                verdict = "refused" if said and "again" in said[0] else "REFUSED UNCLEARLY"
             code2, output2, _ = run(step, out)
             rerun = code2 == 0 and step.outputs(out) == base
             ok = verdict in ("complete", "refused") and rerun
             bad += not ok
             case += 1
             (logs / f"{case:03d}.log").write_text(f"{edge} #{nth}\n--- exit {code}\n{output}\n--- re-run: exit {code2}\n{output2}")
-            said = [line for line in output.splitlines() if line.strip() and not line.startswith(" ")][-1:]
             print(f"{verdict:22s} re-run {'completes' if rerun else 'FAILS':9s} {edge} #{nth}  [{case:03d}.log]", flush=True)
-            if verdict == "refused" and said:
+            if code != 0 and said:
                 print(f"    {said[0][:200]}", flush=True)
             if not ok:
                 print(f"    differs: {differs[:4]}", flush=True)
