@@ -403,7 +403,12 @@ def read_failures(layout: ScoresLayout) -> dict[str, dict[str, Any]]:
 
 
 class FinalizeScores(beam.DoFn):
-    """Writes ``scores.parquet`` from the merge chunks, in order, and then ``summary.json``."""
+    """Writes ``scores.parquet`` from the merge chunks, in order, and then ``summary.json``.
+
+    The summary records when its run started (``started_at``), by which the
+    launcher knows the run's own finalize step wrote it. This run's counts
+    (``clips_scored``, ``videos_scored``) are None when the runner lost them.
+    """
 
     def __init__(self, scores_dir: str, info: Mapping[str, Any], started_at: float | None) -> None:
         self.scores_dir = scores_dir
@@ -411,8 +416,10 @@ class FinalizeScores(beam.DoFn):
         self.started_at = started_at
 
     def process(
-        self, _: Any, chunks: list[tuple[int, str, int, int]], clips_scored: int, videos_scored: int
+        self, _: Any, chunks: list[tuple[int, str, int, int]], clips_scored: int | None, videos_scored: int | None
     ) -> Iterator[dict[str, Any]]:
+        from audioscope.clipstore.summary import run_stamp
+
         layout = ScoresLayout(self.scores_dir)
         chunks = sorted(chunks)
         write_merged(layout.scores_parquet, [path for _, path, _, _ in chunks])
@@ -436,14 +443,15 @@ class FinalizeScores(beam.DoFn):
             "videos": videos,
             "index_clips": index_clips,
             "index_videos": self.info.get("index_videos"),
-            "clips_scored": int(clips_scored),
-            "videos_scored": int(videos_scored),
+            "clips_scored": None if clips_scored is None else int(clips_scored),
+            "videos_scored": None if videos_scored is None else int(videos_scored),
             "videos_failed": len(failed),
             "failed": {k: v["message"] for k, v in failed.items()},
             "missing_clips": missing,
             "complete": missing == 0,
             "seconds": None if seconds is None else round(seconds, 2),
-            "clips_per_second": round(clips_scored / seconds, 2) if seconds else None,
+            "clips_per_second": round(clips_scored / seconds, 2) if seconds and clips_scored is not None else None,
+            "started_at": None if self.started_at is None else run_stamp(self.started_at),
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         storage.atomic_write(layout.summary_json, json.dumps(summary, indent=2) + "\n")
@@ -472,7 +480,7 @@ class MergeScores(beam.PTransform):
         chunks = (
             written.pipeline
             | "PartsRoot" >> beam.Create([layout.parts_dir])
-            | "ListPartDirs" >> beam.FlatMap(_list_part_dirs, beam.pvalue.AsSingleton(videos_scored))
+            | "ListPartDirs" >> beam.FlatMap(_list_part_dirs, beam.pvalue.AsSingleton(videos_scored, default_value=None))
             | "SpreadPartDirs" >> beam.Reshuffle()
             | "WriteMergeChunks" >> beam.ParDo(WriteMergeChunk(self.scores_dir))
         )
@@ -482,8 +490,9 @@ class MergeScores(beam.PTransform):
             | "Finalize" >> beam.ParDo(
                 FinalizeScores(self.scores_dir, self.info, self.started_at),
                 beam.pvalue.AsList(chunks),
-                beam.pvalue.AsSingleton(clips_scored),
-                beam.pvalue.AsSingleton(videos_scored),
+                # (counts of this run only: a runner that lost them leaves them unknown, not the step failed)
+                beam.pvalue.AsSingleton(clips_scored, default_value=None),
+                beam.pvalue.AsSingleton(videos_scored, default_value=None),
             )
         )
 
@@ -552,6 +561,28 @@ class ScoreConfig(RunnerConfig):
     batch_size: int = 64
 
 
+def _summary_of_this_run(layout: ScoresLayout, started: float) -> dict[str, Any]:
+    """``summary.json`` as this run's finalize step wrote it (the run that started at ``started``).
+
+    A runner that lost the finalize step leaves no summary, or an earlier
+    run's (which may say complete for a smaller index): the run ends short
+    instead, and an earlier run's summary goes (``scores.parquet`` is no
+    longer what it describes).
+    """
+    from audioscope.clipstore.summary import run_stamp
+
+    summary = layout.read_summary() if storage.exists(layout.summary_json) else {}
+    if summary.get("started_at") == run_stamp(started):
+        return summary
+    if summary:
+        storage.remove(layout.summary_json)
+    raise UserError(
+        "score ended short: the runner lost work and scores.parquet and summary.json were not rebuilt (the "
+        f"finalize step never ran); every video's part is kept in {layout.root}. Run the same command again "
+        "to complete it."
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScoreResult:
     """What a :func:`score` run left: the layout, the counts of ``summary.json`` and the summary itself."""
@@ -560,8 +591,8 @@ class ScoreResult:
     model_id: str
     clips: int
     videos: int
-    clips_scored: int
-    videos_scored: int
+    clips_scored: int | None
+    videos_scored: int | None
     failed: Mapping[str, str]
     summary: Mapping[str, Any] = field(repr=False)
 
@@ -769,7 +800,7 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
         "score", "videos", expected, {v: n for v, n in expected.items() if v in accounted},
         "Run the same command again to score them.",
     )
-    summary = layout.read_summary()
+    summary = _summary_of_this_run(layout, started)
     if not summary.get("complete"):
         # Parts short of their video's clips (left by an earlier version that wrote whatever came
         # through) are not finished: they go, so that the next run scores those videos again.
@@ -786,7 +817,7 @@ def score(config: ScoreConfig, *, echo: Callable[[str], None] = to_stderr) -> Sc
         )
     return ScoreResult(
         layout=layout, model_id=model_id, clips=int(summary["clips"]), videos=int(summary["videos"]),
-        clips_scored=int(summary["clips_scored"]), videos_scored=int(summary["videos_scored"]),
+        clips_scored=summary["clips_scored"], videos_scored=summary["videos_scored"],
         failed=dict(summary.get("failed") or {}), summary=summary,
     )
 

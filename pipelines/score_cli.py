@@ -89,7 +89,11 @@ def summary_rows(summary: Mapping[str, Any]) -> dict[str, object]:
     rows: dict[str, object] = {
         "clips in scores": f"{summary['clips']} of {summary.get('index_clips')} in the store's index",
         "videos": f"{summary['videos']} of {summary.get('index_videos')}",
-        "scored this run": f"{summary['clips_scored']} clips, {summary['videos_scored']} videos",
+        "scored this run": (
+            f"{summary['clips_scored']} clips, {summary['videos_scored']} videos"
+            if summary.get("clips_scored") is not None and summary.get("videos_scored") is not None
+            else "not counted (the runner lost the counts; the scores are complete)"
+        ),
         "videos failed": len(failed),
     }
     for vid, message in list(failed.items())[:5]:

@@ -148,6 +148,31 @@ def test_a_runner_that_drops_batches_cannot_end_in_exit_0_and_a_rerun_completes(
     assert summary["complete"] is True and summary["clips"] == len(reference)
 
 
+def test_a_runner_that_loses_the_finalize_step_cannot_leave_an_earlier_summary_standing(
+    clean, model, tmp_path, monkeypatch, capsys
+):
+    """A video new to the scores folder (as after the store grew) is scored, but the runner loses the
+    finalize step: scores.parquet stays an earlier run's, without it, and that run's summary said
+    complete, so the run ended with exit 0."""
+    from audioscope.pipelines import score as score_module
+
+    out = tmp_path / "scores"
+    shutil.copytree(clean["scores"], out)
+    (out / "parts" / "bb" / "bb-three.parquet").unlink()
+    reference = pd.read_parquet(clean["scores"] / "scores.parquet")
+    pq.write_table(pa.Table.from_pandas(reference[reference["video_id"] != "bb-three"], preserve_index=False),
+                   out / "scores.parquet")  # fmt: skip
+    monkeypatch.setattr(score_module.FinalizeScores, "process", lambda self, *a: iter(()))
+    assert score(clean["store"], model, out, "--batch-size", "3") == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "score ended short: the runner lost work" in line and "the finalize step never ran" in line
+    assert not (out / "summary.json").exists()  # the earlier summary no longer describes the folder
+    monkeypatch.undo()
+    assert score(clean["store"], model, out, "--batch-size", "3") == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scores.parquet"), reference)
+    assert json.loads((out / "summary.json").read_text())["complete"] is True
+
+
 def test_the_typed_reader_gives_the_table_and_refuses_a_foreign_file(clean, tmp_path):
     from audioscope.errors import UserError
     from audioscope.pipelines.score import ScoresLayout
