@@ -22,7 +22,7 @@ kept in ``--work``/cases/.
 
 Beam's compiled (Cython) modules cannot be patched, so the runs load Beam
 from its Python sources (``--child``), which is slower: a sweep of one step
-takes 10-40 minutes on 2 cores. Not part of the test suite; run it when a
+takes 10-45 minutes on 2 cores. Not part of the test suite; run it when a
 pipeline's graph changes. Inputs are made under ``--work`` (a synthetic
 corpus, a store, a tiny scoring model, a Df and labels from the corpus's
 truth, annotation pools).
