@@ -38,7 +38,10 @@ writes a store (a second one is refused while the first runs). Every video
 that cannot give clips (corrupt, no audio, unreachable, ...) and every
 unreadable list row is recorded in STORE/index/status.parquet with a reason;
 the run goes on and exits 0. Re-running the same command resumes: finished
-videos are not redone.
+videos are not redone. A run that the runner cut short says so in one line
+and exits non-zero (1: requested videos without an outcome; 2: an index the
+runner lost part of, when the store reads as unfinished); running the same
+command again completes it.
 
 Beam flags go after `--`, e.g.
   audioscope ingest list.csv --store gs://b/store -- --runner=DataflowRunner \\
