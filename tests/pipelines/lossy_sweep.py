@@ -271,7 +271,7 @@ STEPS: dict[str, Callable[[Path], Step]] = {"ingest": Ingest, "score": Score, "m
 
 
 def run(step: Step, out: str, edge: str | None = None, nth: int = 0) -> tuple[int, str, dict[str, int]]:
-    """One run of the step into ``out`` (fresh), losing element ``nth`` of ``edge``; (exit, output, edge counts)."""
+    """One run of the step into ``out``, losing element ``nth`` of ``edge`` (if given); (exit, output, edge counts)."""
     counts = step.work / "counts.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOSSY_")}
     env.update(LOSSY_COUNTS=str(counts), **({"LOSSY_EDGE": edge, "LOSSY_NTH": str(nth)} if edge else {}))
