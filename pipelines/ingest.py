@@ -227,19 +227,16 @@ def _rebuilt_summary(layout: Layout, started: float) -> dict[str, Any]:
     leaves an earlier run's: either way the run ends short instead of
     reporting the store as it was.
     """
-    from audioscope.clipstore.summary import run_stamp
+    from audioscope.clipstore.summary import run_stamp, this_runs_summary
     from audioscope.errors import UserError
 
-    stamp = run_stamp(started)
-    summary = json.loads(storage.read_text(layout.summary_json)) if storage.exists(layout.summary_json) else {}
-    if summary.get("started_at") == stamp:
+    summary = this_runs_summary(layout.summary_json, started)
+    if summary is not None:
         return summary
     why = "its last step never ran"
     if storage.exists(layout.index_incomplete):
         note = json.loads(storage.read_text(layout.index_incomplete))
-        why = note["reason"] if note.get("started_at") == stamp else why
-    if summary:  # an earlier run's: the index parts of this run may no longer match it
-        storage.remove(layout.summary_json)
+        why = note["reason"] if note.get("started_at") == run_stamp(started) else why
     raise UserError(
         f"ingest ended short: the runner lost work and the store's index was not rebuilt ({why}). Every "
         "finished video is kept; the store reads as unfinished until you run the same ingest again."

@@ -569,13 +569,11 @@ def _summary_of_this_run(layout: ScoresLayout, started: float) -> dict[str, Any]
     instead, and an earlier run's summary goes (``scores.parquet`` is no
     longer what it describes).
     """
-    from audioscope.clipstore.summary import run_stamp
+    from audioscope.clipstore.summary import this_runs_summary
 
-    summary = layout.read_summary() if storage.exists(layout.summary_json) else {}
-    if summary.get("started_at") == run_stamp(started):
+    summary = this_runs_summary(layout.summary_json, started)
+    if summary is not None:
         return summary
-    if summary:
-        storage.remove(layout.summary_json)
     raise UserError(
         "score ended short: the runner lost work and scores.parquet and summary.json were not rebuilt (the "
         f"finalize step never ran); every video's part is kept in {layout.root}. Run the same command again "

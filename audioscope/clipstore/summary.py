@@ -127,6 +127,25 @@ def run_stamp(started_at: float) -> str:
     return _dt.datetime.fromtimestamp(started_at, _dt.timezone.utc).isoformat(timespec="microseconds")
 
 
+def this_runs_summary(path: str, started_at: float) -> dict[str, Any] | None:
+    """The summary JSON at ``path`` if the run that started at ``started_at`` wrote it (its ``started_at``
+    is :func:`run_stamp` of that time); otherwise None, and an earlier run's summary there is removed:
+    this run rewrote part of what it described (a store's index, a scores table). For the launchers of
+    steps whose last pipeline stage writes the summary (ingest, score): a runner that lost that stage
+    must not leave an earlier run's summary standing.
+    """
+    import json
+
+    from audioscope import storage
+
+    summary = json.loads(storage.read_text(path)) if storage.exists(path) else None
+    if summary is not None and summary.get("started_at") == run_stamp(started_at):
+        return summary
+    if summary is not None:
+        storage.remove(path)
+    return None
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
