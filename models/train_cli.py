@@ -201,8 +201,8 @@ def example_bytes(data: str, files: list[str], sizes: list[int]) -> int:
     """Stored bytes per example of ``files`` (``sizes``: theirs), for the memory check.
 
     From the mixtures folder's ``summary.json`` when ``data`` is a finished one that lists every
-    file (each shard's bytes and examples: nothing is read, whatever the shards' size or place);
-    else from the smallest shard, read once
+    file (each shard's bytes and examples: nothing is read, whatever the shards' size or place) at
+    the sizes the files have; else from the smallest shard, read once
     (:func:`~audioscope.models.numpy_data.stored_example_bytes`)."""
     from audioscope.errors import UserError
     from audioscope.models.numpy_data import stored_example_bytes
@@ -214,7 +214,8 @@ def example_bytes(data: str, files: list[str], sizes: list[int]) -> int:
         except (UserError, KeyError, TypeError, ValueError):
             listed = {}
         found = [_listed_under(f, listed) for f in files]
-        if listed and all(v is not None and v[0] >= 0 and v[1] >= 0 for v in found):
+        # a shard replaced or edited since the summary was written has another size: read it instead
+        if listed and all(v is not None and v[0] >= 0 and v[1] == size for v, size in zip(found, sizes)):
             examples, stored = sum(v[0] for v in found), sum(v[1] for v in found)  # type: ignore[index]
             return -(-stored // examples) if examples else 0
     return stored_example_bytes(files, sizes)

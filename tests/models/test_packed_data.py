@@ -280,7 +280,8 @@ def test_shuffled_reading_holds_the_shards_being_read_and_the_buffers_clips_only
 def test_the_bytes_per_example_of_a_mixtures_folder_come_from_its_summary_without_reading_a_shard(tmp_path, monkeypatch):
     """`train` checks memory before it starts: a finished mixtures folder lists each shard's bytes and
     examples, so no shard is read (a release on object storage: ~130 MB per shard); a shard the summary
-    does not list, or a summary without shard sizes, falls back to reading the smallest shard."""
+    does not list, a summary without shard sizes or with sizes that are not the files', falls back to
+    reading the smallest shard."""
     import json
 
     from audioscope import storage
@@ -309,5 +310,9 @@ def test_the_bytes_per_example_of_a_mixtures_folder_come_from_its_summary_withou
     extra = root / "train" / "semi-supervised" / "copied-here.tfrecord"
     extra.write_bytes(Path(files[0]).read_bytes())  # not in the summary: the smallest shard is read
     assert example_bytes(str(root), [*files, str(extra)], [*sizes, sizes[0]]) == -(-sizes[0] // 3)
+    # a summary whose sizes are not the files' (a shard written again, the summary edited): read
+    wrong = [{**p, "bytes": p["bytes"] // 100} for p in listed]
+    (root / "summary.json").write_text(json.dumps({"shards": wrong}))
+    assert example_bytes(str(root), files, sizes) == numpy_data.stored_example_bytes(files, sizes) == -(-sizes[0] // 3)
     (root / "summary.json").write_text(json.dumps({"shards": [{"path": p["path"]} for p in listed]}))
     assert example_bytes(str(root), files, sizes) == numpy_data.stored_example_bytes(files, sizes)
