@@ -53,11 +53,23 @@ help:
 
 install: ffmpeg $(STAMP)
 
+# Debian's packages. Another apt (a second make, or unattended-upgrades on a machine
+# that just booted) may hold apt's locks: wait for it, up to 10 minutes, instead of failing.
+# Any other failure of `apt-get update` (no network, a broken source) fails at once.
+apt_install = n=0; \
+	until err=$$($(SUDO) apt-get update -qq 2>&1); do \
+	  case "$$err" in *"Could not get lock"*) ;; *) echo "$$err" >&2; exit 100;; esac; \
+	  n=$$((n+1)); \
+	  if [ $$n -gt 120 ]; then echo "apt's lock has been held for 10 minutes by another process: let it finish (ps -C apt-get,dpkg,unattended-upgr), then run make again" >&2; exit 100; fi; \
+	  if [ $$n = 1 ]; then echo "another apt holds its lock: waiting for it to finish"; fi; \
+	  sleep 5; \
+	done; \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq $(1) >/dev/null
+
 ffmpeg:
 	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
 	  echo "ffmpeg not found: installing it from Debian's packages"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; \
+	  $(call apt_install,ffmpeg); \
 	fi
 
 # Debian's chromium for the browser tests (Playwright drives it; Playwright's own
@@ -65,8 +77,7 @@ ffmpeg:
 chromium:
 	@if ! command -v chromium >/dev/null; then \
 	  echo "chromium not found: installing it from Debian's packages (browser tests)"; \
-	  ( $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null ) || \
+	  ( $(call apt_install,chromium) ) || \
 	  echo "could not install chromium: the browser tests will skip"; \
 	fi
 
