@@ -81,23 +81,31 @@ chromium:
 	  echo "could not install chromium: the browser tests will skip"; \
 	fi
 
+# Two makes in one checkout (`make demo` and `make test` side by side) install one at a time:
+# the second waits for the first's lock, then finds its stamp and installs nothing.
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing Python packages into $(VENV) (a few minutes the first time)"
-	@set -o pipefail; $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[cpu,dev]' 2>&1 \
-	  | { grep -v "^WARNING: Location .* is ignored" || true; }
-	@rm -f $(VENV)/.installed-*
-	@touch $@
+	@mkdir -p $(VENV); exec 9>$(VENV)/.install.lock; \
+	if ! flock -n 9; then echo "another make is installing into $(VENV): waiting for it"; flock 9; fi; \
+	if [ -e $@ ]; then exit 0; fi; \
+	set -o pipefail; \
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || exit; \
+	echo "installing Python packages into $(VENV) (a few minutes the first time)"; \
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[cpu,dev]' 2>&1 \
+	  | { grep -v "^WARNING: Location .* is ignored" || true; } || exit; \
+	rm -f $(VENV)/.installed-*; touch $@
 
 labelstudio: $(LS_STAMP)
 
 $(LS_STAMP):
-	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
-	@echo "installing the Label Studio server ($(LS_PIN)) into $(LS_VENV) (a few minutes the first time)"
-	@set -o pipefail; $(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(LS_PIN)' 2>&1 \
-	  | { grep -v "^WARNING: Location .* is ignored" || true; }
-	@rm -f $(LS_VENV)/.installed-*
-	@touch $@
+	@mkdir -p $(LS_VENV); exec 9>$(LS_VENV)/.install.lock; \
+	if ! flock -n 9; then echo "another make is installing into $(LS_VENV): waiting for it"; flock 9; fi; \
+	if [ -e $@ ]; then exit 0; fi; \
+	set -o pipefail; \
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV) || exit; \
+	echo "installing the Label Studio server ($(LS_PIN)) into $(LS_VENV) (a few minutes the first time)"; \
+	$(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(LS_PIN)' 2>&1 \
+	  | { grep -v "^WARNING: Location .* is ignored" || true; } || exit; \
+	rm -f $(LS_VENV)/.installed-*; touch $@
 
 annotate-server: install labelstudio
 	@mkdir -p "$(DEMO_DIR)/annotation/media"
