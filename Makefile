@@ -66,6 +66,19 @@ apt_install = n=0; \
 	done; \
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq $(1) >/dev/null
 
+# A virtualenv with pip in folder $(1). Debian's own Python ships venv's pip in a package of its
+# own (python3.X-venv), often not installed on a fresh machine: without it `python -m venv` fails
+# and leaves a virtualenv without pip behind. Install that package then and make the virtualenv again.
+make_venv = $(1)/bin/python -m pip --version >/dev/null 2>&1 || { \
+	  if ! out=$$($(PYTHON) -m venv $(1) 2>&1); then \
+	    case "$$out" in *ensurepip*) ;; *) echo "$$out" >&2; exit 1;; esac; \
+	    pkg=$$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'); \
+	    echo "$(PYTHON) cannot make a virtualenv with pip: installing $$pkg from Debian's packages"; \
+	    $(call apt_install,$$pkg); \
+	    $(PYTHON) -m venv $(1) || exit; \
+	  fi; \
+	}
+
 ffmpeg:
 	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
 	  echo "ffmpeg not found: installing it from Debian's packages"; \
@@ -88,7 +101,7 @@ $(STAMP): pyproject.toml
 	if ! flock -n 9; then echo "another make is installing into $(VENV): waiting for it"; flock 9; fi; \
 	if [ -e $@ ]; then exit 0; fi; \
 	set -o pipefail; \
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || exit; \
+	$(call make_venv,$(VENV)) || exit; \
 	echo "installing Python packages into $(VENV) (a few minutes the first time)"; \
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[cpu,dev]' 2>&1 \
 	  | { grep -v "^WARNING: Location .* is ignored" || true; } || exit; \
@@ -101,7 +114,7 @@ $(LS_STAMP):
 	if ! flock -n 9; then echo "another make is installing into $(LS_VENV): waiting for it"; flock 9; fi; \
 	if [ -e $@ ]; then exit 0; fi; \
 	set -o pipefail; \
-	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV) || exit; \
+	$(call make_venv,$(LS_VENV)) || exit; \
 	echo "installing the Label Studio server ($(LS_PIN)) into $(LS_VENV) (a few minutes the first time)"; \
 	$(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(LS_PIN)' 2>&1 \
 	  | { grep -v "^WARNING: Location .* is ignored" || true; } || exit; \
