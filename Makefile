@@ -57,6 +57,9 @@ install: ffmpeg $(STAMP)
 # that just booted) may hold apt's locks: wait for it, up to 10 minutes, instead of failing.
 # Any other failure of `apt-get update` (no network, a broken source) fails at once.
 apt_install = n=0; \
+	if [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null; then \
+	  echo "$(1) is needed and only root can install it here (no sudo): run 'apt-get install $(1)' as root, then make again" >&2; exit 100; \
+	fi; \
 	until err=$$($(SUDO) apt-get update -qq 2>&1); do \
 	  case "$$err" in *"Could not get lock"*) ;; *) echo "$$err" >&2; exit 100;; esac; \
 	  n=$$((n+1)); \
