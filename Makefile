@@ -97,31 +97,29 @@ chromium:
 	  echo "could not install chromium: the browser tests will skip"; \
 	fi
 
-# Two makes in one checkout (`make demo` and `make test` side by side) install one at a time:
-# the second waits for the first's lock, then finds its stamp and installs nothing.
-$(STAMP): pyproject.toml
-	@mkdir -p $(VENV); exec 9>$(VENV)/.install.lock; \
-	if ! flock -n 9; then echo "another make is installing into $(VENV): waiting for it"; flock 9; fi; \
+# pip's arguments for this project's own virtualenv.
+APP_PIP := -e '.[cpu,dev]'
+
+# Install pip's arguments $(3) (named $(2) in the message) into virtualenv $(1), then touch the
+# recipe's stamp. Two makes in one checkout (`make demo` and `make test` side by side) install one
+# at a time: the second waits for the first's lock, then finds its stamp and installs nothing.
+venv_install = mkdir -p $(1); exec 9>$(1)/.install.lock; \
+	if ! flock -n 9; then echo "another make is installing into $(1): waiting for it"; flock 9; fi; \
 	if [ -e $@ ]; then exit 0; fi; \
 	set -o pipefail; \
-	$(call make_venv,$(VENV)) || exit; \
-	echo "installing Python packages into $(VENV) (a few minutes the first time)"; \
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[cpu,dev]' 2>&1 \
+	$(call make_venv,$(1)) || exit; \
+	echo "installing $(2) into $(1) (a few minutes the first time)"; \
+	$(1)/bin/python -m pip install -q --disable-pip-version-check $(3) 2>&1 \
 	  | { grep -v "^WARNING: Location .* is ignored" || true; } || exit; \
-	rm -f $(VENV)/.installed-*; touch $@
+	rm -f $(1)/.installed-*; touch $@
+
+$(STAMP): pyproject.toml
+	@$(call venv_install,$(VENV),Python packages,$(APP_PIP))
 
 labelstudio: $(LS_STAMP)
 
 $(LS_STAMP):
-	@mkdir -p $(LS_VENV); exec 9>$(LS_VENV)/.install.lock; \
-	if ! flock -n 9; then echo "another make is installing into $(LS_VENV): waiting for it"; flock 9; fi; \
-	if [ -e $@ ]; then exit 0; fi; \
-	set -o pipefail; \
-	$(call make_venv,$(LS_VENV)) || exit; \
-	echo "installing the Label Studio server ($(LS_PIN)) into $(LS_VENV) (a few minutes the first time)"; \
-	$(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(LS_PIN)' 2>&1 \
-	  | { grep -v "^WARNING: Location .* is ignored" || true; } || exit; \
-	rm -f $(LS_VENV)/.installed-*; touch $@
+	@$(call venv_install,$(LS_VENV),the Label Studio server ($(LS_PIN)),'$(LS_PIN)')
 
 annotate-server: install labelstudio
 	@mkdir -p "$(DEMO_DIR)/annotation/media"
