@@ -25,6 +25,7 @@ from audioscope.clipstore.format import Layout
 from audioscope.clipstore.writer import IngestSettings
 from audioscope.pipelines.ingest_pool import (
     close_local_pool,
+    expect_outcomes,
     local_pool_size,
     pool_processes,
     start_local_pool,
@@ -109,6 +110,11 @@ def write_requests(
     (:class:`~audioscope.errors.UserError`, nothing kept): every such video
     would fail on a worker.
 
+    Within a shard whose videos are all files on this machine, the largest
+    file comes first: a file's size is the best free guess of its decode
+    time, and a pool that takes the long videos first ends with short ones
+    on every core instead of one long video on one (list scheduling).
+
     Memory stays flat whatever the list's size: requests go to shards of
     :data:`REQUESTS_PER_SHARD` lines as they come, the ids seen are kept in
     a temporary SQLite file. Stale shards of an earlier list are removed
@@ -124,15 +130,22 @@ def write_requests(
     files: list[str] = []
     bad_files: list[str] = []
     chunk: list[str] = []
+    #: each request's local file size, None once a request of the chunk is not a local file
+    chunk_sizes: list[int] | None = []
     bad: list[str] = []
     n_req = n_bad = 0
 
     def flush_requests() -> None:
+        nonlocal chunk_sizes
+        lines = chunk
+        if chunk_sizes is not None:  # all local: largest first (a stable sort: equal sizes keep list order)
+            lines = [chunk[i] for i in sorted(range(len(chunk)), key=lambda i: -chunk_sizes[i])]
         # named -i-of-?????: renamed below once the count is known
         path = layout.path("requests", f".writing-{len(files):05d}.jsonl")
-        storage.atomic_write(path, "".join(c + "\n" for c in chunk))
+        storage.atomic_write(path, "".join(c + "\n" for c in lines))
         files.append(path)
         chunk.clear()
+        chunk_sizes = []
 
     def flush_bad() -> None:
         path = layout.bad_rows_file(key, len(bad_files))
@@ -169,6 +182,10 @@ def write_requests(
                 )
             n_req += 1
             chunk.append(item.to_json())
+            if chunk_sizes is not None and storage.is_local(item.uri):
+                chunk_sizes.append(_local_size(item.uri))
+            else:
+                chunk_sizes = None
             if len(chunk) >= REQUESTS_PER_SHARD:
                 flush_requests()
         if chunk or not files:
@@ -194,6 +211,14 @@ def write_requests(
         if path.rsplit("/", 1)[-1] not in {b.rsplit("/", 1)[-1] for b in bad_files}:
             storage.remove(path)  # this list's rows of an earlier run (or the older single-file name)
     return WrittenRequests(requested=n_req, bad_rows=n_bad, files=final, ids=ids)
+
+
+def _local_size(path: str) -> int:
+    """A local file's size in bytes; 0 when it cannot be read (its worker records why)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def unfinished_count(layout: Layout, ids: Any) -> int:
@@ -309,6 +334,8 @@ def ingest(config: IngestConfig, watch: "Any | None" = None) -> IngestResult:
             )
             started = time.time()
             ctx = watch(layout, written.requested, written.ids) if watch is not None else contextlib.nullcontext()
+            if pool:
+                expect_outcomes(written.requested)  # the pool closes as soon as the last one is done
             if pool and written.files:
                 # the first videos start now, while Beam builds and starts the pipeline
                 early = EARLY_PER_PROCESS * pool_processes(pool)

@@ -62,6 +62,7 @@ from audioscope.pipelines.ingest_pool import (
     local_pool,
     local_pool_size,
     outcome,
+    outcome_given,
     pool_closed,
     pool_processes,
     runner_args,
@@ -162,6 +163,7 @@ class IngestVideoInPool(beam.DoFn):
             if pool_closed(self._executor) and (f.cancelled() or f.exception() is not None):
                 continue  # the launcher stopped the pool (Ctrl-C): the video is left for the re-run
             video_id, counts = f.result()
+            outcome_given()
             for name, n in counts:
                 if name not in self._counters:
                     self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from audioscope.clipstore import format as format_module
 from audioscope.clipstore.format import (
     AUDIO_DEFLATE,
     DEFAULT_DEFLATE,
+    PNG_DEFLATE,
     StoreParams,
     decode_media,
     encode_media,
@@ -66,14 +68,36 @@ def test_zip_members_read_back_with_zipfile():
     assert zip_bytes(members) == data  # same input, same bytes
 
 
-def test_audio_strategy_deflates_pcm_close_to_level_1():
+@pytest.fixture(params=["isal", "zlib"])
+def deflater(request, monkeypatch):
+    """Each test that takes it runs with ISA-L's deflate and with zlib's (a platform without isal)."""
+    if request.param == "isal":
+        assert format_module._isal_zlib is not None, "the isal package is a dependency on this platform"
+    else:
+        monkeypatch.setattr(format_module, "_isal_zlib", None)
+    return request.param
+
+
+def test_audio_deflate_is_close_to_zlib_level_1(deflater):
     rng = np.random.default_rng(0)
     t = np.arange(16_000 * 5) / 16_000
     pcm = (3000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 200, t.size)).astype("<i2").tobytes()
-    packer = zlib.compressobj(AUDIO_DEFLATE[0], zlib.DEFLATED, -15, 8, AUDIO_DEFLATE[1])
-    ours = len(packer.compress(pcm) + packer.flush())
-    level1 = len(zlib.compress(pcm, 1))
-    assert ours < len(pcm) and ours <= 1.1 * level1
+    ours = AUDIO_DEFLATE.raw_stream(pcm)
+    assert zlib.decompress(ours, -15) == pcm
+    assert len(ours) < len(pcm) and len(ours) <= 1.1 * len(zlib.compress(pcm, 1))
+
+
+def test_both_deflaters_write_what_standard_readers_read(deflater):
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, size=(32, 48, 3), dtype=np.uint8)
+    frame[:16] = 7
+    with Image.open(io.BytesIO(png_rgb(frame))) as img:
+        np.testing.assert_array_equal(np.asarray(img), frame)
+    data = b"".join(bytes([i % 251]) * (i % 17) for i in range(5_000))
+    for deflate in (DEFAULT_DEFLATE, PNG_DEFLATE, AUDIO_DEFLATE):
+        assert zlib.decompress(deflate.zlib_stream(data)) == data
+        assert zlib.decompress(deflate.raw_stream(data), -15) == data
+        assert deflate.raw_stream(data) == deflate.raw_stream(data)  # same input, same bytes
 
 
 def test_media_shard_is_an_npz_that_numpy_reads():

@@ -354,3 +354,47 @@ def test_the_index_stage_reshuffles_only_for_workers_outside_the_launcher(tmp_pa
         assert any(label.endswith("BuildIndex/SpreadJobs") for label in labels(None))  # remote or in-process workers
         assert not any("BuildIndex/SpreadJobs" in label for label in labels(2))  # the launcher's pool: one process
         assert any(label.endswith("BuildIndex/ByShard") for label in labels(2))
+
+
+def test_local_videos_are_requested_largest_first(tmp_path, monkeypatch):
+    """A pool that takes the long videos first ends on short ones on every core (list scheduling);
+    a file's size is the free guess of its decode time. A list with any video that is not a file
+    here keeps its order (nothing is known of its sizes); equal sizes keep the list's order."""
+    sizes = {"a": 10, "b": 3000, "c": 200, "d": 3000, "e": 0}
+    for name, n in sizes.items():
+        (tmp_path / f"{name}.mp4").write_bytes(b"x" * n)
+    local = tmp_path / "local.csv"
+    local.write_text("uri,video_id\n" + "".join(f"{name}.mp4,{name}\n" for name in sizes))
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(local.read_text() + "http://127.0.0.1:9/f.mp4,f\n")
+    monkeypatch.setattr(ingest, "REQUESTS_PER_SHARD", 3)  # each shard is ordered on its own
+
+    def requested(list_path: Path) -> list[list[str]]:
+        layout = Layout(str(tmp_path / f"store-{list_path.stem}"))
+        init_store(layout, StoreParams())
+        written = ingest.write_requests(layout, str(list_path), None, None, workdir=str(tmp_path))
+        written.ids.close()
+        return [[VideoRequest.from_json(line).video_id for line in Path(f).read_text().splitlines()]
+                for f in written.files]
+
+    assert requested(local) == [["b", "c", "a"], ["d", "e"]]
+    assert requested(mixed) == [["b", "c", "a"], ["d", "e", "f"]]
+
+
+def test_the_pool_closes_in_the_background_once_every_requested_video_is_done():
+    """The index is built after the last video: the pool's processes are joined and its fork server
+    stopped meanwhile, not after it. Until the last outcome the pool stays open."""
+    executor, workdir = ingest_pool.local_pool(1)
+    try:
+        ingest_pool.expect_outcomes(2)
+        assert executor.submit(ingest_pool._pool_ready).result() > 0
+        ingest_pool.outcome_given()
+        assert not ingest_pool.pool_closed(executor) and ingest_pool._closer is None
+        ingest_pool.outcome_given()
+        closer = ingest_pool._closer
+        assert closer is not None
+        closer.join(timeout=60)
+        assert ingest_pool.pool_closed(executor) and not Path(workdir).exists()
+    finally:
+        ingest_pool.close_local_pool()  # joins the closer; nothing left to close
+    assert ingest_pool._closer is None and ingest_pool._expected is None
