@@ -45,3 +45,16 @@ def test_the_benchmark_runs_on_real_videos(registry_media, tmp_path):
         assert verdict == ("PASS" if ratio <= 1.25 else "MISS")
     else:
         assert verdict in ("PASS", "MISS")
+
+
+def test_the_schedule_model_plays_a_pool_that_takes_the_next_video_when_free():
+    """benchmarks/ingest_schedule.py's model: a long video handed out last leaves the other workers idle
+    at the end; handed out first, the short ones fill in beside it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from ingest_schedule import run_end
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert run_end([1, 1, 1, 3], 2) == 4  # the 3 starts at 1 on one worker, the other is done at 2
+    assert run_end([3, 1, 1, 1], 2) == 3  # balanced: 3 and 1 + 1 + 1
+    assert run_end([2.0] * 8, 4) == 4.0 and run_end([5.0], 16) == 5.0 and run_end([], 3) == 0.0
