@@ -26,22 +26,16 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
-import resource
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import bare_decode, make_corpus  # noqa: E402  (this folder's benchmark)
+from ingest import bare_decode, children_cpu, make_corpus  # noqa: E402  (this folder's benchmark)
 
 from audioscope.geometry import CLIP_SECONDS  # noqa: E402
 from audioscope.progress import print_summary  # noqa: E402
-
-
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run_end(costs: list[float], workers: int) -> float:

@@ -213,10 +213,10 @@ def write_requests(
     return WrittenRequests(requested=n_req, bad_rows=n_bad, files=final, ids=ids)
 
 
-def _local_size(path: str) -> int:
+def _local_size(uri: str) -> int:
     """A local file's size in bytes; 0 when it cannot be read (its worker records why)."""
     try:
-        return os.path.getsize(path)
+        return storage.size(uri)
     except OSError:
         return 0
 

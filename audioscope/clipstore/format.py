@@ -333,6 +333,49 @@ def fit_spans(
 # media shards
 
 
+@dataclass(frozen=True)
+class Deflate:
+    """How bytes are deflated: by ISA-L at ``isal_level`` where the isal
+    package is installed, else by zlib at ``level`` with ``strategy``. Either
+    way the stream is standard deflate that zlib, ``zipfile``, numpy and every
+    PNG reader inflate, and the same input gives the same bytes on one machine
+    (ISA-L's bytes and zlib's differ).
+    """
+
+    level: int
+    strategy: int = zlib.Z_DEFAULT_STRATEGY
+    isal_level: int | None = None
+
+    def _deflate(self, data: bytes, wbits: int) -> bytes:
+        if _isal_zlib is not None and self.isal_level is not None:
+            return _isal_zlib.compress(data, self.isal_level, wbits)
+        packer = zlib.compressobj(self.level, zlib.DEFLATED, wbits, 8, self.strategy)
+        return packer.compress(data) + packer.flush()
+
+    def raw_stream(self, data: bytes) -> bytes:
+        """A raw deflate stream (no header), as a zip member holds it."""
+        return self._deflate(data, -15)
+
+    def zlib_stream(self, data: bytes) -> bytes:
+        """A zlib stream (header and Adler-32), as a PNG's IDAT holds it."""
+        return self._deflate(data, 15)
+
+
+#: A shard's small members (meta.json, offsets).
+DEFAULT_DEFLATE = Deflate(6)
+#: PNG frames. ISA-L's level 2 takes a quarter of the CPU of zlib's level 2
+#: for 1.5% fewer bytes; zlib's level 2 takes a third of level 6's CPU for
+#: ~17% more bytes (still lossless; the store stays ~15x smaller than the
+#: naive one). Measured on 667 frames of the synthetic corpus.
+PNG_DEFLATE = Deflate(2, isal_level=2)
+#: The audio. PCM has almost no long repeats for LZ77 to find: ISA-L's
+#: level 1 deflates it 5x faster than zlib's run-length matching for 1% more
+#: bytes; without ISA-L, run-length matching alone is 2.3x faster than zlib's
+#: level 1 for 2% more bytes (level 6: the size of level 1, 60% more CPU).
+#: Measured on the synthetic corpus.
+AUDIO_DEFLATE = Deflate(1, zlib.Z_RLE, isal_level=1)
+
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -340,15 +383,15 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_rgb(frame: np.ndarray, deflate: "Deflate | None" = None) -> bytes:
+def png_rgb(frame: np.ndarray, deflate: Deflate = PNG_DEFLATE) -> bytes:
     """A standard PNG (8-bit RGB, no interlace) of ``frame`` (uint8 [h, w, 3]).
 
     Every row uses PNG's Sub filter (each byte minus the same channel of the
     pixel to its left, modulo 256) and the rows are deflated as ``deflate``
-    says (:data:`PNG_DEFLATE` by default). Pillow's encoder tries all five
-    filters on every row; on our frames (smooth backgrounds, flat shapes) Sub
-    alone is as good, so this is twice as fast as Pillow at the same level and
-    ~3% smaller (measured on the synthetic corpus). Any PNG reader decodes it.
+    says. Pillow's encoder tries all five filters on every row; on our frames
+    (smooth backgrounds, flat shapes) Sub alone is as good, so this is twice
+    as fast as Pillow at the same level and ~3% smaller (measured on the
+    synthetic corpus). Any PNG reader decodes it.
     """
     h, w, c = frame.shape
     if c != 3 or frame.dtype != np.uint8:
@@ -359,7 +402,7 @@ def png_rgb(frame: np.ndarray, deflate: "Deflate | None" = None) -> bytes:
     rows[:, 1 : 1 + c] = px[:, :c]
     np.subtract(px[:, c:], px[:, :-c], out=rows[:, 1 + c :])  # uint8 wraps modulo 256, as Sub wants
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, filter 0, no interlace
-    idat = (deflate or PNG_DEFLATE).zlib_stream(rows.tobytes())
+    idat = deflate.zlib_stream(rows.tobytes())
     return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
@@ -435,47 +478,6 @@ def needed_seconds(windows: "list[tuple[int, int]]") -> np.ndarray:
     return np.unique(np.concatenate([np.arange(s, e, dtype=np.int64) for s, e in windows]))
 
 
-@dataclass(frozen=True)
-class Deflate:
-    """How bytes are deflated: by ISA-L at ``isal_level`` where the isal
-    package is installed, else by zlib at ``level`` with ``strategy``. Either
-    way the stream is standard deflate that zlib, ``zipfile``, numpy and every
-    PNG reader inflate, and the same input gives the same bytes on one machine
-    (ISA-L's bytes and zlib's differ).
-    """
-
-    level: int
-    strategy: int = zlib.Z_DEFAULT_STRATEGY
-    isal_level: int | None = None
-
-    def _deflate(self, data: bytes, wbits: int) -> bytes:
-        if _isal_zlib is not None and self.isal_level is not None:
-            return _isal_zlib.compress(data, self.isal_level, wbits)
-        packer = zlib.compressobj(self.level, zlib.DEFLATED, wbits, 8, self.strategy)
-        return packer.compress(data) + packer.flush()
-
-    def raw_stream(self, data: bytes) -> bytes:
-        """A raw deflate stream (no header), as a zip member holds it."""
-        return self._deflate(data, -15)
-
-    def zlib_stream(self, data: bytes) -> bytes:
-        """A zlib stream (header and Adler-32), as a PNG's IDAT holds it."""
-        return self._deflate(data, 15)
-
-
-#: A shard's small members (meta.json, offsets).
-DEFAULT_DEFLATE = Deflate(6)
-#: PNG frames. ISA-L's level 2 takes a quarter of the CPU of zlib's level 2
-#: for 1.5% fewer bytes; zlib's level 2 takes a third of level 6's CPU for
-#: ~17% more bytes (still lossless; the store stays ~15x smaller than the
-#: naive one). Measured on 667 frames of the synthetic corpus.
-PNG_DEFLATE = Deflate(2, isal_level=2)
-#: The audio. PCM has almost no long repeats for LZ77 to find: ISA-L's
-#: level 1 deflates it 5x faster than zlib's run-length matching for 1% more
-#: bytes; without ISA-L, run-length matching alone is 2.3x faster than zlib's
-#: level 1 for 2% more bytes (level 6: the size of level 1, 60% more CPU).
-#: Measured on the synthetic corpus.
-AUDIO_DEFLATE = Deflate(1, zlib.Z_RLE, isal_level=1)
 _ZIP_DATE_1980_01_01 = (0 << 9) | (1 << 5) | 1  # MS-DOS date; the time is 00:00:00
 
 
